@@ -1,0 +1,29 @@
+PYTHON ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+export HF_HUB_OFFLINE := 1
+export HF_DATASETS_OFFLINE := 1
+export HF_EVALUATE_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: install test demo bench clean
+
+$(BIN)/tvr: setup.cfg pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -c constraints.txt -e ".[dev]"
+	touch $(BIN)/tvr
+
+install: $(BIN)/tvr
+
+test: install
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 tests
+
+demo: install
+	$(BIN)/tvr demo --output demo_output
+
+bench: install
+	$(BIN)/python benchmarks/bench_sampling.py
+
+clean:
+	rm -rf $(VENV) demo_output

@@ -1,0 +1,11 @@
+"""tvr: text-to-video retrieval on Hugging Face transformers.
+
+Importing ``tvr`` registers every config, model and processor with the transformers Auto classes, so
+``AutoModel.from_pretrained(dir)`` and ``AutoProcessor.from_pretrained(dir)`` work on saved tvr folders.
+"""
+
+from . import modeling, processing  # noqa: F401  (registers the Auto classes)
+from .modeling import *  # noqa: F401,F403
+from .processing import *  # noqa: F401,F403
+
+__version__ = "0.1.0"
