@@ -1,0 +1,322 @@
+"""``TVRVideoProcessor``: videos in, ``pixel_values_videos`` + ``video_mask`` out, as the seeds prepare them."""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import torchvision.transforms.v2.functional as tvF
+from huggingface_hub.dataclasses import validate_typed_dict
+from transformers.image_processing_utils import BatchFeature
+from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, PILImageResampling, SizeDict, validate_kwargs
+from transformers.processing_utils import Unpack, VideosKwargs
+from transformers.video_processing_utils import BaseVideoProcessor
+from transformers.video_utils import VideoMetadata
+
+from .decoding import open_video, read_frames, read_metadata, video_name
+from .sampling import sample_frame_indices
+
+Seconds = int | float
+
+
+class TVRVideosKwargs(VideosKwargs, total=False):
+    """Options of :class:`TVRVideoProcessor` beyond transformers' ``VideosKwargs``.
+
+    ``fps`` (frames per second, default 1) and ``num_frames`` (fixed count, default ``None``) come from
+    ``VideosKwargs``; setting ``num_frames`` switches from per-second to fixed-count sampling.
+
+    Attributes:
+        max_frames: frames per video in the output; fewer sampled frames are zero-padded and masked.
+        slice_framepos: which frames to keep when per-second sampling gives more than ``max_frames``:
+            ``"head"``, ``"tail"`` or ``"uniform"`` (CLIP4Clip's ``slice_framepos`` 0 / 1 / 2).
+        frame_order: ``"normal"``, ``"reverse"`` or ``"shuffle"`` (CLIP4Clip's frame_order 0 / 1 / 2).
+        start: clip start in seconds, one value for all videos or one per video (``None`` = video start).
+        end: clip end in seconds, likewise (``None`` = video end).
+        seed: seed of the generator that shuffles frames (``frame_order="shuffle"``), for reproducibility.
+        decode_threads: decord decoding threads per video; 1 suits DataLoader workers, 0 lets FFmpeg use
+            every core (fastest for a single process).
+    """
+
+    max_frames: int
+    slice_framepos: Literal["head", "tail", "uniform"]
+    frame_order: Literal["normal", "reverse", "shuffle"]
+    start: Seconds | list[Seconds | None] | None
+    end: Seconds | list[Seconds | None] | None
+    seed: int | None
+    decode_threads: int
+
+
+class TVRVideoProcessor(BaseVideoProcessor):
+    r"""Decode, sample, resize, crop and normalise videos for text-video retrieval models.
+
+    Accepts, for one video, a path, the file's bytes, a ``decord.VideoReader``, a ``(num_frames, height, width, 3)``
+    uint8 array or tensor, or a list of PIL images / ``(height, width, 3)`` arrays; a list of those is a batch.
+    Files are read with decord, decoding only the sampled frames. Frames are sampled per second (CLIP4Clip,
+    EMCL-Net: ``fps``, then ``slice_framepos`` down to ``max_frames``) or as ``num_frames`` segment middles
+    (InternVideo), optionally inside a ``[start, end]`` clip, then put in ``frame_order``. Each frame is resized
+    (shorter side to ``size``, bicubic), centre-cropped to ``crop_size``, rescaled to [0, 1] and normalised with
+    the CLIP mean / std, i.e. CLIP4Clip's ``Resize(224, BICUBIC) + CenterCrop(224) + ToTensor + Normalize``.
+
+    Frame arrays carry no frame rate: pass ``video_metadata`` (with ``fps``) to sample them by time; without it
+    each frame counts as one second, so per-second sampling keeps every frame (already sampled frames).
+
+    Returns a ``BatchFeature`` with
+
+    - ``pixel_values_videos``: ``(batch_size, max_frames, 3, crop_height, crop_width)`` float32, zero-padded;
+    - ``video_mask``: ``(batch_size, max_frames)`` int64, 1 for real frames (every video has at least one);
+    - ``video_metadata`` (with ``return_metadata=True``): per video, a ``VideoMetadata`` whose
+      ``frames_indices`` are the decoded frame indices in output order.
+
+    Example:
+        >>> processor = TVRVideoProcessor(size=32, crop_size=32, max_frames=4)
+        >>> batch = processor(["a.mp4", "b.mp4"], start=[None, 2.0], end=[None, 9.5])  # doctest: +SKIP
+        >>> batch["pixel_values_videos"].shape, batch["video_mask"].shape  # doctest: +SKIP
+        (torch.Size([2, 4, 3, 32, 32]), torch.Size([2, 4]))
+    """
+
+    resample = PILImageResampling.BICUBIC
+    image_mean = OPENAI_CLIP_MEAN
+    image_std = OPENAI_CLIP_STD
+    size = {"shortest_edge": 224}
+    crop_size = {"height": 224, "width": 224}
+    default_to_square = False
+    do_resize = True
+    do_center_crop = True
+    do_rescale = True
+    do_normalize = True
+    do_sample_frames = True
+    fps = 1
+    num_frames = None
+    max_frames = 12
+    slice_framepos = "uniform"
+    frame_order = "normal"
+    start = None
+    end = None
+    seed = None
+    decode_threads = 1
+    valid_kwargs = TVRVideosKwargs
+    model_input_names = ["pixel_values_videos", "video_mask"]
+
+    def __init__(self, **kwargs: Unpack[TVRVideosKwargs]) -> None:
+        super().__init__(**kwargs)
+
+    def preprocess(self, videos: Any, **kwargs: Unpack[TVRVideosKwargs]) -> BatchFeature:
+        """Turn one video or a batch of videos into ``pixel_values_videos`` and ``video_mask`` (see the class doc)."""
+        validate_kwargs(
+            captured_kwargs=kwargs.keys(),
+            valid_processor_keys=list(self.valid_kwargs.__annotations__) + ["return_tensors"],
+        )
+        validate_typed_dict(self.valid_kwargs, kwargs)
+        for name in self.valid_kwargs.__annotations__:
+            kwargs.setdefault(name, getattr(self, name, None))
+
+        videos = _as_video_batch(videos)
+        frames, metadata = self._decode_and_sample_videos(
+            videos,
+            video_metadata=kwargs.pop("video_metadata"),
+            do_sample_frames=kwargs.pop("do_sample_frames"),
+            generator=np.random.default_rng(kwargs.pop("seed")),
+            fps=kwargs.pop("fps"),
+            num_frames=kwargs.pop("num_frames"),
+            max_frames=kwargs["max_frames"],
+            slice_framepos=kwargs.pop("slice_framepos"),
+            frame_order=kwargs.pop("frame_order"),
+            start=kwargs.pop("start"),
+            end=kwargs.pop("end"),
+            decode_threads=kwargs.pop("decode_threads"),
+        )
+        device = kwargs.pop("device")
+        frames = [torch.from_numpy(video).permute(0, 3, 1, 2).contiguous().to(device) for video in frames]
+
+        kwargs = self._standardize_kwargs(**kwargs)
+        self._validate_preprocess_kwargs(**kwargs)
+        return_tensors = kwargs.pop("return_tensors")
+        return_metadata = kwargs.pop("return_metadata")
+        max_frames = kwargs.pop("max_frames")
+        processed = self._preprocess(videos=frames, return_tensors=None, **kwargs)["pixel_values_videos"]
+
+        pixel_values, video_mask = _pad_frames(processed, max_frames)
+        data = {"pixel_values_videos": pixel_values, "video_mask": video_mask}
+        if return_metadata:
+            data["video_metadata"] = metadata
+        return BatchFeature(data=data, tensor_type=return_tensors, skip_tensor_conversion=["video_metadata"])
+
+    def sample_frames(
+        self,
+        metadata: VideoMetadata,
+        num_frames: int | None = None,
+        fps: int | float | None = None,
+        *,
+        max_frames: int | None = None,
+        slice_framepos: str | None = None,
+        frame_order: str | None = None,
+        start: Seconds | None = None,
+        end: Seconds | None = None,
+        generator: np.random.Generator | None = None,
+        **kwargs,
+    ) -> np.ndarray:
+        """Indices of the frames to decode from a video described by ``metadata``, in output order.
+
+        Unset options fall back to the processor's; see :func:`tvr.processing.sample_frame_indices`.
+        """
+        return sample_frame_indices(
+            metadata.total_num_frames,
+            metadata.fps,
+            fps=fps if fps is not None else self.fps,
+            num_frames=num_frames if num_frames is not None else self.num_frames,
+            max_frames=max_frames if max_frames is not None else self.max_frames,
+            slice_framepos=slice_framepos or self.slice_framepos,
+            frame_order=frame_order or self.frame_order,
+            start=start,
+            end=end,
+            generator=generator,
+        )
+
+    def _decode_and_sample_videos(
+        self,
+        videos: list,
+        video_metadata: VideoMetadata | dict | list | None,
+        do_sample_frames: bool,
+        generator: np.random.Generator,
+        start: Seconds | list[Seconds | None] | None,
+        end: Seconds | list[Seconds | None] | None,
+        decode_threads: int,
+        max_frames: int,
+        **sampling,
+    ) -> tuple[list[np.ndarray], list[VideoMetadata]]:
+        """Sample and decode each video: ``(num_sampled, height, width, 3)`` uint8 frames and their metadata."""
+        starts = _per_video("start", start, len(videos))
+        ends = _per_video("end", end, len(videos))
+        given_metadata = _per_video("video_metadata", video_metadata, len(videos))
+        all_frames, all_metadata = [], []
+        for index, video in enumerate(videos):
+            name = video_name(video) if _is_file(video) else f"#{index} ({type(video).__name__})"
+            reader = open_video(video, num_threads=decode_threads) if _is_file(video) else None
+            reader = video if _is_decord_reader(video) else reader
+            if reader is not None:
+                metadata = read_metadata(reader)
+            else:
+                frames = _frames_to_array(video, name)
+                metadata = _metadata_for_frames(given_metadata[index], len(frames))
+            try:
+                if do_sample_frames:
+                    indices = self.sample_frames(
+                        metadata,
+                        start=starts[index],
+                        end=ends[index],
+                        generator=generator,
+                        max_frames=max_frames,
+                        **sampling,
+                    )
+                elif metadata.total_num_frames > max_frames:
+                    raise ValueError(
+                        f"{metadata.total_num_frames} frames exceed max_frames={max_frames} with do_sample_frames=False"
+                    )
+                else:
+                    indices = np.arange(metadata.total_num_frames)
+            except ValueError as error:
+                raise ValueError(f"video '{name}': {error}") from None
+            frames = read_frames(reader, indices, name) if reader is not None else frames[indices]
+            metadata.frames_indices = indices.tolist()
+            metadata.height, metadata.width = frames.shape[1:3]
+            all_frames.append(frames)
+            all_metadata.append(metadata)
+        return all_frames, all_metadata
+
+    def center_crop(self, image: torch.Tensor, size: SizeDict, **kwargs) -> torch.Tensor:
+        """Centre crop exactly as torchvision's ``CenterCrop`` (its rounding of odd margins differs from transformers')."""
+        return tvF.center_crop(image, [size.height, size.width])
+
+
+def _is_file(video: Any) -> bool:
+    return isinstance(video, (str, os.PathLike, bytes, bytearray))
+
+
+def _is_decord_reader(video: Any) -> bool:
+    return type(video).__name__ == "VideoReader" and type(video).__module__.startswith("decord")
+
+
+def _is_frame(frame: Any) -> bool:
+    if isinstance(frame, (np.ndarray, torch.Tensor)):
+        return frame.ndim == 3
+    return hasattr(frame, "convert") and hasattr(frame, "size")  # a PIL image
+
+
+def _is_video(video: Any) -> bool:
+    if _is_file(video) or _is_decord_reader(video):
+        return True
+    if isinstance(video, (np.ndarray, torch.Tensor)):
+        return video.ndim == 4
+    return isinstance(video, (list, tuple)) and len(video) > 0 and all(_is_frame(frame) for frame in video)
+
+
+def _as_video_batch(videos: Any) -> list:
+    """One video or a batch of videos -> a list of videos."""
+    if isinstance(videos, (np.ndarray, torch.Tensor)) and videos.ndim == 5:
+        return list(videos)
+    if _is_video(videos):
+        return [videos]
+    if isinstance(videos, (list, tuple)) and len(videos) > 0 and all(_is_video(video) for video in videos):
+        return list(videos)
+    raise TypeError(
+        "videos must be a path, bytes, a decord.VideoReader, a (num_frames, height, width, 3) uint8 array or "
+        f"tensor, a list of frames (PIL images or (height, width, 3) arrays), or a list of those; got {_describe(videos)}"
+    )
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, (np.ndarray, torch.Tensor)):
+        return f"{type(value).__name__} of shape {tuple(value.shape)}"
+    if isinstance(value, (list, tuple)):
+        return f"{type(value).__name__} of {len(value)} items" + (f", first {_describe(value[0])}" if value else "")
+    return type(value).__name__
+
+
+def _frames_to_array(video: Any, name: str) -> np.ndarray:
+    """Frames given in memory -> ``(num_frames, height, width, 3)`` uint8 array."""
+    if isinstance(video, (list, tuple)):
+        video = [np.asarray(frame.convert("RGB")) if hasattr(frame, "convert") else frame for frame in video]
+        video = np.stack([frame.numpy() if isinstance(frame, torch.Tensor) else frame for frame in video])
+    elif isinstance(video, torch.Tensor):
+        video = video.cpu().numpy()
+    if video.dtype != np.uint8 or video.shape[-1] != 3:
+        raise ValueError(
+            f"video '{name}': expected uint8 RGB frames of shape (num_frames, height, width, 3), "
+            f"got {video.dtype} of shape {video.shape}"
+        )
+    return video
+
+
+def _metadata_for_frames(metadata: VideoMetadata | dict | None, total_frames: int) -> VideoMetadata:
+    """Metadata of in-memory frames: the given frame rate, or 1 fps (each frame is one second) without one."""
+    if isinstance(metadata, dict):
+        metadata = VideoMetadata(**metadata)
+    fps = metadata.fps if metadata is not None and metadata.fps else 1.0
+    return VideoMetadata(total_num_frames=total_frames, fps=fps, duration=total_frames / fps, video_backend=None)
+
+
+def _per_video(name: str, value: Any, batch_size: int) -> list:
+    """A scalar option -> the same value for every video; a list -> checked to have one value per video."""
+    if isinstance(value, (list, tuple)):
+        if len(value) != batch_size:
+            raise ValueError(f"{name} has {len(value)} values for {batch_size} videos")
+        return list(value)
+    return [value] * batch_size
+
+
+def _pad_frames(videos: list[torch.Tensor], max_frames: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stack ``(num_frames_i, 3, H, W)`` videos into ``(batch, max_frames, 3, H, W)`` zeros + a ``(batch, max_frames)`` mask."""
+    shapes = {tuple(video.shape[1:]) for video in videos}
+    if len(shapes) > 1:
+        raise ValueError(f"processed frames differ in size {sorted(shapes)}; enable do_center_crop to batch them")
+    pixel_values = videos[0].new_zeros((len(videos), max_frames, *shapes.pop()), dtype=torch.float32)
+    video_mask = torch.zeros((len(videos), max_frames), dtype=torch.long, device=pixel_values.device)
+    for index, video in enumerate(videos):
+        pixel_values[index, : len(video)] = video
+        video_mask[index, : len(video)] = 1
+    return pixel_values, video_mask
+
+
+__all__ = ["TVRVideoProcessor", "TVRVideosKwargs"]
