@@ -1,0 +1,514 @@
+"""Annotation readers: each dataset's original files -> a ``datasets.Dataset`` of (video, caption) rows.
+
+Every reader returns the columns
+
+- ``video_id`` (str): the dataset's id of the video; evaluation groups rows by it, videos in first-appearance order.
+- ``video_path`` (str): the video file found under ``video_dir``; ``""`` when ``video_dir`` is ``None`` or the
+  file is missing (with ``missing="warn"``).
+- ``caption`` (str): one sentence (multi-caption sets: one row per (video, caption)) or one paragraph (ActivityNet,
+  DiDeMo: one row per video).
+- ``caption_index`` (int): position of the caption among the rows of its video (0, 1, ...).
+- ``start``, ``end`` (float seconds or ``None`` for the whole video): the clip to decode.
+
+MSR-VTT training without ``expand_sentences`` has one row per video and adds ``captions`` (all its sentences) so
+that training can draw a random one each epoch, as the original does; ``caption`` is then the first of them.
+
+Which rows exist and in which order follows the original loaders (CLIP4Clip, EMCL-Net, InternVideo, CLIP2Video);
+each reader's docstring says where it differs.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import pickle
+from collections import defaultdict
+from typing import Any, Callable, Iterable
+
+import pyarrow as pa
+from datasets import Dataset, Features, Sequence, Value
+
+from .videos import MissingPolicy, first_existing, index_video_files, resolve_video_paths
+
+FEATURES = Features(
+    {
+        "video_id": Value("string"),
+        "video_path": Value("string"),
+        "caption": Value("string"),
+        "caption_index": Value("int32"),
+        "start": Value("float64"),
+        "end": Value("float64"),
+    }
+)
+
+# EMCL-Net skips these LSMDC clips: their video files are broken in the released data.
+LSMDC_BROKEN_CLIPS = (
+    "0017_Pianist_00.23.28.872-00.23.34.843",
+    "0017_Pianist_00.30.36.767-00.30.38.009",
+    "3064_SPARKLE_2012_01.41.07.000-01.41.11.793",
+)
+# DiDeMo videos were annotated on their first 30 s (5-s chunks); the original decodes [0, 31] s of every video.
+DIDEMO_CLIP = (0.0, 31.0)
+
+
+def _row(video_id: str, caption: str, caption_index: int = 0, start: float | None = None,
+         end: float | None = None, **extra: Any) -> dict[str, Any]:
+    return dict(video_id=video_id, caption=caption, caption_index=caption_index, start=start, end=end, **extra)
+
+
+def _build_dataset(
+    rows: list[dict[str, Any]],
+    find: Callable[[str], str | None] | None,
+    missing: MissingPolicy,
+    where: str,
+    extra_features: dict[str, Any] | None = None,
+) -> Dataset:
+    """Attach ``video_path`` to ``rows`` (``find`` is ``None`` when there is no video folder) and build the Dataset."""
+    if find is None:
+        paths = [""] * len(rows)
+    else:
+        paths = resolve_video_paths([row["video_id"] for row in rows], find, missing, where)
+        if missing == "drop":
+            rows, paths = [r for r, p in zip(rows, paths) if p], [p for p in paths if p]
+    features = Features({**FEATURES, **(extra_features or {})})
+    columns = {name: [row.get(name) for row in rows] for name in features if name != "video_path"}
+    columns["video_path"] = paths
+    # an Arrow table with the features' schema: from_dict(features=...) would encode every value in Python (~10x slower)
+    return Dataset(pa.Table.from_pydict({name: columns[name] for name in features}, schema=features.arrow_schema))
+
+
+def _stem_finder(video_dir: str | os.PathLike | None) -> Callable[[str], str | None] | None:
+    if video_dir is None:
+        return None
+    return index_video_files(video_dir, "stem").get
+
+
+def _check_split(split: str, allowed: Iterable[str], dataset: str) -> None:
+    allowed = tuple(allowed)
+    if split not in allowed:
+        raise ValueError(f"{dataset}: split={split!r}; expected one of {allowed}")
+
+
+def _read_lines(path: str) -> list[str]:
+    with open(path, encoding="utf-8") as file:
+        return [line.strip() for line in file if line.strip()]
+
+
+def _read_json(path: str) -> Any:
+    with open(path, encoding="utf-8") as file:
+        return json.load(file)
+
+
+def _number_captions(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Set ``caption_index`` to the running count of each video's rows."""
+    seen: dict[str, int] = defaultdict(int)
+    for row in rows:
+        row["caption_index"] = seen[row["video_id"]]
+        seen[row["video_id"]] += 1
+    return rows
+
+
+# --------------------------------------------------------------------------------------------------- MSR-VTT
+def load_msrvtt(
+    annotation_dir: str | os.PathLike,
+    video_dir: str | os.PathLike | None = None,
+    split: str = "test",
+    *,
+    train_list: str = "9k",
+    test_list: str = "jsfusion",
+    expand_sentences: bool = False,
+    missing: MissingPolicy = "warn",
+) -> Dataset:
+    """MSR-VTT.
+
+    Files: ``MSRVTT_train.{9k,7k,full}.csv`` (column ``video_id``), ``MSRVTT_data.json`` (official:
+    ``sentences`` = [{``video_id``, ``caption``, ``sen_id``}]), ``MSRVTT_JSFUSION_test.csv`` (columns
+    ``key, vid_key, video_id, sentence``; the 1k-A test, one caption per video), ``MSRVTT_{val,test}.full.csv``.
+    Videos: ``<video_dir>/<video_id>.mp4``, else ``.webm``.
+
+    Args:
+        split: ``"train"``; ``"val"`` / ``"test"`` (the original has one evaluation set, JSFusion, used for both).
+        train_list: ``"9k"``, ``"7k"`` or ``"full"`` (official 6,513) training ids.
+        test_list: ``"jsfusion"`` (1,000 (video, sentence) pairs) or ``"full"`` (the official 497 val / 2,990 test
+            videos with all their sentences from ``MSRVTT_data.json``; multi-caption).
+        expand_sentences: training only. ``False`` (default): one row per video in csv order with every sentence
+            in ``captions``; ``True``: one row per (video, sentence), in ``MSRVTT_data.json`` order (the original's
+            ``--expand_msrvtt_sentences``).
+    """
+    _check_split(split, ("train", "val", "test"), "msrvtt")
+    annotation_dir = os.fspath(annotation_dir)
+    extra_features = None
+    if split == "train" or test_list == "full":
+        if split == "train":
+            if train_list not in ("9k", "7k", "full"):
+                raise ValueError(f"msrvtt: train_list={train_list!r}; expected '9k', '7k' or 'full'")
+            ids_file = f"MSRVTT_train.{train_list}.csv"
+        else:
+            ids_file = f"MSRVTT_{split}.full.csv"
+        with open(os.path.join(annotation_dir, ids_file), encoding="utf-8") as file:
+            video_ids = [record["video_id"] for record in csv.DictReader(file)]
+        sentences = _read_json(os.path.join(annotation_dir, "MSRVTT_data.json"))["sentences"]
+        if split == "train" and expand_sentences:
+            wanted = set(video_ids)
+            rows = _number_captions([_row(s["video_id"], s["caption"]) for s in sentences if s["video_id"] in wanted])
+        else:
+            by_video: dict[str, list[str]] = defaultdict(list)
+            for sentence in sentences:
+                by_video[sentence["video_id"]].append(sentence["caption"])
+            uncaptioned = [video_id for video_id in video_ids if not by_video.get(video_id)]
+            if uncaptioned:
+                raise ValueError(f"msrvtt: {len(uncaptioned)} videos of {ids_file} have no sentence in "
+                                 f"MSRVTT_data.json (first: {uncaptioned[:5]})")
+            if split == "train":
+                rows = [_row(v, by_video[v][0], captions=by_video[v]) for v in video_ids]
+                extra_features = {"captions": Sequence(Value("string"))}
+            else:
+                rows = [_row(v, caption, i) for v in video_ids for i, caption in enumerate(by_video[v])]
+    elif test_list == "jsfusion":
+        with open(os.path.join(annotation_dir, "MSRVTT_JSFUSION_test.csv"), encoding="utf-8") as file:
+            rows = _number_captions([_row(r["video_id"], r["sentence"]) for r in csv.DictReader(file)])
+    else:
+        raise ValueError(f"msrvtt: test_list={test_list!r}; expected 'jsfusion' or 'full'")
+
+    find = None
+    if video_dir is not None:
+        root = os.fspath(video_dir)
+        find = lambda video_id: first_existing(  # noqa: E731
+            os.path.join(root, f"{video_id}.mp4"), os.path.join(root, f"{video_id}.webm"))
+    return _build_dataset(rows, find, missing, f"msrvtt {split} under {video_dir!s}", extra_features)
+
+
+# ------------------------------------------------------------------------------------------------------ MSVD
+def read_msvd_captions(path: str | os.PathLike) -> dict[str, list[str]]:
+    """MSVD captions as ``{video_id: [sentence, ...]}`` from either published format.
+
+    ``raw-captions.pkl`` (CLIP4Clip): ``{id: [[token, ...], ...]}``, tokens joined with single spaces.
+    ``captions_msvd.json`` (X-Pool): ``{id: [sentence, ...]}``, the same sentences already joined.
+    """
+    path = os.fspath(path)
+    if path.endswith(".pkl"):
+        # pickle runs code from the file: only for the published annotation file, never untrusted input
+        with open(path, "rb") as file:
+            captions = pickle.load(file)
+    else:
+        captions = _read_json(path)
+    return {video_id: [c if isinstance(c, str) else " ".join(c) for c in caps] for video_id, caps in captions.items()}
+
+
+def load_msvd(
+    annotation_dir: str | os.PathLike,
+    video_dir: str | os.PathLike | None = None,
+    split: str = "test",
+    *,
+    caption_file: str | None = None,
+    missing: MissingPolicy = "warn",
+) -> Dataset:
+    """MSVD: every caption of every video is a row, in all splits (multi-caption evaluation).
+
+    Files: ``{train,val,test}_list.txt`` (one id per line) and ``raw-captions.pkl``; when the pkl is absent,
+    ``captions_msvd.json`` (same sentences, see :func:`read_msvd_captions`). Videos: any file under ``video_dir``
+    whose name without extension is the id (the original walks the folder).
+
+    Args:
+        caption_file: caption file name or path inside ``annotation_dir`` (default: the pkl, else the json).
+    """
+    _check_split(split, ("train", "val", "test"), "msvd")
+    annotation_dir = os.fspath(annotation_dir)
+    if caption_file is None:
+        candidates = [os.path.join(annotation_dir, name) for name in ("raw-captions.pkl", "captions_msvd.json")]
+        caption_path = first_existing(*candidates)
+        if caption_path is None:
+            raise FileNotFoundError(f"msvd: neither raw-captions.pkl nor captions_msvd.json in {annotation_dir!r}")
+    else:
+        caption_path = os.path.join(annotation_dir, caption_file)
+    captions = read_msvd_captions(caption_path)
+    video_ids = _read_lines(os.path.join(annotation_dir, f"{split}_list.txt"))
+    uncaptioned = [video_id for video_id in video_ids if video_id not in captions]
+    if uncaptioned:
+        raise ValueError(f"msvd: {len(uncaptioned)} ids of {split}_list.txt have no captions in "
+                         f"{caption_path} (first: {uncaptioned[:5]})")
+    rows = [_row(v, caption, i) for v in video_ids for i, caption in enumerate(captions[v])]
+    return _build_dataset(rows, _stem_finder(video_dir), missing, f"msvd {split} under {video_dir!s}")
+
+
+# ----------------------------------------------------------------------------------------------------- LSMDC
+LSMDC_FILES = {
+    "train": "LSMDC16_annos_training.csv",
+    "val": "LSMDC16_annos_val.csv",
+    "test": "LSMDC16_challenge_1000_publictect.csv",
+}
+
+
+def load_lsmdc(
+    annotation_dir: str | os.PathLike,
+    video_dir: str | os.PathLike | None = None,
+    split: str = "test",
+    *,
+    skip_broken: bool = True,
+    missing: MissingPolicy = "warn",
+) -> Dataset:
+    """LSMDC: one row per line of the tab-separated file, the whole clip.
+
+    Lines: ``clip_id \\t start_aligned \\t end_aligned \\t start_extracted \\t end_extracted \\t sentence``
+    (``LSMDC16_annos_training.csv``, ``LSMDC16_annos_val.csv``, ``LSMDC16_challenge_1000_publictect.csv`` = the 1k
+    test). A clip id may have several sentences (training). Videos: file name without extension = clip id.
+
+    Args:
+        skip_broken: leave out the three clips whose videos are broken (:data:`LSMDC_BROKEN_CLIPS`), as EMCL-Net
+            does; CLIP4Clip keeps them.
+    """
+    _check_split(split, LSMDC_FILES, "lsmdc")
+    path = os.path.join(os.fspath(annotation_dir), LSMDC_FILES[split])
+    skipped = set(LSMDC_BROKEN_CLIPS) if skip_broken else set()
+    rows = []
+    with open(path, encoding="utf-8") as file:
+        for line_number, line in enumerate(file, 1):
+            if not line.strip():
+                continue
+            fields = line.strip().split("\t")
+            if len(fields) != 6:
+                raise ValueError(f"lsmdc: {path} line {line_number} has {len(fields)} tab-separated fields, "
+                                 "expected 6 (clip_id, 4 time stamps, sentence)")
+            if fields[0] not in skipped:
+                rows.append(_row(fields[0], fields[5]))
+    return _build_dataset(_number_captions(rows), _stem_finder(video_dir), missing, f"lsmdc {split} under {video_dir!s}")
+
+
+# ----------------------------------------------------------------------------------------------- ActivityNet
+def load_activitynet(
+    annotation_dir: str | os.PathLike,
+    video_dir: str | os.PathLike | None = None,
+    split: str = "test",
+    *,
+    missing: MissingPolicy = "warn",
+) -> Dataset:
+    """ActivityNet Captions, paragraph-to-video: one row per video, its sentences joined with ``" "``.
+
+    Files: ``train_ids.json`` / ``val_ids.json`` (lists of ``"v_<youtube id>"``; the order of the rows) and
+    ``train.json`` / ``val_1.json`` (``{id: {duration, timestamps, sentences}}``). ``val`` and ``test`` both read
+    val_1 (the usual test set); ids without captions are left out as in the original. Clip: ``[0, ceil(duration)]``
+    seconds. Videos: file stem = id without its first two characters (``"v_"``, CLIP4Clip); a stem equal to the
+    full id (``v_<id>.*``, EMCL-Net's layout) is accepted too.
+    """
+    _check_split(split, ("train", "val", "test"), "activitynet")
+    annotation_dir = os.fspath(annotation_dir)
+    ids_file, captions_file = ("train_ids.json", "train.json") if split == "train" else ("val_ids.json", "val_1.json")
+    captions = _read_json(os.path.join(annotation_dir, captions_file))
+    rows = []
+    for video_id in dict.fromkeys(_read_json(os.path.join(annotation_dir, ids_file))):  # dict: drop repeats, keep order
+        if video_id in captions:
+            entry = captions[video_id]
+            rows.append(_row(video_id, " ".join(entry["sentences"]), 0, 0.0, float(math.ceil(float(entry["duration"])))))
+
+    find = None
+    if video_dir is not None:
+        stems = index_video_files(video_dir, "stem")
+        find = lambda video_id: stems.get(video_id[2:]) or stems.get(video_id)  # noqa: E731
+    return _build_dataset(rows, find, missing, f"activitynet {split} under {video_dir!s}")
+
+
+# ---------------------------------------------------------------------------------------------------- DiDeMo
+def load_didemo(
+    annotation_dir: str | os.PathLike,
+    video_dir: str | os.PathLike | None = None,
+    split: str = "test",
+    *,
+    missing: MissingPolicy = "warn",
+) -> Dataset:
+    """DiDeMo, paragraph-to-video: one row per video, all its descriptions joined with ``" "``, clip [0, 31] s.
+
+    Files: ``{train,val,test}_list.txt`` (video file names) and ``{train,val,test}_data.json`` (official list of
+    {``video``, ``description``, ``times``, ...}). Rows follow the first appearance of each listed video in the
+    json; descriptions keep json order. Videos: the file whose full name is the video key.
+    """
+    _check_split(split, ("train", "val", "test"), "didemo")
+    annotation_dir = os.fspath(annotation_dir)
+    listed = set(_read_lines(os.path.join(annotation_dir, f"{split}_list.txt")))
+    paragraphs: dict[str, list[str]] = {}
+    for item in _read_json(os.path.join(annotation_dir, f"{split}_data.json")):
+        if item["video"] in listed:
+            paragraphs.setdefault(item["video"], []).append(item["description"])
+    rows = [_row(video, " ".join(texts), 0, *DIDEMO_CLIP) for video, texts in paragraphs.items()]
+    find = None if video_dir is None else index_video_files(video_dir, "name").get
+    return _build_dataset(rows, find, missing, f"didemo {split} under {video_dir!s}")
+
+
+# ----------------------------------------------------------------------------------------------------- VATEX
+VATEX_CAPTION_FILES = {
+    "train": "vatex_training_v1.0.json",
+    "val": "vatex_validation_v1.0.json",
+    "test": "vatex_validation_v1.0.json",
+}
+
+
+def read_vatex_captions(path: str | os.PathLike) -> dict[str, dict[str, Any]]:
+    """VATEX captions as ``{video_id: entry}`` where ``entry["enCap"]`` lists the English captions.
+
+    Accepts the official v1.0 json (a list of {``videoID``, ``enCap``, ``chCap``}, optionally with InternVideo's
+    ``path`` field) and CLIP2Video/EMCL's ``vatex_data.json`` (``{videoID: {"enCap": [...], ...}}``).
+    """
+    data = _read_json(path)
+    if isinstance(data, list):
+        return {entry["videoID"]: entry for entry in data}
+    return data
+
+
+def load_vatex(
+    annotation_dir: str | os.PathLike,
+    video_dir: str | os.PathLike | None = None,
+    split: str = "test",
+    *,
+    caption_file: str | None = None,
+    id_list: str | None = None,
+    missing: MissingPolicy = "warn",
+) -> Dataset:
+    """VATEX (English): every caption is a row, in all splits (multi-caption evaluation, 10 per video).
+
+    Files: ``{train,val,test}_list.txt`` (ids ``<youtube id>_<start6>_<end6>``) and the official captions
+    (``vatex_training_v1.0.json`` for train, ``vatex_validation_v1.0.json`` for val and test: the HGR split carves
+    the 1,500 test videos out of the official validation set). Videos: the entry's ``path`` when it has one
+    (relative paths under ``video_dir``), else the file under ``video_dir`` whose stem is the id.
+
+    Args:
+        caption_file: caption json inside ``annotation_dir`` (default: by split as above; ``vatex_data.json``
+            works too).
+        id_list: id list file inside ``annotation_dir`` (default ``{split}_list.txt``; e.g.
+            ``test1k5_sec_list.txt``).
+    """
+    _check_split(split, ("train", "val", "test"), "vatex")
+    annotation_dir = os.fspath(annotation_dir)
+    caption_path = os.path.join(annotation_dir, caption_file or VATEX_CAPTION_FILES[split])
+    captions = read_vatex_captions(caption_path)
+    video_ids = _read_lines(os.path.join(annotation_dir, id_list or f"{split}_list.txt"))
+    uncaptioned = [video_id for video_id in video_ids if video_id not in captions]
+    if uncaptioned:
+        raise ValueError(f"vatex: {len(uncaptioned)} listed ids have no entry in {caption_path} "
+                         f"(first: {uncaptioned[:5]})")
+    rows = [_row(v, caption, i) for v in video_ids for i, caption in enumerate(captions[v]["enCap"])]
+
+    find = None
+    if video_dir is not None:
+        stems = index_video_files(video_dir, "stem")
+
+        def find(video_id: str) -> str | None:
+            path = captions[video_id].get("path")
+            return first_existing(os.path.join(video_dir, path)) if path else stems.get(video_id)
+
+    return _build_dataset(rows, find, missing, f"vatex {split} under {video_dir!s}")
+
+
+# --------------------------------------------------------------------------------------------------- generic
+def _optional_seconds(value: Any, where: str) -> float | None:
+    if value is None or value == "":
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{where}: start/end must be seconds or empty, got {value!r}") from None
+
+
+def load_generic(
+    annotation_path: str | os.PathLike,
+    video_dir: str | os.PathLike | None = None,
+    split: str = "test",
+    *,
+    missing: MissingPolicy = "warn",
+) -> Dataset:
+    """Your own videos: a ``.csv`` (with a header) or ``.jsonl`` file, one (video, caption) per line/record.
+
+    Columns: ``caption``; ``video_id`` and/or ``video_path``; optional ``start``, ``end`` (seconds; empty or null
+    for the whole video). A video with several captions has several rows.
+
+    Videos: a relative ``video_path`` is taken under ``video_dir`` (default: the annotation file's folder); with
+    only ``video_id``, the file under that folder whose name or stem is the id. Without ``video_id`` the id is
+    ``video_path`` as written.
+
+    Args:
+        annotation_path: the file, or a folder holding ``{split}.jsonl`` or ``{split}.csv``.
+
+    Example::
+
+        {"video_id": "cat", "video_path": "clips/cat.mp4", "caption": "a cat jumps", "start": 2.0, "end": 7.5}
+    """
+    path = os.fspath(annotation_path)
+    if os.path.isdir(path):
+        found = first_existing(os.path.join(path, f"{split}.jsonl"), os.path.join(path, f"{split}.csv"))
+        if found is None:
+            raise FileNotFoundError(f"generic: no {split}.jsonl or {split}.csv in {path!r}")
+        path = found
+    if path.endswith(".jsonl"):
+        with open(path, encoding="utf-8") as file:
+            records = [json.loads(line) for line in file if line.strip()]
+    elif path.endswith(".csv"):
+        with open(path, encoding="utf-8", newline="") as file:
+            records = list(csv.DictReader(file))
+    else:
+        raise ValueError(f"generic: annotation file {path!r} must end in .jsonl or .csv")
+
+    rows, file_of = [], {}
+    for number, record in enumerate(records, 1):
+        where = f"{path} record {number}"
+        if not record.get("caption"):
+            raise ValueError(f"{where}: no 'caption'")
+        video_id, video_path = record.get("video_id") or "", record.get("video_path") or ""
+        if not (video_id or video_path):
+            raise ValueError(f"{where}: needs 'video_id' or 'video_path'")
+        video_id = str(video_id or video_path)
+        if video_path:
+            file_of.setdefault(video_id, video_path)
+        rows.append(_row(video_id, record["caption"], 0, _optional_seconds(record.get("start"), where),
+                         _optional_seconds(record.get("end"), where)))
+
+    root = os.fspath(video_dir) if video_dir is not None else os.path.dirname(os.path.abspath(path))
+    lookup: dict[str, str] = {}
+    if len(file_of) < len({row["video_id"] for row in rows}) and os.path.isdir(root):
+        lookup = {**index_video_files(root, "stem"), **index_video_files(root, "name")}
+
+    def find(video_id: str) -> str | None:
+        if video_id in file_of:
+            return first_existing(os.path.join(root, file_of[video_id]))  # join keeps an absolute path as it is
+        return lookup.get(video_id)
+
+    return _build_dataset(_number_captions(rows), find, missing, f"generic {path}")
+
+
+# -------------------------------------------------------------------------------------------------- registry
+READERS: dict[str, Callable[..., Dataset]] = {
+    "msrvtt": load_msrvtt,
+    "msvd": load_msvd,
+    "lsmdc": load_lsmdc,
+    "activitynet": load_activitynet,
+    "didemo": load_didemo,
+    "vatex": load_vatex,
+    "generic": load_generic,
+}
+
+
+def load_annotations(
+    name: str,
+    annotation_dir: str | os.PathLike,
+    video_dir: str | os.PathLike | None = None,
+    split: str = "test",
+    **options: Any,
+) -> Dataset:
+    """Read a dataset's annotations into a ``datasets.Dataset`` (columns: see the module docstring).
+
+    Args:
+        name: one of :data:`READERS` (``msrvtt``, ``msvd``, ``lsmdc``, ``activitynet``, ``didemo``, ``vatex``,
+            ``generic``).
+        annotation_dir: folder with the dataset's annotation files (``generic``: the file itself, or a folder with
+            ``{split}.jsonl`` / ``{split}.csv``).
+        video_dir: folder with the videos; ``None`` reads annotations only (``video_path`` is ``""``).
+        split: ``"train"``, ``"val"`` or ``"test"``.
+        **options: reader options, e.g. ``missing="warn" | "error" | "drop"``, MSR-VTT ``expand_sentences=True``.
+
+    Example::
+
+        test = load_annotations("msrvtt", "data/msrvtt", "data/msrvtt/videos", "test")  # 1,000 rows
+    """
+    key = name.lower().replace("-", "").replace("_", "")
+    if key not in READERS:
+        raise ValueError(f"unknown dataset {name!r}; expected one of {sorted(READERS)}")
+    return READERS[key](annotation_dir, video_dir, split, **options)
