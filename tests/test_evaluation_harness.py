@@ -1,0 +1,203 @@
+"""The evaluation harness on a fake model and processor that follow the model contract, so every score is known."""
+
+from dataclasses import dataclass
+
+import datasets
+import pytest
+import torch
+from torch import nn
+from transformers.utils import ModelOutput
+
+from tvr.evaluation import compute_retrieval_metrics, postprocessed_metrics, qb_norm
+from tvr.evaluation.harness import evaluate_retrieval
+
+# words -> directions; a caption's vector is the sum of its words, a video's the mean of its frames' colours
+WORDS = {"red": [1.0, 0.0, 0.0], "green": [0.0, 1.0, 0.0], "blue": [0.0, 0.0, 1.0]}
+VIDEO_COLOURS = {
+    "a.mp4": [[1.0, 0.0, 0.0], [1.0, 0.0, 0.0]],
+    "b.mp4": [[0.0, 1.0, 0.0], [0.0, 0.0, 1.0]],  # mean (0, .5, .5)
+    "c.mp4": [[0.0, 0.0, 1.0], [0.0, 0.0, 1.0]],
+    "d.mp4": [[0.5, 0.5, 0.0], [0.5, 0.5, 0.0]],
+}
+
+
+@dataclass
+class FakeTextEncoding(ModelOutput):
+    text_embeds: torch.Tensor | None = None
+
+
+@dataclass
+class FakeVideoEncoding(ModelOutput):
+    video_embeds: torch.Tensor | None = None
+    video_mask: torch.Tensor | None = None
+
+
+class FakeProcessor:
+    """Token ids index ``WORDS``; a video is two 1x1 frames of its colours; records every call."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, text=None, videos=None, return_tensors=None, **kwargs):
+        assert return_tensors == "pt"
+        self.calls.append({"text": text, "videos": videos, **kwargs})
+        if text is not None:
+            ids = [[list(WORDS).index(word) for word in caption.split()] for caption in text]
+            width = max(map(len, ids))
+            input_ids = torch.tensor([row + [0] * (width - len(row)) for row in ids])
+            attention_mask = torch.tensor([[1] * len(row) + [0] * (width - len(row)) for row in ids])
+            return {"input_ids": input_ids, "attention_mask": attention_mask}
+        frames = torch.tensor([VIDEO_COLOURS[path] for path in videos])  # (batch, 2 frames, 3)
+        return {"pixel_values_videos": frames[..., None, None], "video_mask": torch.ones(len(videos), 2, dtype=torch.long)}
+
+
+class FakeModel(nn.Module):
+    def __init__(self, eval_block_size=None):
+        super().__init__()
+        self.words = nn.Parameter(torch.tensor(list(WORDS.values())))
+        self.config = type("Config", (), {"eval_block_size": eval_block_size})()
+        self.similarity_calls = []
+        self.training_during_calls = []
+
+    def encode_text(self, input_ids, attention_mask):
+        self.training_during_calls.append(self.training)
+        return FakeTextEncoding((self.words[input_ids] * attention_mask[..., None]).sum(1))
+
+    def encode_video(self, pixel_values_videos, video_mask):
+        assert pixel_values_videos.shape[1:] == (2, 3, 1, 1)
+        return FakeVideoEncoding(pixel_values_videos[..., 0, 0].mean(1), video_mask)
+
+    def similarity(self, text_encoding, video_encoding, **kwargs):
+        self.similarity_calls.append((len(text_encoding.text_embeds), len(video_encoding.video_embeds), kwargs))
+        return text_encoding.text_embeds @ video_encoding.video_embeds.T
+
+
+def _vector(caption):
+    return torch.tensor([WORDS[word] for word in caption.split()]).sum(0)
+
+
+def _expected_similarity(captions, paths):
+    texts = torch.stack([_vector(caption) for caption in captions])
+    videos = torch.tensor([VIDEO_COLOURS[path] for path in paths]).mean(1)
+    return texts @ videos.T
+
+
+# multi-caption rows in a non-contiguous order: videos in first appearance order are b, a, c
+ROWS = {
+    "video_id": ["vb", "va", "vb", "vc", "va"],
+    "video_path": ["b.mp4", "a.mp4", "b.mp4", "c.mp4", "a.mp4"],
+    "caption": ["green", "red", "blue green", "blue", "red green"],
+}
+
+
+def test_single_caption_similarity_and_metrics_by_hand():
+    dataset = datasets.Dataset.from_dict(
+        {
+            "video_id": ["a", "b", "c", "d"],
+            "video_path": ["a.mp4", "b.mp4", "c.mp4", "d.mp4"],
+            "caption": ["red", "green", "blue", "red green"],
+            "start": [None] * 4,
+            "end": [None] * 4,
+        }
+    )
+    model, processor = FakeModel(), FakeProcessor()
+    result = evaluate_retrieval(model, processor, dataset, batch_size=3, return_similarity=True, progress=False)
+    expected = _expected_similarity(dataset["caption"], dataset["video_path"])
+    torch.testing.assert_close(result.similarity, expected)
+    # rows: red [1, 0, 0, .5] -> 1; green [0, .5, 0, .5] -> tie with d -> 2; blue [0, .5, 1, 0] -> 1;
+    # red green [1, .5, 0, 1] -> tie with a -> 2 (ties count against the ground truth)
+    assert result.metrics["t2v_R@1"] == 50.0
+    assert result.metrics["t2v_MeanR"] == 1.5
+    assert result.metrics == compute_retrieval_metrics(expected)
+    assert result.video_ids == ["a", "b", "c", "d"]
+    assert result.text_to_video.tolist() == [0, 1, 2, 3]
+    # batches of 3 texts and 3 videos; whole videos: no start/end passed
+    assert [len(call["text"] or call["videos"]) for call in processor.calls] == [3, 1, 3, 1]
+    assert all("start" not in call for call in processor.calls)
+
+
+def test_multi_caption_grouping_blocks_and_eval_mode():
+    dataset = datasets.Dataset.from_dict(ROWS)
+    model, processor = FakeModel(eval_block_size=2), FakeProcessor()
+    model.train()
+    result = evaluate_retrieval(model, processor, dataset, batch_size=16, return_similarity=True, progress=False)
+    assert result.video_ids == ["vb", "va", "vc"]
+    assert result.text_to_video.tolist() == [0, 1, 0, 2, 1]
+    # each video decoded once, in first-appearance order
+    assert [call["videos"] for call in processor.calls if call["videos"]] == [["b.mp4", "a.mp4", "c.mp4"]]
+    expected = _expected_similarity(ROWS["caption"], ["b.mp4", "a.mp4", "c.mp4"])
+    torch.testing.assert_close(result.similarity, expected)
+    assert result.metrics == compute_retrieval_metrics(expected, [0, 1, 0, 2, 1])
+    # 2 x 2 blocks from the config: texts [0:2] [2:4] [4:5] x videos [0:2] [2:3]
+    assert [call[:2] for call in model.similarity_calls] == [(2, 2), (2, 1), (2, 2), (2, 1), (1, 2), (1, 1)]
+    assert model.training_during_calls == [False] and model.training
+
+
+def test_block_size_argument_and_rerank_top_k():
+    dataset = datasets.Dataset.from_dict(ROWS)
+    model = FakeModel(eval_block_size=2)
+    evaluate_retrieval(model, FakeProcessor(), dataset, block_size=4, progress=False)
+    assert [call[:2] for call in model.similarity_calls] == [(4, 3), (1, 3)]
+    model = FakeModel()
+    evaluate_retrieval(model, FakeProcessor(), dataset, block_size=2, rerank_top_k=2, progress=False)
+    # top-k is global over the gallery: video blocks span every video
+    assert model.similarity_calls == [(2, 3, {"rerank_top_k": 2}), (2, 3, {"rerank_top_k": 2}), (1, 3, {"rerank_top_k": 2})]
+
+
+def test_clips_pass_start_and_end():
+    dataset = datasets.Dataset.from_dict(
+        {**ROWS, "start": [1.0, None, 1.0, 2.5, None], "end": [3.0, None, 3.0, 4.0, None]}
+    )
+    processor = FakeProcessor()
+    evaluate_retrieval(FakeModel(), processor, dataset, batch_size=2, progress=False)
+    video_calls = [call for call in processor.calls if call["videos"]]
+    assert video_calls == [
+        {"text": None, "videos": ["b.mp4", "a.mp4"], "start": [1.0, None], "end": [3.0, None]},
+        {"text": None, "videos": ["c.mp4"], "start": [2.5], "end": [4.0]},
+    ]
+
+
+def test_postprocessing_beside_plain_metrics():
+    dataset = datasets.Dataset.from_dict(ROWS)
+    bank = ["red", "red green", "blue"]
+    result = evaluate_retrieval(
+        FakeModel(),
+        FakeProcessor(),
+        dataset,
+        postprocessing=("dsl", "inverted_softmax", "qb_norm"),
+        query_bank=bank,
+        postprocessing_options={"qb_norm": {"beta": 1.0}},
+        return_similarity=True,
+        progress=False,
+    )
+    videos = ["b.mp4", "a.mp4", "c.mp4"]
+    sim, bank_sim = _expected_similarity(ROWS["caption"], videos), _expected_similarity(bank, videos)
+    plain = compute_retrieval_metrics(sim, [0, 1, 0, 2, 1])
+    extra = postprocessed_metrics(sim, [0, 1, 0, 2, 1], ("dsl", "inverted_softmax"))
+    qb = compute_retrieval_metrics(qb_norm(sim, bank_sim, beta=1.0), [0, 1, 0, 2, 1])
+    assert result.metrics == {**plain, **extra, **{f"qb_norm/{k}": v for k, v in qb.items() if k.startswith("t2v")}}
+    assert result.similarity.shape == (5, 3)
+
+
+def test_bad_arguments_are_named():
+    dataset = datasets.Dataset.from_dict(ROWS)
+    with pytest.raises(ValueError, match="qb_norm' needs query_bank"):
+        evaluate_retrieval(FakeModel(), FakeProcessor(), dataset, postprocessing=("qb_norm",), progress=False)
+    with pytest.raises(ValueError, match="unknown post-processing"):
+        evaluate_retrieval(FakeModel(), FakeProcessor(), dataset, postprocessing=("dls",), progress=False)
+    with pytest.raises(ValueError, match=r"lacks columns \['video_path'\]"):
+        evaluate_retrieval(FakeModel(), FakeProcessor(), {"video_id": ["a"], "caption": ["red"]}, progress=False)
+
+
+def test_accelerator_unwraps_and_sets_the_device():
+    accelerate = pytest.importorskip("accelerate")
+    from accelerate.state import AcceleratorState
+
+    try:
+        accelerator = accelerate.Accelerator(cpu=True)
+        model = accelerator.prepare(FakeModel())
+        result = evaluate_retrieval(model, FakeProcessor(), datasets.Dataset.from_dict(ROWS), accelerator=accelerator)
+        expected = _expected_similarity(ROWS["caption"], ["b.mp4", "a.mp4", "c.mp4"])
+        assert result.metrics == compute_retrieval_metrics(expected, [0, 1, 0, 2, 1])
+    finally:
+        AcceleratorState._reset_state(reset_partial_state=True)

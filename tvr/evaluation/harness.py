@@ -1,0 +1,259 @@
+"""Batched retrieval evaluation of any tvr model on a caption dataset.
+
+The harness follows the model contract only (``encode_text``, ``encode_video``, ``similarity``), so it evaluates
+every method the same way: encode each caption and each unique video once, score texts x videos in blocks
+(methods such as tightTransf or EMCL score pairs, not dot products), then rank.
+
+Zero-shot evaluation of CLIP is this harness on a model initialised from CLIP and never trained, e.g. a
+mean-pooling CLIP4Clip, whose score is CLIP's logit-scaled cosine between the caption and the mean frame
+embedding::
+
+    model = tvr.CLIP4ClipModel.from_clip("openai/clip-vit-base-patch32", sim_header="meanP")
+    dataset = tvr.data.load_annotations("msrvtt", annotation_dir, video_dir, split="test")
+    results = evaluate_retrieval(model, processor, dataset, postprocessing=("dsl",))
+    results.metrics["t2v_R@1"], results.metrics["dsl/t2v_R@1"]
+
+(``tvr eval`` does the same from a saved model folder.)
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+import torch
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+from transformers.utils import ModelOutput
+
+from ..modeling.outputs import concat_encodings
+
+from .metrics import compute_retrieval_metrics
+from .postprocessing import POSTPROCESSING, postprocessed_metrics
+
+DEFAULT_BLOCK_SIZE = 1024
+
+
+@dataclass
+class RetrievalEvaluation:
+    """What :func:`evaluate_retrieval` found.
+
+    Attributes:
+        metrics: ``t2v_R@1`` ... ``v2t_MeanR`` plus ``<method>/...`` keys for each post-processing method.
+        video_ids: the unique videos in first-appearance order (the columns of ``similarity``).
+        text_to_video: ``(num_texts,)`` column index of each dataset row's video.
+        similarity: ``(num_texts, num_videos)`` float32 scores on CPU, when asked for.
+    """
+
+    metrics: dict[str, float]
+    video_ids: list[str]
+    text_to_video: torch.Tensor
+    similarity: torch.Tensor | None = None
+
+
+def evaluate_retrieval(
+    model: Any,
+    processor: Any,
+    dataset: Any,
+    batch_size: int = 16,
+    postprocessing: Sequence[str] = (),
+    device: torch.device | str | None = None,
+    block_size: int | None = None,
+    rerank_top_k: int | None = None,
+    query_bank: Sequence[str] | None = None,
+    postprocessing_options: Mapping[str, Mapping] | None = None,
+    ties: str = "pessimistic",
+    num_workers: int = 0,
+    accelerator: Any = None,
+    return_similarity: bool = False,
+    progress: bool = True,
+) -> RetrievalEvaluation:
+    """Encode a caption dataset, score every text against every video and compute retrieval metrics.
+
+    Each dataset row is one text query; rows sharing a ``video_id`` share one video (multi-caption sets).
+    The model is put in eval mode for the call and restored afterwards.
+
+    Args:
+        model: a tvr model (or one wrapped by ``accelerator.prepare``).
+        processor: callable as ``processor(text=[...], return_tensors="pt")`` -> ``input_ids``,
+            ``attention_mask`` and ``processor(videos=[paths], start=[...], end=[...], return_tensors="pt")`` ->
+            ``pixel_values_videos``, ``video_mask``.
+        dataset: a ``datasets.Dataset`` (or dict of lists) with columns ``video_id``, ``video_path``,
+            ``caption`` and optionally ``start``, ``end`` (seconds, ``None`` for the whole video).
+        batch_size: texts / videos encoded per forward pass.
+        postprocessing: names from ``("dsl", "inverted_softmax", "qb_norm")``; reported beside the plain metrics.
+        device: where to run; default ``accelerator.device``, else the model's device.
+        block_size: texts and videos per ``model.similarity`` call; default ``model.config.eval_block_size``
+            when the config has one (EMCL's results depend on it), else 1024.
+        rerank_top_k: passed as ``model.similarity(..., rerank_top_k=k)`` for two-stage models; the top-k is
+            taken over the whole gallery, so video blocks then span all videos.
+        query_bank: captions for QB-Norm's query bank (the paper uses the training captions); needed for
+            ``"qb_norm"``.
+        postprocessing_options: keyword arguments per method, e.g. ``{"dsl": {"temperature": 1.0}}``.
+        ties: tie rule, see :func:`~tvr.evaluation.compute_retrieval_metrics`.
+        num_workers: DataLoader workers that decode videos.
+        accelerator: an ``accelerate.Accelerator``; gives the device, autocast and unwraps the model. Every
+            process computes the full result (encoding is not yet split across processes).
+        return_similarity: keep the similarity matrix in the result.
+        progress: show tqdm progress bars (main process only).
+
+    Returns:
+        A :class:`RetrievalEvaluation`.
+    """
+    unknown = set(postprocessing) - set(POSTPROCESSING)
+    if unknown:
+        raise ValueError(f"unknown post-processing {sorted(unknown)}; expected names from {POSTPROCESSING}")
+    if "qb_norm" in postprocessing and not query_bank:
+        raise ValueError("post-processing 'qb_norm' needs query_bank: a list of captions, e.g. the training set's")
+    captions, videos, text_to_video = _group_by_video(dataset)
+    if accelerator is not None:
+        model = accelerator.unwrap_model(model)
+        device = device or accelerator.device
+        progress = progress and accelerator.is_local_main_process
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    if block_size is None:
+        block_size = getattr(getattr(model, "config", None), "eval_block_size", None) or DEFAULT_BLOCK_SIZE
+    autocast = accelerator.autocast() if accelerator is not None else contextlib.nullcontext()
+
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad(), autocast:
+            text_encoding = encode_texts(model, processor, captions, batch_size, device, progress)
+            video_encoding = encode_videos(
+                model, processor, videos["video_path"], batch_size, device, videos["start"], videos["end"],
+                num_workers, progress,
+            )
+            sim = score_blocks(model, text_encoding, video_encoding, block_size, rerank_top_k, progress)
+            bank_sim = None
+            if "qb_norm" in postprocessing:
+                bank_encoding = encode_texts(model, processor, list(query_bank), batch_size, device, progress)
+                bank_sim = score_blocks(model, bank_encoding, video_encoding, block_size, rerank_top_k, progress)
+    finally:
+        model.train(was_training)
+
+    metrics = compute_retrieval_metrics(sim, text_to_video, ties)
+    if postprocessing:
+        metrics.update(
+            postprocessed_metrics(sim, text_to_video, postprocessing, bank_sim, postprocessing_options, ties)
+        )
+    return RetrievalEvaluation(metrics, videos["video_id"], text_to_video, sim if return_similarity else None)
+
+
+def encode_texts(
+    model: Any, processor: Any, texts: Sequence[str], batch_size: int, device: torch.device, progress: bool = True
+) -> ModelOutput:
+    """``model.encode_text`` over ``texts`` in batches; the batches' encodings concatenated on ``device``."""
+    encodings = []
+    for start in tqdm(range(0, len(texts), batch_size), desc="encoding texts", disable=not progress):
+        inputs = processor(text=list(texts[start : start + batch_size]), return_tensors="pt")
+        encodings.append(
+            model.encode_text(
+                input_ids=inputs["input_ids"].to(device), attention_mask=inputs["attention_mask"].to(device)
+            )
+        )
+    return concat_encodings(encodings)
+
+
+def encode_videos(
+    model: Any,
+    processor: Any,
+    video_paths: Sequence[str],
+    batch_size: int,
+    device: torch.device,
+    starts: Sequence[float | None] | None = None,
+    ends: Sequence[float | None] | None = None,
+    num_workers: int = 0,
+    progress: bool = True,
+) -> ModelOutput:
+    """``model.encode_video`` over ``video_paths`` (clipped to ``starts``/``ends`` seconds where given), decoded in
+    DataLoader workers; the batches' encodings concatenated on ``device``."""
+    collate = _VideoCollator(processor, video_paths, starts, ends)
+    loader = DataLoader(range(len(video_paths)), batch_size=batch_size, collate_fn=collate, num_workers=num_workers)
+    encodings = []
+    for inputs in tqdm(loader, desc="encoding videos", disable=not progress):
+        encodings.append(
+            model.encode_video(
+                pixel_values_videos=inputs["pixel_values_videos"].to(device),
+                video_mask=inputs["video_mask"].to(device),
+            )
+        )
+    return concat_encodings(encodings)
+
+
+def score_blocks(
+    model: Any,
+    text_encoding: ModelOutput,
+    video_encoding: ModelOutput,
+    block_size: int,
+    rerank_top_k: int | None = None,
+    progress: bool = True,
+) -> torch.Tensor:
+    """``model.similarity`` over blocks of ``block_size`` texts x ``block_size`` videos, in order.
+
+    Returns:
+        ``(num_texts, num_videos)`` float32 scores on CPU.
+    """
+    num_texts, num_videos = _batch_size(text_encoding), _batch_size(video_encoding)
+    kwargs = {} if rerank_top_k is None else {"rerank_top_k": rerank_top_k}
+    video_block = num_videos if rerank_top_k is not None else block_size
+    rows = []
+    for t in tqdm(range(0, num_texts, block_size), desc="scoring", disable=not progress):
+        texts = slice_encoding(text_encoding, t, t + block_size)
+        row = [
+            model.similarity(texts, slice_encoding(video_encoding, v, v + video_block), **kwargs).float().cpu()
+            for v in range(0, num_videos, video_block)
+        ]
+        rows.append(torch.cat(row, dim=1))
+    return torch.cat(rows, dim=0)
+
+
+def slice_encoding(encoding: ModelOutput, start: int, end: int) -> ModelOutput:
+    """Rows ``start:end`` of every field of an encoding."""
+    return type(encoding)(**{name: value[start:end] for name, value in encoding.items()})
+
+
+def _batch_size(encoding: ModelOutput) -> int:
+    return len(next(iter(encoding.values())))
+
+
+def _group_by_video(dataset) -> tuple[list[str], dict[str, list], torch.Tensor]:
+    """Captions, the unique videos (``video_id``, ``video_path``, ``start``, ``end`` lists in first-appearance
+    order, from each video's first row) and each row's video index."""
+    names = dataset.column_names if hasattr(dataset, "column_names") else list(dataset)
+    missing = {"video_id", "video_path", "caption"} - set(names)
+    if missing:
+        raise ValueError(f"dataset lacks columns {sorted(missing)}; it has {names}")
+    columns = {name: list(dataset[name]) for name in ("video_id", "video_path", "caption", "start", "end") if name in names}
+    if not columns["video_id"]:
+        raise ValueError("dataset has no rows to evaluate")
+    video_index: dict[str, int] = {}
+    first_rows = []
+    for row, video_id in enumerate(columns["video_id"]):
+        if video_id not in video_index:
+            video_index[video_id] = len(video_index)
+            first_rows.append(row)
+    videos = {
+        name: [columns[name][row] for row in first_rows] if name in columns else [None] * len(first_rows)
+        for name in ("video_id", "video_path", "start", "end")
+    }
+    text_to_video = torch.tensor([video_index[video_id] for video_id in columns["video_id"]])
+    return columns["caption"], videos, text_to_video
+
+
+class _VideoCollator:
+    """Decodes a batch of videos with the processor (picklable, so it runs in DataLoader workers)."""
+
+    def __init__(self, processor: Any, paths: Sequence[str], starts=None, ends=None):
+        self.processor = processor
+        self.paths = list(paths)
+        self.starts = list(starts) if starts is not None else [None] * len(self.paths)
+        self.ends = list(ends) if ends is not None else [None] * len(self.paths)
+
+    def __call__(self, indices: list[int]) -> Mapping[str, torch.Tensor]:
+        kwargs = {}
+        # whole-video rows have start = end = None; only clip datasets pass times
+        if any(self.starts[i] is not None or self.ends[i] is not None for i in indices):
+            kwargs = {"start": [self.starts[i] for i in indices], "end": [self.ends[i] for i in indices]}
+        return self.processor(videos=[self.paths[i] for i in indices], return_tensors="pt", **kwargs)
