@@ -1,0 +1,92 @@
+"""Two gloo processes on CPU (``accelerate.debug_launcher``) against one process on the whole batch."""
+
+import copy
+
+import pytest
+import torch
+from accelerate import Accelerator, DistributedDataParallelKwargs, debug_launcher
+from accelerate.state import AcceleratorState
+
+from tvr import CLIP4ClipConfig, CLIP4ClipModel
+from tvr.modeling.losses import contrastive_loss
+from tvr.training.trainer import ContrastiveStep
+
+BATCH, FRAMES, WORDS = 4, 3, 6
+
+
+def tiny_model(sim_header: str) -> CLIP4ClipModel:
+    torch.manual_seed(0)
+    text = dict(vocab_size=50, hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+                max_position_embeddings=WORDS, bos_token_id=48, eos_token_id=49, pad_token_id=0)
+    vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2, image_size=32,
+                  patch_size=16)
+    config = CLIP4ClipConfig(text_config=text, vision_config=vision, projection_dim=32, sim_header=sim_header,
+                             temporal_config={"num_hidden_layers": 1, "hidden_dropout_prob": 0.0})
+    return CLIP4ClipModel(config).double()  # float64: the comparison is then exact to rounding
+
+
+def whole_batch() -> dict[str, torch.Tensor]:
+    generator = torch.Generator().manual_seed(1)
+    input_ids = torch.randint(1, 48, (BATCH, WORDS), generator=generator)
+    input_ids[:, -1] = 49  # end-of-text token, pooled by CLIP
+    video_mask = torch.ones(BATCH, FRAMES, dtype=torch.long)
+    video_mask[1, 2:] = 0  # a shorter video, so masking is exercised
+    return {
+        "input_ids": input_ids,
+        "attention_mask": torch.ones(BATCH, WORDS, dtype=torch.long),
+        "pixel_values_videos": torch.randn(BATCH, FRAMES, 3, 32, 32, generator=generator, dtype=torch.float64),
+        "video_mask": video_mask,
+    }
+
+
+def batch_loss(model: CLIP4ClipModel, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The reference: one process, no gathering, the loss of these pairs."""
+    text = model.encode_text(batch["input_ids"], batch["attention_mask"])
+    video = model.encode_video(batch["pixel_values_videos"], batch["video_mask"])
+    return contrastive_loss(model.similarity(text, video))
+
+
+def gradients(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
+
+
+def _gradient_worker(sim_header: str) -> None:
+    AcceleratorState._reset_state(reset_partial_state=True)  # forked from pytest: forget the parent's state
+    # tightTransf has a parameter without gradient (CLIP's logit_scale), hence find_unused_parameters
+    accelerator = Accelerator(kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
+    assert accelerator.num_processes == 2
+    model = tiny_model(sim_header)
+    reference = copy.deepcopy(model)
+    batch = whole_batch()
+    half = BATCH // 2
+    local = {key: value[accelerator.process_index * half:(accelerator.process_index + 1) * half]
+             for key, value in batch.items()}
+
+    step = accelerator.prepare(ContrastiveStep(model))
+    loss = step(**local)
+    accelerator.backward(loss)
+    distributed = gradients(model)
+
+    if sim_header == "tightTransf":
+        # pair-scoring heads train on the local batch (as the original); DDP averages the two halves' gradients
+        expected_loss = batch_loss(reference, local)
+        for index in range(2):
+            part = {key: value[index * half:(index + 1) * half] for key, value in batch.items()}
+            (batch_loss(reference, part) / 2).backward()
+    else:
+        expected_loss = batch_loss(reference, batch)
+        expected_loss.backward()
+    expected = gradients(reference)
+
+    torch.testing.assert_close(loss.detach(), expected_loss.detach(), rtol=1e-10, atol=0)
+    assert distributed.keys() == expected.keys() and len(expected) > 10
+    for name, grad in expected.items():
+        assert grad.abs().max() > 0 or "bias" in name, f"{name}: zero reference gradient, test not informative"
+        torch.testing.assert_close(distributed[name], grad, rtol=1e-7, atol=1e-12, msg=lambda m: f"{name}: {m}")
+    AcceleratorState._reset_state(reset_partial_state=True)
+
+
+@pytest.mark.parametrize("sim_header", ["seqTransf", "tightTransf"])
+def test_two_processes_match_one_process_gradient(sim_header):
+    """Global-batch loss (gathered with gradients): the gradient of one process on the concatenated batch."""
+    debug_launcher(_gradient_worker, args=(sim_header,), num_processes=2)

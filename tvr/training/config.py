@@ -1,0 +1,197 @@
+"""The training configuration: one dataclass, loadable from YAML / JSON, overridable from the command line.
+
+``tvr train --config cfg.yaml --lr 1e-4 --model_kwargs sim_header=seqTransf`` and
+``accelerate launch -m tvr.training --config cfg.yaml ...`` build the same :class:`TrainingConfig`: defaults,
+then the file, then the flags. ``FLAGS.md`` next to this file maps the seeds' flags (CLIP4Clip's
+``main_task_retrieval.py``) to these fields.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import typing
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+MIXED_PRECISIONS = ("no", "fp16", "bf16")
+OPTIMIZERS = ("adamw", "bertadam")
+FRAME_ORDERS = ("normal", "reverse", "shuffle")
+
+
+def option(default: Any, help: str, factory: bool = False) -> Any:
+    """A config field with its ``--help`` text (``factory=True``: ``default`` is a factory, e.g. ``dict``)."""
+    if factory:
+        return field(default_factory=default, metadata={"help": help})
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass
+class TrainingConfig:
+    """Everything one training run needs. Defaults are the seeds' recipe (CLIP4Clip README) except the optimiser
+    (``adamw``; ``bertadam`` reproduces the seeds)."""
+
+    # --- model: init_from (a saved tvr model), from_clip (CLIP weights), or neither (random init)
+    model_type: str = option("clip4clip", "registered tvr model type used with from_clip or random init")
+    model_kwargs: dict[str, Any] = option(
+        dict, "method config fields, e.g. sim_header=seqTransf linear_patch=2d", factory=True)
+    from_clip: str | None = option(None, "transformers CLIP folder: Model.from_clip(from_clip, **model_kwargs)")
+    init_from: str | None = option(None, "saved tvr model folder (AutoModel.from_pretrained)")
+    processor: str | None = option(None, "processor folder; defaults to init_from or from_clip")
+    processor_kwargs: dict[str, Any] = option(
+        dict, "extra keyword arguments of every processor call (frame sampling)", factory=True)
+
+    # --- data
+    train_data: dict[str, Any] | None = option(None, "keyword arguments of tvr.data.load_annotations (training)")
+    eval_data: dict[str, Any] | None = option(
+        None, "keyword arguments of tvr.data.load_annotations for the split evaluated after every epoch")
+    max_words: int = option(32, "tokens per caption, start and end tokens included")
+    max_frames: int = option(12, "frames per video")
+    train_frame_order: str = option("normal", "frame order augmentation: normal, reverse or shuffle")
+    cache_videos: bool = option(False, "decode every training video once and keep it in memory")
+    num_workers: int = option(0, "DataLoader worker processes")
+
+    # --- optimisation
+    epochs: int = option(5, "passes over the training set")
+    batch_size: int = option(128, "global batch per forward pass, split over processes (the negatives pool)")
+    gradient_accumulation_steps: int = option(1, "forward passes per optimiser step (negatives pool unchanged)")
+    max_steps: int | None = option(None, "stop after (and schedule over) this many optimiser steps")
+    optimizer: str = option("adamw", "adamw, or bertadam (the seeds' BertAdam)")
+    lr: float = option(1e-4, "learning rate of the parameters outside clip")
+    coef_lr: float = option(1e-3, "CLIP parameters train at lr * coef_lr")
+    weight_decay: float = option(0.2, "decoupled weight decay (not applied to biases)")
+    adam_beta1: float = option(0.9, "first-moment decay")
+    adam_beta2: float = option(0.98, "second-moment decay")
+    adam_epsilon: float = option(1e-6, "denominator epsilon")
+    max_grad_norm: float | None = option(1.0, "global gradient-norm clip; BertAdam also clips each parameter")
+    warmup_proportion: float = option(0.1, "fraction of the steps with linear warmup (then cosine)")
+    freeze_layer_num: int = option(0, "freeze CLIP embeddings and layers below this index; -1 freezes nothing")
+    mixed_precision: str = option("no", "no (fp32), fp16 or bf16 autocast")
+    gradient_checkpointing: bool = option(False, "recompute activations in backward to save memory")
+    seed: int = option(42, "seed of initialisation, data order and augmentation")
+    ddp_find_unused_parameters: bool = option(
+        True, "DDP looks for parameters without gradient (tightTransf never uses logit_scale); false is faster "
+              "when every trainable parameter gets one")
+
+    # --- evaluation, logging, checkpoints
+    eval_batch_size: int = option(16, "batch size of the evaluation after every epoch")
+    logging_steps: int = option(1, "write a metrics line every this many optimiser steps")
+    save_steps: int | None = option(None, "save_state every this many optimiser steps (and after every epoch)")
+    save_total_limit: int | None = option(2, "keep at most this many checkpoints")
+    output_dir: str = option("tvr_output", "metrics.jsonl, checkpoints/, best/ and final/ go here")
+    resume_from: str | None = option(None, "checkpoint folder to resume from, or 'latest' (under output_dir)")
+
+    def __post_init__(self):
+        checks = [
+            (self.mixed_precision in MIXED_PRECISIONS, f"mixed_precision must be one of {MIXED_PRECISIONS}"),
+            (self.optimizer in OPTIMIZERS, f"optimizer must be one of {OPTIMIZERS}"),
+            (self.train_frame_order in FRAME_ORDERS, f"train_frame_order must be one of {FRAME_ORDERS}"),
+            (self.init_from is None or self.from_clip is None, "give at most one of init_from and from_clip"),
+            (self.batch_size > 0, "batch_size must be positive"),
+            (self.gradient_accumulation_steps > 0, "gradient_accumulation_steps must be positive"),
+            (self.epochs > 0 or (self.max_steps or 0) > 0, "epochs or max_steps must be positive"),
+            (self.max_steps is None or self.max_steps > 0, "max_steps must be positive or None"),
+            (self.save_steps is None or self.save_steps > 0, "save_steps must be positive or None"),
+            (0 <= self.warmup_proportion < 1, "warmup_proportion must be in [0, 1)"),
+            (self.freeze_layer_num >= -1, "freeze_layer_num must be >= -1"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(f"TrainingConfig: {message}")
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike, **overrides: Any) -> "TrainingConfig":
+        """Read a ``.yaml`` / ``.yml`` / ``.json`` file (keys = field names); ``overrides`` win over the file."""
+        with open(path, encoding="utf-8") as handle:
+            values = json.load(handle) if os.fspath(path).endswith(".json") else yaml.safe_load(handle)
+        if not isinstance(values, dict):
+            raise ValueError(f"training config {os.fspath(path)!r}: expected a mapping of field names to values")
+        return cls.from_dict({**values, **overrides}, where=os.fspath(path))
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], where: str = "config") -> "TrainingConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"{where}: unknown training config keys {unknown}; valid keys: {sorted(known)}")
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the config as YAML (or JSON for a ``.json`` path)."""
+        with open(path, "w", encoding="utf-8") as handle:
+            if os.fspath(path).endswith(".json"):
+                json.dump(self.to_dict(), handle, indent=2)
+            else:
+                yaml.safe_dump(self.to_dict(), handle, sort_keys=False)
+
+
+# ---------------------------------------------------------------------------------------------------- CLI
+
+
+def _parse_bool(text: str) -> bool:
+    lowered = text.lower()
+    if lowered in ("1", "true", "yes", "y", "on"):
+        return True
+    if lowered in ("0", "false", "no", "n", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected a boolean (true/false), got {text!r}")
+
+
+def _parse_optional(parse):
+    def parse_or_none(text: str):
+        return None if text.lower() in ("none", "null") else parse(text)
+    return parse_or_none
+
+
+def _parse_key_values(pairs: list[str]) -> dict[str, Any]:
+    """``["sim_header=seqTransf", "cross_num_hidden_layers=4"]`` -> a dict; values are read as YAML scalars."""
+    values = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise argparse.ArgumentTypeError(f"expected key=value, got {pair!r}")
+        values[key] = yaml.safe_load(value)
+    return values
+
+
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--config FILE`` plus one ``--<field>`` per :class:`TrainingConfig` field (dict fields take
+    ``key=value`` pairs, ``none`` clears an optional field). Flags left out keep the file's / default value."""
+    parser.add_argument("--config", help="YAML or JSON training config; flags override its values")
+    hints = typing.get_type_hints(TrainingConfig)
+    for config_field in dataclasses.fields(TrainingConfig):
+        hint = hints[config_field.name]
+        args = typing.get_args(hint)
+        optional = type(None) in args
+        base = next((a for a in args if a is not type(None)), hint) if optional else hint
+        origin = typing.get_origin(base) or base
+        help_text = config_field.metadata.get("help")
+        kwargs: dict[str, Any] = dict(default=argparse.SUPPRESS, help=help_text)
+        if origin is dict:
+            kwargs.update(nargs="+", metavar="KEY=VALUE")
+        elif origin is bool:
+            kwargs.update(type=_parse_bool, metavar="BOOL")
+        else:
+            kwargs.update(type=_parse_optional(origin) if optional else origin)
+        parser.add_argument(f"--{config_field.name}", **kwargs)
+
+
+def config_from_args(args: argparse.Namespace) -> TrainingConfig:
+    """The :class:`TrainingConfig` of parsed :func:`add_config_arguments` flags: defaults < ``--config`` < flags."""
+    overrides = {}
+    for config_field in dataclasses.fields(TrainingConfig):
+        if hasattr(args, config_field.name):
+            value = getattr(args, config_field.name)
+            if isinstance(value, list):  # a dict field given as key=value pairs
+                value = None if value == ["none"] else _parse_key_values(value)
+            overrides[config_field.name] = value
+    if getattr(args, "config", None):
+        return TrainingConfig.from_file(args.config, **overrides)
+    return TrainingConfig.from_dict(overrides, where="command line")
