@@ -1,0 +1,224 @@
+"""CLIP4Clip's similarity heads and the temporal transformer they (and EMCL / EERCF) share.
+
+Loose heads turn per-frame features into per-frame features that are then pooled (`meanP`, `seqLSTM`,
+`seqTransf`); the tight head (`tightTransf`) scores a (text, video) pair with a cross encoder.
+
+Every transformer here is a stack of transformers' `CLIPEncoderLayer` (pre-LN, QuickGELU MLP, separate q/k/v
+projections) configured by a `TemporalTransformerConfig` whose LayerNorm eps is 1e-12, as in CLIP4Clip's
+`module_cross`. Sharing CLIP's layer class means the layers copy CLIP's text layers verbatim at initialisation, and get
+SDPA attention and gradient checkpointing for free.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+from transformers import CLIPTextModel
+from transformers.activations import ACT2FN
+from transformers.models.clip.modeling_clip import CLIPEncoderLayer
+
+from .configuration_clip4clip import TemporalTransformerConfig
+
+
+def additive_key_mask(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Attention mask that hides padded keys, shaped for transformers' attention functions.
+
+    Args:
+        mask: `(batch_size, seq_len)`, 1 for positions to attend to.
+        dtype: dtype of the attention scores.
+
+    Returns:
+        `(batch_size, 1, 1, seq_len)`: 0 for kept keys, the dtype's minimum for hidden ones. A row without any kept
+        key attends to every key: the original adds -1e6 to all of its scores, which leaves the softmax unchanged,
+        and this way half precision cannot turn it into NaN.
+    """
+    keep = mask.bool()
+    keep = keep | ~keep.any(dim=-1, keepdim=True)
+    additive = torch.zeros(keep.shape, dtype=dtype, device=mask.device)
+    return additive.masked_fill(~keep, torch.finfo(dtype).min)[:, None, None, :]
+
+
+class TemporalTransformer(nn.Module):
+    """Bidirectional transformer over a short sequence (frames, or a text token + frames) with key padding.
+
+    Parameter names are CLIP's (`layers.{i}.self_attn.q_proj`, `layers.{i}.layer_norm1`, `layers.{i}.mlp.fc1`, ...).
+    """
+
+    def __init__(self, config: TemporalTransformerConfig):
+        super().__init__()
+        self.layers = nn.ModuleList([CLIPEncoderLayer(config) for _ in range(config.num_hidden_layers)])
+
+    def forward(self, hidden_states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """`hidden_states` `(batch_size, seq_len, hidden_size)`, `mask` `(batch_size, seq_len)` -> same shape."""
+        attention_mask = additive_key_mask(mask, hidden_states.dtype)
+        for layer in self.layers:
+            hidden_states = layer(hidden_states, attention_mask)
+        return hidden_states
+
+    @torch.no_grad()
+    def copy_clip_text_layers(self, text_model: CLIPTextModel) -> None:
+        """Initialise layer i from CLIP's text layer i (the original's "cut from beginning")."""
+        text_layers = text_model.encoder.layers
+        if len(self.layers) > len(text_layers):
+            raise ValueError(
+                f"cannot initialise {len(self.layers)} temporal layers from a CLIP text tower with {len(text_layers)}"
+            )
+        for layer, text_layer in zip(self.layers, text_layers):
+            layer.load_state_dict(text_layer.state_dict())
+
+
+@torch.no_grad()
+def _copy_positions(embedding: nn.Embedding, text_model: CLIPTextModel) -> None:
+    source = text_model.embeddings.position_embedding.weight
+    if source.shape != embedding.weight.shape:
+        raise ValueError(
+            f"cannot initialise position embeddings of shape {tuple(embedding.weight.shape)} from CLIP's text "
+            f"positions of shape {tuple(source.shape)}"
+        )
+    embedding.weight.copy_(source)
+
+
+class MeanPHead(nn.Module):
+    """`meanP`: parameter-free, frames are pooled as they are."""
+
+    def forward(self, frame_features: torch.Tensor, video_mask: torch.Tensor) -> torch.Tensor:
+        return frame_features
+
+    def init_from_clip(self, text_model: CLIPTextModel) -> None:
+        """Nothing to initialise."""
+
+
+class SeqLSTMHead(nn.Module):
+    """`seqLSTM`: a one-layer LSTM over the valid frames, residual to the input."""
+
+    def __init__(self, config: TemporalTransformerConfig):
+        super().__init__()
+        self.lstm = nn.LSTM(config.hidden_size, config.hidden_size, num_layers=1, batch_first=True)
+
+    def forward(self, frame_features: torch.Tensor, video_mask: torch.Tensor) -> torch.Tensor:
+        """`frame_features` `(batch_size, num_frames, dim)`, `video_mask` `(batch_size, num_frames)` -> same shape.
+
+        The LSTM reads the first `sum(video_mask)` frames (the valid frames come first); later positions keep
+        their input (they are masked when pooling).
+        """
+        num_frames = frame_features.shape[1]
+        # A video without valid frames still runs one step so packing works; pooling masks it out anyway.
+        lengths = video_mask.sum(dim=-1).clamp(min=1).cpu()
+        packed = pack_padded_sequence(frame_features, lengths, batch_first=True, enforce_sorted=False)
+        output, _ = self.lstm(packed)
+        output, _ = pad_packed_sequence(output, batch_first=True, total_length=num_frames)
+        return output + frame_features
+
+    def init_from_clip(self, text_model: CLIPTextModel) -> None:
+        """The LSTM keeps its random init (the original's CLIP-initialised `frame_position_embeddings` is unused)."""
+
+
+class SeqTransfHead(nn.Module):
+    """`seqTransf`: frame position embeddings + temporal transformer with key padding, residual to the input."""
+
+    def __init__(self, config: TemporalTransformerConfig):
+        super().__init__()
+        self.frame_position_embeddings = nn.Embedding(config.max_position_embeddings, config.hidden_size)
+        self.transformer = TemporalTransformer(config)
+
+    def forward(self, frame_features: torch.Tensor, video_mask: torch.Tensor) -> torch.Tensor:
+        """`frame_features` `(batch_size, num_frames, dim)`, `video_mask` `(batch_size, num_frames)` -> same shape."""
+        positions = self.frame_position_embeddings.weight[: frame_features.shape[1]]
+        return self.transformer(frame_features + positions, video_mask) + frame_features
+
+    def init_from_clip(self, text_model: CLIPTextModel) -> None:
+        """Frame positions from CLIP's text positions, layer i from text layer i."""
+        _copy_positions(self.frame_position_embeddings, text_model)
+        self.transformer.copy_clip_text_layers(text_model)
+
+
+class TightTransfHead(nn.Module):
+    """`tightTransf`: a cross encoder over [text feature; frame features] that outputs one score per pair.
+
+    Position embeddings (no token types, no embedding LayerNorm) and dropout, the temporal transformer with the
+    text token always kept, then a pooler (LayerNorm, Linear, QuickGELU) on the text token and a Linear to one
+    score. There is no logit scale.
+    """
+
+    def __init__(self, config: TemporalTransformerConfig):
+        super().__init__()
+        hidden_size = config.hidden_size
+        self.position_embeddings = nn.Embedding(config.max_position_embeddings, hidden_size)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.transformer = TemporalTransformer(config)
+        self.pooler_norm = nn.LayerNorm(hidden_size, eps=config.layer_norm_eps)
+        self.pooler_dense = nn.Linear(hidden_size, hidden_size)
+        self.pooler_activation = ACT2FN["quick_gelu"]
+        self.similarity_dense = nn.Linear(hidden_size, 1)
+
+    def forward(
+        self, text_features: torch.Tensor, frame_features: torch.Tensor, video_mask: torch.Tensor
+    ) -> torch.Tensor:
+        """Score aligned pairs.
+
+        Args:
+            text_features: `(num_pairs, dim)`.
+            frame_features: `(num_pairs, num_frames, dim)`.
+            video_mask: `(num_pairs, num_frames)`.
+
+        Returns:
+            `(num_pairs,)` scores.
+        """
+        tokens = torch.cat([text_features.unsqueeze(1), frame_features], dim=1)
+        tokens = self.dropout(tokens + self.position_embeddings.weight[: tokens.shape[1]])
+        mask = torch.cat([torch.ones_like(video_mask[:, :1]), video_mask], dim=1)
+        hidden_states = self.transformer(tokens, mask)
+        pooled = self.pooler_activation(self.pooler_dense(self.pooler_norm(hidden_states[:, 0])))
+        return self.similarity_dense(pooled).squeeze(-1)
+
+    def score_all_pairs(
+        self, text_features: torch.Tensor, frame_features: torch.Tensor, video_mask: torch.Tensor, chunk_size: int
+    ) -> torch.Tensor:
+        """Score every text against every video, at most `chunk_size` pairs per cross-encoder call.
+
+        Args:
+            text_features: `(num_texts, dim)`.
+            frame_features: `(num_videos, num_frames, dim)`.
+            video_mask: `(num_videos, num_frames)`.
+            chunk_size: pairs per call; bounds activation memory (num_pairs * (1 + num_frames) tokens).
+
+        Returns:
+            `(num_texts, num_videos)` scores.
+        """
+        num_texts, num_videos = text_features.shape[0], frame_features.shape[0]
+        text_index = torch.arange(num_texts, device=text_features.device).repeat_interleave(num_videos)
+        video_index = torch.arange(num_videos, device=text_features.device).repeat(num_texts)
+        scores = [
+            self(text_features[texts], frame_features[videos], video_mask[videos])
+            for texts, videos in zip(text_index.split(chunk_size), video_index.split(chunk_size))
+        ]
+        return torch.cat(scores).view(num_texts, num_videos)
+
+    def init_from_clip(self, text_model: CLIPTextModel) -> None:
+        """Positions from CLIP's text positions, layer i from text layer i; pooler and score layer stay random."""
+        _copy_positions(self.position_embeddings, text_model)
+        self.transformer.copy_clip_text_layers(text_model)
+
+
+LOOSE_HEADS = {"meanP": MeanPHead, "seqLSTM": SeqLSTMHead, "seqTransf": SeqTransfHead}
+
+
+def build_loose_head(sim_header: str, config: TemporalTransformerConfig) -> nn.Module:
+    """The loose head named `sim_header` ("meanP", "seqLSTM" or "seqTransf")."""
+    if sim_header not in LOOSE_HEADS:
+        raise ValueError(f"unknown loose sim_header {sim_header!r}; expected one of {sorted(LOOSE_HEADS)}")
+    head = LOOSE_HEADS[sim_header]
+    return head() if head is MeanPHead else head(config)
+
+
+__all__ = [
+    "LOOSE_HEADS",
+    "MeanPHead",
+    "SeqLSTMHead",
+    "SeqTransfHead",
+    "TemporalTransformer",
+    "TightTransfHead",
+    "additive_key_mask",
+    "build_loose_head",
+]
