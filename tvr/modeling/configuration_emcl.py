@@ -1,0 +1,87 @@
+# Copyright 2026 The tvr authors. Licensed under the Apache License, Version 2.0.
+"""EMCL-Net configuration: CLIP towers, the temporal head, text-conditioned frame pooling and the EM module."""
+
+
+from huggingface_hub.dataclasses import strict
+from transformers import CLIPTextConfig, CLIPVisionConfig, PreTrainedConfig
+
+from .configuration_clip4clip import LINEAR_PATCHES, TemporalTransformerConfig, temporal_config_from_text
+
+# The original's --agg_module: "None" (no temporal module), "seqLSTM" or "seqTransf" (used for every result).
+TEMPORAL_HEADS = ("none", "seqLSTM", "seqTransf")
+
+
+@strict
+class EMCLConfig(PreTrainedConfig):
+    r"""Configuration of [`EMCLModel`] (Jin et al., "Expectation-Maximization Contrastive Learning for Compact
+    Video-and-Language Representations", NeurIPS 2022). Defaults are the paper's; the original flag of each field is
+    named in its comment.
+
+    Example:
+
+    ```python
+    >>> from tvr import EMCLConfig, EMCLModel
+    >>> model = EMCLModel(EMCLConfig())  # ViT-B/32-sized towers, random weights
+    >>> model = EMCLModel.from_clip("openai/clip-vit-base-patch32", em_num_bases=16)  # CLIP-initialised
+    ```
+    """
+
+    model_type = "emcl"
+    sub_configs_defaults = {
+        "text_config": CLIPTextConfig,
+        "vision_config": CLIPVisionConfig,
+        "temporal_config": TemporalTransformerConfig,
+    }
+
+    text_config: dict | CLIPTextConfig | None = None  # CLIP text tower
+    vision_config: dict | CLIPVisionConfig | None = None  # CLIP vision tower (ViT)
+    temporal_config: dict | TemporalTransformerConfig | None = None  # None or partial dict: derived from text_config
+    projection_dim: int = 512  # shared text/video embedding size
+    logit_scale_init_value: float | int = 2.6592  # ln(1 / 0.07), CLIP's initial temperature (random init only)
+    temporal_head: str = "seqTransf"  # --agg_module: none | seqLSTM | seqTransf
+    linear_patch: str = "2d"  # frames are patchified one by one (the original has no 3d patch)
+    frame_pooling_temperature: float | int = 3.0  # --temp: softmax temperature of the text-conditioned frame weights
+    em_num_bases: int = 32  # --centerK: number of EM bases K
+    em_num_stages: int = 9  # --stage_num: EM iterations per call
+    em_temperature: float | int = 1.0  # --lamd: softmax temperature of the E-step
+    em_beta: float | int = 3.0  # --beta: weight of the EM reconstruction; 0 turns the EM off
+    em_momentum: float | int = 0.9  # --momentum: training update of the stored bases
+    em_bases_seed: int = 0  # --seed: the initial bases are the original's first draw after torch.manual_seed(seed)
+    eval_block_size: int | None = 32  # texts x videos per EM block in evaluation (the original's 32); None: one block
+    max_frames: int = 12  # frames per video the model is trained / evaluated with (processor default)
+    max_words: int = 32  # tokens per caption, incl. start and end tokens (processor default)
+    initializer_range: float = 0.02  # std of the normal init of the parts EMCL adds
+
+    def __post_init__(self, **kwargs):
+        # As CLIP4Clip: the temporal transformer follows the text tower unless a (partial) dict overrides it.
+        if not isinstance(self.temporal_config, PreTrainedConfig):
+            text_config = self.text_config
+            if isinstance(text_config, PreTrainedConfig):
+                text_config = text_config.to_dict()
+            self.temporal_config = {**temporal_config_from_text(text_config), **(self.temporal_config or {})}
+        super().__post_init__(**kwargs)
+
+    def validate_architecture(self):
+        if self.temporal_head not in TEMPORAL_HEADS:
+            raise ValueError(f"temporal_head must be one of {TEMPORAL_HEADS}, got {self.temporal_head!r}")
+        if self.linear_patch not in LINEAR_PATCHES:
+            raise ValueError(f"linear_patch must be one of {LINEAR_PATCHES}, got {self.linear_patch!r}")
+        if self.temporal_head != "none" and self.temporal_config.hidden_size != self.projection_dim:
+            raise ValueError(
+                f"temporal_head {self.temporal_head!r} works on projected features: temporal_config.hidden_size "
+                f"({self.temporal_config.hidden_size}) must equal projection_dim ({self.projection_dim})"
+            )
+        if self.em_num_bases < 1 or self.em_num_stages < 1:
+            raise ValueError(
+                f"em_num_bases and em_num_stages must be >= 1, got {self.em_num_bases} and {self.em_num_stages}"
+            )
+        if self.frame_pooling_temperature <= 0 or self.em_temperature <= 0:
+            raise ValueError(
+                "frame_pooling_temperature and em_temperature must be > 0, got "
+                f"{self.frame_pooling_temperature} and {self.em_temperature}"
+            )
+        if self.eval_block_size is not None and self.eval_block_size < 1:
+            raise ValueError(f"eval_block_size must be >= 1 or None, got {self.eval_block_size}")
+
+
+__all__ = ["EMCLConfig", "TEMPORAL_HEADS"]

@@ -1,0 +1,347 @@
+# Copyright 2026 The tvr authors. Licensed under the Apache License, Version 2.0.
+"""EMCL-Net (Jin et al., NeurIPS 2022) on transformers' CLIP: text-conditioned frame pooling + joint EM on text and
+video features.
+
+Reference: github.com/jpthu17/EMCL (video_retrieval/EMCL-Net). A converted original checkpoint with the original's
+initial EM bases gives the original similarity matrix (fp32, atol 1e-5; see tests/test_convert_emcl.py).
+
+Pipeline for a block of `A` texts and `B` videos:
+1. the CLIP text tower gives each caption's end-of-text feature `t_a`; the vision tower each frame's CLS feature,
+   which the temporal head (seqTransf by default) turns into `v_bt`;
+2. text-conditioned pooling: `w_abt = softmax_t(<t_a, v_bt> / temperature) * mask_bt`, `u_ab = sum_t w_abt v_bt`;
+3. the EM module runs once on the stacked rows `[u_11 .. u_AB; t_1 .. t_A]` and adds `beta *` their reconstruction;
+4. logits `exp(logit_scale) * cos(t'_a, u'_ab)`.
+
+Because step 3 couples every row of a block, scores depend on which texts and videos are scored together. Training
+uses the whole (gathered) batch as one block, as the original. Evaluation uses blocks of `config.eval_block_size`
+(the original's hard-coded 32) texts x videos, in order: `similarity` does that blocking itself when given more
+rows, and the evaluation harness calls it with blocks of that size, so both reproduce the original's matrix.
+
+Differences from the reference, all deliberate:
+- the EM bases are a buffer saved with the model (the original never saves them: a loaded checkpoint is evaluated
+  with freshly seeded bases, which is what the converter reproduces, see `initial_em_bases`);
+- the model runs in the dtype it is loaded in (fp32 by default; the EM always runs in fp32), the original keeps
+  CLIP's linear weights in fp16 on GPU;
+- `temporal_head="seqLSTM"` (never used for the paper's results) is CLIP4Clip's head; on a batch whose videos are all
+  shorter than `num_frames` the original doubles the features of the trailing padded frames, which here keep their
+  input value; padded frames take softmax mass in the pooling, so those scores can differ.
+"""
+
+
+import copy
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import CLIPModel
+from transformers import initialization as init
+
+from .backbone import CLIPBackbone
+from .configuration_emcl import EMCLConfig
+from .em import EMReconstruction, initial_em_bases
+from .heads import build_loose_head
+from .losses import contrastive_loss
+from .modeling_clip4clip import CLIP4ClipPreTrainedModel
+from .outputs import RetrievalOutput, TextEncoding, VideoEncoding
+from .pooling import masked_mean
+
+
+def text_conditioned_pooling(
+    text_features: torch.Tensor, frame_features: torch.Tensor, video_mask: torch.Tensor, temperature: float
+) -> torch.Tensor:
+    """EMCL's frame pooling: every text weighs the frames of every video by its similarity to them.
+
+    `w[a, b, t] = softmax_t(<text_a, frame_bt> / temperature) * video_mask[b, t]` and
+    `pooled[a, b] = sum_t w[a, b, t] * frame_bt`. As in the original, the softmax runs over all frames, padded
+    ones included, and the masked weights are not renormalised: padded frames take softmax mass, which shrinks the
+    pooled vector (renormalising changes the scores).
+
+    Args:
+        text_features: `(num_texts, dim)`, not normalised.
+        frame_features: `(num_videos, num_frames, dim)`, not normalised.
+        video_mask: `(num_videos, num_frames)`, 0/1.
+        temperature: softmax temperature (the original's `--temp`, 3).
+
+    Returns:
+        `(num_texts, num_videos, dim)`.
+    """
+    weights = torch.softmax(torch.einsum("ad,btd->abt", text_features, frame_features) / temperature, dim=-1)
+    weights = weights * video_mask.to(weights.dtype).unsqueeze(0)
+    return torch.einsum("abt,btd->abd", weights, frame_features)
+
+
+@dataclass
+class EMCLVideoEncoding(VideoEncoding):
+    """What `EMCLModel.encode_video` returns: `VideoEncoding` plus the temporal head's output.
+
+    Args:
+        temporal_features (`torch.FloatTensor` of shape `(batch_size, num_frames, projection_dim)`):
+            Frame features after the temporal head (seqTransf + residual), not normalised: what the text-conditioned
+            pooling weighs.
+    """
+
+    temporal_features: torch.FloatTensor | None = None
+
+
+class EMCLPreTrainedModel(CLIP4ClipPreTrainedModel):
+    """Weight init and loading conventions for EMCL (CLIP4Clip's, plus the EM bases)."""
+
+    config: EMCLConfig
+    base_model_prefix = "emcl"
+
+    @torch.no_grad()
+    def _init_weights(self, module: nn.Module) -> None:
+        super()._init_weights(module)
+        if isinstance(module, EMReconstruction):
+            init.copy_(module.bases, initial_em_bases(module.num_bases, seed=self.config.em_bases_seed))
+
+
+class EMCLModel(EMCLPreTrainedModel):
+    """EMCL-Net: CLIP towers (`self.clip`), a temporal head (`self.temporal`), text-conditioned frame pooling and the
+    EM module (`self.em`, bases in the buffer `em.bases`).
+
+    Example:
+
+    ```python
+    >>> model = EMCLModel.from_clip("openai/clip-vit-base-patch32")
+    >>> text = model.encode_text(input_ids, attention_mask)
+    >>> video = model.encode_video(pixel_values_videos, video_mask)
+    >>> logits = model.similarity(text, video)  # (num_texts, num_videos), EM in blocks of config.eval_block_size
+    ```
+    """
+
+    # The original all-gathers features across processes and runs pooling + EM on the global batch.
+    gather_for_loss = True
+
+    def __init__(self, config: EMCLConfig):
+        super().__init__(config)
+        self.clip = CLIPBackbone(config)
+        head = "meanP" if config.temporal_head == "none" else config.temporal_head  # meanP's head is the identity
+        self.temporal = build_loose_head(head, config.temporal_config)
+        self.em = EMReconstruction(
+            num_bases=config.em_num_bases,
+            num_stages=config.em_num_stages,
+            temperature=config.em_temperature,
+            beta=config.em_beta,
+            momentum=config.em_momentum,
+            seed=config.em_bases_seed,
+        )
+        self.post_init()
+
+    @property
+    def logit_scale(self) -> nn.Parameter:
+        """CLIP's log temperature (`clip.logit_scale`); the training loop clamps it to at most ln(100)."""
+        return self.clip.logit_scale
+
+    @classmethod
+    def from_clip(cls, clip: str | os.PathLike | CLIPModel, **config_overrides) -> "EMCLModel":
+        """An EMCL model initialised from a transformers CLIP checkpoint, the way the original initialises it.
+
+        CLIP weights are copied; seqTransf takes its frame positions from CLIP's text positions and its layers from
+        CLIP's first text layers; the EM bases are `initial_em_bases(em_num_bases, seed=em_bases_seed)`.
+
+        Args:
+            clip: a `CLIPModel`, or a Hub id / folder that `CLIPModel.from_pretrained` loads.
+            **config_overrides: other `EMCLConfig` fields, e.g. `em_num_bases=16`,
+                `temporal_config={"num_hidden_layers": 4}`, `max_frames=12`.
+        """
+        if not isinstance(clip, CLIPModel):
+            clip = CLIPModel.from_pretrained(clip)
+        clip_config = clip.config
+        config = EMCLConfig(
+            text_config=copy.deepcopy(clip_config.text_config),
+            vision_config=copy.deepcopy(clip_config.vision_config),
+            projection_dim=clip_config.projection_dim,
+            logit_scale_init_value=float(clip_config.logit_scale_init_value),
+            **config_overrides,
+        )
+        model = cls(config)
+        model.clip.load_clip_state_dict(clip.state_dict())
+        model.init_from_clip()
+        return model
+
+    @torch.no_grad()
+    def init_from_clip(self) -> None:
+        """Initialise the parts EMCL adds from the CLIP weights in `self.clip` (see `from_clip`)."""
+        self.clip.inflate_patch_embedding()
+        self.temporal.init_from_clip(self.clip.text_model)
+
+    def set_em_bases(self, bases: torch.Tensor) -> None:
+        """Set the EM bases, `(1, em_num_bases)` or `(em_num_bases,)`; e.g. those an original run was evaluated with."""
+        self.em.set_bases(bases)
+
+    # ------------------------------------------------------------------------------------------------- encoding
+    def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> TextEncoding:
+        """Encode captions.
+
+        Args:
+            input_ids: `(batch_size, max_words)` CLIP token ids with an end-of-text token in each row.
+            attention_mask: `(batch_size, max_words)`; defaults to all ones.
+
+        Returns:
+            A `TextEncoding` whose `text_features` `(batch_size, projection_dim)` are the projected end-of-text
+            features, not normalised.
+        """
+        if input_ids.dim() != 2:
+            raise ValueError(f"input_ids must be (batch_size, max_words), got shape {tuple(input_ids.shape)}")
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        text_features = self.clip.encode_text(input_ids, attention_mask).pooler_output
+        return TextEncoding(text_features=text_features, attention_mask=attention_mask)
+
+    def encode_video(self, pixel_values_videos: torch.Tensor, video_mask: torch.Tensor | None = None) -> EMCLVideoEncoding:
+        """Encode videos.
+
+        Args:
+            pixel_values_videos: `(batch_size, num_frames, 3, image_size, image_size)` normalised frames; padded
+                frames are encoded too (the original feeds zeros), they only matter through the pooling softmax.
+            video_mask: `(batch_size, num_frames)`, 1 for real frames; defaults to all ones.
+
+        Returns:
+            An `EMCLVideoEncoding`. Its `video_embeds` (normalised masked mean of `temporal_features`) is not what
+            EMCL scores with; it is a text-independent first-stage embedding for an index, to re-rank with
+            `similarity`.
+        """
+        video_mask = self._check_video(pixel_values_videos, video_mask)
+        frame_features = self.clip.encode_frames(pixel_values_videos).pooler_output
+        temporal_features = self.temporal(frame_features, video_mask)
+        return EMCLVideoEncoding(
+            frame_features=frame_features,
+            video_mask=video_mask,
+            video_embeds=F.normalize(masked_mean(temporal_features, video_mask), dim=-1),
+            temporal_features=temporal_features,
+        )
+
+    def _check_video(self, pixel_values_videos: torch.Tensor, video_mask: torch.Tensor | None) -> torch.Tensor:
+        if pixel_values_videos.dim() != 5:
+            raise ValueError(
+                "pixel_values_videos must be (batch_size, num_frames, 3, height, width), "
+                f"got shape {tuple(pixel_values_videos.shape)}"
+            )
+        batch_size, num_frames = pixel_values_videos.shape[:2]
+        image_size = self.config.vision_config.image_size
+        if pixel_values_videos.shape[-2:] != (image_size, image_size):
+            raise ValueError(
+                f"pixel_values_videos frames are {tuple(pixel_values_videos.shape[-2:])}, "
+                f"the model expects ({image_size}, {image_size})"
+            )
+        positions = self.config.temporal_config.max_position_embeddings
+        if self.config.temporal_head == "seqTransf" and num_frames > positions:
+            raise ValueError(f"{num_frames} frames per video exceed the seqTransf head's {positions} positions")
+        if video_mask is None:
+            return torch.ones(batch_size, num_frames, dtype=torch.long, device=pixel_values_videos.device)
+        if video_mask.shape != (batch_size, num_frames):
+            raise ValueError(
+                f"video_mask must be (batch_size, num_frames) = {(batch_size, num_frames)}, "
+                f"got {tuple(video_mask.shape)}"
+            )
+        return video_mask
+
+    # ------------------------------------------------------------------------------------------------- scoring
+    def block_cosine(
+        self, text_features: torch.Tensor, temporal_features: torch.Tensor, video_mask: torch.Tensor
+    ) -> torch.Tensor:
+        """EMCL's cosine similarity of one block, computed jointly (the original's `get_similarity_logits`).
+
+        Args:
+            text_features: `(num_texts, dim)`.
+            temporal_features: `(num_videos, num_frames, dim)`.
+            video_mask: `(num_videos, num_frames)`.
+
+        Returns:
+            `(num_texts, num_videos)` cosine similarities after the EM; in training this call updates the EM bases.
+        """
+        pooled = text_conditioned_pooling(
+            text_features, temporal_features, video_mask, self.config.frame_pooling_temperature
+        )
+        num_texts, num_videos, dim = pooled.shape
+        # One EM over all rows of the block: the video rows first, then the text rows (the original's order).
+        rows = self.em(torch.cat([pooled.reshape(num_texts * num_videos, dim), text_features.to(pooled.dtype)]))
+        pooled = F.normalize(rows[: num_texts * num_videos].view(num_texts, num_videos, dim), dim=-1)
+        text = F.normalize(rows[num_texts * num_videos :], dim=-1)
+        return torch.einsum("ad,abd->ab", text, pooled)
+
+    def similarity(
+        self, text_encoding: TextEncoding, video_encoding: EMCLVideoEncoding, block_size: int | None = None
+    ) -> torch.Tensor:
+        """`(num_texts, num_videos)` logits `exp(logit_scale) * cosine`, the cosine after pooling and EM.
+
+        In training the whole input is one block (the original's loss over the global batch) and the EM bases
+        move. In evaluation the EM runs per block of `block_size` texts x `block_size` videos, in order, like the
+        original's evaluation loop; the result depends on the block size.
+
+        Args:
+            text_encoding: from `encode_text`.
+            video_encoding: from `encode_video`.
+            block_size: evaluation block size; default `config.eval_block_size` (None: everything in one block).
+        """
+        if not isinstance(video_encoding, EMCLVideoEncoding) or video_encoding.temporal_features is None:
+            raise ValueError("EMCLModel.similarity needs the EMCLVideoEncoding that EMCLModel.encode_video returns")
+        text_features = text_encoding.text_features
+        temporal_features, video_mask = video_encoding.temporal_features, video_encoding.video_mask
+        block_size = self.config.eval_block_size if block_size is None else block_size
+        if self.training or block_size is None:
+            cosine = self.block_cosine(text_features, temporal_features, video_mask)
+        else:
+            cosine = torch.cat(
+                [
+                    torch.cat(
+                        [
+                            self.block_cosine(texts, frames, mask)
+                            for frames, mask in zip(temporal_features.split(block_size), video_mask.split(block_size))
+                        ],
+                        dim=1,
+                    )
+                    for texts in text_features.split(block_size)
+                ],
+                dim=0,
+            )
+        return self.clip.logit_scale.exp() * cosine
+
+    def get_text_features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """`(batch_size, projection_dim)` L2-normalised end-of-text features (a first-stage index embedding)."""
+        return F.normalize(self.encode_text(input_ids, attention_mask).text_features, dim=-1)
+
+    def get_video_features(
+        self, pixel_values_videos: torch.Tensor, video_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """`(batch_size, projection_dim)` L2-normalised mean of the temporal features (see `encode_video`)."""
+        return self.encode_video(pixel_values_videos, video_mask).video_embeds
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        pixel_values_videos: torch.Tensor | None = None,
+        video_mask: torch.Tensor | None = None,
+        return_loss: bool = False,
+    ) -> RetrievalOutput:
+        """Score a batch of captions against a batch of videos as one EM block (caption i belongs to video i).
+
+        Args:
+            input_ids: `(batch_size, max_words)`.
+            attention_mask: `(batch_size, max_words)`.
+            pixel_values_videos: `(batch_size, num_frames, 3, image_size, image_size)`.
+            video_mask: `(batch_size, num_frames)`.
+            return_loss: add the symmetric contrastive loss.
+        """
+        if pixel_values_videos is None:
+            raise ValueError("forward needs pixel_values_videos; use encode_text for captions alone")
+        text_encoding = self.encode_text(input_ids, attention_mask)
+        video_encoding = self.encode_video(pixel_values_videos, video_mask)
+        batch = max(input_ids.shape[0], pixel_values_videos.shape[0])
+        logits_per_text = self.similarity(text_encoding, video_encoding, block_size=batch)
+        return RetrievalOutput(
+            loss=contrastive_loss(logits_per_text) if return_loss else None,
+            logits_per_text=logits_per_text,
+            logits_per_video=logits_per_text.t(),
+            text_embeds=F.normalize(text_encoding.text_features, dim=-1),
+            video_embeds=video_encoding.video_embeds,
+            text_encoding=text_encoding,
+            video_encoding=video_encoding,
+        )
+
+
+__all__ = ["EMCLModel", "EMCLPreTrainedModel", "EMCLVideoEncoding", "text_conditioned_pooling"]
