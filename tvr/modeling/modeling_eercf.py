@@ -1,0 +1,581 @@
+# Copyright 2026 The tvr authors. Licensed under the Apache License, Version 2.0.
+"""EERCF (Tian et al., AAAI 2024): coarse-to-fine text-to-video retrieval on transformers' CLIP.
+
+Reference: github.com/adxcreative/EERCF. A video is encoded once into three text-independent granularities:
+a video vector (CLIP4Clip's seqTransf head + masked mean), the raw CLIP frame features and every patch token of
+every frame. Retrieval ranks all videos by the cheap video-level score, then re-scores each query's top-k with the
+frame and patch scores (`similarity(..., rerank_top_k=k)`).
+
+Scores for text t and video j (all times exp(logit_scale), t and every visual feature L2-normalised):
+- V  (video, coarse):  (t @ W_video) . v_j
+- WF (weak frame):     sum_f c_f * (softmax(c / 0.01) @ W_frame)_f with c_f = t . frame_jf
+- WP (weak patch):     sum_n c_n * softmax(c / 0.01)_n over all patches of all frames, c_n = t . patch_jn
+- SF (strong frame):   t . normalise(sum_f g_f * context_jf), g = softmax(c / 0.1): frames gated by the query text
+  pool the temporally contextualised frame features (the parameter-free text-gated interaction block)
+- SP (strong patch):   the same over patches (temperature 0.01); used in training only.
+
+Like the original, and unlike the video vector, the frame and patch scores do NOT mask padded frames: a padded
+(all-zero) frame still has CLIP features that take part in their softmaxes. This is kept for parity.
+Other differences from the reference, all deliberate: the model runs in the dtype it is loaded in (fp32 by
+default; the original keeps CLIP's linear weights in fp16); at evaluation the cached patch embeddings are stored in
+`config.patch_embeds_dtype` (float16 by default; use float32 for bit-level parity); the fine stage scores only the
+top-k pairs instead of all pairs (same result).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import CLIPModel
+from transformers import initialization as init
+from transformers.utils import ModelOutput
+
+from .backbone import CLIPBackbone
+from .configuration_eercf import EERCFConfig
+from .heads import SeqTransfHead
+from .losses import contrastive_loss
+from .modeling_clip4clip import CLIP4ClipPreTrainedModel
+from .outputs import RetrievalOutput, TextEncoding, VideoEncoding
+from .pooling import masked_mean
+from .rerank import two_stage_logits
+
+
+def weak_frame_logits(frame_sims: torch.Tensor, frame_logit_weight: torch.Tensor, temperature: float) -> torch.Tensor:
+    """EERCF's weak sentence-frame score (from DRL): softmax-weighted frame similarities, mixed by a learnable matrix.
+
+    Args:
+        frame_sims: `(..., num_frames)` cosine similarities of one text with each frame.
+        frame_logit_weight: `(num_frames, num_frames)`; the identity gives a plain softmax-weighted sum.
+        temperature: softmax temperature (0.01 in the original).
+
+    Returns:
+        `(...)` scores, without the logit scale.
+    """
+    weights = torch.softmax(frame_sims / temperature, dim=-1) @ frame_logit_weight
+    return (frame_sims * weights).sum(dim=-1)
+
+
+def attention_pooled_logits(token_sims: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Softmax-weighted mean of similarities (EERCF's weak sentence-patch score).
+
+    Args:
+        token_sims: `(..., num_tokens)` cosine similarities of one text with each token (patch).
+        temperature: softmax temperature (0.01 in the original).
+
+    Returns:
+        `(...)` scores, without the logit scale.
+    """
+    return (token_sims * torch.softmax(token_sims / temperature, dim=-1)).sum(dim=-1)
+
+
+def text_gated_pool(gate_sims: torch.Tensor, tokens: torch.Tensor, temperature: float) -> torch.Tensor:
+    """EERCF's text-gated interaction block: pool tokens with softmax weights from their similarity to a text.
+
+    Args:
+        gate_sims: `(..., num_tokens)` similarities of the gating text with each token.
+        tokens: `(..., num_tokens, dim)`, broadcastable against `gate_sims` (e.g. `(num_videos, num_tokens, dim)`
+            with `gate_sims` of shape `(num_texts, num_videos, num_tokens)`).
+        temperature: softmax temperature (0.1 for frames, 0.01 for patches in the original).
+
+    Returns:
+        `(..., dim)` L2-normalised pooled vectors.
+    """
+    gate = torch.softmax(gate_sims / temperature, dim=-1)
+    return F.normalize(torch.einsum("...k,...kd->...d", gate, tokens), dim=-1)
+
+
+def pearson_penalty(
+    text_embeds: torch.Tensor, video_embeds: torch.Tensor, diagonal_weight: float, off_diagonal_weight: float
+) -> torch.Tensor:
+    """EERCF's intra-feature Pearson constraint (Barlow-Twins-like) between paired text and video features.
+
+    Each feature dimension is standardised over the batch (unbiased std), `C = z_text^T z_video / batch_size`, and
+    the penalty is `diagonal_weight * sum_d (C_dd - 1)^2 + off_diagonal_weight * sum_{d != e} C_de^2`.
+
+    Args:
+        text_embeds: `(batch_size, dim)`, row i paired with row i of `video_embeds`; batch_size >= 2.
+        video_embeds: `(batch_size, dim)`.
+    """
+    batch_size = text_embeds.shape[0]
+    text_z = (text_embeds - text_embeds.mean(dim=0)) / text_embeds.std(dim=0)
+    video_z = (video_embeds - video_embeds.mean(dim=0)) / video_embeds.std(dim=0)
+    correlation = text_z.t() @ video_z / batch_size
+    diagonal = correlation.diagonal()
+    on_diagonal = (diagonal - 1).pow(2).sum()
+    off_diagonal = correlation.pow(2).sum() - diagonal.pow(2).sum()
+    return diagonal_weight * on_diagonal + off_diagonal_weight * off_diagonal
+
+
+@dataclass
+class EERCFVideoEncoding(VideoEncoding):
+    """What `EERCFModel.encode_video` returns: every granularity the scores need, all text-independent.
+
+    Args:
+        frame_features (`torch.FloatTensor` of shape `(batch_size, num_frames, projection_dim)`):
+            Projected CLIP CLS feature of each frame, before the temporal transformer, not normalised.
+        video_mask (`torch.LongTensor` of shape `(batch_size, num_frames)`):
+            1 for real frames, 0 for padding (used by the video vector only, see the module docstring).
+        video_embeds (`torch.FloatTensor` of shape `(batch_size, projection_dim)`):
+            The coarse video vector: masked mean of the normalised temporal-transformer outputs, normalised.
+        context_frame_embeds (`torch.FloatTensor` of shape `(batch_size, num_frames, projection_dim)`):
+            L2-normalised temporal-transformer outputs (what the text-gated frame score pools).
+        patch_embeds (`torch.Tensor` of shape `(batch_size, num_frames * num_patches, projection_dim)`):
+            L2-normalised projected patch tokens of all frames; in `config.patch_embeds_dtype` when the model is
+            in eval mode (a cache), in the compute dtype when training.
+    """
+
+    context_frame_embeds: torch.FloatTensor | None = None
+    patch_embeds: torch.Tensor | None = None
+
+
+@dataclass
+class EERCFLogits(ModelOutput):
+    """EERCF's per-granularity `(num_texts, num_videos)` logits, all including `exp(logit_scale)`.
+
+    Args:
+        video_logits: coarse video-sentence score V.
+        weak_frame_logits: weak sentence-frame score WF.
+        weak_patch_logits: weak sentence-patch score WP.
+        strong_frame_logits: text-gated frame score SF. At evaluation each column is gated by the row's text; in
+            training by the video's own caption (detached gate), as the original trains it.
+        strong_patch_logits: text-gated patch score SP (training form only; evaluation never uses it).
+        fine_logits: the evaluation fusion of the fine stage,
+            `0.5 V + 0.8 WF + 0.2 SF + 0.2 WP` by default (`config.rerank_*_weight`).
+    """
+
+    video_logits: torch.FloatTensor | None = None
+    weak_frame_logits: torch.FloatTensor | None = None
+    weak_patch_logits: torch.FloatTensor | None = None
+    strong_frame_logits: torch.FloatTensor | None = None
+    strong_patch_logits: torch.FloatTensor | None = None
+    fine_logits: torch.FloatTensor | None = None
+
+
+@dataclass
+class EERCFLossOutput(ModelOutput):
+    """EERCF's training loss and its parts (`EERCFModel.compute_loss`).
+
+    Args:
+        loss: `inter_loss + pearson_loss_weight * intra_loss`.
+        inter_loss: `weak_loss_weight * CE(weak_logits) + strong_loss_weight * CE(strong_logits)`, each CE the
+            symmetric contrastive loss.
+        intra_loss: weighted sum of the three Pearson terms.
+        weak_logits: `video_weight * V + weak_frame_weight * WF + weak_patch_weight * WP`, `(batch, batch)`.
+        strong_logits: `strong_frame_weight * SF + strong_patch_weight * SP` (caption-gated), `(batch, batch)`.
+        logits: the training-form granularity matrices.
+        pearson_video / pearson_frame / pearson_patch: Pearson terms of the text with the video vector, with the
+            caption-gated frame vector and with the caption-gated patch vector.
+    """
+
+    loss: torch.FloatTensor | None = None
+    inter_loss: torch.FloatTensor | None = None
+    intra_loss: torch.FloatTensor | None = None
+    weak_logits: torch.FloatTensor | None = None
+    strong_logits: torch.FloatTensor | None = None
+    logits: EERCFLogits | None = None
+    pearson_video: torch.FloatTensor | None = None
+    pearson_frame: torch.FloatTensor | None = None
+    pearson_patch: torch.FloatTensor | None = None
+
+
+@dataclass
+class EERCFOutput(RetrievalOutput):
+    """`RetrievalOutput` plus, with `return_loss=True`, the loss parts (`loss_output`)."""
+
+    loss_output: EERCFLossOutput | None = None
+
+
+class EERCFPreTrainedModel(CLIP4ClipPreTrainedModel):
+    """CLIP4Clip's init and loading conventions, plus identity init of EERCF's two logit matrices."""
+
+    config: EERCFConfig
+    config_class = EERCFConfig
+    base_model_prefix = "eercf"
+
+    @torch.no_grad()
+    def _init_weights(self, module: nn.Module) -> None:
+        super()._init_weights(module)
+        if isinstance(module, EERCFModel):
+            init.eye_(module.video_logit_weight)
+            init.eye_(module.frame_logit_weight)
+
+
+class EERCFModel(EERCFPreTrainedModel):
+    """EERCF: CLIP towers (`self.clip`), CLIP4Clip's seqTransf head (`self.temporal`), and two learnable logit
+    matrices: `video_logit_weight` `(projection_dim, projection_dim)` for the coarse score and `frame_logit_weight`
+    `(max_frames, max_frames)` for the weak frame score (so videos must have exactly `max_frames` frames, padded
+    with `video_mask` 0).
+
+    Example:
+
+    ```python
+    >>> model = EERCFModel.from_clip("openai/clip-vit-base-patch32", max_frames=12).eval()
+    >>> text = model.encode_text(input_ids, attention_mask)
+    >>> video = model.encode_video(pixel_values_videos, video_mask)
+    >>> coarse = model.similarity(text, video)                   # stage 1 only: (num_texts, num_videos)
+    >>> final = model.similarity(text, video, rerank_top_k=50)   # top-50 per text re-scored: 100 + fine score
+    ```
+    """
+
+    gather_for_loss = True  # the original all-gathers every feature before its loss
+
+    def __init__(self, config: EERCFConfig):
+        super().__init__(config)
+        self.clip = CLIPBackbone(config)
+        self.temporal = SeqTransfHead(config.temporal_config)
+        self.video_logit_weight = nn.Parameter(torch.eye(config.projection_dim))
+        self.frame_logit_weight = nn.Parameter(torch.eye(config.max_frames))
+        self.post_init()
+
+    @classmethod
+    def from_clip(cls, clip: str | os.PathLike | CLIPModel, **config_overrides) -> "EERCFModel":
+        """An EERCF model initialised from a transformers CLIP checkpoint, the way the original initialises it.
+
+        CLIP weights are copied; the temporal head takes its positions from CLIP's text positions and its layers
+        from CLIP's first text layers; both logit matrices start as identities.
+
+        Args:
+            clip: a `CLIPModel`, or a Hub id / folder that `CLIPModel.from_pretrained` loads.
+            **config_overrides: other `EERCFConfig` fields, e.g. `max_frames=12`, `rerank_top_k=50`,
+                `temporal_config={"num_hidden_layers": 4}`.
+        """
+        if not isinstance(clip, CLIPModel):
+            clip = CLIPModel.from_pretrained(clip)
+        clip_config = clip.config
+        config = EERCFConfig(
+            text_config=copy.deepcopy(clip_config.text_config),
+            vision_config=copy.deepcopy(clip_config.vision_config),
+            projection_dim=clip_config.projection_dim,
+            logit_scale_init_value=float(clip_config.logit_scale_init_value),
+            **config_overrides,
+        )
+        model = cls(config)
+        model.clip.load_clip_state_dict(clip.state_dict())
+        model.init_from_clip()
+        return model
+
+    @torch.no_grad()
+    def init_from_clip(self) -> None:
+        """Initialise the parts EERCF adds from the CLIP weights in `self.clip` (see `from_clip`)."""
+        self.clip.inflate_patch_embedding()
+        self.temporal.init_from_clip(self.clip.text_model)
+        self.video_logit_weight.copy_(torch.eye(self.config.projection_dim))
+        self.frame_logit_weight.copy_(torch.eye(self.config.max_frames))
+
+    # ----------------------------------------------------------------------------------------------- encoders
+
+    def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> TextEncoding:
+        """Encode captions.
+
+        Args:
+            input_ids: `(batch_size, max_words)` CLIP token ids with an end-of-text token in each row.
+            attention_mask: `(batch_size, max_words)`; defaults to all ones (the pooled feature does not depend on
+                it: CLIP's causal mask hides the padding after the end-of-text token).
+        """
+        if input_ids.dim() != 2:
+            raise ValueError(f"input_ids must be (batch_size, max_words), got shape {tuple(input_ids.shape)}")
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        text_features = self.clip.encode_text(input_ids, attention_mask).pooler_output
+        return TextEncoding(text_features=text_features, attention_mask=attention_mask)
+
+    def _check_video(self, pixel_values_videos: torch.Tensor, video_mask: torch.Tensor | None) -> torch.Tensor:
+        if pixel_values_videos.dim() != 5:
+            raise ValueError(
+                "pixel_values_videos must be (batch_size, num_frames, 3, height, width), "
+                f"got shape {tuple(pixel_values_videos.shape)}"
+            )
+        batch_size, num_frames = pixel_values_videos.shape[:2]
+        if num_frames != self.config.max_frames:
+            raise ValueError(
+                f"pixel_values_videos has {num_frames} frames per video; EERCF's frame-logit matrix needs exactly "
+                f"max_frames={self.config.max_frames} (pad shorter videos and mark the padding 0 in video_mask)"
+            )
+        image_size = self.config.vision_config.image_size
+        if pixel_values_videos.shape[-2:] != (image_size, image_size):
+            raise ValueError(
+                f"pixel_values_videos frames are {tuple(pixel_values_videos.shape[-2:])}, "
+                f"the model expects ({image_size}, {image_size})"
+            )
+        if video_mask is None:
+            return torch.ones(batch_size, num_frames, dtype=torch.long, device=pixel_values_videos.device)
+        if video_mask.shape != (batch_size, num_frames):
+            raise ValueError(
+                f"video_mask must be (batch_size, num_frames) = {(batch_size, num_frames)}, "
+                f"got {tuple(video_mask.shape)}"
+            )
+        return video_mask
+
+    def encode_video(
+        self, pixel_values_videos: torch.Tensor, video_mask: torch.Tensor | None = None
+    ) -> EERCFVideoEncoding:
+        """Encode videos into the video vector, frame features and patch embeddings (all text-independent).
+
+        Args:
+            pixel_values_videos: `(batch_size, max_frames, 3, image_size, image_size)` normalised frames.
+            video_mask: `(batch_size, max_frames)`, 1 for real frames; defaults to all ones.
+        """
+        video_mask = self._check_video(pixel_values_videos, video_mask)
+        tokens = self.clip.encode_frames(pixel_values_videos, output_all_tokens=True).last_hidden_state
+        frame_features = tokens[:, :, 0]
+        context_frame_embeds = F.normalize(self.temporal(frame_features, video_mask), dim=-1)
+        patch_embeds = F.normalize(tokens[:, :, 1:].flatten(1, 2), dim=-1)
+        if not self.training:
+            # The patches are ~num_patches times the rest of the encoding: cache them compactly.
+            patch_embeds = patch_embeds.to(getattr(torch, self.config.patch_embeds_dtype))
+        return EERCFVideoEncoding(
+            frame_features=frame_features,
+            video_mask=video_mask,
+            video_embeds=F.normalize(masked_mean(context_frame_embeds, video_mask), dim=-1),
+            context_frame_embeds=context_frame_embeds,
+            patch_embeds=patch_embeds,
+        )
+
+    # ------------------------------------------------------------------------------------------------- scores
+
+    def video_logits(self, text_encoding: TextEncoding, video_encoding: EERCFVideoEncoding) -> torch.Tensor:
+        """Coarse (stage-1) logits `(num_texts, num_videos)`: a matmul of cacheable vectors."""
+        text_embeds = F.normalize(text_encoding.text_features, dim=-1)
+        return self.clip.logit_scale.exp() * (text_embeds @ self.video_logit_weight) @ video_encoding.video_embeds.t()
+
+    def _similarities(
+        self, text_embeds: torch.Tensor, frame_features: torch.Tensor, patch_embeds: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Cosine similarities of texts with frames `(..., num_frames)` and patches `(..., num_patches_total)`.
+
+        Broadcasts over leading dims. Aligned pairs: `text_embeds` `(num_pairs, dim)` with video tensors
+        `(num_pairs, ...)`. All pairs: `text_embeds` `(num_texts, 1, dim)` with video tensors `(num_videos, ...)`.
+        """
+        frame_sims = torch.einsum("...d,...fd->...f", text_embeds, F.normalize(frame_features, dim=-1))
+        # Only the patches of the videos being scored are upcast from their compact storage.
+        patch_sims = torch.einsum("...d,...nd->...n", text_embeds, patch_embeds.to(text_embeds.dtype))
+        return frame_sims, patch_sims
+
+    def _weak_logits(self, frame_sims: torch.Tensor, patch_sims: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Scaled weak frame (WF) and weak patch (WP) logits from `_similarities`."""
+        scale = self.clip.logit_scale.exp()
+        weak_frame = weak_frame_logits(frame_sims, self.frame_logit_weight, self.config.weak_temperature)
+        weak_patch = attention_pooled_logits(patch_sims, self.config.weak_temperature)
+        return scale * weak_frame, scale * weak_patch
+
+    def _fine_logits(
+        self,
+        text_embeds: torch.Tensor,
+        frame_features: torch.Tensor,
+        context_frame_embeds: torch.Tensor,
+        patch_embeds: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Scaled WF, WP and query-gated SF, broadcasting like `_similarities`."""
+        frame_sims, patch_sims = self._similarities(text_embeds, frame_features, patch_embeds)
+        weak_frame, weak_patch = self._weak_logits(frame_sims, patch_sims)
+        gated_frames = text_gated_pool(frame_sims, context_frame_embeds, self.config.frame_gate_temperature)
+        strong_frame = self.clip.logit_scale.exp() * (text_embeds * gated_frames).sum(dim=-1)
+        return weak_frame, weak_patch, strong_frame
+
+    def _fuse_fine(
+        self, video: torch.Tensor, weak_frame: torch.Tensor, weak_patch: torch.Tensor, strong_frame: torch.Tensor
+    ) -> torch.Tensor:
+        config = self.config
+        return (
+            config.rerank_video_weight * video
+            + config.rerank_weak_frame_weight * weak_frame
+            + config.rerank_strong_frame_weight * strong_frame
+            + config.rerank_weak_patch_weight * weak_patch
+        )
+
+    def granularity_logits(self, text_encoding: TextEncoding, video_encoding: EERCFVideoEncoding) -> EERCFLogits:
+        """Every evaluation granularity for ALL (text, video) pairs (the original's dense evaluation).
+
+        Memory grows as `num_texts * num_videos * num_frames * num_patches`: call it on blocks, or use
+        `similarity(..., rerank_top_k=k)`, which needs the fine scores of `num_texts * k` pairs only.
+        """
+        text_embeds = F.normalize(text_encoding.text_features, dim=-1)
+        video = self.video_logits(text_encoding, video_encoding)
+        weak_frame, weak_patch, strong_frame = self._fine_logits(
+            text_embeds[:, None],
+            video_encoding.frame_features,
+            video_encoding.context_frame_embeds,
+            video_encoding.patch_embeds,
+        )
+        return EERCFLogits(
+            video_logits=video,
+            weak_frame_logits=weak_frame,
+            weak_patch_logits=weak_patch,
+            strong_frame_logits=strong_frame,
+            fine_logits=self._fuse_fine(video, weak_frame, weak_patch, strong_frame),
+        )
+
+    def similarity(
+        self,
+        text_encoding: TextEncoding,
+        video_encoding: EERCFVideoEncoding,
+        rerank_top_k: int | None = None,
+        pairs_per_chunk: int = 256,
+    ) -> torch.Tensor:
+        """`(num_texts, num_videos)` retrieval logits.
+
+        Args:
+            text_encoding: from `encode_text`.
+            video_encoding: from `encode_video`; with `rerank_top_k`, pass the WHOLE gallery (the top-k is taken
+                over these videos).
+            rerank_top_k: `None` (or 0): the coarse video-level logits only (stage 1; safe to compute on blocks of
+                videos). `k`: EERCF's two-stage evaluation: each text's top-k videos by coarse score get
+                `rerank_offset + fine score` (`EERCFLogits.fine_logits`), the other entries keep the coarse score.
+                Fine scores are computed for those `num_texts * k` pairs only; the result equals fine-scoring all
+                pairs and then selecting. `config.rerank_top_k` is the k the original evaluates with.
+            pairs_per_chunk: (text, video) pairs fine-scored at once (bounds memory).
+        """
+        coarse = self.video_logits(text_encoding, video_encoding)
+        if not rerank_top_k:
+            return coarse
+        text_embeds = F.normalize(text_encoding.text_features, dim=-1)
+
+        def score_pairs(text_index: torch.Tensor, video_index: torch.Tensor) -> torch.Tensor:
+            weak_frame, weak_patch, strong_frame = self._fine_logits(
+                text_embeds[text_index],
+                video_encoding.frame_features[video_index],
+                video_encoding.context_frame_embeds[video_index],
+                video_encoding.patch_embeds[video_index],
+            )
+            return self._fuse_fine(coarse[text_index, video_index], weak_frame, weak_patch, strong_frame)
+
+        return two_stage_logits(
+            coarse, rerank_top_k, score_pairs, offset=self.config.rerank_offset, pairs_per_chunk=pairs_per_chunk
+        )
+
+    # --------------------------------------------------------------------------------------------------- loss
+
+    def compute_loss(self, text_encoding: TextEncoding, video_encoding: EERCFVideoEncoding) -> EERCFLossOutput:
+        """EERCF's training loss on a batch of pairs (text i belongs to video i), as the original's train step.
+
+        The strong (text-gated) scores gate each video by its OWN caption with the gate detached, and compare the
+        gated video with every text. The training loop calls this on encodings gathered across processes.
+        """
+        config = self.config
+        batch_size = text_encoding.text_features.shape[0]
+        if video_encoding.video_embeds.shape[0] != batch_size or batch_size < 2:
+            raise ValueError(
+                "compute_loss needs matching text and video batches of at least 2 pairs (the Pearson terms "
+                f"standardise over the batch), got {batch_size} texts and "
+                f"{video_encoding.video_embeds.shape[0]} videos"
+            )
+        scale = self.clip.logit_scale.exp()
+        text_embeds = F.normalize(text_encoding.text_features, dim=-1)
+        patch_embeds = video_encoding.patch_embeds.to(text_embeds.dtype)
+        video = self.video_logits(text_encoding, video_encoding)
+        frame_sims, patch_sims = self._similarities(text_embeds[:, None], video_encoding.frame_features, patch_embeds)
+        weak_frame, weak_patch = self._weak_logits(frame_sims, patch_sims)
+        # Gate video j with caption j (the diagonal), without gradient through the gate.
+        own_frames = frame_sims.diagonal().t().detach()  # (batch, num_frames)
+        own_patches = patch_sims.diagonal().t().detach()  # (batch, num_frames * num_patches)
+        gated_frames = text_gated_pool(own_frames, video_encoding.context_frame_embeds, config.frame_gate_temperature)
+        gated_patches = text_gated_pool(own_patches, patch_embeds, config.patch_gate_temperature)
+        strong_frame = scale * text_embeds @ gated_frames.t()
+        strong_patch = scale * text_embeds @ gated_patches.t()
+
+        weak = config.video_weight * video + config.weak_frame_weight * weak_frame + config.weak_patch_weight * weak_patch
+        strong = config.strong_frame_weight * strong_frame + config.strong_patch_weight * strong_patch
+        inter = config.weak_loss_weight * contrastive_loss(weak) + config.strong_loss_weight * contrastive_loss(strong)
+
+        def pearson(video_side: torch.Tensor) -> torch.Tensor:
+            return pearson_penalty(
+                text_embeds, video_side, config.pearson_diagonal_weight, config.pearson_off_diagonal_weight
+            )
+
+        pearson_video = pearson(video_encoding.video_embeds)
+        pearson_frame = pearson(gated_frames)
+        pearson_patch = pearson(gated_patches)
+        intra = (
+            config.pearson_video_weight * pearson_video
+            + config.pearson_frame_weight * pearson_frame
+            + config.pearson_patch_weight * pearson_patch
+        )
+        return EERCFLossOutput(
+            loss=inter + config.pearson_loss_weight * intra,
+            inter_loss=inter,
+            intra_loss=intra,
+            weak_logits=weak,
+            strong_logits=strong,
+            logits=EERCFLogits(
+                video_logits=video,
+                weak_frame_logits=weak_frame,
+                weak_patch_logits=weak_patch,
+                strong_frame_logits=strong_frame,
+                strong_patch_logits=strong_patch,
+            ),
+            pearson_video=pearson_video,
+            pearson_frame=pearson_frame,
+            pearson_patch=pearson_patch,
+        )
+
+    # ---------------------------------------------------------------------------------------------- contract
+
+    def get_text_features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """`(batch_size, projection_dim)` text embeddings in the coarse score's space: `normalise(t) @ W_video`.
+
+        Their dot product with `get_video_features` is the coarse logit divided by `exp(logit_scale)`, so a FAISS
+        inner-product index over the video features gives stage 1 directly.
+        """
+        text_embeds = F.normalize(self.encode_text(input_ids, attention_mask).text_features, dim=-1)
+        return text_embeds @ self.video_logit_weight
+
+    def get_video_features(
+        self, pixel_values_videos: torch.Tensor, video_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """`(batch_size, projection_dim)` L2-normalised coarse video vectors (`EERCFVideoEncoding.video_embeds`)."""
+        return self.encode_video(pixel_values_videos, video_mask).video_embeds
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        pixel_values_videos: torch.Tensor | None = None,
+        video_mask: torch.Tensor | None = None,
+        return_loss: bool = False,
+        rerank_top_k: int | None = None,
+    ) -> EERCFOutput:
+        """Score a batch of captions against a batch of videos (caption i belongs to video i for the loss).
+
+        Args:
+            input_ids: `(batch_size, max_words)`.
+            attention_mask: `(batch_size, max_words)`.
+            pixel_values_videos: `(batch_size, max_frames, 3, image_size, image_size)`.
+            video_mask: `(batch_size, max_frames)`.
+            return_loss: add EERCF's training loss (`loss`, parts in `loss_output`).
+            rerank_top_k: passed to `similarity` for `logits_per_text` (default: coarse logits).
+        """
+        if pixel_values_videos is None:
+            raise ValueError("forward needs pixel_values_videos; use encode_text for captions alone")
+        text_encoding = self.encode_text(input_ids, attention_mask)
+        video_encoding = self.encode_video(pixel_values_videos, video_mask)
+        logits_per_text = self.similarity(text_encoding, video_encoding, rerank_top_k=rerank_top_k)
+        loss_output = self.compute_loss(text_encoding, video_encoding) if return_loss else None
+        return EERCFOutput(
+            loss=loss_output.loss if loss_output is not None else None,
+            logits_per_text=logits_per_text,
+            logits_per_video=logits_per_text.t(),
+            text_embeds=F.normalize(text_encoding.text_features, dim=-1),
+            video_embeds=video_encoding.video_embeds,
+            text_encoding=text_encoding,
+            video_encoding=video_encoding,
+            loss_output=loss_output,
+        )
+
+
+__all__ = [
+    "EERCFLogits",
+    "EERCFLossOutput",
+    "EERCFModel",
+    "EERCFOutput",
+    "EERCFPreTrainedModel",
+    "EERCFVideoEncoding",
+    "attention_pooled_logits",
+    "pearson_penalty",
+    "text_gated_pool",
+    "weak_frame_logits",
+]
