@@ -63,11 +63,17 @@ def read_metadata(reader) -> VideoMetadata:
     )
 
 
-def read_frames(reader, indices: np.ndarray, name: str = "<video>") -> np.ndarray:
+def read_frames(reader, indices: np.ndarray, name: str = "<video>", video: VideoFile | None = None) -> np.ndarray:
     """Decode the frames at ``indices`` (in that order, repeats allowed) and nothing else.
 
     decord seeks to the keyframe before the first index and skips forward through the rest, so the cost
     grows with the span of the indices rather than with the video's length alone.
+
+    Args:
+        reader: an open ``decord.VideoReader``.
+        indices: frame indices to return.
+        name: the video's name for error messages.
+        video: the file the reader was opened on; lets :func:`read_frames_pyav` stand in where decord fails.
 
     Returns:
         ``(len(indices), height, width, 3)`` uint8 RGB array.
@@ -79,9 +85,36 @@ def read_frames(reader, indices: np.ndarray, name: str = "<video>") -> np.ndarra
     try:
         frames = reader.get_batch(unique.tolist())
     except (RuntimeError, decord.DECORDError) as error:
+        # decord2 3.4 cannot copy frames of some widths (8, 12, 16, 24, 32, 48, 96, 144 px...): its FFmpeg
+        # frames are row-padded and the copy into the batch checks sizes; PyAV reads them correctly
+        if video is not None and "DECORDArrayCopyFromTo" in str(error):
+            return read_frames_pyav(video, unique, name)[position]
         raise ValueError(f"video '{name}': frames {unique.tolist()} could not be decoded ({_first_line(error)})") from None
     frames = frames.asnumpy() if hasattr(frames, "asnumpy") else np.asarray(frames)  # any decord bridge
     return frames[position]
+
+
+def read_frames_pyav(video: VideoFile, indices: np.ndarray, name: str = "<video>") -> np.ndarray:
+    """Decode the frames at increasing ``indices`` with PyAV, from the start up to the last one.
+
+    Returns:
+        ``(len(indices), height, width, 3)`` uint8 RGB array.
+    """
+    import av
+
+    wanted = {int(index): position for position, index in enumerate(indices)}
+    frames: list[np.ndarray | None] = [None] * len(wanted)
+    source = io.BytesIO(video) if isinstance(video, (bytes, bytearray)) else os.fspath(video)
+    with av.open(source) as container:
+        for index, frame in enumerate(container.decode(video=0)):
+            if index in wanted:
+                frames[wanted[index]] = frame.to_ndarray(format="rgb24")
+            if index >= max(wanted):
+                break
+    missing = [index for index, position in wanted.items() if frames[position] is None]
+    if missing:
+        raise ValueError(f"video '{name}': frames {missing} could not be decoded")
+    return np.stack(frames)
 
 
 def _first_line(error: Exception) -> str:

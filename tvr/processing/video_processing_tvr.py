@@ -193,37 +193,36 @@ class TVRVideoProcessor(BaseVideoProcessor):
         all_frames, all_metadata = [], []
         for index, video in enumerate(videos):
             name = video_name(video) if _is_file(video) else f"#{index} ({type(video).__name__})"
-            reader = open_video(video, num_threads=decode_threads) if _is_file(video) else None
-            reader = video if _is_decord_reader(video) else reader
-            if reader is not None:
+            options = dict(sampling, start=starts[index], end=ends[index], generator=generator, max_frames=max_frames)
+            if _is_file(video) or _is_decord_reader(video):
+                reader = open_video(video, num_threads=decode_threads) if _is_file(video) else video
                 metadata = read_metadata(reader)
+                indices = self._frame_indices(metadata, name, do_sample_frames, **options)
+                frames = read_frames(reader, indices, name, video=video if _is_file(video) else None)
             else:
                 frames = _frames_to_array(video, name)
                 metadata = _metadata_for_frames(given_metadata[index], len(frames))
-            try:
-                if do_sample_frames:
-                    indices = self.sample_frames(
-                        metadata,
-                        start=starts[index],
-                        end=ends[index],
-                        generator=generator,
-                        max_frames=max_frames,
-                        **sampling,
-                    )
-                elif metadata.total_num_frames > max_frames:
-                    raise ValueError(
-                        f"{metadata.total_num_frames} frames exceed max_frames={max_frames} with do_sample_frames=False"
-                    )
-                else:
-                    indices = np.arange(metadata.total_num_frames)
-            except ValueError as error:
-                raise ValueError(f"video '{name}': {error}") from None
-            frames = read_frames(reader, indices, name) if reader is not None else frames[indices]
+                indices = self._frame_indices(metadata, name, do_sample_frames, **options)
+                frames = frames[indices]
             metadata.frames_indices = indices.tolist()
             metadata.height, metadata.width = frames.shape[1:3]
             all_frames.append(frames)
             all_metadata.append(metadata)
         return all_frames, all_metadata
+
+    def _frame_indices(
+        self, metadata: VideoMetadata, name: str, do_sample_frames: bool, max_frames: int, **sampling
+    ) -> np.ndarray:
+        """Frame indices to decode from one video; errors name the video."""
+        try:
+            if do_sample_frames:
+                return self.sample_frames(metadata, max_frames=max_frames, **sampling)
+            if metadata.total_num_frames > max_frames:
+                raise ValueError(f"{metadata.total_num_frames} frames exceed max_frames={max_frames} and "
+                                 "do_sample_frames=False")
+            return np.arange(metadata.total_num_frames)
+        except ValueError as error:
+            raise ValueError(f"video '{name}': {error}") from None
 
     def center_crop(self, image: torch.Tensor, size: SizeDict, **kwargs) -> torch.Tensor:
         """Centre crop exactly as torchvision's ``CenterCrop`` (its rounding of odd margins differs from transformers')."""
