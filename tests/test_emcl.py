@@ -7,9 +7,16 @@ import pathlib
 
 import pytest
 import torch
-from safetensors.torch import load_file
+from model_testers import tiny_inputs, tiny_text_config, tiny_vision_config
+from safetensors.torch import load_file, save_file
+from transformers import CLIPModel
 
+from tvr.convert.emcl import convert_emcl
+from tvr.convert.openai_clip import clip_config_from_openai, convert_openai_clip_state_dict
+from tvr.modeling.configuration_emcl import EMCLConfig
 from tvr.modeling.em import EMReconstruction, initial_em_bases
+from tvr.modeling.modeling_emcl import EMCLModel, EMCLVideoEncoding, text_conditioned_pooling
+from tvr.modeling.outputs import TextEncoding, VideoEncoding
 
 FIXTURE_ROOT = pathlib.Path(__file__).parent / "fixtures" / "emcl"
 CASES = ["tiny_w64_default_em", "tiny_w128_2heads_custom_em"]
@@ -90,3 +97,155 @@ def test_em_bases_are_saved_and_set_with_shape_checks():
     torch.testing.assert_close(em.bases, torch.tensor([[1.0, -1.0, 0.5, 2.0]]))
     with pytest.raises(ValueError, match=r"shape \(1, 4\)"):
         em.set_bases(torch.ones(1, 5))
+
+
+# ---------------------------------------------------------------------------------------------- the model
+
+
+def tiny_emcl_config(**overrides) -> EMCLConfig:
+    options = {
+        "text_config": tiny_text_config(),
+        "vision_config": tiny_vision_config(),
+        "temporal_config": {"num_hidden_layers": 1},
+        "projection_dim": 32,
+        "max_frames": 4,
+        "max_words": 8,
+        "em_num_bases": 4,
+        "em_num_stages": 3,
+        **overrides,
+    }
+    return EMCLConfig(**options)
+
+
+def tiny_emcl_model(seed: int = 0, **overrides) -> EMCLModel:
+    torch.manual_seed(seed)
+    return EMCLModel(tiny_emcl_config(**overrides)).eval()
+
+
+def random_encodings(num_texts: int, num_videos: int, num_frames: int = 3, dim: int = 32, seed: int = 0):
+    generator = torch.Generator().manual_seed(seed)
+    video_mask = torch.ones(num_videos, num_frames, dtype=torch.long)
+    video_mask[1::2, -1] = 0
+    text = TextEncoding(text_features=torch.randn(num_texts, dim, generator=generator))
+    video = EMCLVideoEncoding(
+        temporal_features=torch.randn(num_videos, num_frames, dim, generator=generator), video_mask=video_mask
+    )
+    return text, video
+
+
+def test_text_conditioned_pooling_keeps_the_softmax_mass_of_padded_frames():
+    text = torch.tensor([[1.0, 0.0]])
+    frames = torch.tensor([[[1.0, 0.0], [0.0, 1.0], [2.0, 0.0]]])  # the third frame is padding
+    mask = torch.tensor([[1, 1, 0]])
+    logits = torch.tensor([1.0, 0.0, 2.0]) / 0.5
+    weights = logits.exp() / logits.exp().sum()  # over all three frames
+    expected = weights[0] * frames[0, 0] + weights[1] * frames[0, 1]  # then the padded one is dropped, no renormalising
+    pooled = text_conditioned_pooling(text, frames, mask, temperature=0.5)
+    assert pooled.shape == (1, 1, 2)
+    torch.testing.assert_close(pooled[0, 0], expected)
+    assert weights[:2].sum() < 0.2  # most of the mass went to the padded frame
+
+
+def test_similarity_blocks_in_evaluation_only():
+    model = tiny_emcl_model(eval_block_size=2)
+    text, video = random_encodings(num_texts=5, num_videos=3)
+    scale = model.logit_scale.exp()
+    with torch.no_grad():
+        blocks = [
+            torch.cat([model.block_cosine(t, v, m) for v, m in zip(video.temporal_features.split(2), video.video_mask.split(2))], dim=1)
+            for t in text.text_features.split(2)
+        ]
+        torch.testing.assert_close(model.similarity(text, video), scale * torch.cat(blocks))
+        one_block = scale * model.block_cosine(text.text_features, video.temporal_features, video.video_mask)
+        torch.testing.assert_close(model.similarity(text, video, block_size=5), one_block)
+        assert not torch.allclose(model.similarity(text, video), one_block, atol=1e-3)
+        unblocked = tiny_emcl_model(eval_block_size=None)
+        torch.testing.assert_close(unblocked.similarity(text, video), one_block)
+
+    start = model.em.bases.clone()
+    model.train()  # the loss sees the whole batch as one block, and the bases move
+    torch.testing.assert_close(model.similarity(text, video), one_block)
+    assert not torch.allclose(model.em.bases, start)
+
+
+def test_forward_is_one_block_with_the_contrastive_loss():
+    model = tiny_emcl_model(eval_block_size=1)
+    inputs = tiny_inputs(batch_size=3, num_frames=4, max_words=8)
+    with torch.no_grad():
+        output = model(**inputs, return_loss=True)
+        text = model.encode_text(inputs["input_ids"], inputs["attention_mask"])
+        video = model.encode_video(inputs["pixel_values_videos"], inputs["video_mask"])
+        expected = model.similarity(text, video, block_size=3)
+    torch.testing.assert_close(output.logits_per_text, expected)
+    torch.testing.assert_close(output.logits_per_video, expected.t())
+    log_probs_t2v, log_probs_v2t = expected.log_softmax(dim=1), expected.t().log_softmax(dim=1)
+    torch.testing.assert_close(output.loss, -(log_probs_t2v.diag().mean() + log_probs_v2t.diag().mean()) / 2)
+    torch.testing.assert_close(output.text_embeds, torch.nn.functional.normalize(text.text_features, dim=-1))
+
+
+def test_encodings_and_pooled_features():
+    model = tiny_emcl_model()
+    inputs = tiny_inputs(batch_size=3, num_frames=4, max_words=8)
+    with torch.no_grad():
+        video = model.encode_video(inputs["pixel_values_videos"], inputs["video_mask"])
+        features = model.get_video_features(inputs["pixel_values_videos"], inputs["video_mask"])
+        text_features = model.get_text_features(inputs["input_ids"], inputs["attention_mask"])
+        head = model.temporal(video.frame_features, inputs["video_mask"])
+    assert video.temporal_features.shape == (3, 4, 32)
+    torch.testing.assert_close(video.temporal_features, head)
+    mask = inputs["video_mask"].unsqueeze(-1).float()
+    mean = (video.temporal_features * mask).sum(1) / mask.sum(1)
+    torch.testing.assert_close(features, mean / mean.norm(dim=-1, keepdim=True))
+    torch.testing.assert_close(text_features.norm(dim=-1), torch.ones(3))
+    assert model.gather_for_loss is True and model.logit_scale is model.clip.logit_scale
+
+
+def test_input_errors_name_the_input():
+    model = tiny_emcl_model()
+    inputs = tiny_inputs(batch_size=2, num_frames=4, max_words=8)
+    with pytest.raises(ValueError, match="pixel_values_videos must be"):
+        model.encode_video(inputs["pixel_values_videos"][0])
+    with pytest.raises(ValueError, match="video_mask must be"):
+        model.encode_video(inputs["pixel_values_videos"], inputs["video_mask"][:, :3])
+    text, _ = random_encodings(2, 2)
+    with pytest.raises(ValueError, match="EMCLVideoEncoding"):
+        model.similarity(text, VideoEncoding(frame_features=torch.zeros(2, 3, 32), video_mask=torch.ones(2, 3)))
+
+
+def test_bases_are_seeded_saved_and_restored(tmp_path):
+    model = tiny_emcl_model(seed=7, em_bases_seed=3)
+    torch.testing.assert_close(model.em.bases, initial_em_bases(4, seed=3), rtol=0, atol=0)  # not the global RNG
+    text, video = random_encodings(3, 3)
+    model.train()
+    model.similarity(text, video)
+    updated = model.em.bases.clone()
+    model.eval()
+    model.save_pretrained(tmp_path / "saved")
+    loaded = EMCLModel.from_pretrained(tmp_path / "saved").eval()
+    torch.testing.assert_close(loaded.em.bases, updated, rtol=0, atol=0)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.similarity(text, video), model.similarity(text, video))
+
+    # a folder without bases (e.g. written by hand from an original checkpoint) gets the seeded ones
+    weights = load_file(tmp_path / "saved" / "model.safetensors")
+    del weights["em.bases"]
+    save_file(weights, tmp_path / "saved" / "model.safetensors", metadata={"format": "pt"})
+    reloaded = EMCLModel.from_pretrained(tmp_path / "saved")
+    torch.testing.assert_close(reloaded.em.bases, initial_em_bases(4, seed=3), rtol=0, atol=0)
+
+
+def test_from_clip_follows_the_original_initialisation():
+    """Fixture case 1 stores an original model exactly as built from its CLIP: `from_clip` on that CLIP must give
+    every tensor of the converted checkpoint (frame positions, temporal layers from text layers 0..1, bases)."""
+    folder = FIXTURE_ROOT / "tiny_w64_default_em"
+    state_dict = torch.load(folder / "pytorch_model.bin", weights_only=True)
+    clip_state = {key[len("clip."):]: value for key, value in state_dict.items() if key.startswith("clip.")}
+    clip = CLIPModel(clip_config_from_openai(clip_state))
+    clip.load_state_dict(convert_openai_clip_state_dict(dict(clip_state)))
+    model = EMCLModel.from_clip(clip, temporal_config={"num_hidden_layers": 2})
+    converted = convert_emcl(folder / "pytorch_model.bin")
+    assert model.config.temporal_config.num_hidden_layers == 2
+    expected = converted.state_dict()
+    assert set(model.state_dict()) == set(expected)
+    for key, value in model.state_dict().items():
+        torch.testing.assert_close(value, expected[key], rtol=0, atol=0, msg=key)
