@@ -19,6 +19,8 @@ embedding::
 from __future__ import annotations
 
 import contextlib
+import json
+import os
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
@@ -238,6 +240,9 @@ def _group_by_video(dataset) -> tuple[list[str], dict[str, list], torch.Tensor]:
         name: [columns[name][row] for row in first_rows] if name in columns else [None] * len(first_rows)
         for name in ("video_id", "video_path", "start", "end")
     }
+    unfound = [video_id for video_id, path in zip(videos["video_id"], videos["video_path"]) if not path]
+    if unfound:
+        raise ValueError(f"{len(unfound)} videos have no video_path (not found?), e.g. {unfound[:5]}")
     text_to_video = torch.tensor([video_index[video_id] for video_id in columns["video_id"]])
     return columns["caption"], videos, text_to_video
 
@@ -257,3 +262,13 @@ class _VideoCollator:
         if any(self.starts[i] is not None or self.ends[i] is not None for i in indices):
             kwargs = {"start": [self.starts[i] for i in indices], "end": [self.ends[i] for i in indices]}
         return self.processor(videos=[self.paths[i] for i in indices], return_tensors="pt", **kwargs)
+
+
+def save_eval_results(path: str | os.PathLike, metrics: Mapping[str, float], **metadata: Any) -> dict[str, Any]:
+    """Write an eval-results JSON: ``metadata`` (e.g. ``dataset="msrvtt"``, ``split="test"``) then the metric keys,
+    flat, as ``tvr eval`` writes and ``tvr card`` reads. Returns the written dict."""
+    results = {**metadata, **metrics}
+    with open(path, "w", encoding="utf-8") as file:
+        json.dump(results, file, indent=2)
+        file.write("\n")
+    return results

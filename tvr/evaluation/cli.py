@@ -1,0 +1,117 @@
+"""``tvr eval``: evaluate a saved model on a dataset split and write the results JSON.
+
+Example::
+
+    tvr eval runs/clip4clip --dataset msrvtt --annotations data/msrvtt --videos data/msrvtt/videos --dsl \\
+        --output runs/clip4clip/eval_results.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+GENERIC_FORMATS = ("csv", "jsonl")
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    from ..data import READERS
+
+    parser = subparsers.add_parser(
+        "eval",
+        help="evaluate a saved model on a dataset split (R@K, MedR, MeanR; optional DSL / QB-Norm)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("model_dir", help="folder saved with save_pretrained (model + processor)")
+    parser.add_argument(
+        "--dataset", required=True, choices=sorted(set(READERS) | set(GENERIC_FORMATS)),
+        help="annotation format; csv / jsonl are your own files (columns video_id or video_path, caption, start, end)",
+    )
+    parser.add_argument("--annotations", required=True, help="annotation folder (csv / jsonl: the file or its folder)")
+    parser.add_argument("--videos", default=None, help="video folder (csv / jsonl: default the annotation folder)")
+    parser.add_argument("--split", default="test")
+    parser.add_argument("--batch-size", type=int, default=16, help="texts / videos per forward pass")
+    parser.add_argument("--block-size", type=int, default=None, help="texts x videos per similarity call")
+    parser.add_argument("--num-workers", type=int, default=0, help="video decoding workers")
+    parser.add_argument("--device", default=None, help="e.g. cuda, cpu (default: cuda when available)")
+    parser.add_argument("--dsl", action="store_true", help="also report dual-softmax (transductive) metrics")
+    parser.add_argument("--inverted-softmax", action="store_true", help="also report inverted-softmax metrics")
+    parser.add_argument("--qb-norm", action="store_true", help="also report QB-Norm metrics (bank: --qb-norm-split)")
+    parser.add_argument("--qb-norm-split", default="train", help="split whose captions form the QB-Norm query bank")
+    parser.add_argument("--rerank-top-k", type=int, default=None, help="passed to model.similarity (two-stage models)")
+    parser.add_argument("--ties", choices=("pessimistic", "optimistic"), default="pessimistic")
+    parser.add_argument("--output", default=None, help="results JSON (default: print only)")
+    parser.add_argument("--save-similarity", default=None, help="also torch.save the similarity matrix here")
+    parser.set_defaults(func=run)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+    from transformers import AutoModel, AutoProcessor
+
+    import tvr  # noqa: F401  (registers the tvr models and processors with the Auto classes)
+
+    from .harness import evaluate_retrieval, save_eval_results
+
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    model = AutoModel.from_pretrained(args.model_dir).to(device)
+    processor = AutoProcessor.from_pretrained(args.model_dir)
+    dataset = _load_split(args, args.split, args.videos)
+    postprocessing = [name for name, on in (("dsl", args.dsl), ("inverted_softmax", args.inverted_softmax),
+                                            ("qb_norm", args.qb_norm)) if on]
+    query_bank = _captions(_load_split(args, args.qb_norm_split, None)) if args.qb_norm else None
+
+    result = evaluate_retrieval(
+        model,
+        processor,
+        dataset,
+        batch_size=args.batch_size,
+        postprocessing=postprocessing,
+        device=device,
+        block_size=args.block_size,
+        rerank_top_k=args.rerank_top_k,
+        query_bank=query_bank,
+        ties=args.ties,
+        num_workers=args.num_workers,
+        return_similarity=args.save_similarity is not None,
+    )
+    metadata = dict(
+        model=os.path.abspath(args.model_dir),
+        dataset=args.dataset,
+        split=args.split,
+        num_texts=len(result.text_to_video),
+        num_videos=len(result.video_ids),
+        ties=args.ties,
+        rerank_top_k=args.rerank_top_k,
+    )
+    if args.output:
+        save_eval_results(args.output, result.metrics, **metadata)
+    if args.save_similarity:
+        torch.save(
+            {"similarity": result.similarity, "video_ids": result.video_ids, "text_to_video": result.text_to_video},
+            args.save_similarity,
+        )
+    print(f"{args.dataset} {args.split}: {metadata['num_texts']} texts, {metadata['num_videos']} videos")
+    for key, value in result.metrics.items():
+        print(f"  {key:<28} {value:8.2f}")
+    return 0
+
+
+def _load_split(args: argparse.Namespace, split: str, video_dir: str | None):
+    from ..data import load_annotations
+
+    if args.dataset in GENERIC_FORMATS:
+        path = args.annotations
+        if os.path.isdir(path):  # the folder may hold both formats: take the one asked for
+            path = os.path.join(path, f"{split}.{args.dataset}")
+        return load_annotations("generic", path, video_dir, split)
+    return load_annotations(args.dataset, args.annotations, video_dir, split)
+
+
+def _captions(dataset) -> list[str]:
+    """Every caption of a split (MSR-VTT's unexpanded train split keeps all sentences in ``captions``)."""
+    if "captions" in dataset.column_names:
+        return [caption for captions in dataset["captions"] for caption in captions]
+    return list(dataset["caption"])

@@ -1,0 +1,364 @@
+"""Model cards for tvr models: Hub metadata with ``model-index`` results, usage, training config and curves.
+
+Metadata choices:
+
+- ``library_name: tvr``, not ``transformers``. The weights are a transformers ``PreTrainedModel`` folder, but
+  ``AutoModel`` only knows tvr's model types after ``import tvr``; a ``transformers`` library tag would make the
+  Hub show a snippet that fails. The card's own snippet imports tvr.
+- ``pipeline_tag: feature-extraction``: the Hub has no video-retrieval task (``text-to-video`` means generation).
+- ``model-index`` holds the plain metrics only. DSL / inverted softmax use the whole test query set
+  (transductive), so they appear in the README table, marked, and never in the leaderboard metadata.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import yaml
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+TRAINING_CURVES_FILE = "training_curves.png"
+
+# model_type -> (method name, paper)
+METHODS = {
+    "clip4clip": ("CLIP4Clip", "https://arxiv.org/abs/2104.08860"),
+    "emcl": ("EMCL-Net", "https://arxiv.org/abs/2211.11427"),
+    "eercf": ("EERCF", "https://arxiv.org/abs/2401.00701"),
+}
+DATASET_NAMES = {
+    "msrvtt": "MSR-VTT",
+    "msvd": "MSVD",
+    "lsmdc": "LSMDC",
+    "activitynet": "ActivityNet Captions",
+    "didemo": "DiDeMo",
+    "vatex": "VATEX",
+}
+TASKS = {
+    "t2v": ("text-to-video-retrieval", "Text-to-Video Retrieval"),
+    "v2t": ("video-to-text-retrieval", "Video-to-Text Retrieval"),
+}
+METRICS = {"R@1": "recall@1", "R@5": "recall@5", "R@10": "recall@10", "MedR": "median_rank", "MeanR": "mean_rank"}
+# "<post-processing>/t2v_R@1" or "t2v_R@1"
+METRIC_KEY = re.compile(r"^(?:(?P<postprocessing>[\w-]+)/)?(?P<direction>t2v|v2t)_(?P<metric>R@\d+|MedR|MeanR)$")
+
+
+def load_eval_results(source: str | os.PathLike | Mapping[str, Any]) -> dict[str, Any]:
+    """An eval-results dict (as ``tvr eval --output`` writes): ``dataset``, ``split`` and metric keys."""
+    if isinstance(source, Mapping):
+        results = dict(source)
+        where = "eval results"
+    else:
+        with open(source, encoding="utf-8") as file:
+            results = json.load(file)
+        where = os.fspath(source)
+    if not isinstance(results, dict) or "dataset" not in results:
+        raise ValueError(f"{where}: expected a JSON object with 'dataset', 'split' and metric keys like 't2v_R@1'")
+    if not any(METRIC_KEY.match(key) for key in results):
+        raise ValueError(f"{where}: no metric keys like 't2v_R@1' (found {sorted(results)})")
+    return results
+
+
+def eval_results_to_model_index(results: Iterable[Mapping[str, Any]]) -> list[EvalResult]:
+    """Plain (not post-processed) metrics of each eval-results dict as ``huggingface_hub.EvalResult`` entries."""
+    entries = []
+    for result in results:
+        dataset = str(result["dataset"])
+        for key, value in result.items():
+            match = METRIC_KEY.match(key)
+            if not match or match["postprocessing"]:
+                continue
+            task_type, task_name = TASKS[match["direction"]]
+            entries.append(
+                EvalResult(
+                    task_type=task_type,
+                    task_name=task_name,
+                    dataset_type=dataset,
+                    dataset_name=DATASET_NAMES.get(dataset, dataset),
+                    dataset_split=result.get("split"),
+                    metric_type=METRICS[match["metric"]],
+                    metric_name=f"{match['direction']} {match['metric']}",
+                    metric_value=round(float(value), 2),
+                )
+            )
+    return entries
+
+
+def training_series(records: Iterable[Mapping[str, Any]]) -> dict[str, tuple[list[float], list[float]]]:
+    """Numeric series of a training log, keyed by name: ``{"loss": (steps, values), ...}``.
+
+    The x value is each record's ``step`` (its position in the log when absent); ``step`` and ``epoch`` are not
+    plotted; a record without a key simply has no point for it.
+    """
+    series: dict[str, tuple[list[float], list[float]]] = {}
+    for position, record in enumerate(records):
+        step = record.get("step", position)
+        for key, value in record.items():
+            if key in ("step", "epoch") or isinstance(value, bool) or not isinstance(value, (int, float)):
+                continue
+            if math.isfinite(value):
+                steps, values = series.setdefault(key, ([], []))
+                steps.append(step)
+                values.append(float(value))
+    return series
+
+
+def read_training_log(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """Records of a JSON-lines training log (one JSON object per line, e.g. ``{"step": 10, "loss": 2.3}``)."""
+    with open(path, encoding="utf-8") as file:
+        return [json.loads(line) for line in file if line.strip()]
+
+
+def plot_training_curves(
+    log: str | os.PathLike | Iterable[Mapping[str, Any]], output_path: str | os.PathLike
+) -> Path:
+    """Plot every numeric series of a training log (one panel each, shared step axis) to a PNG.
+
+    Args:
+        log: a JSON-lines file or its records (keys such as ``step``, ``loss``, ``lr``, ``t2v_R@1``).
+        output_path: the PNG to write.
+
+    Returns:
+        ``output_path`` as a ``Path``.
+    """
+    from matplotlib.figure import Figure  # a bare Figure renders with Agg and leaves pyplot's state alone
+
+    records = read_training_log(log) if isinstance(log, (str, os.PathLike)) else list(log)
+    series = training_series(records)
+    if not series:
+        raise ValueError(f"training log {log if isinstance(log, (str, os.PathLike)) else ''} has no numeric series")
+    figure = Figure(figsize=(6, 2.2 * len(series)), layout="constrained")
+    axes = figure.subplots(len(series), 1, sharex=True, squeeze=False)[:, 0]
+    for ax, (name, (steps, values)) in zip(axes, series.items()):
+        ax.plot(steps, values, marker="." if len(steps) < 50 else None)
+        ax.set_ylabel(name)
+        ax.grid(alpha=0.3)
+    axes[-1].set_xlabel("step")
+    output_path = Path(output_path)
+    figure.savefig(output_path, dpi=100)
+    return output_path
+
+
+def build_model_card(
+    model_config: Mapping[str, Any] | Any,
+    model_id: str,
+    eval_results: Sequence[Mapping[str, Any]] = (),
+    base_model: str | None = None,
+    training_config: Mapping[str, Any] | None = None,
+    training_curves: str | None = None,
+    datasets: Sequence[str] | None = None,
+    license: str | None = None,
+    num_parameters: int | None = None,
+) -> ModelCard:
+    """A model card for a tvr model.
+
+    Args:
+        model_config: the model's config (``PretrainedConfig`` or its dict / ``config.json``).
+        model_id: Hub repo id or local folder; names the model and is what the usage snippet loads.
+        eval_results: eval-results dicts (:func:`load_eval_results`); plain metrics go to ``model-index``.
+        base_model: the checkpoint the model was initialised from, e.g. ``openai/clip-vit-base-patch32``.
+        training_config: training arguments, shown as a YAML block.
+        training_curves: file name of the training-curve PNG next to the README (linked when given).
+        datasets: Hub dataset ids for the metadata; default the ``dataset`` of each eval result.
+        license: license id for the metadata.
+        num_parameters: shown in the model details when given.
+
+    Returns:
+        ``huggingface_hub.ModelCard``; ``card.save("README.md")`` writes it.
+    """
+    config = model_config.to_dict() if hasattr(model_config, "to_dict") else dict(model_config)
+    model_type = config.get("model_type")
+    if not model_type:
+        raise ValueError("model_config has no 'model_type'; pass the config of a saved tvr model")
+    method, paper = METHODS.get(model_type, (model_type, None))
+    eval_results = [load_eval_results(result) for result in eval_results]
+    if datasets is None:
+        datasets = list(dict.fromkeys(str(result["dataset"]) for result in eval_results))
+    data = ModelCardData(
+        library_name="tvr",
+        pipeline_tag="feature-extraction",
+        tags=["tvr", "video-text-retrieval", "text-to-video-retrieval", model_type],
+        datasets=list(datasets) or None,
+        base_model=base_model,
+        license=license,
+        model_name=model_id,
+        eval_results=eval_results_to_model_index(eval_results) or None,
+    )
+    sections = [
+        f"# {model_id}",
+        _summary(method, paper, model_type, base_model),
+        _model_details(config, num_parameters),
+        "## Usage\n\nLoading needs the `tvr` package: importing it registers the model with transformers' Auto "
+        "classes.\n\n" + usage_snippet(model_id),
+    ]
+    if eval_results:
+        sections.append(_results_section(eval_results))
+    if training_config or training_curves:
+        sections.append(_training_section(training_config, training_curves))
+    content = f"---\n{data.to_yaml()}\n---\n\n" + "\n\n".join(sections) + "\n"
+    return ModelCard(content)
+
+
+def usage_snippet(model_id: str) -> str:
+    """The Python usage example of the card: load, encode a few texts and videos, score them."""
+    return f'''```python
+import torch
+from transformers import AutoModel, AutoProcessor
+
+import tvr  # registers tvr's models and processors with the Auto classes
+
+model = AutoModel.from_pretrained("{model_id}").eval()
+processor = AutoProcessor.from_pretrained("{model_id}")
+
+texts = processor(text=["a person is cooking", "a dog runs on the beach"], return_tensors="pt")
+videos = processor(videos=["video1.mp4", "video2.mp4"], return_tensors="pt")
+with torch.no_grad():
+    text_encoding = model.encode_text(texts["input_ids"], texts["attention_mask"])
+    video_encoding = model.encode_video(videos["pixel_values_videos"], videos["video_mask"])
+    scores = model.similarity(text_encoding, video_encoding)  # (num_texts, num_videos)
+print(scores.argmax(dim=1))  # the best video for each text
+```
+
+`model.get_text_features(...)` / `model.get_video_features(...)` give L2-normalised embeddings for a vector
+index (`tvr index` / `tvr search` build and query one over a video folder), and `tvr eval` reproduces the
+numbers below.'''
+
+
+def write_model_card(
+    model_dir: str | os.PathLike,
+    eval_results: Sequence[str | os.PathLike | Mapping[str, Any]] = (),
+    train_log: str | os.PathLike | None = None,
+    training_config: str | os.PathLike | Mapping[str, Any] | None = None,
+    model_id: str | None = None,
+    base_model: str | None = None,
+    datasets: Sequence[str] | None = None,
+    license: str | None = None,
+) -> ModelCard:
+    """Write ``README.md`` (and ``training_curves.png`` from ``train_log``) into a saved model folder.
+
+    Args:
+        model_dir: folder saved with ``save_pretrained`` (its ``config.json`` is read).
+        eval_results: eval-results JSON files or dicts.
+        train_log: JSON-lines training log to plot.
+        training_config: the training arguments: a dict or a JSON / YAML file.
+        model_id: Hub repo id the card refers to; default ``model_dir``.
+        base_model, datasets, license: metadata, see :func:`build_model_card`.
+
+    Returns:
+        The card that was written.
+    """
+    model_dir = Path(model_dir)
+    config_path = model_dir / "config.json"
+    if not config_path.is_file():
+        raise FileNotFoundError(f"{config_path} not found: model_dir must be a folder saved with save_pretrained")
+    config = json.loads(config_path.read_text(encoding="utf-8"))
+    if isinstance(training_config, (str, os.PathLike)):
+        training_config = _read_config(training_config)
+    curves = None
+    if train_log is not None:
+        plot_training_curves(train_log, model_dir / TRAINING_CURVES_FILE)
+        curves = TRAINING_CURVES_FILE
+    card = build_model_card(
+        config,
+        model_id or os.fspath(model_dir),
+        eval_results=[load_eval_results(result) for result in eval_results],
+        base_model=base_model,
+        training_config=training_config,
+        training_curves=curves,
+        datasets=datasets,
+        license=license,
+        num_parameters=count_parameters(model_dir),
+    )
+    card.save(model_dir / "README.md")
+    return card
+
+
+def count_parameters(model_dir: str | os.PathLike) -> int | None:
+    """Parameters in a folder's safetensors weights (read from the file headers), or ``None`` without them."""
+    from safetensors import safe_open
+
+    files = sorted(Path(model_dir).glob("*.safetensors"))
+    if not files:
+        return None
+    total = 0
+    for path in files:
+        with safe_open(path, framework="pt") as weights:
+            for name in weights.keys():
+                total += math.prod(weights.get_slice(name).get_shape())
+    return total
+
+
+def _summary(method: str, paper: str | None, model_type: str, base_model: str | None) -> str:
+    text = f"A **{method}** text-video retrieval model (`model_type: {model_type}`) made with `tvr`, text-to-video "
+    text += "retrieval on transformers."
+    if paper:
+        text += f" Method: [{method}]({paper})."
+    if base_model:
+        text += f" Initialised from [`{base_model}`](https://huggingface.co/{base_model})."
+    return text
+
+
+def _model_details(config: Mapping[str, Any], num_parameters: int | None) -> str:
+    from transformers import PreTrainedConfig
+
+    shared = set(PreTrainedConfig().to_dict()) | {"architectures", "transformers_version", "dtype", "torch_dtype"}
+    rows = [(key, value) for key, value in config.items() if key not in shared and _is_scalar(value)]
+    if num_parameters is not None:
+        rows.insert(0, ("parameters", f"{num_parameters / 1e6:.1f}M"))
+    table = "\n".join(f"| `{key}` | `{value}` |" for key, value in rows)
+    return f"## Model details\n\n| field | value |\n|---|---|\n{table}" if rows else "## Model details"
+
+
+def _results_section(eval_results: Sequence[Mapping[str, Any]]) -> str:
+    header = "| dataset | split | direction | post-processing | R@1 | R@5 | R@10 | MedR | MeanR |"
+    lines = [header, "|" + "---|" * 9]
+    for result in eval_results:
+        groups: dict[tuple[str, str], dict[str, float]] = {}
+        for key, value in result.items():
+            match = METRIC_KEY.match(key)
+            if match:
+                groups.setdefault((match["postprocessing"] or "", match["direction"]), {})[match["metric"]] = value
+        for (postprocessing, direction), metrics in sorted(groups.items()):
+            cells = [f"{metrics[name]:.1f}" if name in metrics else "" for name in METRICS]
+            dataset = str(result["dataset"])
+            label = f"{postprocessing} †" if postprocessing else "none"
+            lines.append(
+                f"| {DATASET_NAMES.get(dataset, dataset)} | {result.get('split', '')} | {direction} | {label} | "
+                + " | ".join(cells)
+                + " |"
+            )
+    return (
+        "## Evaluation\n\n"
+        + "\n".join(lines)
+        + "\n\nR@K in percent (higher is better), median / mean rank 1-based (lower is better), computed with "
+        "`tvr eval`; a candidate scoring exactly as much as the ground truth counts as ranked above it. "
+        "† Post-processed scores (DSL, inverted softmax) normalise over the whole test query set (transductive) "
+        "and are not comparable with plain numbers; QB-Norm uses the training captions as its query bank. "
+        "Only the plain numbers are in the card metadata."
+    )
+
+
+def _training_section(training_config: Mapping[str, Any] | None, training_curves: str | None) -> str:
+    parts = ["## Training"]
+    if training_config:
+        plain = json.loads(json.dumps(dict(training_config), default=str))  # tuples, paths -> YAML-safe values
+        parts.append("```yaml\n" + yaml.safe_dump(plain, sort_keys=False).rstrip() + "\n```")
+    if training_curves:
+        parts.append(f"![Training curves]({training_curves})")
+    return "\n\n".join(parts)
+
+
+def _read_config(path: str | os.PathLike) -> dict[str, Any]:
+    with open(path, encoding="utf-8") as file:
+        config = json.load(file) if os.fspath(path).endswith(".json") else yaml.safe_load(file)
+    if not isinstance(config, dict):
+        raise ValueError(f"{path}: a training config must be a JSON / YAML mapping")
+    return config
+
+
+def _is_scalar(value: Any) -> bool:
+    return isinstance(value, (str, int, float, bool))
