@@ -9,6 +9,7 @@ from torch import nn
 from transformers.utils import ModelOutput
 
 from tvr.evaluation import compute_retrieval_metrics, postprocessed_metrics, qb_norm
+from tvr.evaluation import harness
 from tvr.evaluation.harness import evaluate_retrieval
 
 # words -> directions; a caption's vector is the sum of its words, a video's the mean of its frames' colours
@@ -114,6 +115,8 @@ def test_single_caption_similarity_and_metrics_by_hand():
     # batches of 3 texts and 3 videos; whole videos: no start/end passed
     assert [len(call["text"] or call["videos"]) for call in processor.calls] == [3, 1, 3, 1]
     assert all("start" not in call for call in processor.calls)
+    # the config's eval_block_size None means one block
+    assert model.similarity_calls == [(4, 4, {})]
 
 
 def test_multi_caption_grouping_blocks_and_eval_mode():
@@ -142,6 +145,14 @@ def test_block_size_argument_and_rerank_top_k():
     evaluate_retrieval(model, FakeProcessor(), dataset, block_size=2, rerank_top_k=2, progress=False)
     # top-k is global over the gallery: video blocks span every video
     assert model.similarity_calls == [(2, 3, {"rerank_top_k": 2}), (2, 3, {"rerank_top_k": 2}), (1, 3, {"rerank_top_k": 2})]
+
+
+def test_block_size_default_without_a_config_field(monkeypatch):
+    monkeypatch.setattr(harness, "DEFAULT_BLOCK_SIZE", 3)
+    model = FakeModel()
+    del model.config
+    evaluate_retrieval(model, FakeProcessor(), datasets.Dataset.from_dict(ROWS), progress=False)
+    assert [call[:2] for call in model.similarity_calls] == [(3, 3), (2, 3)]
 
 
 def test_clips_pass_start_and_end():

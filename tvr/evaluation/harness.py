@@ -87,7 +87,8 @@ def evaluate_retrieval(
         postprocessing: names from ``("dsl", "inverted_softmax", "qb_norm")``; reported beside the plain metrics.
         device: where to run; default ``accelerator.device``, else the model's device.
         block_size: texts and videos per ``model.similarity`` call; default ``model.config.eval_block_size``
-            when the config has one (EMCL's results depend on it), else 1024.
+            when the config has that field (EMCL's results depend on it; ``None`` there means one block), else
+            1024.
         rerank_top_k: passed as ``model.similarity(..., rerank_top_k=k)`` for two-stage models; the top-k is
             taken over the whole gallery, so video blocks then span all videos.
         query_bank: captions for QB-Norm's query bank (the paper uses the training captions); needed for
@@ -115,7 +116,8 @@ def evaluate_retrieval(
         progress = progress and accelerator.is_local_main_process
     device = torch.device(device) if device is not None else next(model.parameters()).device
     if block_size is None:
-        block_size = getattr(getattr(model, "config", None), "eval_block_size", None) or DEFAULT_BLOCK_SIZE
+        # a config's eval_block_size (EMCL's results depend on it) wins, even None (one block)
+        block_size = getattr(getattr(model, "config", None), "eval_block_size", DEFAULT_BLOCK_SIZE)
     autocast = accelerator.autocast() if accelerator is not None else contextlib.nullcontext()
 
     was_training = model.training
@@ -188,17 +190,19 @@ def score_blocks(
     model: Any,
     text_encoding: ModelOutput,
     video_encoding: ModelOutput,
-    block_size: int,
+    block_size: int | None,
     rerank_top_k: int | None = None,
     progress: bool = True,
 ) -> torch.Tensor:
-    """``model.similarity`` over blocks of ``block_size`` texts x ``block_size`` videos, in order.
+    """``model.similarity`` over blocks of ``block_size`` texts x ``block_size`` videos, in order (``None``: one
+    block of everything).
 
     Returns:
         ``(num_texts, num_videos)`` float32 scores on CPU.
     """
     num_texts, num_videos = _batch_size(text_encoding), _batch_size(video_encoding)
     kwargs = {} if rerank_top_k is None else {"rerank_top_k": rerank_top_k}
+    block_size = block_size or max(num_texts, num_videos)
     video_block = num_videos if rerank_top_k is not None else block_size
     rows = []
     for t in tqdm(range(0, num_texts, block_size), desc="scoring", disable=not progress):
