@@ -90,6 +90,17 @@ def test_em_is_invariant_to_the_order_of_bases_and_depends_on_the_block():
     assert not torch.allclose(em(features[:3]), out[:3], atol=1e-4)
 
 
+def test_em_bases_stay_float32_in_half_precision_models():
+    features = torch.randn(6, 8, generator=torch.Generator().manual_seed(4))
+    em = EMReconstruction(num_bases=4, momentum=0.99).train()
+    start = em.bases.clone()
+    em.to(torch.bfloat16)
+    assert em.bases.dtype == torch.float32
+    out = em(features.bfloat16())
+    assert out.dtype == torch.bfloat16
+    assert em.bases.dtype == torch.float32 and not torch.equal(em.bases, start)  # the 1% momentum step is not lost to bfloat16 rounding
+
+
 def test_em_bases_are_saved_and_set_with_shape_checks():
     em = EMReconstruction(num_bases=4)
     assert list(em.state_dict()) == ["bases"]

@@ -115,7 +115,6 @@ def convert_emcl(
         )
     model.set_em_bases(initial_em_bases(config.em_num_bases, seed=em_bases_seed) if em_bases is None else em_bases)
     model = model.to(dtype).eval()
-    model.em.float()
     if output_dir is not None:
         model.save_pretrained(output_dir)
     return model

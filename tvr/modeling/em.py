@@ -38,7 +38,7 @@ def initial_em_bases(num_bases: int, seed: int | None = None, generator: torch.G
         raise ValueError("initial_em_bases: give `seed` or `generator`, not both")
     if seed is not None:
         generator = torch.Generator().manual_seed(seed)
-    bases = torch.empty(1, num_bases).normal_(0.0, math.sqrt(2.0 / num_bases), generator=generator)
+    bases = torch.empty(1, num_bases, dtype=torch.float32).normal_(0.0, math.sqrt(2.0 / num_bases), generator=generator)
     return bases / (_EPS + bases.norm(dim=0, keepdim=True))
 
 
@@ -75,6 +75,13 @@ class EMReconstruction(nn.Module):
         self.beta = beta
         self.momentum = momentum
         self.register_buffer("bases", initial_em_bases(num_bases, seed=seed), persistent=True)
+
+    def _apply(self, fn, recurse=True):
+        # `.to(dtype)` / `.half()` move the bases but keep them float32: momentum steps would vanish in half precision.
+        bases = self.bases
+        super()._apply(fn, recurse)
+        self.bases = bases.to(self.bases.device)
+        return self
 
     @property
     def num_bases(self) -> int:
