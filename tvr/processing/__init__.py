@@ -1,5 +1,7 @@
-"""Video and text processing: frame sampling, decord decoding, the video processor and the processor."""
+"""Video and text processing: frame sampling, decord decoding, the video processor, the processor, a tokenizer
+trainer and the ``tvr compress`` command."""
 
+from .processing_tvr import TVRProcessor, TVRProcessorKwargs
 from .sampling import (
     clip_frame_range,
     order_frame_indices,
@@ -8,9 +10,12 @@ from .sampling import (
     segment_middle_frame_indices,
     slice_frame_indices,
 )
+from .tokenizer import train_clip_tokenizer
 from .video_processing_tvr import TVRVideoProcessor, TVRVideosKwargs
 
 __all__ = [
+    "TVRProcessor",
+    "TVRProcessorKwargs",
     "TVRVideoProcessor",
     "TVRVideosKwargs",
     "clip_frame_range",
@@ -19,4 +24,5 @@ __all__ = [
     "sample_frame_indices",
     "segment_middle_frame_indices",
     "slice_frame_indices",
+    "train_clip_tokenizer",
 ]

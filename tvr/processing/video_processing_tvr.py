@@ -1,7 +1,5 @@
 """``TVRVideoProcessor``: videos in, ``pixel_values_videos`` + ``video_mask`` out, as the seeds prepare them."""
 
-from __future__ import annotations
-
 import os
 from typing import Any, Literal
 
