@@ -260,3 +260,13 @@ def test_from_clip_follows_the_original_initialisation():
     assert set(model.state_dict()) == set(expected)
     for key, value in model.state_dict().items():
         torch.testing.assert_close(value, expected[key], rtol=0, atol=0, msg=key)
+
+
+def test_model_card_names_the_method_and_its_options():
+    from tvr.hub_cards import build_model_card
+
+    card = str(build_model_card(tiny_emcl_config(em_beta=2.5), "me/emcl-tiny"))
+    assert "[EMCL-Net](https://arxiv.org/abs/2211.11427)" in card
+    for row in ("| `em_num_bases` | `4` |", "| `em_beta` | `2.5` |", "| `eval_block_size` | `32` |",
+                "| `frame_pooling_temperature` | `3.0` |", "| `temporal_head` | `seqTransf` |"):
+        assert row in card, row
