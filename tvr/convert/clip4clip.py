@@ -82,9 +82,9 @@ def clip4clip_config_from_checkpoint(
         temporal_layers: layers of that transformer when the checkpoint does not have them (else counted).
         **config_overrides: other `CLIP4ClipConfig` fields (`max_frames`, `max_words`, ...).
     """
+    if "clip.token_embedding.weight" not in state_dict and "clip.visual.conv1.weight" not in state_dict:
+        raise ValueError("the checkpoint holds no CLIP weights ('clip.*' keys): pass the CLIP file with --clip")
     clip_keys = {key[len("clip.") :]: value for key, value in state_dict.items() if key.startswith("clip.")}
-    if not clip_keys:
-        raise ValueError("not a CLIP4Clip checkpoint: no 'clip.*' keys (pass the CLIP weights with --clip)")
     clip_config = clip_config_from_openai(clip_keys)
     sim_header = sim_header or infer_sim_header(state_dict)
     temporal_config = {}

@@ -20,7 +20,7 @@ from transformers import initialization as init
 
 from .backbone import CLIPBackbone
 from .configuration_clip4clip import CLIP4ClipConfig
-from .heads import SeqLSTMHead, TightTransfHead, build_loose_head
+from .heads import TightTransfHead, build_loose_head
 from .losses import contrastive_loss
 from .outputs import RetrievalOutput, TextEncoding, VideoEncoding
 from .pooling import mean_pool_normalized
@@ -52,10 +52,10 @@ class CLIP4ClipPreTrainedModel(PreTrainedModel):
             init.normal_(module.text_projection.weight, std=module.text_projection.in_features**-0.5)
             init.normal_(module.visual_projection.weight, std=module.visual_projection.in_features**-0.5)
             init.constant_(module.logit_scale, self.config.logit_scale_init_value)
-        elif isinstance(module, SeqLSTMHead):
-            # PyTorch's default LSTM init, which the original keeps.
-            bound = module.lstm.hidden_size**-0.5
-            for parameter in module.lstm.parameters():
+        elif isinstance(module, nn.LSTM):
+            # PyTorch's default LSTM init, which the original keeps (transformers' default is Xavier).
+            bound = module.hidden_size**-0.5
+            for parameter in module.parameters():
                 init.uniform_(parameter, -bound, bound)
 
 

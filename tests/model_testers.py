@@ -1,0 +1,92 @@
+"""Tiny random CLIP4Clip configs, models and inputs for tests (`from model_testers import tiny_clip4clip_config`).
+
+pytest puts `tests/` on `sys.path` (rootdir-relative "prepend" import mode, no `__init__.py`), so any test module
+can import this file.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from tvr.modeling import CLIP4ClipConfig, CLIP4ClipModel
+
+VOCAB_SIZE = 50  # end-of-text = 49 (the largest id, as in CLIP's BPE), start-of-text = 48, padding = 0
+EOT_ID = VOCAB_SIZE - 1
+SOT_ID = VOCAB_SIZE - 2
+IMAGE_SIZE = 16
+
+
+def tiny_text_config(**overrides) -> dict:
+    """A 2-layer, 32-wide CLIP text tower with a 50-token vocabulary and 16 positions."""
+    return {
+        "vocab_size": VOCAB_SIZE,
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "max_position_embeddings": 16,
+        "bos_token_id": SOT_ID,
+        "eos_token_id": EOT_ID,
+        "pad_token_id": 0,
+        **overrides,
+    }
+
+
+def tiny_vision_config(**overrides) -> dict:
+    """A 2-layer, 32-wide ViT on 16x16 frames with 8x8 patches (4 patches + CLS)."""
+    return {
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "image_size": IMAGE_SIZE,
+        "patch_size": 8,
+        **overrides,
+    }
+
+
+def tiny_clip4clip_config(sim_header: str = "meanP", linear_patch: str = "2d", **overrides) -> CLIP4ClipConfig:
+    """A tiny random-weight CLIP4Clip config (projection 32, one temporal layer); builds in milliseconds."""
+    options = {
+        "text_config": tiny_text_config(),
+        "vision_config": tiny_vision_config(),
+        "temporal_config": {"num_hidden_layers": 1},
+        "projection_dim": 32,
+        "max_frames": 4,
+        "max_words": 8,
+        **overrides,
+    }
+    return CLIP4ClipConfig(sim_header=sim_header, linear_patch=linear_patch, **options)
+
+
+def tiny_clip4clip_model(sim_header: str = "meanP", linear_patch: str = "2d", seed: int = 0, **overrides):
+    """A `CLIP4ClipModel` on `tiny_clip4clip_config`, seeded, in eval mode."""
+    torch.manual_seed(seed)
+    return CLIP4ClipModel(tiny_clip4clip_config(sim_header, linear_patch, **overrides)).eval()
+
+
+def tiny_inputs(batch_size: int = 3, num_frames: int = 4, max_words: int = 8, seed: int = 0) -> dict[str, torch.Tensor]:
+    """Model inputs with varied caption lengths and video lengths (the last video has one valid frame).
+
+    Returns `input_ids`/`attention_mask` `(batch_size, max_words)` ([SOT, tokens, EOT, 0-padding]),
+    `pixel_values_videos` `(batch_size, num_frames, 3, 16, 16)` (zeros on padded frames) and
+    `video_mask` `(batch_size, num_frames)`.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    input_ids = torch.zeros(batch_size, max_words, dtype=torch.long)
+    attention_mask = torch.zeros(batch_size, max_words, dtype=torch.long)
+    video_mask = torch.zeros(batch_size, num_frames, dtype=torch.long)
+    for row in range(batch_size):
+        length = max(3, max_words - 2 * row)
+        input_ids[row, :length] = torch.randint(1, SOT_ID, (length,), generator=generator)
+        input_ids[row, 0], input_ids[row, length - 1] = SOT_ID, EOT_ID
+        attention_mask[row, :length] = 1
+        video_mask[row, : max(1, num_frames - 3 * row)] = 1
+    pixel_values_videos = torch.randn(batch_size, num_frames, 3, IMAGE_SIZE, IMAGE_SIZE, generator=generator)
+    pixel_values_videos = pixel_values_videos * video_mask[:, :, None, None, None]
+    return {
+        "input_ids": input_ids,
+        "attention_mask": attention_mask,
+        "pixel_values_videos": pixel_values_videos,
+        "video_mask": video_mask,
+    }
