@@ -212,3 +212,44 @@ def test_accelerator_unwraps_and_sets_the_device():
         assert result.metrics == compute_retrieval_metrics(expected, [0, 1, 0, 2, 1])
     finally:
         AcceleratorState._reset_state(reset_partial_state=True)
+
+
+# ------------------------------------------------------------------ a tiny random CLIP4Clip on real synthetic videos
+
+
+def make_tiny_clip4clip(folder, num_videos=5):
+    """Synthetic test videos (``folder/data``), a BPE tokenizer trained on their captions, a tiny random CLIP4Clip
+    and its ``TVRProcessor``; returns ``(model, processor, dataset)``."""
+    from model_testers import tiny_text_config, tiny_vision_config
+
+    from tvr.data import make_synthetic_dataset
+    from tvr.modeling import CLIP4ClipConfig, CLIP4ClipModel
+    from tvr.processing import TVRProcessor, TVRVideoProcessor, train_clip_tokenizer
+
+    dataset = make_synthetic_dataset(folder / "data", num_videos, size=32, fps=5, duration=4.0, num_events=2,
+                                     progress=False)
+    tokenizer = train_clip_tokenizer(list(dataset["caption"]), folder / "tokenizer", vocab_size=600)
+    text_config = tiny_text_config(
+        vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id
+    )
+    torch.manual_seed(0)
+    model = CLIP4ClipModel(
+        CLIP4ClipConfig(text_config=text_config, vision_config=tiny_vision_config(), projection_dim=32,
+                        max_frames=4, max_words=8)
+    ).eval()
+    video_processor = TVRVideoProcessor(size={"shortest_edge": 16}, crop_size={"height": 16, "width": 16}, max_frames=4)
+    return model, TVRProcessor(video_processor, tokenizer, max_words=8), dataset
+
+
+def test_tiny_clip4clip_on_synthetic_videos(tmp_path):
+    model, processor, dataset = make_tiny_clip4clip(tmp_path)
+    result = evaluate_retrieval(model, processor, dataset, batch_size=2, block_size=3, return_similarity=True,
+                                postprocessing=("dsl",), progress=False)
+    # the same scores as one forward pass over the whole set
+    inputs = processor(text=list(dataset["caption"]), videos=list(dataset["video_path"]), return_tensors="pt")
+    with torch.no_grad():
+        expected = model(**inputs).logits_per_text
+    torch.testing.assert_close(result.similarity, expected, rtol=1e-5, atol=1e-5)
+    assert result.video_ids == list(dataset["video_id"])
+    assert result.metrics == {**compute_retrieval_metrics(result.similarity),
+                              **postprocessed_metrics(result.similarity, None, ("dsl",))}
