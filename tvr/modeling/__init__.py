@@ -8,20 +8,29 @@ from transformers import AutoConfig, AutoModel
 
 from .backbone import CLIPBackbone, inflate_patch_kernel
 from .configuration_clip4clip import CLIP4ClipConfig, TemporalTransformerConfig
+from .configuration_eercf import EERCFConfig
+from .configuration_emcl import EMCLConfig
 from .heads import MeanPHead, SeqLSTMHead, SeqTransfHead, TemporalTransformer, TightTransfHead
 from .losses import contrastive_loss
 from .modeling_clip4clip import CLIP4ClipModel, CLIP4ClipPreTrainedModel
+from .modeling_eercf import EERCFModel
+from .modeling_emcl import EMCLModel
 from .outputs import RetrievalOutput, TextEncoding, VideoEncoding, concat_encodings
 from .pooling import masked_mean, mean_pool_normalized
 
-AutoConfig.register("clip4clip", CLIP4ClipConfig, exist_ok=True)
-AutoModel.register(CLIP4ClipConfig, CLIP4ClipModel, exist_ok=True)
+for _config, _model in ((CLIP4ClipConfig, CLIP4ClipModel), (EMCLConfig, EMCLModel), (EERCFConfig, EERCFModel)):
+    AutoConfig.register(_config.model_type, _config, exist_ok=True)
+    AutoModel.register(_config, _model, exist_ok=True)
 
 __all__ = [
     "CLIP4ClipConfig",
     "CLIP4ClipModel",
     "CLIP4ClipPreTrainedModel",
     "CLIPBackbone",
+    "EERCFConfig",
+    "EERCFModel",
+    "EMCLConfig",
+    "EMCLModel",
     "MeanPHead",
     "RetrievalOutput",
     "SeqLSTMHead",
