@@ -49,7 +49,8 @@ class FakeProcessor:
             attention_mask = torch.tensor([[1] * len(row) + [0] * (width - len(row)) for row in ids])
             return {"input_ids": input_ids, "attention_mask": attention_mask}
         frames = torch.tensor([VIDEO_COLOURS[path] for path in videos])  # (batch, 2 frames, 3)
-        return {"pixel_values_videos": frames[..., None, None], "video_mask": torch.ones(len(videos), 2, dtype=torch.long)}
+        video_mask = torch.ones(len(videos), 2, dtype=torch.long)
+        return {"pixel_values_videos": frames[..., None, None], "video_mask": video_mask}
 
 
 class FakeModel(nn.Module):
@@ -144,7 +145,15 @@ def test_block_size_argument_and_rerank_top_k():
     model = FakeModel()
     evaluate_retrieval(model, FakeProcessor(), dataset, block_size=2, rerank_top_k=2, progress=False)
     # top-k is global over the gallery: video blocks span every video
-    assert model.similarity_calls == [(2, 3, {"rerank_top_k": 2}), (2, 3, {"rerank_top_k": 2}), (1, 3, {"rerank_top_k": 2})]
+    assert model.similarity_calls == [(2, 3, {"rerank_top_k": 2})] * 2 + [(1, 3, {"rerank_top_k": 2})]
+    # a two-stage model's config gives the default k; 0 asks for the first stage only, in ordinary blocks
+    model = FakeModel(eval_block_size=2)
+    model.config.rerank_top_k = 5
+    evaluate_retrieval(model, FakeProcessor(), dataset, progress=False)
+    assert [call[1:] for call in model.similarity_calls] == [(3, {"rerank_top_k": 5})] * 3
+    model.similarity_calls.clear()
+    evaluate_retrieval(model, FakeProcessor(), dataset, rerank_top_k=0, progress=False)
+    assert [call[1:] for call in model.similarity_calls] == [(2, {"rerank_top_k": 0}), (1, {"rerank_top_k": 0})] * 3
 
 
 def test_block_size_default_without_a_config_field(monkeypatch):

@@ -77,7 +77,8 @@ def test_postprocessed_metrics_multi_caption_and_qb_norm():
     sim = torch.tensor(np.random.default_rng(0).normal(size=(6, 3)))
     text_to_video = [0, 0, 1, 1, 2, 2]
     bank = torch.tensor(np.random.default_rng(1).normal(size=(4, 3)))
-    metrics = postprocessed_metrics(sim, text_to_video, ("dsl", "qb_norm"), bank_sim=bank, options={"qb_norm": {"k": 2}})
+    options = {"qb_norm": {"k": 2}}
+    metrics = postprocessed_metrics(sim, text_to_video, ("dsl", "qb_norm"), bank_sim=bank, options=options)
     dsl = compute_retrieval_metrics(dual_softmax(sim), text_to_video)
     dsl_v2t = compute_retrieval_metrics(dual_softmax(sim.T).T, text_to_video)
     qb = compute_retrieval_metrics(qb_norm(sim, bank, k=2), text_to_video)

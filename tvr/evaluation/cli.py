@@ -39,7 +39,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--inverted-softmax", action="store_true", help="also report inverted-softmax metrics")
     parser.add_argument("--qb-norm", action="store_true", help="also report QB-Norm metrics (bank: --qb-norm-split)")
     parser.add_argument("--qb-norm-split", default="train", help="split whose captions form the QB-Norm query bank")
-    parser.add_argument("--rerank-top-k", type=int, default=None, help="passed to model.similarity (two-stage models)")
+    parser.add_argument(
+        "--rerank-top-k", type=int, default=None,
+        help="two-stage models: candidates re-scored per text (default: the model config's; 0: first stage only)",
+    )
     parser.add_argument("--ties", choices=("pessimistic", "optimistic"), default="pessimistic")
     parser.add_argument("--output", default=None, help="results JSON (default: print only)")
     parser.add_argument("--save-similarity", default=None, help="also torch.save the similarity matrix here")

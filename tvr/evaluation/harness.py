@@ -89,8 +89,9 @@ def evaluate_retrieval(
         block_size: texts and videos per ``model.similarity`` call; default ``model.config.eval_block_size``
             when the config has that field (EMCL's results depend on it; ``None`` there means one block), else
             1024.
-        rerank_top_k: passed as ``model.similarity(..., rerank_top_k=k)`` for two-stage models; the top-k is
-            taken over the whole gallery, so video blocks then span all videos.
+        rerank_top_k: passed as ``model.similarity(..., rerank_top_k=k)`` for two-stage models (EERCF);
+            default ``model.config.rerank_top_k`` when the config has that field; ``0`` asks for the first stage
+            only. The top-k is taken over the whole gallery, so video blocks then span all videos.
         query_bank: captions for QB-Norm's query bank (the paper uses the training captions); needed for
             ``"qb_norm"``.
         postprocessing_options: keyword arguments per method, e.g. ``{"dsl": {"temperature": 1.0}}``.
@@ -115,9 +116,12 @@ def evaluate_retrieval(
         device = device or accelerator.device
         progress = progress and accelerator.is_local_main_process
     device = torch.device(device) if device is not None else next(model.parameters()).device
+    config = getattr(model, "config", None)
     if block_size is None:
         # a config's eval_block_size (EMCL's results depend on it) wins, even None (one block)
-        block_size = getattr(getattr(model, "config", None), "eval_block_size", DEFAULT_BLOCK_SIZE)
+        block_size = getattr(config, "eval_block_size", DEFAULT_BLOCK_SIZE)
+    if rerank_top_k is None:
+        rerank_top_k = getattr(config, "rerank_top_k", None)  # two-stage models evaluate with their own k
     autocast = accelerator.autocast() if accelerator is not None else contextlib.nullcontext()
 
     was_training = model.training
@@ -203,7 +207,7 @@ def score_blocks(
     num_texts, num_videos = _batch_size(text_encoding), _batch_size(video_encoding)
     kwargs = {} if rerank_top_k is None else {"rerank_top_k": rerank_top_k}
     block_size = block_size or max(num_texts, num_videos)
-    video_block = num_videos if rerank_top_k is not None else block_size
+    video_block = num_videos if rerank_top_k else block_size
     rows = []
     for t in tqdm(range(0, num_texts, block_size), desc="scoring", disable=not progress):
         texts = slice_encoding(text_encoding, t, t + block_size)
@@ -231,7 +235,8 @@ def _group_by_video(dataset) -> tuple[list[str], dict[str, list], torch.Tensor]:
     missing = {"video_id", "video_path", "caption"} - set(names)
     if missing:
         raise ValueError(f"dataset lacks columns {sorted(missing)}; it has {names}")
-    columns = {name: list(dataset[name]) for name in ("video_id", "video_path", "caption", "start", "end") if name in names}
+    wanted = ("video_id", "video_path", "caption", "start", "end")
+    columns = {name: list(dataset[name]) for name in wanted if name in names}
     if not columns["video_id"]:
         raise ValueError("dataset has no rows to evaluate")
     video_index: dict[str, int] = {}
