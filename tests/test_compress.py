@@ -1,0 +1,84 @@
+"""`tvr compress`: frame rate, size and frames of the outputs, resuming, and failure reporting."""
+
+import os
+
+import av
+import numpy as np
+import pytest
+
+from tvr.cli import main
+from tvr.data.synthetic import write_video
+from tvr.processing.compress import compressed_size
+
+
+def coded_frames(num_frames: int, height: int, width: int) -> np.ndarray:
+    """Solid frames whose red / green levels spell the frame index (16 levels each)."""
+    index = np.arange(num_frames)
+    colours = (np.stack([index % 16, index // 16 % 16, np.zeros_like(index)], axis=-1) * 16 + 8).astype(np.uint8)
+    return np.broadcast_to(colours[:, None, None, :], (num_frames, height, width, 3)).copy()
+
+
+def read_codes(path) -> tuple[list[int], float, tuple[int, int]]:
+    """Frame codes, frame rate and (height, width) of a video (PyAV: decord2 cannot copy 32-px-wide frames)."""
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        frames = np.stack([frame.to_ndarray(format="rgb24") for frame in container.decode(stream)])
+        fps = float(stream.average_rate)
+    digits = frames.mean(axis=(1, 2)).round().astype(int) // 16
+    return (digits[:, 0] + 16 * digits[:, 1]).tolist(), fps, frames.shape[1:3]
+
+
+@pytest.fixture
+def input_dir(tmp_path):
+    folder = tmp_path / "in"
+    write_video(folder / "landscape.mp4", coded_frames(60, 48, 80), fps=30)  # 2 s
+    write_video(folder / "sub" / "portrait.mkv", coded_frames(50, 80, 48), fps=25)  # 2 s
+    (folder / "broken.mp4").write_bytes(b"not a video at all" * 10)
+    (folder / "notes.txt").write_text("ignored: not a video extension")
+    return folder
+
+
+def test_compressed_size_keeps_aspect_with_even_sides():
+    assert compressed_size(320, 240) == (298, 224)  # 320 * 224 / 240 = 298.7 -> 298
+    assert compressed_size(1280, 720) == (398, 224)
+    assert compressed_size(240, 320) == (224, 298)
+    assert compressed_size(80, 48, size=32) == (52, 32)  # 53.3 -> 52 (even)
+    assert compressed_size(100, 100, size=33) == (32, 32)
+
+
+def test_compress_folder_then_resume(input_dir, tmp_path, capsys):
+    output_dir = tmp_path / "out"
+    code = main(["compress", str(input_dir), str(output_dir), "--size", "32", "--workers", "2"])
+    captured = capsys.readouterr()
+    assert code == 1  # one file failed
+    assert "compressed 2, skipped 0 already done, failed 1" in captured.out
+    assert "broken.mp4" in captured.err
+
+    landscape, portrait = output_dir / "landscape.mp4", output_dir / "sub" / "portrait.mp4"
+    codes, fps, size = read_codes(landscape)
+    assert fps == 3.0 and size == (32, 52)
+    # FFmpeg's fps filter (as `ffmpeg -r 3`): output frame k is the last input frame i with round(i * 3 / 30) == k
+    assert codes == [4, 14, 24, 34, 44, 54]
+    codes, fps, size = read_codes(portrait)
+    assert fps == 3.0 and size == (52, 32)
+    assert codes == [4, 12, 20, 29, 37, 45]  # round(i * 3 / 25) == k; the 2 s clip ends before tick 6
+    assert sorted(path.name for path in output_dir.rglob("*")) == ["landscape.mp4", "portrait.mp4", "sub"]
+
+    # a second run skips finished files; a partial file left by a killed run does not count as finished
+    mtime = os.path.getmtime(portrait)
+    landscape.unlink()
+    (output_dir / ".landscape.mp4.partial").write_bytes(b"half a file")
+    code = main(["compress", str(input_dir), str(output_dir), "--size", "32", "--workers", "1"])
+    captured = capsys.readouterr()
+    assert code == 1
+    assert "compressed 1, skipped 1 already done, failed 1" in captured.out
+    assert os.path.getmtime(portrait) == mtime
+    assert read_codes(landscape)[0] == [4, 14, 24, 34, 44, 54]
+    assert not (output_dir / ".landscape.mp4.partial").exists()
+
+
+def test_clean_folder_exits_zero(input_dir, tmp_path, capsys):
+    (input_dir / "broken.mp4").unlink()
+    assert main(["compress", str(input_dir), str(tmp_path / "out"), "--fps", "5", "--size", "32", "--workers", "1"]) == 0
+    codes, fps, size = read_codes(tmp_path / "out" / "landscape.mp4")
+    assert fps == 5.0 and len(codes) == 10
