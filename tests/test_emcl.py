@@ -270,3 +270,46 @@ def test_model_card_names_the_method_and_its_options():
     for row in ("| `em_num_bases` | `4` |", "| `em_beta` | `2.5` |", "| `eval_block_size` | `32` |",
                 "| `frame_pooling_temperature` | `3.0` |", "| `temporal_head` | `seqTransf` |"):
         assert row in card, row
+
+
+def test_training_loop_and_evaluation_harness_run_emcl_unchanged(tmp_path):
+    """A short run of tvr's training loop on synthetic videos: the loss falls, the per-epoch evaluation (the
+    harness, blocks from `eval_block_size`) runs, the trained EM bases are saved, and the card names the method."""
+    from accelerate.state import AcceleratorState
+
+    from tvr.data import make_synthetic_dataset
+    from tvr.processing import TVRProcessor, TVRVideoProcessor, train_clip_tokenizer
+    from tvr.training import TrainingConfig, read_metrics, train
+
+    synthetic = dict(seed=0, size=32, fps=4, duration=4.0, num_events=(1, 2), progress=False)
+    train_set = make_synthetic_dataset(tmp_path / "data", 8, split="train", **synthetic)
+    test_set = make_synthetic_dataset(tmp_path / "data", 4, split="test", **synthetic)
+    tokenizer = train_clip_tokenizer(list(train_set["caption"]) + list(test_set["caption"]), tmp_path / "tokenizer",
+                                     vocab_size=600, model_max_length=8)
+    processor = TVRProcessor(video_processor=TVRVideoProcessor(size=32, crop_size=32, max_frames=3),
+                             tokenizer=tokenizer, max_words=8)
+    text_config = tiny_text_config(vocab_size=len(tokenizer), max_position_embeddings=8,
+                                   bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
+    model = tiny_emcl_model(text_config=text_config, vision_config=tiny_vision_config(image_size=32, patch_size=16),
+                            eval_block_size=2)
+    start_bases = model.em.bases.clone()
+
+    AcceleratorState._reset_state(reset_partial_state=True)
+    try:
+        config = TrainingConfig(output_dir=str(tmp_path / "run"), batch_size=4, epochs=4, lr=1e-3, coef_lr=0.1,
+                                warmup_proportion=0.1, freeze_layer_num=-1, cache_videos=True, seed=0)
+        output_dir = train(config, model=model, processor=processor, train_dataset=train_set, eval_dataset=test_set)
+    finally:
+        AcceleratorState._reset_state(reset_partial_state=True)
+
+    records = read_metrics(output_dir)
+    losses = [record["loss"] for record in records if "loss" in record]
+    assert len(losses) == 8  # 4 epochs x 2 batches
+    assert sum(losses[-2:]) < sum(losses[:2]) - 0.1, losses
+    evaluations = [record for record in records if "t2v_R@1" in record]
+    assert len(evaluations) == 4 and all(0 <= record["t2v_R@1"] <= 100 for record in evaluations)
+
+    final = EMCLModel.from_pretrained(output_dir / "final")
+    torch.testing.assert_close(final.em.bases, model.em.bases, rtol=0, atol=0)
+    assert not torch.allclose(final.em.bases, start_bases)  # the training forwards moved them
+    assert "EMCL-Net" in (output_dir / "final" / "README.md").read_text()
