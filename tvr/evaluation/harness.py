@@ -30,7 +30,6 @@ from tqdm.auto import tqdm
 from transformers.utils import ModelOutput
 
 from ..modeling.outputs import concat_encodings
-
 from .metrics import compute_retrieval_metrics
 from .postprocessing import POSTPROCESSING, postprocessed_metrics
 
