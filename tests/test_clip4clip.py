@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 import safetensors.torch
 import torch
-import torch.nn.functional as F
 from model_testers import tiny_clip4clip_config, tiny_clip4clip_model, tiny_inputs
 from transformers import AutoConfig, AutoModel
 from transformers.modeling_layers import GradientCheckpointingLayer
@@ -59,7 +58,8 @@ def converted_dir(tmp_path_factory):
         if case not in folders:
             output = tmp_path_factory.mktemp(case)
             checkpoint = FIXTURES / case / "pytorch_model.bin"
-            assert main(["convert", "clip4clip", str(checkpoint), str(output), "--max-frames", "4", "--max-words", "8"]) == 0
+            arguments = ["convert", "clip4clip", str(checkpoint), str(output), "--max-frames", "4", "--max-words", "8"]
+            assert main(arguments) == 0
             folders[case] = output
         return folders[case]
 
@@ -102,8 +102,9 @@ def test_converted_checkpoint_matches_original_outputs(case, converted_dir, orig
 
     with torch.no_grad():
         # The original's eval encodes in batches of 2 and scores block by block.
-        texts = [model.encode_text(original_inputs["input_ids"][i : i + 2], original_inputs["attention_mask"][i : i + 2]) for i in (0, 2)]
-        videos = [model.encode_video(original_inputs["pixel_values_videos"][i : i + 2], original_inputs["video_mask"][i : i + 2]) for i in (0, 2)]
+        batch = {key: (value[:2], value[2:]) for key, value in original_inputs.items()}
+        texts = [model.encode_text(*pair) for pair in zip(batch["input_ids"], batch["attention_mask"])]
+        videos = [model.encode_video(*pair) for pair in zip(batch["pixel_values_videos"], batch["video_mask"])]
         blocks = torch.cat([torch.cat([model.similarity(t, v) for v in videos], dim=1) for t in texts])
         text, video = concat_encodings(texts), concat_encodings(videos)
 
@@ -132,17 +133,20 @@ def test_from_clip_initialises_like_the_original(case, clip_dir):
     derived = safetensors.torch.load_file(FIXTURES / case / "init_from_clip.safetensors")
 
     # CLIP weights: the original checkpoint's clip.* tensors are CLIP's own (only conv2 was perturbed).
-    original = convert_clip4clip_state_dict(load_original_state_dict(FIXTURES / case / "pytorch_model.bin"), config["sim_header"])
+    original = load_original_state_dict(FIXTURES / case / "pytorch_model.bin")
+    original = convert_clip4clip_state_dict(original, config["sim_header"])
     for key, value in model.clip.state_dict().items():
         if key != "patch_embedding_3d.weight":
             torch.testing.assert_close(value, original[f"clip.{key}"].float(), atol=0, rtol=0, msg=key)
 
     text_layers = model.clip.text_model.encoder.layers
     if config["sim_header"] == "seqTransf":
-        torch.testing.assert_close(model.temporal.frame_position_embeddings.weight, derived["frame_position_embeddings.weight"])
+        positions = derived["frame_position_embeddings.weight"]
+        torch.testing.assert_close(model.temporal.frame_position_embeddings.weight, positions)
         head_layers = model.temporal.transformer.layers
     elif config["sim_header"] == "tightTransf":
-        torch.testing.assert_close(model.cross.position_embeddings.weight, derived["cross.embeddings.position_embeddings.weight"])
+        positions = derived["cross.embeddings.position_embeddings.weight"]
+        torch.testing.assert_close(model.cross.position_embeddings.weight, positions)
         head_layers = model.cross.transformer.layers
     else:  # seqLSTM: the original derives frame_position_embeddings but never uses them; tvr has none
         assert not any("position" in name for name, _ in model.temporal.named_parameters())
@@ -164,7 +168,8 @@ def test_3d_patch_embedding_starts_equal_to_2d(clip_dir, original_inputs):
         frames_2d = model_2d.clip.encode_frames(original_inputs["pixel_values_videos"]).pooler_output
         frames_3d = model_3d.clip.encode_frames(original_inputs["pixel_values_videos"]).pooler_output
         # Now each frame sees the previous one (a random kernel: a constant one would vanish in the LayerNorm).
-        model_3d.clip.patch_embedding_3d.weight[:, :, 0] = 0.1 * torch.randn_like(model_3d.clip.patch_embedding_3d.weight[:, :, 0])
+        previous_frame_kernel = model_3d.clip.patch_embedding_3d.weight[:, :, 0]
+        previous_frame_kernel.copy_(0.1 * torch.randn_like(previous_frame_kernel))
         shifted = model_3d.clip.encode_frames(original_inputs["pixel_values_videos"]).pooler_output
     torch.testing.assert_close(frames_3d, frames_2d, **FP32)
     # The first frame has no previous frame (zero padding), later frames change.
@@ -275,7 +280,8 @@ def test_encodings_concatenate_field_by_field():
     with torch.no_grad():
         text = model.encode_text(inputs["input_ids"], inputs["attention_mask"])
         video = model.encode_video(inputs["pixel_values_videos"], inputs["video_mask"])
-        parts = [model.encode_video(inputs["pixel_values_videos"][i : i + 3], inputs["video_mask"][i : i + 3]) for i in (0, 3)]
+        pixels, masks = inputs["pixel_values_videos"], inputs["video_mask"]
+        parts = [model.encode_video(pixels[i : i + 3], masks[i : i + 3]) for i in (0, 3)]
     merged = concat_encodings(parts)
     assert isinstance(merged, VideoEncoding) and merged.video_embeds.shape == (4, 32)
     torch.testing.assert_close(model.similarity(text, merged), model.similarity(text, video))
@@ -320,7 +326,9 @@ def test_pooling_and_loss_by_hand():
 # ------------------------------------------------------------------------------------------ transformers conventions
 
 
-@pytest.mark.parametrize(("sim_header", "linear_patch"), [("seqLSTM", "2d"), ("seqTransf", "3d"), ("tightTransf", "2d")])
+@pytest.mark.parametrize(
+    ("sim_header", "linear_patch"), [("seqLSTM", "2d"), ("seqTransf", "3d"), ("tightTransf", "2d")]
+)
 def test_save_and_auto_load_round_trip(sim_header, linear_patch, tmp_path):
     model = tiny_clip4clip_model(sim_header, linear_patch)
     inputs = tiny_inputs()
@@ -345,7 +353,8 @@ def test_missing_weights_are_initialised_on_load(tmp_path):
     safetensors.torch.save_file(kept, tmp_path / "model.safetensors", metadata={"format": "pt"})
     loaded = CLIP4ClipModel.from_pretrained(tmp_path)
     cross = loaded.cross
-    assert torch.equal(cross.pooler_norm.weight, torch.ones(32)) and torch.equal(cross.pooler_dense.bias, torch.zeros(32))
+    assert torch.equal(cross.pooler_norm.weight, torch.ones(32))
+    assert torch.equal(cross.pooler_dense.bias, torch.zeros(32))
     assert torch.equal(cross.transformer.layers[0].layer_norm1.weight, torch.ones(32))
     assert 0.01 < cross.position_embeddings.weight.std() < 0.03  # N(0, initializer_range = 0.02)
     torch.testing.assert_close(loaded.clip.logit_scale, model.clip.logit_scale)  # loaded, not re-initialised
@@ -354,7 +363,8 @@ def test_missing_weights_are_initialised_on_load(tmp_path):
 def test_random_init_follows_the_original():
     model = tiny_clip4clip_model("seqTransf")
     layer = model.temporal.transformer.layers[0]
-    assert torch.equal(layer.layer_norm2.weight, torch.ones(32)) and torch.equal(layer.self_attn.q_proj.bias, torch.zeros(32))
+    assert torch.equal(layer.layer_norm2.weight, torch.ones(32))
+    assert torch.equal(layer.self_attn.q_proj.bias, torch.zeros(32))
     assert 0.01 < model.temporal.frame_position_embeddings.weight.std() < 0.03
     assert model.clip.logit_scale.item() == pytest.approx(model.config.logit_scale_init_value)
     lstm = tiny_clip4clip_model("seqLSTM").temporal.lstm  # PyTorch's default: U(-1/sqrt(h), 1/sqrt(h))
@@ -383,7 +393,8 @@ def test_gradient_checkpointing_gives_the_same_loss_and_gradients():
     reference_loss = model(**inputs, return_loss=True).loss.detach()
     model.zero_grad()
     model.activation_checkpointing_enable()
-    checkpointed = [m for m in model.modules() if isinstance(m, GradientCheckpointingLayer) and m.gradient_checkpointing]
+    layers = [module for module in model.modules() if isinstance(module, GradientCheckpointingLayer)]
+    checkpointed = [layer for layer in layers if layer.gradient_checkpointing]
     assert len(checkpointed) == 5  # 2 text + 2 vision + 1 temporal layer
     loss = model(**inputs, return_loss=True).loss
     loss.backward()

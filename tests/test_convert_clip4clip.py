@@ -38,7 +38,7 @@ class OpenAIResidualBlock(nn.Module):
         self.attn = nn.MultiheadAttention(width, heads)
         self.ln_1 = nn.LayerNorm(width)
         self.mlp = nn.Sequential(
-            OrderedDict([("c_fc", nn.Linear(width, 4 * width)), ("gelu", nn.Identity()), ("c_proj", nn.Linear(4 * width, width))])
+            OrderedDict([("c_fc", nn.Linear(width, 4 * width)), ("c_proj", nn.Linear(4 * width, width))])
         )
         self.ln_2 = nn.LayerNorm(width)
 
@@ -64,8 +64,8 @@ def test_convert_clip_cli_writes_a_transformers_clip(tmp_path, openai_state_dict
     attention = clip.vision_model.encoder.layers[1].self_attn
     for index, projection in enumerate((attention.q_proj, attention.k_proj, attention.v_proj)):
         torch.testing.assert_close(projection.weight, in_proj[64 * index : 64 * (index + 1)], atol=0, rtol=0)
-    torch.testing.assert_close(clip.text_projection.weight, openai_state_dict["text_projection"].float().t(), atol=0, rtol=0)
-    torch.testing.assert_close(clip.vision_model.pre_layrnorm.bias, openai_state_dict["visual.ln_pre.bias"], atol=0, rtol=0)
+    assert torch.equal(clip.text_projection.weight, openai_state_dict["text_projection"].float().t())
+    assert torch.equal(clip.vision_model.pre_layrnorm.bias, openai_state_dict["visual.ln_pre.bias"])
 
 
 def test_resblock_mapping_computes_the_same_block(openai_state_dict):
@@ -74,7 +74,8 @@ def test_resblock_mapping_computes_the_same_block(openai_state_dict):
     clip.text_model.encoder.layers.load_state_dict({key: value.float() for key, value in layers.items()})
     reference = OpenAIResidualBlock(128, 2)
     prefix = "transformer.resblocks.1."
-    reference.load_state_dict({key[len(prefix) :]: value.float() for key, value in openai_state_dict.items() if key.startswith(prefix)})
+    block = {key[len(prefix) :]: value.float() for key, value in openai_state_dict.items() if key.startswith(prefix)}
+    reference.load_state_dict(block)
     x = torch.randn(2, 5, 128)
     with torch.no_grad():
         expected = reference(x.transpose(0, 1)).transpose(0, 1)
@@ -111,7 +112,8 @@ def test_openai_jit_archive_is_read(tmp_path, openai_state_dict):
     torch.jit.save(torch.jit.script(root), tmp_path / "ViT-tiny.pt")
     loaded = load_original_state_dict(tmp_path / "ViT-tiny.pt")
     assert loaded.keys() == openai_state_dict.keys()
-    assert all(torch.equal(loaded[key], value) and loaded[key].dtype == value.dtype for key, value in openai_state_dict.items())
+    for key, value in openai_state_dict.items():
+        assert torch.equal(loaded[key], value) and loaded[key].dtype == value.dtype, key
     assert main(["convert", "clip", str(tmp_path / "ViT-tiny.pt"), str(tmp_path / "clip")]) == 0
     assert (tmp_path / "clip" / "model.safetensors").is_file()
 
@@ -126,7 +128,8 @@ def test_config_is_read_from_the_checkpoint_keys(case, sim_header, linear_patch,
     assert infer_sim_header(state_dict) == sim_header
     config = clip4clip_config_from_checkpoint(state_dict, max_frames=4)
     assert (config.sim_header, config.linear_patch, config.max_frames) == (sim_header, linear_patch, 4)
-    assert (config.projection_dim, config.temporal_config.hidden_size, config.temporal_config.num_attention_heads) == (128, 128, 2)
+    temporal = config.temporal_config
+    assert (config.projection_dim, temporal.hidden_size, temporal.num_attention_heads) == (128, 128, 2)
     assert config.temporal_config.max_position_embeddings == 32
     if layers is not None:
         assert config.temporal_config.num_hidden_layers == layers
@@ -160,7 +163,8 @@ def test_seqlstm_unused_frame_positions_are_dropped():
 
 def test_clip_option_fills_the_clip_keys_the_checkpoint_lacks(tmp_path):
     full = convert_clip4clip_checkpoint(FIXTURES / "seqTransf_3d" / "pytorch_model.bin")
-    head_only = {key: value for key, value in checkpoint("seqTransf_3d").items() if not key.startswith("clip.") or "conv2" in key}
+    original = checkpoint("seqTransf_3d")
+    head_only = {key: value for key, value in original.items() if not key.startswith("clip.") or "conv2" in key}
     torch.save(head_only, tmp_path / "head_only.bin")
     with pytest.raises(ValueError, match="holds no CLIP weights"):
         convert_clip4clip_checkpoint(tmp_path / "head_only.bin")
@@ -174,16 +178,20 @@ def test_clip_option_derives_missing_heads_like_the_original_loader(tmp_path):
     # kernel from CLIP; so does the converter, giving what from_clip gives.
     clip_only = {f"clip.{key}": value for key, value in load_original_state_dict(OPENAI_CLIP).items()}
     torch.save(clip_only, tmp_path / "clip_only.bin")
-    assert main(["convert", "clip4clip", str(tmp_path / "clip_only.bin"), str(tmp_path / "out"), "--clip", str(OPENAI_CLIP),
-                 "--sim-header", "seqTransf", "--temporal-layers", "1"]) == 0
+    options = ["--clip", str(OPENAI_CLIP), "--sim-header", "seqTransf", "--temporal-layers", "1"]
+    assert main(["convert", "clip4clip", str(tmp_path / "clip_only.bin"), str(tmp_path / "out"), *options]) == 0
     model = CLIP4ClipModel.from_pretrained(tmp_path / "out")
     assert model.config.temporal_config.num_hidden_layers == 1
     derived = safetensors.torch.load_file(FIXTURES / "seqTransf_2d" / "init_from_clip.safetensors")
-    torch.testing.assert_close(model.temporal.frame_position_embeddings.weight, derived["frame_position_embeddings.weight"])
+    positions = derived["frame_position_embeddings.weight"]
+    torch.testing.assert_close(model.temporal.frame_position_embeddings.weight, positions)
     text_layer = model.clip.text_model.encoder.layers[0].state_dict()
-    assert all(torch.equal(value, text_layer[key]) for key, value in model.temporal.transformer.layers[0].state_dict().items())
-    with pytest.raises(ValueError, match=r"missing keys \['cross.pooler_dense.bias'"):  # trained weights cannot be derived
-        convert_clip4clip_checkpoint(tmp_path / "clip_only.bin", clip=OPENAI_CLIP, sim_header="tightTransf", temporal_layers=1)
+    for key, value in model.temporal.transformer.layers[0].state_dict().items():
+        assert torch.equal(value, text_layer[key]), key
+    with pytest.raises(ValueError, match=r"missing keys \['cross.pooler_dense.bias'"):  # trained weights: not derivable
+        convert_clip4clip_checkpoint(
+            tmp_path / "clip_only.bin", clip=OPENAI_CLIP, sim_header="tightTransf", temporal_layers=1
+        )
 
 
 @pytest.mark.parametrize("case", ["seqLSTM_2d", "seqTransf_3d", "tightTransf_2d"])

@@ -49,7 +49,10 @@ HEAD_RESBLOCKS = {
     "seqTransf": ("transformerClip.resblocks.", "temporal.transformer.layers."),
     "tightTransf": ("cross.transformer.resblocks.", "cross.transformer.layers."),
 }
-HEAD_POSITIONS = {"seqTransf": "frame_position_embeddings.weight", "tightTransf": "cross.embeddings.position_embeddings.weight"}
+HEAD_POSITIONS = {
+    "seqTransf": "frame_position_embeddings.weight",
+    "tightTransf": "cross.embeddings.position_embeddings.weight",
+}
 # Keys the original creates but never uses.
 UNUSED_KEYS = {"seqLSTM": ("frame_position_embeddings.weight",)}
 
@@ -147,11 +150,9 @@ def _derive_missing_from_clip(model: CLIP4ClipModel, missing: set[str]) -> set[s
         model.clip.inflate_patch_embedding()
         missing = missing - {"clip.patch_embedding_3d.weight"}
     head_name = "cross" if model.config.sim_header == "tightTransf" else "temporal"
-    derived = {
-        key
-        for key in model.state_dict()
-        if key.startswith((f"{head_name}.transformer.", f"{head_name}.position_embeddings.", f"{head_name}.frame_position"))
-    }
+    parts = ("transformer.", "position_embeddings.", "frame_position")
+    derived_prefixes = tuple(f"{head_name}.{part}" for part in parts)
+    derived = {key for key in model.state_dict() if key.startswith(derived_prefixes)}
     if derived and derived <= missing:
         getattr(model, head_name).init_from_clip(model.clip.text_model)
         missing = missing - derived
@@ -212,7 +213,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--max-frames", type=int, default=12, help="frames per video the model was trained with")
     parser.add_argument("--max-words", type=int, default=32, help="tokens per caption the model was trained with")
     parser.add_argument("--sim-header", choices=tuple(HEAD_RENAMES), help="override the head read from the keys")
-    parser.add_argument("--temporal-heads", type=int, help="attention heads of seqTransf/tightTransf (default width//64)")
+    parser.add_argument(
+        "--temporal-heads", type=int, help="attention heads of seqTransf/tightTransf (default width // 64)"
+    )
     parser.add_argument("--temporal-layers", type=int, help="layers when the checkpoint has none (derived from --clip)")
     parser.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="float32")
     parser.set_defaults(func=run)

@@ -57,7 +57,10 @@ CLIP_RENAMES = {
 }
 # OpenAI `x @ proj` matrices (in, out) -> nn.Linear weights (out, in).
 CLIP_TRANSPOSED = {"text_projection": "text_projection.weight", "visual.proj": "visual_projection.weight"}
-CLIP_RESBLOCKS = {"transformer.resblocks.": "text_model.encoder.layers.", "visual.transformer.resblocks.": "vision_model.encoder.layers."}
+CLIP_RESBLOCKS = {
+    "transformer.resblocks.": "text_model.encoder.layers.",
+    "visual.transformer.resblocks.": "vision_model.encoder.layers.",
+}
 # Integer buffers of OpenAI's JIT archives; the config carries them.
 CLIP_BUFFERS = ("input_resolution", "context_length", "vocab_size")
 
@@ -233,7 +236,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 def run(args: argparse.Namespace) -> None:
     model = convert_openai_clip(args.openai_file, args.output_dir, dtype=getattr(torch, args.dtype))
-    print(f"wrote {type(model).__name__} ({sum(p.numel() for p in model.parameters()):,} parameters) to {args.output_dir}")
+    num_parameters = sum(parameter.numel() for parameter in model.parameters())
+    print(f"wrote {type(model).__name__} ({num_parameters:,} parameters) to {args.output_dir}")
 
 
 __all__ = [

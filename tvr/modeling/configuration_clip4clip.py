@@ -1,7 +1,6 @@
 # Copyright 2026 The tvr authors. Licensed under the Apache License, Version 2.0.
 """CLIP4Clip configuration: CLIP text/vision sub-configs, the temporal (cross) transformer, the similarity head."""
 
-
 from typing import Any
 
 from huggingface_hub.dataclasses import strict

@@ -19,7 +19,8 @@ def contrastive_loss(logits_per_text: torch.Tensor) -> torch.Tensor:
     """
     if logits_per_text.dim() != 2 or logits_per_text.shape[0] != logits_per_text.shape[1]:
         raise ValueError(
-            f"contrastive_loss expects a square (batch, batch) similarity matrix, got shape {tuple(logits_per_text.shape)}"
+            "contrastive_loss expects a square (batch, batch) similarity matrix, "
+            f"got shape {tuple(logits_per_text.shape)}"
         )
     targets = torch.arange(logits_per_text.shape[0], device=logits_per_text.device)
     text_to_video = F.cross_entropy(logits_per_text, targets)

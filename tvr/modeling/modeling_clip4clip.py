@@ -8,7 +8,6 @@ Reference: github.com/ArrowLuo/CLIP4Clip. A converted original checkpoint gives 
 - a seqLSTM checkpoint's unused `frame_position_embeddings` is dropped.
 """
 
-
 import copy
 import os
 
@@ -187,13 +186,14 @@ class CLIP4ClipModel(CLIP4ClipPreTrainedModel):
         """
         video_mask = self._check_video(pixel_values_videos, video_mask)
         frame_features = self.clip.encode_frames(pixel_values_videos).pooler_output
-        pooled_frames = frame_features if self.config.sim_header == "tightTransf" else self.temporal(
-            frame_features, video_mask
-        )
+        if self.config.sim_header == "tightTransf":
+            head_features = frame_features  # scored pairwise later; pool CLIP's frames for a first stage
+        else:
+            head_features = self.temporal(frame_features, video_mask)
         return VideoEncoding(
             frame_features=frame_features,
             video_mask=video_mask,
-            video_embeds=mean_pool_normalized(pooled_frames, video_mask),
+            video_embeds=mean_pool_normalized(head_features, video_mask),
         )
 
     def similarity(self, text_encoding: TextEncoding, video_encoding: VideoEncoding) -> torch.Tensor:
