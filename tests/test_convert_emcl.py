@@ -106,7 +106,9 @@ def test_eval_similarity_matches_the_reference(case):
     torch.testing.assert_close(model.em.bases, case.inputs["emcl_mu_init"], rtol=0, atol=0)
     torch.testing.assert_close(cosine(model, text, video), case.expected["sim_t2v"], **FP32)
     with torch.no_grad():
-        output = model(case.inputs["text_ids"], case.inputs["text_mask"], case.inputs["video"], case.inputs["video_mask"])
+        output = model(
+            case.inputs["text_ids"], case.inputs["text_mask"], case.inputs["video"], case.inputs["video_mask"]
+        )
     scale = model.logit_scale.exp()
     torch.testing.assert_close(output.logits_per_text / scale, case.expected["sim_t2v"], **FP32)
     torch.testing.assert_close(output.logits_per_video / scale, case.expected["sim_v2t"], **FP32)
@@ -188,7 +190,8 @@ def test_gpu_checkpoint_with_fp16_tensors_is_upcast(case, tmp_path):
 def test_explicit_em_bases(case, tmp_path):
     inputs_file = FIXTURE_ROOT / case.meta["case"] / "inputs.safetensors"
     args = [arg for arg in case.cli_args if arg not in ("--em-bases-seed", str(case.meta["args"]["seed"]))]
-    tvr.cli.main(["convert", "emcl", str(case.checkpoint), str(tmp_path), "--em-bases", f"{inputs_file}:emcl_mu_init", *args])
+    bases = f"{inputs_file}:emcl_mu_init"
+    tvr.cli.main(["convert", "emcl", str(case.checkpoint), str(tmp_path), "--em-bases", bases, *args])
     model = EMCLModel.from_pretrained(tmp_path).eval()
     torch.testing.assert_close(model.em.bases, case.inputs["emcl_mu_init"], rtol=0, atol=0)
     text, video = case.encodings(model)
@@ -220,9 +223,10 @@ def test_converter_refuses_unknown_keys_and_bad_options(tmp_path):
     torch.save(state_dict, tmp_path / "extra.bin")
     with pytest.raises(ValueError, match=r"unknown keys \['emcl.mu'\]"):
         tvr.cli.main(["convert", "emcl", str(tmp_path / "extra.bin"), str(tmp_path / "out")])
+    convert = ["convert", "emcl", str(folder / "pytorch_model.bin"), str(tmp_path / "out")]
     with pytest.raises(ValueError, match="read from the checkpoint"):
-        tvr.cli.main(["convert", "emcl", str(folder / "pytorch_model.bin"), str(tmp_path / "out"), "--set", "projection_dim=8"])
+        tvr.cli.main([*convert, "--set", "projection_dim=8"])
     with pytest.raises(ValueError, match="key=value"):
-        tvr.cli.main(["convert", "emcl", str(folder / "pytorch_model.bin"), str(tmp_path / "out"), "--set", "em_beta"])
+        tvr.cli.main([*convert, "--set", "em_beta"])
     with pytest.raises(ValueError, match=r"shape \(1, 32\)"):
-        tvr.cli.main(["convert", "emcl", str(folder / "pytorch_model.bin"), str(tmp_path / "out"), "--em-bases", "[1, -1]"])
+        tvr.cli.main([*convert, "--em-bases", "[1, -1]"])

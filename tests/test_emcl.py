@@ -65,7 +65,8 @@ def test_em_matches_a_loop_by_loop_reference_and_updates_bases_only_in_training(
 
     em.train()
     torch.testing.assert_close(em(features), expected, rtol=1e-5, atol=1e-6)
-    torch.testing.assert_close(em.bases, 0.75 * start + 0.25 * converged.mean(dim=0, keepdim=True), rtol=1e-5, atol=1e-6)
+    expected_bases = 0.75 * start + 0.25 * converged.mean(dim=0, keepdim=True)
+    torch.testing.assert_close(em.bases, expected_bases, rtol=1e-5, atol=1e-6)
 
 
 def test_em_gradient_is_the_identity_and_beta_zero_is_the_identity():
@@ -98,7 +99,8 @@ def test_em_bases_stay_float32_in_half_precision_models():
     assert em.bases.dtype == torch.float32
     out = em(features.bfloat16())
     assert out.dtype == torch.bfloat16
-    assert em.bases.dtype == torch.float32 and not torch.equal(em.bases, start)  # the 1% momentum step is not lost to bfloat16 rounding
+    # the 1% momentum step is not lost to bfloat16 rounding
+    assert em.bases.dtype == torch.float32 and not torch.equal(em.bases, start)
 
 
 def test_em_bases_are_saved_and_set_with_shape_checks():
@@ -162,8 +164,9 @@ def test_similarity_blocks_in_evaluation_only():
     text, video = random_encodings(num_texts=5, num_videos=3)
     scale = model.logit_scale.exp()
     with torch.no_grad():
+        video_blocks = list(zip(video.temporal_features.split(2), video.video_mask.split(2)))
         blocks = [
-            torch.cat([model.block_cosine(t, v, m) for v, m in zip(video.temporal_features.split(2), video.video_mask.split(2))], dim=1)
+            torch.cat([model.block_cosine(t, v, m) for v, m in video_blocks], dim=1)
             for t in text.text_features.split(2)
         ]
         torch.testing.assert_close(model.similarity(text, video), scale * torch.cat(blocks))

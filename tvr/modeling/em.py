@@ -69,7 +69,9 @@ class EMReconstruction(nn.Module):
     ) -> None:
         super().__init__()
         if num_bases < 1 or num_stages < 1:
-            raise ValueError(f"EMReconstruction needs num_bases >= 1 and num_stages >= 1, got {num_bases}, {num_stages}")
+            raise ValueError(
+                f"EMReconstruction needs num_bases >= 1 and num_stages >= 1, got {num_bases} and {num_stages}"
+            )
         self.num_stages = num_stages
         self.temperature = temperature
         self.beta = beta
@@ -102,7 +104,9 @@ class EMReconstruction(nn.Module):
         """
         bases = torch.as_tensor(bases)
         if bases.numel() != self.num_bases or bases.dim() > 2 or (bases.dim() == 2 and bases.shape[0] != 1):
-            raise ValueError(f"EM bases must have shape (1, {self.num_bases}) or ({self.num_bases},), got {tuple(bases.shape)}")
+            raise ValueError(
+                f"EM bases must have shape (1, {self.num_bases}) or ({self.num_bases},), got {tuple(bases.shape)}"
+            )
         self.bases.copy_(bases.reshape(1, -1).to(self.bases))
 
     @torch.no_grad()
@@ -133,7 +137,9 @@ class EMReconstruction(nn.Module):
         In training mode this also moves the stored bases towards this block's converged bases.
         """
         if features.dim() != 2:
-            raise ValueError(f"EMReconstruction expects features of shape (num_samples, dim), got {tuple(features.shape)}")
+            raise ValueError(
+                f"EMReconstruction expects features of shape (num_samples, dim), got {tuple(features.shape)}"
+            )
         if self.beta == 0:
             return features
         # The EM and its reconstruction are constants for autograd, and always computed in float32.

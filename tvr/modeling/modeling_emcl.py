@@ -191,7 +191,9 @@ class EMCLModel(EMCLPreTrainedModel):
         text_features = self.clip.encode_text(input_ids, attention_mask).pooler_output
         return TextEncoding(text_features=text_features, attention_mask=attention_mask)
 
-    def encode_video(self, pixel_values_videos: torch.Tensor, video_mask: torch.Tensor | None = None) -> EMCLVideoEncoding:
+    def encode_video(
+        self, pixel_values_videos: torch.Tensor, video_mask: torch.Tensor | None = None
+    ) -> EMCLVideoEncoding:
         """Encode videos.
 
         Args:
