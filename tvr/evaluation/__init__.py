@@ -5,6 +5,14 @@
 
 import os
 
+from .harness import (
+    RetrievalEvaluation,
+    encode_texts,
+    encode_videos,
+    evaluate_retrieval,
+    save_eval_results,
+    score_blocks,
+)
 from .metrics import compute_retrieval_metrics
 from .postprocessing import POSTPROCESSING, dual_softmax, inverted_softmax, postprocessed_metrics, qb_norm
 
@@ -13,9 +21,15 @@ RETRIEVAL_METRICS_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__
 __all__ = [
     "POSTPROCESSING",
     "RETRIEVAL_METRICS_SCRIPT",
+    "RetrievalEvaluation",
     "compute_retrieval_metrics",
     "dual_softmax",
+    "encode_texts",
+    "encode_videos",
+    "evaluate_retrieval",
     "inverted_softmax",
     "postprocessed_metrics",
     "qb_norm",
+    "save_eval_results",
+    "score_blocks",
 ]
