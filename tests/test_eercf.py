@@ -131,10 +131,11 @@ def test_pearson_penalty_by_hand():
 def test_two_stage_logits_equals_selecting_from_all_pairs():
     generator = torch.Generator().manual_seed(0)
     coarse, fine = torch.randn(7, 9, generator=generator), torch.randn(7, 9, generator=generator)
-    scored = []
+    scored, videos = [], []
 
     def score_pairs(text_index, video_index):
         scored.append(len(text_index))
+        videos.extend(video_index.tolist())
         return fine[text_index, video_index]
 
     final = two_stage_logits(coarse, 3, score_pairs, offset=100.0, pairs_per_chunk=5)
@@ -144,6 +145,7 @@ def test_two_stage_logits_equals_selecting_from_all_pairs():
         expected[row, top] = 100.0 + fine[row, top]
     torch.testing.assert_close(final, expected)
     assert scored == [5, 5, 5, 5, 1]  # 21 = 7 texts x 3 candidates, in chunks of 5
+    assert videos == sorted(videos)  # grouped by video, so a scorer loads each candidate video once
     # k beyond the gallery re-scores everything; k < 1 is refused
     torch.testing.assert_close(two_stage_logits(coarse, 50, lambda t, v: fine[t, v]), fine + 100.0)
     with pytest.raises(ValueError, match="top_k"):
@@ -164,9 +166,9 @@ def test_similarity_two_stage_equals_all_pairs_and_scores_only_top_k(encoded, mo
         pairs_scored = []
         fine_logits = model._fine_logits
 
-        def counting(text_embeds, *video_parts):
+        def counting(text_embeds, *parts):
             pairs_scored.append(text_embeds.shape[0])
-            return fine_logits(text_embeds, *video_parts)
+            return fine_logits(text_embeds, *parts)
 
         monkeypatch.setattr(model, "_fine_logits", counting)
         for k in (1, 2, 6):

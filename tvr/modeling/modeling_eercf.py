@@ -344,36 +344,66 @@ class EERCFModel(EERCFPreTrainedModel):
         return self.clip.logit_scale.exp() * (text_embeds @ self.video_logit_weight) @ video_encoding.video_embeds.t()
 
     def _similarities(
-        self, text_embeds: torch.Tensor, frame_features: torch.Tensor, patch_embeds: torch.Tensor
+        self, text_embeds: torch.Tensor, video_encoding: EERCFVideoEncoding
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Cosine similarities of texts with frames `(..., num_frames)` and patches `(..., num_patches_total)`.
+        """Cosine similarities of every text with every video's frames and patches.
 
-        Broadcasts over leading dims. Aligned pairs: `text_embeds` `(num_pairs, dim)` with video tensors
-        `(num_pairs, ...)`. All pairs: `text_embeds` `(num_texts, 1, dim)` with video tensors `(num_videos, ...)`.
+        Returns:
+            `(num_texts, num_videos, num_frames)` and `(num_texts, num_videos, num_frames * num_patches)`.
         """
-        frame_sims = torch.einsum("...d,...fd->...f", text_embeds, F.normalize(frame_features, dim=-1))
-        # Only the patches of the videos being scored are upcast from their compact storage.
-        patch_sims = torch.einsum("...d,...nd->...n", text_embeds, patch_embeds.to(text_embeds.dtype))
+        frame_embeds = F.normalize(video_encoding.frame_features, dim=-1)
+        patch_embeds = video_encoding.patch_embeds.to(text_embeds.dtype)
+        frame_sims = torch.einsum("td,vfd->tvf", text_embeds, frame_embeds)
+        patch_sims = torch.einsum("td,vnd->tvn", text_embeds, patch_embeds)
         return frame_sims, patch_sims
 
+    def _pair_similarities(
+        self,
+        texts: torch.Tensor,
+        video_index: torch.Tensor,
+        frame_embeds: torch.Tensor,
+        video_encoding: EERCFVideoEncoding,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Frame and patch similarities and query-gated frame vectors of aligned (text, video) pairs.
+
+        Args:
+            texts: `(num_pairs, dim)` normalised text embeddings, one per pair.
+            video_index: `(num_pairs,)` index of each pair's video.
+            frame_embeds: `(num_videos, num_frames, dim)` normalised frame features of the gallery.
+            video_encoding: the gallery.
+
+        Returns:
+            `(num_pairs, num_frames)`, `(num_pairs, num_frames * num_patches)` and `(num_pairs, dim)`.
+            The pairs of one video should be consecutive: each run of equal `video_index` reads that video once
+            (patches upcast from their compact storage only here) and scores all its texts with matmuls.
+        """
+        videos, counts = torch.unique_consecutive(video_index, return_counts=True)
+        frame_sims, patch_sims, gated_frames = [], [], []
+        for video, video_texts in zip(videos.tolist(), texts.split(counts.tolist())):
+            sims = video_texts @ frame_embeds[video].t()
+            frame_sims.append(sims)
+            patch_sims.append(video_texts @ video_encoding.patch_embeds[video].to(texts.dtype).t())
+            gated_frames.append(
+                text_gated_pool(sims, video_encoding.context_frame_embeds[video], self.config.frame_gate_temperature)
+            )
+        return torch.cat(frame_sims), torch.cat(patch_sims), torch.cat(gated_frames)
+
     def _weak_logits(self, frame_sims: torch.Tensor, patch_sims: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Scaled weak frame (WF) and weak patch (WP) logits from `_similarities`."""
+        """Scaled weak frame (WF) and weak patch (WP) logits from frame / patch similarities `(..., tokens)`."""
         scale = self.clip.logit_scale.exp()
         weak_frame = weak_frame_logits(frame_sims, self.frame_logit_weight, self.config.weak_temperature)
         weak_patch = attention_pooled_logits(patch_sims, self.config.weak_temperature)
         return scale * weak_frame, scale * weak_patch
 
     def _fine_logits(
-        self,
-        text_embeds: torch.Tensor,
-        frame_features: torch.Tensor,
-        context_frame_embeds: torch.Tensor,
-        patch_embeds: torch.Tensor,
+        self, text_embeds: torch.Tensor, frame_sims: torch.Tensor, patch_sims: torch.Tensor, gated_frames: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Scaled WF, WP and query-gated SF, broadcasting like `_similarities`."""
-        frame_sims, patch_sims = self._similarities(text_embeds, frame_features, patch_embeds)
+        """Scaled WF, WP and SF from similarities and query-gated frame vectors, broadcasting over leading dims.
+
+        All pairs: `text_embeds` `(num_texts, 1, dim)`, the rest `(num_texts, num_videos, ...)`.
+        Aligned pairs: `(num_pairs, ...)` everywhere.
+        """
         weak_frame, weak_patch = self._weak_logits(frame_sims, patch_sims)
-        gated_frames = text_gated_pool(frame_sims, context_frame_embeds, self.config.frame_gate_temperature)
         strong_frame = self.clip.logit_scale.exp() * (text_embeds * gated_frames).sum(dim=-1)
         return weak_frame, weak_patch, strong_frame
 
@@ -396,11 +426,12 @@ class EERCFModel(EERCFPreTrainedModel):
         """
         text_embeds = F.normalize(text_encoding.text_features, dim=-1)
         video = self.video_logits(text_encoding, video_encoding)
+        frame_sims, patch_sims = self._similarities(text_embeds, video_encoding)
+        gated_frames = text_gated_pool(
+            frame_sims, video_encoding.context_frame_embeds, self.config.frame_gate_temperature
+        )
         weak_frame, weak_patch, strong_frame = self._fine_logits(
-            text_embeds[:, None],
-            video_encoding.frame_features,
-            video_encoding.context_frame_embeds,
-            video_encoding.patch_embeds,
+            text_embeds[:, None], frame_sims, patch_sims, gated_frames
         )
         return EERCFLogits(
             video_logits=video,
@@ -415,7 +446,7 @@ class EERCFModel(EERCFPreTrainedModel):
         text_encoding: TextEncoding,
         video_encoding: EERCFVideoEncoding,
         rerank_top_k: int | None = None,
-        pairs_per_chunk: int = 256,
+        pairs_per_chunk: int = 4096,
     ) -> torch.Tensor:
         """`(num_texts, num_videos)` retrieval logits.
 
@@ -428,20 +459,21 @@ class EERCFModel(EERCFPreTrainedModel):
                 `rerank_offset + fine score` (`EERCFLogits.fine_logits`), the other entries keep the coarse score.
                 Fine scores are computed for those `num_texts * k` pairs only; the result equals fine-scoring all
                 pairs and then selecting. `config.rerank_top_k` is the k the original evaluates with.
-            pairs_per_chunk: (text, video) pairs fine-scored at once (bounds memory).
+            pairs_per_chunk: (text, video) pairs fine-scored at once; memory grows as
+                `pairs_per_chunk * num_frames * num_patches` floats (4096 pairs: 10 MB for ViT-B/32, 12 frames).
         """
         coarse = self.video_logits(text_encoding, video_encoding)
         if not rerank_top_k:
             return coarse
         text_embeds = F.normalize(text_encoding.text_features, dim=-1)
+        frame_embeds = F.normalize(video_encoding.frame_features, dim=-1)
 
         def score_pairs(text_index: torch.Tensor, video_index: torch.Tensor) -> torch.Tensor:
-            weak_frame, weak_patch, strong_frame = self._fine_logits(
-                text_embeds[text_index],
-                video_encoding.frame_features[video_index],
-                video_encoding.context_frame_embeds[video_index],
-                video_encoding.patch_embeds[video_index],
+            texts = text_embeds[text_index]
+            frame_sims, patch_sims, gated_frames = self._pair_similarities(
+                texts, video_index, frame_embeds, video_encoding
             )
+            weak_frame, weak_patch, strong_frame = self._fine_logits(texts, frame_sims, patch_sims, gated_frames)
             return self._fuse_fine(coarse[text_index, video_index], weak_frame, weak_patch, strong_frame)
 
         return two_stage_logits(
@@ -468,7 +500,7 @@ class EERCFModel(EERCFPreTrainedModel):
         text_embeds = F.normalize(text_encoding.text_features, dim=-1)
         patch_embeds = video_encoding.patch_embeds.to(text_embeds.dtype)
         video = self.video_logits(text_encoding, video_encoding)
-        frame_sims, patch_sims = self._similarities(text_embeds[:, None], video_encoding.frame_features, patch_embeds)
+        frame_sims, patch_sims = self._similarities(text_embeds, video_encoding)
         weak_frame, weak_patch = self._weak_logits(frame_sims, patch_sims)
         # Gate video j with caption j (the diagonal), without gradient through the gate.
         own_frames = frame_sims.diagonal().t().detach()  # (batch, num_frames)

@@ -54,7 +54,8 @@ def two_stage_logits(
         coarse_logits: `(num_texts, num_videos)` stage-1 scores.
         top_k: candidates re-scored per text (clipped to `num_videos`).
         score_pairs: `score_pairs(text_index, video_index) -> (num_pairs,)` fine scores for the given
-            `(num_pairs,)` index pairs into the texts / videos behind `coarse_logits`.
+            `(num_pairs,)` index pairs into the texts / videos behind `coarse_logits`. The pairs come sorted by
+            video (the pairs of one video are consecutive).
         offset: added to the fine scores.
         pairs_per_chunk: pairs handed to `score_pairs` at once (bounds the memory of the fine stage).
 
@@ -63,13 +64,8 @@ def two_stage_logits(
     """
     text_index, video_index = top_k_pairs(coarse_logits, top_k)
     flat_text, flat_video = text_index.reshape(-1), video_index.reshape(-1)
-    if flat_text.numel() == 0:
-        return coarse_logits.clone()
-    fine = torch.cat(
-        [
-            score_pairs(flat_text[start : start + pairs_per_chunk], flat_video[start : start + pairs_per_chunk])
-            for start in range(0, flat_text.numel(), pairs_per_chunk)
-        ]
-    )
-    fine = fine.to(coarse_logits.dtype).view_as(video_index)
-    return coarse_logits.scatter(1, video_index, fine + offset)
+    fine = torch.empty(flat_text.shape, dtype=coarse_logits.dtype, device=coarse_logits.device)
+    # Pairs are handed over grouped by video, so a scorer can load each candidate video once for all its texts.
+    for chunk in flat_video.argsort(stable=True).split(pairs_per_chunk):
+        fine[chunk] = score_pairs(flat_text[chunk], flat_video[chunk]).to(fine.dtype)
+    return coarse_logits.scatter(1, video_index, fine.view_as(video_index) + offset)
