@@ -54,7 +54,8 @@ def converted(case, tmp_path_factory):
 def test_converted_config(converted):
     config = converted[0].config
     assert isinstance(converted[0], EERCFModel)
-    assert (config.max_frames, config.rerank_top_k, config.max_words, config.patch_embeds_dtype) == (4, 2, 16, "float32")
+    assert (config.max_frames, config.rerank_top_k, config.max_words) == (4, 2, 16)
+    assert config.patch_embeds_dtype == "float32"
     assert config.temporal_config.num_hidden_layers == 2 and config.temporal_config.layer_norm_eps == 1e-12
     assert (config.projection_dim, config.vision_config.patch_size, config.linear_patch) == (64, 8, "2d")
 
@@ -125,12 +126,14 @@ def test_compact_patch_storage_keeps_the_ranking(converted, case):
 
 def test_missing_parts_are_derived_from_clip_like_the_original(case, tmp_path):
     state_dict = load_original_state_dict(case["checkpoint"])
-    kept = {key: value for key, value in state_dict.items() if key.startswith("clip.") and key != "clip.ln_final.weight"}
+    kept = {key: value for key, value in state_dict.items()
+            if key.startswith("clip.") and key != "clip.ln_final.weight"}
     torch.save(kept, tmp_path / "clip_only.bin")
     model = convert_eercf_checkpoint(tmp_path / "clip_only.bin", clip=case["root"] / "clip_openai_state_dict.bin",
                                      max_frames=4, temporal_layers=2)
     init = case["init_from_clip"]
-    torch.testing.assert_close(model.temporal.frame_position_embeddings.weight, init["frame_position_embeddings.weight"])
+    positions = model.temporal.frame_position_embeddings.weight
+    torch.testing.assert_close(positions, init["frame_position_embeddings.weight"])
     torch.testing.assert_close(model.video_logit_weight, init["global_mat_weight"])
     torch.testing.assert_close(model.frame_logit_weight, init["frame_logit_weight"])
     for layer, text_layer in zip(model.temporal.transformer.layers, model.clip.text_model.encoder.layers):

@@ -184,11 +184,13 @@ def test_similarity_two_stage_equals_all_pairs_and_scores_only_top_k(encoded, mo
 
 def test_fine_stage_works_on_concatenated_batches(encoded):
     model, text, video = encoded
-    halves = [EERCFVideoEncoding(**{name: value[s] for name, value in video.items()}) for s in (slice(0, 3), slice(3, 6))]
+    halves = [EERCFVideoEncoding(**{name: value[rows] for name, value in video.items()})
+              for rows in (slice(0, 3), slice(3, 6))]
     merged = concat_encodings(halves)
     assert isinstance(merged, EERCFVideoEncoding)
     with torch.no_grad():
-        torch.testing.assert_close(model.similarity(text, merged, rerank_top_k=2), model.similarity(text, video, rerank_top_k=2))
+        torch.testing.assert_close(model.similarity(text, merged, rerank_top_k=2),
+                                   model.similarity(text, video, rerank_top_k=2))
 
 
 # -------------------------------------------------------------------------------------------------- model
@@ -254,8 +256,9 @@ def test_compute_loss_parts_and_detached_gate(encoded):
     video = output.video_encoding
     frames = video.frame_features.detach().requires_grad_()
     context = video.context_frame_embeds.detach().requires_grad_()
-    leaf = EERCFVideoEncoding(frame_features=frames, video_mask=video.video_mask, video_embeds=video.video_embeds.detach(),
-                              context_frame_embeds=context, patch_embeds=video.patch_embeds.detach())
+    leaf = EERCFVideoEncoding(frame_features=frames, video_mask=video.video_mask,
+                              video_embeds=video.video_embeds.detach(), context_frame_embeds=context,
+                              patch_embeds=video.patch_embeds.detach())
     text = TextEncoding(text_features=output.text_encoding.text_features.detach())
     model.compute_loss(text, leaf).logits.strong_frame_logits.sum().backward()
     assert frames.grad is None and context.grad.abs().sum() > 0

@@ -131,7 +131,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         help="storage dtype of cached patch embeddings at evaluation (float32 for bit-level parity)",
     )
     parser.add_argument("--clip", help="OpenAI CLIP file filling the CLIP keys the checkpoint lacks")
-    parser.add_argument("--temporal-layers", type=int, help="temporal layers when the checkpoint has none (from --clip)")
+    parser.add_argument(
+        "--temporal-layers", type=int, help="temporal layers when the checkpoint has none (derived from --clip)"
+    )
     parser.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="float32")
     parser.set_defaults(func=run)
     return parser

@@ -458,7 +458,10 @@ class EERCFModel(EERCFPreTrainedModel):
                 videos). `k`: EERCF's two-stage evaluation: each text's top-k videos by coarse score get
                 `rerank_offset + fine score` (`EERCFLogits.fine_logits`), the other entries keep the coarse score.
                 Fine scores are computed for those `num_texts * k` pairs only; the result equals fine-scoring all
-                pairs and then selecting. `config.rerank_top_k` is the k the original evaluates with.
+                pairs and then selecting. `config.rerank_top_k` is the k the original evaluates with. As in the
+                original, the offset puts the re-ranked videos first only while their fine scores exceed the other
+                coarse scores minus the offset (always so in practice); exact coarse ties at the k-th place are
+                broken by `torch.topk` (the original: numpy argsort).
             pairs_per_chunk: (text, video) pairs fine-scored at once; memory grows as
                 `pairs_per_chunk * num_frames * num_patches` floats (4096 pairs: 10 MB for ViT-B/32, 12 frames).
         """
@@ -510,7 +513,11 @@ class EERCFModel(EERCFPreTrainedModel):
         strong_frame = scale * text_embeds @ gated_frames.t()
         strong_patch = scale * text_embeds @ gated_patches.t()
 
-        weak = config.video_weight * video + config.weak_frame_weight * weak_frame + config.weak_patch_weight * weak_patch
+        weak = (
+            config.video_weight * video
+            + config.weak_frame_weight * weak_frame
+            + config.weak_patch_weight * weak_patch
+        )
         strong = config.strong_frame_weight * strong_frame + config.strong_patch_weight * strong_patch
         inter = config.weak_loss_weight * contrastive_loss(weak) + config.strong_loss_weight * contrastive_loss(strong)
 
