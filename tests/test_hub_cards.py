@@ -8,6 +8,7 @@ from huggingface_hub import ModelCard
 from safetensors.torch import save_file
 
 import tvr.hub_cards.push as push_module
+from test_evaluation_harness import make_tiny_clip4clip, needs_auto_processor
 from tvr.cli import main
 from tvr.hub_cards import (
     build_model_card,
@@ -215,3 +216,26 @@ def test_card_cli_writes_and_pushes(tmp_path, monkeypatch):
     [api] = FakeHfApi.instances
     [(repo_id, files, _)] = api.commits
     assert repo_id == "me/cli-model" and files["README.md"] == (folder / "README.md").read_bytes()
+
+
+@needs_auto_processor
+def test_usage_snippet_runs_on_a_saved_model(tmp_path, monkeypatch):
+    import re
+    import shutil
+
+    model, processor, dataset = make_tiny_clip4clip(tmp_path, num_videos=2)
+    folder = tmp_path / "model"
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    card = write_model_card(folder)
+    code = re.search(r"```python\n(.*?)```", card.text, re.DOTALL)[1]
+    for index, path in enumerate(dataset["video_path"], 1):
+        shutil.copy(path, tmp_path / f"video{index}.mp4")
+    monkeypatch.chdir(tmp_path)
+    namespace = {}
+    exec(code, namespace)
+    texts = processor(text=["a person is cooking", "a dog runs on the beach"], return_tensors="pt")
+    videos = processor(videos=list(dataset["video_path"]), return_tensors="pt")
+    with torch.no_grad():
+        expected = model(**texts, **videos).logits_per_text
+    torch.testing.assert_close(namespace["scores"], expected)
