@@ -50,8 +50,10 @@ def temporal_config_from_text(text_config: CLIPTextConfig | dict | None) -> dict
     width = text_config.hidden_size
     return {
         "hidden_size": width,
-        "intermediate_size": 4 * width,
-        "num_attention_heads": max(1, width // 64),
+        # the original builds these layers as width // 64 heads and a 4 * width MLP, which is what every OpenAI
+        # CLIP text tower has; reading them from the text config keeps the copied CLIP layers valid for any CLIP
+        "intermediate_size": text_config.intermediate_size,
+        "num_attention_heads": text_config.num_attention_heads,
         "max_position_embeddings": text_config.max_position_embeddings,
     }
 
