@@ -264,24 +264,6 @@ def test_tiny_clip4clip_on_synthetic_videos(tmp_path):
                               **postprocessed_metrics(result.similarity, None, ("dsl",))}
 
 
-def processor_is_registered() -> bool:
-    """Whether ``AutoProcessor`` maps tvr configs to ``TVRProcessor`` (tvr's import is meant to register it)."""
-    from transformers.models.auto.processing_auto import PROCESSOR_MAPPING
-
-    import tvr  # noqa: F401
-    from tvr.modeling import CLIP4ClipConfig
-
-    return CLIP4ClipConfig in PROCESSOR_MAPPING._extra_content
-
-
-needs_auto_processor = pytest.mark.xfail(
-    not processor_is_registered(),
-    reason="import tvr does not yet register TVRProcessor / TVRVideoProcessor with AutoProcessor / AutoVideoProcessor",
-    strict=True,
-)
-
-
-@needs_auto_processor
 def test_eval_cli_on_a_saved_model(tmp_path):
     import json
 

@@ -8,7 +8,7 @@ from huggingface_hub import ModelCard
 from safetensors.torch import save_file
 
 import tvr.hub_cards.push as push_module
-from test_evaluation_harness import make_tiny_clip4clip, needs_auto_processor
+from test_evaluation_harness import make_tiny_clip4clip
 from tvr.cli import main
 from tvr.hub_cards import (
     build_model_card,
@@ -218,7 +218,6 @@ def test_card_cli_writes_and_pushes(tmp_path, monkeypatch):
     assert repo_id == "me/cli-model" and files["README.md"] == (folder / "README.md").read_bytes()
 
 
-@needs_auto_processor
 def test_usage_snippet_runs_on_a_saved_model(tmp_path, monkeypatch):
     import re
     import shutil
