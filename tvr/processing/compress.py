@@ -1,8 +1,8 @@
-"""``tvr compress``: re-encode a folder of videos as the seeds do before training (3 fps, shorter side 224).
+"""tvr compress: re-encode a folder of videos as the seeds do before training (3 fps, shorter side 224).
 
-InternVideo's / EMCL's ``compress_video.py`` runs ``ffmpeg -vf scale=... -r 3`` on every file; this does the same
-with PyAV's bundled FFmpeg (its ``fps`` and bicubic ``scale`` filters, H.264 at x264's defaults), so no system
-ffmpeg is needed. Decoding such files is several times cheaper than decoding the originals.
+InternVideo's and EMCL-Net's compress_video.py run `ffmpeg -vf scale=... -r 3` on every file; this does the same
+with PyAV's bundled FFmpeg (its fps and bicubic scale filters, H.264 at x264's defaults), so no system ffmpeg is
+needed. Finished files are skipped, so an interrupted run can simply be started again.
 
     tvr compress videos/ videos_3fps/ --fps 3 --size 224 --workers 8
 """
