@@ -79,6 +79,7 @@ def test_compress_folder_then_resume(input_dir, tmp_path, capsys):
 
 def test_clean_folder_exits_zero(input_dir, tmp_path, capsys):
     (input_dir / "broken.mp4").unlink()
-    assert main(["compress", str(input_dir), str(tmp_path / "out"), "--fps", "5", "--size", "32", "--workers", "1"]) == 0
+    arguments = ["compress", str(input_dir), str(tmp_path / "out"), "--fps", "5", "--size", "32", "--workers", "1"]
+    assert main(arguments) == 0
     codes, fps, size = read_codes(tmp_path / "out" / "landscape.mp4")
     assert fps == 5.0 and len(codes) == 10

@@ -180,7 +180,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("output_dir", help="where to write .mp4 files under the same relative paths")
     parser.add_argument("--fps", type=float, default=3, help="output frame rate (default: 3)")
     parser.add_argument("--size", type=int, default=224, help="shorter side in pixels, made even (default: 224)")
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="parallel processes (default: all cores)")
+    parser.add_argument(
+        "--workers", type=int, default=os.cpu_count() or 1, help="parallel processes (default: all cores)"
+    )
     parser.set_defaults(func=run)
     return parser
 

@@ -89,7 +89,8 @@ def read_frames(reader, indices: np.ndarray, name: str = "<video>", video: Video
         # frames are row-padded and the copy into the batch checks sizes; PyAV reads them correctly
         if video is not None and "DECORDArrayCopyFromTo" in str(error):
             return read_frames_pyav(video, unique, name)[position]
-        raise ValueError(f"video '{name}': frames {unique.tolist()} could not be decoded ({_first_line(error)})") from None
+        reason = _first_line(error)
+        raise ValueError(f"video '{name}': frames {unique.tolist()} could not be decoded ({reason})") from None
     frames = frames.asnumpy() if hasattr(frames, "asnumpy") else np.asarray(frames)  # any decord bridge
     return frames[position]
 

@@ -216,14 +216,15 @@ class TVRVideoProcessor(BaseVideoProcessor):
             if do_sample_frames:
                 return self.sample_frames(metadata, max_frames=max_frames, **sampling)
             if metadata.total_num_frames > max_frames:
-                raise ValueError(f"{metadata.total_num_frames} frames exceed max_frames={max_frames} and "
-                                 "do_sample_frames=False")
+                raise ValueError(
+                    f"{metadata.total_num_frames} frames exceed max_frames={max_frames} and do_sample_frames=False"
+                )
             return np.arange(metadata.total_num_frames)
         except ValueError as error:
             raise ValueError(f"video '{name}': {error}") from None
 
     def center_crop(self, image: torch.Tensor, size: SizeDict, **kwargs) -> torch.Tensor:
-        """Centre crop exactly as torchvision's ``CenterCrop`` (its rounding of odd margins differs from transformers')."""
+        """Centre crop as torchvision's ``CenterCrop`` does (it rounds odd margins unlike transformers' own crop)."""
         return tvF.center_crop(image, [size.height, size.width])
 
 
@@ -259,7 +260,8 @@ def _as_video_batch(videos: Any) -> list:
         return list(videos)
     raise TypeError(
         "videos must be a path, bytes, a decord.VideoReader, a (num_frames, height, width, 3) uint8 array or "
-        f"tensor, a list of frames (PIL images or (height, width, 3) arrays), or a list of those; got {_describe(videos)}"
+        "tensor, a list of frames (PIL images or (height, width, 3) arrays), or a list of those; "
+        f"got {_describe(videos)}"
     )
 
 
@@ -304,7 +306,8 @@ def _per_video(name: str, value: Any, batch_size: int) -> list:
 
 
 def _pad_frames(videos: list[torch.Tensor], max_frames: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Stack ``(num_frames_i, 3, H, W)`` videos into ``(batch, max_frames, 3, H, W)`` zeros + a ``(batch, max_frames)`` mask."""
+    """Stack ``(num_frames_i, 3, H, W)`` videos into zero-padded ``(batch, max_frames, 3, H, W)`` values and a
+    ``(batch, max_frames)`` mask."""
     shapes = {tuple(video.shape[1:]) for video in videos}
     if len(shapes) > 1:
         raise ValueError(f"processed frames differ in size {sorted(shapes)}; enable do_center_crop to batch them")
