@@ -72,6 +72,12 @@ def test_openai_format_files_alone_load_with_the_standard_loaders(tokenizer_dir,
         assert loaded("two dogs run across a field").input_ids == tokenizer("two dogs run across a field").input_ids
 
 
+def test_without_a_folder_the_tokenizer_lives_in_memory(tokenizer):
+    in_memory = train_clip_tokenizer(CAPTIONS, vocab_size=600)
+    assert in_memory.get_vocab() == tokenizer.get_vocab()
+    assert in_memory("a chef slices onions").input_ids == tokenizer("a chef slices onions").input_ids
+
+
 def test_training_is_quick_and_checks_vocab_size(tmp_path):
     started = time.perf_counter()
     train_clip_tokenizer(CAPTIONS * 20, tmp_path / "quick", vocab_size=1024)

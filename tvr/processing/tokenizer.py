@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from collections.abc import Iterable
 
 from tokenizers import Tokenizer, models, pre_tokenizers, trainers
@@ -16,7 +17,10 @@ WORD_END = "</w>"
 
 
 def train_clip_tokenizer(
-    texts: Iterable[str], output_dir: str | os.PathLike, vocab_size: int = 1024, model_max_length: int = 77
+    texts: Iterable[str],
+    output_dir: str | os.PathLike | None = None,
+    vocab_size: int = 1024,
+    model_max_length: int = 77,
 ) -> CLIPTokenizer:
     """Learn a byte-level BPE on ``texts`` and save it in the OpenAI CLIP layout, then load it as CLIP does.
 
@@ -27,7 +31,8 @@ def train_clip_tokenizer(
 
     Args:
         texts: training sentences.
-        output_dir: folder to write ``vocab.json``, ``merges.txt`` and the tokenizer config into.
+        output_dir: folder to write ``vocab.json``, ``merges.txt`` and the tokenizer config into; ``None`` uses a
+            temporary folder (the returned tokenizer keeps everything in memory).
         vocab_size: size of the vocabulary including the 514 fixed entries (fewer if ``texts`` run out of merges).
         model_max_length: maximum sequence length stored in the config (CLIP: 77).
 
@@ -35,9 +40,11 @@ def train_clip_tokenizer(
         The tokenizer loaded back from ``output_dir`` with ``CLIPTokenizer.from_pretrained``.
 
     Example:
-        >>> tokenizer = train_clip_tokenizer(["a dog runs", "a cat sleeps"], "tok", vocab_size=600)  # doctest: +SKIP
-        >>> tokenizer("a dog").input_ids  # doctest: +SKIP
-        [598, 512, 570, 599]
+        >>> tokenizer = train_clip_tokenizer(["a dog runs", "a cat sleeps"])  # 12 merges: 526 tokens
+        >>> tokenizer.convert_ids_to_tokens(tokenizer("a dog").input_ids)
+        ['<|startoftext|>', 'a</w>', 'dog</w>', '<|endoftext|>']
+        >>> tokenizer("a dog").input_ids
+        [524, 320, 521, 525]
     """
     base_symbols = list(bytes_to_unicode().values())
     fixed = 2 * len(base_symbols) + 2
@@ -70,13 +77,23 @@ def train_clip_tokenizer(
     vocab[START_OF_TEXT] = len(vocab)
     vocab[END_OF_TEXT] = len(vocab)
 
+    if output_dir is None:
+        with tempfile.TemporaryDirectory() as folder:
+            return _save_and_load(vocab, kept_merges, folder, model_max_length)
+    return _save_and_load(vocab, kept_merges, output_dir, model_max_length)
+
+
+def _save_and_load(
+    vocab: dict[str, int], merges: list[str], output_dir: str | os.PathLike, model_max_length: int
+) -> CLIPTokenizer:
+    """Write the OpenAI-format files and the tokenizer config, then load them as any CLIP folder is loaded."""
     os.makedirs(output_dir, exist_ok=True)
     with open(os.path.join(output_dir, "vocab.json"), "w", encoding="utf-8") as file:
         json.dump(vocab, file, ensure_ascii=False)
     with open(os.path.join(output_dir, "merges.txt"), "w", encoding="utf-8") as file:
-        file.write("#version: 0.2\n" + "\n".join(kept_merges) + "\n")
+        file.write("#version: 0.2\n" + "\n".join(merges) + "\n")
     # tokenizer.json + tokenizer_config.json (class, special tokens, max length) complete the folder as in a
     # released CLIP checkpoint; vocab.json + merges.txt alone also load
-    merge_pairs = [tuple(merge.split(" ")) for merge in kept_merges]
+    merge_pairs = [tuple(merge.split(" ")) for merge in merges]
     CLIPTokenizer(vocab=vocab, merges=merge_pairs, model_max_length=model_max_length).save_pretrained(output_dir)
     return CLIPTokenizer.from_pretrained(output_dir)
