@@ -97,6 +97,8 @@ def test_msrvtt_test_sets(msrvtt):
     full = load_annotations("msrvtt", ann, None, "test", test_list="full")
     assert as_rows(full, "video_id", "caption", "caption_index", "video_path") == [
         ("video9", "nine a", 0, ""), ("video9", "nine b", 1, "")]
+    with pytest.raises(ValueError, match="train_list='10k'"):
+        load_annotations("msrvtt", ann, None, "train", train_list="10k")
 
 
 # --------------------------------------------------------------------------------------------------------- MSVD

@@ -96,6 +96,11 @@ def _read_lines(path: str) -> list[str]:
         return [line.strip() for line in file if line.strip()]
 
 
+def _read_csv(path: str) -> list[dict[str, str]]:
+    with open(path, encoding="utf-8", newline="") as file:
+        return list(csv.DictReader(file))
+
+
 def _read_json(path: str) -> Any:
     with open(path, encoding="utf-8") as file:
         return json.load(file)
@@ -138,17 +143,18 @@ def load_msrvtt(
             ``--expand_msrvtt_sentences``).
     """
     _check_split(split, ("train", "val", "test"), "msrvtt")
+    if split == "train" and train_list not in ("9k", "7k", "full"):
+        raise ValueError(f"msrvtt: train_list={train_list!r}; expected '9k', '7k' or 'full'")
+    if split != "train" and test_list not in ("jsfusion", "full"):
+        raise ValueError(f"msrvtt: test_list={test_list!r}; expected 'jsfusion' or 'full'")
     annotation_dir = os.fspath(annotation_dir)
     extra_features = None
-    if split == "train" or test_list == "full":
-        if split == "train":
-            if train_list not in ("9k", "7k", "full"):
-                raise ValueError(f"msrvtt: train_list={train_list!r}; expected '9k', '7k' or 'full'")
-            ids_file = f"MSRVTT_train.{train_list}.csv"
-        else:
-            ids_file = f"MSRVTT_{split}.full.csv"
-        with open(os.path.join(annotation_dir, ids_file), encoding="utf-8") as file:
-            video_ids = [record["video_id"] for record in csv.DictReader(file)]
+    if split != "train" and test_list == "jsfusion":
+        records = _read_csv(os.path.join(annotation_dir, "MSRVTT_JSFUSION_test.csv"))
+        rows = _number_captions([_row(record["video_id"], record["sentence"]) for record in records])
+    else:
+        ids_file = f"MSRVTT_train.{train_list}.csv" if split == "train" else f"MSRVTT_{split}.full.csv"
+        video_ids = [record["video_id"] for record in _read_csv(os.path.join(annotation_dir, ids_file))]
         sentences = _read_json(os.path.join(annotation_dir, "MSRVTT_data.json"))["sentences"]
         if split == "train" and expand_sentences:
             wanted = set(video_ids)
@@ -166,11 +172,6 @@ def load_msrvtt(
                 extra_features = {"captions": Sequence(Value("string"))}
             else:
                 rows = [_row(v, caption, i) for v in video_ids for i, caption in enumerate(by_video[v])]
-    elif test_list == "jsfusion":
-        with open(os.path.join(annotation_dir, "MSRVTT_JSFUSION_test.csv"), encoding="utf-8") as file:
-            rows = _number_captions([_row(r["video_id"], r["sentence"]) for r in csv.DictReader(file)])
-    else:
-        raise ValueError(f"msrvtt: test_list={test_list!r}; expected 'jsfusion' or 'full'")
 
     find = None
     if video_dir is not None:
@@ -442,8 +443,7 @@ def load_generic(
         with open(path, encoding="utf-8") as file:
             records = [json.loads(line) for line in file if line.strip()]
     elif path.endswith(".csv"):
-        with open(path, encoding="utf-8", newline="") as file:
-            records = list(csv.DictReader(file))
+        records = _read_csv(path)
     else:
         raise ValueError(f"generic: annotation file {path!r} must end in .jsonl or .csv")
 

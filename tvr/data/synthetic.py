@@ -24,9 +24,12 @@ import json
 import os
 import zlib
 from dataclasses import asdict, dataclass
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from datasets import Dataset
 
 COLORS: dict[str, tuple[int, int, int]] = {
     "red": (230, 30, 30),
@@ -170,7 +173,7 @@ def make_synthetic_dataset(
     duration: float = 8.0,
     num_events: int | tuple[int, int] = (2, 3),
     progress: bool = True,
-):
+) -> "Dataset":
     """Write ``num_videos`` synthetic videos and their captions, and read them back as a dataset.
 
     Writes ``output_dir/videos/{split}_{i:05d}.mp4`` and ``output_dir/{split}.jsonl`` (generic format: ``video_id``,
