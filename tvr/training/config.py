@@ -43,14 +43,13 @@ class TrainingConfig:
     init_from: str | None = option(None, "saved tvr model folder (AutoModel.from_pretrained)")
     processor: str | None = option(None, "processor folder; defaults to init_from or from_clip")
     processor_kwargs: dict[str, Any] = option(
-        dict, "extra keyword arguments of every processor call (frame sampling)", factory=True)
+        dict, "processor settings to override (AutoProcessor.from_pretrained kwargs), e.g. max_frames=12 "
+              "slice_framepos=uniform fps=1", factory=True)
 
     # --- data
     train_data: dict[str, Any] | None = option(None, "keyword arguments of tvr.data.load_annotations (training)")
     eval_data: dict[str, Any] | None = option(
         None, "keyword arguments of tvr.data.load_annotations for the split evaluated after every epoch")
-    max_words: int = option(32, "tokens per caption, start and end tokens included")
-    max_frames: int = option(12, "frames per video")
     train_frame_order: str = option("normal", "frame order augmentation: normal, reverse or shuffle")
     cache_videos: bool = option(False, "decode every training video once and keep it in memory")
     num_workers: int = option(0, "DataLoader worker processes")

@@ -1,0 +1,291 @@
+"""The training loop on a tiny CLIP4Clip and tiny synthetic videos: resume, accumulation, checkpointing, outputs."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from accelerate.state import AcceleratorState
+
+from tvr import CLIP4ClipConfig, CLIP4ClipModel
+from tvr.cli import main as tvr_main
+from tvr.data import make_synthetic_dataset
+from tvr.training import TrainingConfig, read_metrics, train
+from tvr.training.data import CachedVideoProcessor, CaptionVideoSamples, TrainingCollator, order_frames
+from tvr.training.trainer import ContrastiveStep, list_checkpoints, resolve_checkpoint
+
+NUM_VIDEOS, MAX_FRAMES, MAX_WORDS = 8, 3, 8
+
+
+@pytest.fixture(autouse=True)
+def fresh_accelerate_state():
+    """Each run builds its own Accelerator; forget the previous one's process-wide state."""
+    AcceleratorState._reset_state(reset_partial_state=True)
+    yield
+    AcceleratorState._reset_state(reset_partial_state=True)
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory):
+    root = tmp_path_factory.mktemp("synthetic")
+    train_set = make_synthetic_dataset(root, NUM_VIDEOS, seed=0, split="train", size=32, fps=4, duration=4.0,
+                                       num_events=(1, 2), progress=False)
+    test_set = make_synthetic_dataset(root, 4, seed=0, split="test", size=32, fps=4, duration=4.0,
+                                      num_events=(1, 2), progress=False)
+    return train_set, test_set
+
+
+@pytest.fixture(scope="module")
+def processor(tmp_path_factory):
+    from tvr import TVRProcessor, TVRVideoProcessor, train_clip_tokenizer
+
+    corpus = ["a red circle moves left", "a blue square moves right", "a green triangle moves up and down"] * 4
+    tokenizer = train_clip_tokenizer(corpus, tmp_path_factory.mktemp("tokenizer"), vocab_size=600)
+    video_processor = TVRVideoProcessor(size=32, crop_size=32, max_frames=MAX_FRAMES)
+    return TVRProcessor(video_processor=video_processor, tokenizer=tokenizer, max_words=MAX_WORDS)
+
+
+def tiny_model(processor) -> CLIP4ClipModel:
+    torch.manual_seed(0)
+    tokenizer = processor.tokenizer
+    text = dict(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                num_attention_heads=2, max_position_embeddings=MAX_WORDS, bos_token_id=tokenizer.bos_token_id,
+                eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2, image_size=32,
+                  patch_size=16)
+    config = CLIP4ClipConfig(text_config=text, vision_config=vision, projection_dim=32, sim_header="seqTransf",
+                             temporal_config={"num_hidden_layers": 1})
+    return CLIP4ClipModel(config)
+
+
+def base_config(tmp_path, name, **overrides) -> TrainingConfig:
+    values = dict(output_dir=str(tmp_path / name), batch_size=4, epochs=3, lr=1e-3, coef_lr=0.1,
+                  warmup_proportion=0.2, freeze_layer_num=-1, cache_videos=True, seed=3,
+                  train_frame_order="shuffle")
+    values.update(overrides)
+    return TrainingConfig(**values)
+
+
+def losses(output_dir) -> dict[int, float]:
+    return {record["step"]: record["loss"] for record in read_metrics(output_dir) if "loss" in record}
+
+
+# ------------------------------------------------------------------------------------------------ resume
+
+
+class Killed(Exception):
+    pass
+
+
+def test_killed_run_resumes_on_the_same_loss_trajectory(tmp_path, videos, processor):
+    train_set, _ = videos
+    # uninterrupted: 3 epochs x 2 batches = 6 steps, a checkpoint every 3 steps (step 3 is mid-epoch 1)
+    full = train(base_config(tmp_path, "full", save_steps=3), model=tiny_model(processor), processor=processor,
+                 train_dataset=train_set)
+    reference = losses(full)
+    assert sorted(reference) == [1, 2, 3, 4, 5, 6]
+    assert len(set(reference.values())) == 6
+
+    # the same run killed during step 5; checkpoints: step 2 (end of epoch 0, rotated out), 3 (mid-epoch 1),
+    # 4 (end of epoch 1); resume from the mid-epoch one
+    model = tiny_model(processor)
+    encode_text, calls = model.encode_text, []
+
+    def dying_encode_text(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 5:
+            raise Killed()
+        return encode_text(*args, **kwargs)
+
+    model.encode_text = dying_encode_text
+    config = base_config(tmp_path, "killed", save_steps=3)
+    with pytest.raises(Killed):
+        train(config, model=model, processor=processor, train_dataset=train_set)
+    checkpoints = list_checkpoints(config.output_dir)
+    assert [path.name for path in checkpoints] == ["checkpoint-3", "checkpoint-4"]
+    assert resolve_checkpoint("latest", config.output_dir) == checkpoints[-1]
+    assert sorted(losses(config.output_dir)) == [1, 2, 3, 4]
+
+    AcceleratorState._reset_state(reset_partial_state=True)
+    config.resume_from = str(checkpoints[0])
+    resumed = train(config, model=tiny_model(processor), processor=processor, train_dataset=train_set)
+    resumed_losses = losses(resumed)
+    assert sorted(resumed_losses) == [1, 2, 3, 4, 5, 6]  # the log after step 3 was dropped and redone
+    for step in range(1, 7):
+        assert resumed_losses[step] == pytest.approx(reference[step], rel=1e-6, abs=1e-7), step
+    for name, value in CLIP4ClipModel.from_pretrained(full / "final").state_dict().items():
+        torch.testing.assert_close(CLIP4ClipModel.from_pretrained(resumed / "final").state_dict()[name], value)
+
+
+# ------------------------------------------------------------------------------------------------ data
+
+
+def test_caption_choice_and_frame_order_are_seeded_per_epoch():
+    from datasets import Dataset
+
+    dataset = Dataset.from_dict({"video_id": ["a", "b"], "video_path": ["a.mp4", "b.mp4"], "caption": ["x", "y"],
+                                 "captions": [[f"a{i}" for i in range(20)], [f"b{i}" for i in range(20)]],
+                                 "start": [None, 1.0], "end": [None, 3.5]})
+    samples = CaptionVideoSamples(dataset, seed=5)
+    epoch0 = [samples[i] for i in range(2)]
+    assert epoch0 == [samples[i] for i in range(2)]  # deterministic
+    assert epoch0[1]["video"] == ("b.mp4", 1.0, 3.5) and epoch0[0]["video"] == ("a.mp4", None, None)
+    seen = set()
+    for epoch in range(6):
+        samples.set_epoch(epoch)
+        seen.add(samples[0]["caption"])
+    assert len(seen) > 2 and seen <= {f"a{i}" for i in range(20)}
+
+    video = torch.arange(4.0).view(4, 1, 1, 1).expand(4, 3, 2, 2)
+    mask = torch.tensor([1, 1, 1, 0])
+    reversed_ = order_frames(video, mask, "reverse", np.random.default_rng(0))
+    assert reversed_[:, 0, 0, 0].tolist() == [2.0, 1.0, 0.0, 3.0]  # padding stays at the end
+    shuffled = order_frames(video, mask, "shuffle", np.random.default_rng(0))
+    assert sorted(shuffled[:3, 0, 0, 0].tolist()) == [0.0, 1.0, 2.0] and shuffled[3, 0, 0, 0] == 3.0
+
+
+def test_cached_processor_matches_decoding(videos, processor):
+    train_set, _ = videos
+    cached = CachedVideoProcessor(processor)
+    paths = list(train_set["video_path"][:3])
+    cached.fill([(path, None, None) for path in paths], batch_size=2, show_progress=False)
+    assert len(cached.videos) == 3
+    direct = processor(text=["a red circle"], videos=paths, return_tensors="pt")
+    from_cache = cached(text=["a red circle"], videos=paths, return_tensors="pt")
+    for key in ("input_ids", "attention_mask", "pixel_values_videos", "video_mask"):
+        torch.testing.assert_close(from_cache[key], direct[key])
+
+    collator = TrainingCollator(cached, "normal")
+    batch = collator([{"caption": "a red circle", "video": (path, None, None), "augment_seed": 0} for path in paths])
+    assert batch["pixel_values_videos"].shape == (3, MAX_FRAMES, 3, 32, 32)
+    assert batch["input_ids"].shape == (3, MAX_WORDS)
+
+
+# ------------------------------------------------------------------------------------------------ loop features
+
+
+def one_step_gradients(processor, batch, checkpointing: bool) -> tuple[dict[str, torch.Tensor], int]:
+    """Gradients of one training step, and how often a CLIP text layer ran its forward."""
+    model = tiny_model(processor)
+    if checkpointing:
+        model.activation_checkpointing_enable()
+    calls, mlp = [], model.clip.text_model.encoder.layers[1].mlp
+    forward = mlp.forward
+
+    def counting_forward(*args, **kwargs):  # not a forward hook: torch silences those during recomputation
+        calls.append(1)
+        return forward(*args, **kwargs)
+
+    mlp.forward = counting_forward
+    model.train()
+    ContrastiveStep(model)(**batch).backward()
+    return {name: p.grad for name, p in model.named_parameters() if p.grad is not None}, len(calls)
+
+
+def test_gradient_checkpointing_gives_the_same_gradients(videos, processor):
+    train_set, _ = videos
+    samples = CaptionVideoSamples(train_set.select(range(4)), seed=0)
+    batch = TrainingCollator(processor)([samples[i] for i in range(4)])
+    plain, plain_calls = one_step_gradients(processor, batch, checkpointing=False)
+    checkpointed, checkpointed_calls = one_step_gradients(processor, batch, checkpointing=True)
+    assert (plain_calls, checkpointed_calls) == (1, 2)  # the layer was recomputed in backward
+    assert plain.keys() == checkpointed.keys()
+    for name, grad in plain.items():
+        torch.testing.assert_close(checkpointed[name], grad, rtol=1e-5, atol=1e-7)
+
+
+def test_accumulation_bf16_logging_and_outputs(tmp_path, videos, processor):
+    train_set, test_set = videos
+    evaluated = []
+
+    def stand_in_evaluate(model, data_processor, dataset, config):
+        # the real harness on the same model and data, counted so the test sees one call per epoch
+        from tvr.evaluation.harness import evaluate_retrieval
+
+        evaluated.append(len(dataset))
+        return evaluate_retrieval(model, data_processor, dataset, batch_size=4, progress=False).metrics
+
+    config = base_config(tmp_path, "accumulate", batch_size=2, gradient_accumulation_steps=2, epochs=2,
+                         mixed_precision="bf16", optimizer="bertadam", logging_steps=1)
+    output_dir = train(config, model=tiny_model(processor), processor=processor, train_dataset=train_set,
+                       eval_dataset=test_set, evaluate_fn=stand_in_evaluate)
+    records = read_metrics(output_dir)
+    steps = [record for record in records if "loss" in record]
+    # 8 videos / batch 2 = 4 batches per epoch, 2 per optimiser step -> 2 steps per epoch
+    assert [record["step"] for record in steps] == [1, 2, 3, 4]
+    assert evaluated == [4, 4]
+    evals = [record for record in records if "t2v_R@1" in record]
+    assert [record["step"] for record in evals] == [2, 4] and evals[0]["epoch"] == 1
+    # warmup_cosine over 4 steps with warmup 0.2: factors 0, cos schedule at 1/4, 2/4, 3/4
+    expected = [0.0, 0.5 * (1 + np.cos(np.pi * 0.25)), 0.5, 0.5 * (1 + np.cos(np.pi * 0.75))]
+    for record, factor in zip(steps, expected):
+        assert record["lr/decay"] == pytest.approx(1e-3 * factor)
+        assert record["lr/clip_decay"] == pytest.approx(1e-4 * factor)
+        assert record["grad_norm"] > 0 and record["samples_per_second"] > 0
+    for name in ("best", "final"):
+        reloaded = CLIP4ClipModel.from_pretrained(output_dir / name)
+        assert reloaded.config.sim_header == "seqTransf"
+        assert (output_dir / name / "README.md").exists()
+    assert TrainingConfig.from_file(output_dir / "training_config.yaml") == config
+    logit_scale = CLIP4ClipModel.from_pretrained(output_dir / "final").clip.logit_scale
+    assert logit_scale.item() <= np.log(100) + 1e-6
+
+
+def test_logit_scale_is_clamped_after_every_step(tmp_path, videos, processor):
+    train_set, _ = videos
+    model = tiny_model(processor)
+    with torch.no_grad():
+        model.clip.logit_scale.fill_(6.0)  # above ln 100 = 4.605
+    output_dir = train(base_config(tmp_path, "clamp", epochs=1, lr=1e-6), model=model, processor=processor,
+                       train_dataset=train_set)
+    assert CLIP4ClipModel.from_pretrained(output_dir / "final").clip.logit_scale.item() == pytest.approx(np.log(100))
+
+
+# ------------------------------------------------------------------------------------------------ config + CLI
+
+
+def test_config_file_and_cli_overrides(tmp_path):
+    path = tmp_path / "cfg.yaml"
+    path.write_text("lr: 0.001\nbatch_size: 64\nmodel_kwargs:\n  sim_header: seqTransf\n")
+    import argparse
+
+    from tvr.training.config import add_config_arguments, config_from_args
+
+    parser = argparse.ArgumentParser()
+    add_config_arguments(parser)
+    args = parser.parse_args(["--config", str(path), "--lr", "3e-4", "--model_kwargs", "sim_header=meanP",
+                              "linear_patch=3d", "--gradient_checkpointing", "true", "--max_steps", "none"])
+    config = config_from_args(args)
+    assert config.lr == 3e-4 and config.batch_size == 64  # flag beats file, file beats default
+    assert config.model_kwargs == {"sim_header": "meanP", "linear_patch": "3d"}
+    assert config.gradient_checkpointing is True and config.max_steps is None
+    assert config.coef_lr == 1e-3  # default
+    json_path = tmp_path / "cfg.json"
+    config.save(json_path)
+    assert TrainingConfig.from_file(json_path) == config
+    with pytest.raises(ValueError, match="unknown training config keys \\['learning_rate'\\]"):
+        TrainingConfig.from_dict({"learning_rate": 1.0})
+    with pytest.raises(ValueError, match="optimizer"):
+        TrainingConfig(optimizer="sgd")
+
+
+def test_tvr_train_command(tmp_path, videos, processor):
+    train_set, _ = videos
+    model_dir = tmp_path / "init"
+    tiny_model(processor).save_pretrained(model_dir)
+    processor.save_pretrained(model_dir)
+    annotations = tmp_path / "train.jsonl"
+    annotations.write_text("".join(json.dumps({"video_id": row["video_id"], "video_path": row["video_path"],
+                                               "caption": row["caption"]}) + "\n" for row in train_set))
+    code = tvr_main(["train", "--init_from", str(model_dir), "--train_data", "name=generic",
+                     f"annotation_dir={annotations}", "split=train", "--batch_size", "4", "--epochs", "1",
+                     "--output_dir", str(tmp_path / "cli"), "--freeze_layer_num", "1", "--cache_videos", "true"])
+    assert code == 0
+    assert sorted(losses(tmp_path / "cli")) == [1, 2]
+    trained = CLIP4ClipModel.from_pretrained(tmp_path / "cli" / "final")
+    initial = CLIP4ClipModel.from_pretrained(model_dir)
+    # freeze_layer_num 1: embeddings and layer 0 unchanged, layer 1 trained
+    frozen = "clip.text_model.encoder.layers.0.mlp.fc1.weight"
+    trained_name = "clip.text_model.encoder.layers.1.mlp.fc1.weight"
+    torch.testing.assert_close(trained.state_dict()[frozen], initial.state_dict()[frozen])
+    assert not torch.equal(trained.state_dict()[trained_name], initial.state_dict()[trained_name])

@@ -1,0 +1,32 @@
+"""``tvr train``: train a retrieval model from a config file and / or flags.
+
+One process: ``tvr train --config cfg.yaml``. Several (GPUs, nodes): ``accelerate launch -m tvr.training
+--config cfg.yaml``, which takes the same flags.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from .config import add_config_arguments, config_from_args
+
+DESCRIPTION = (
+    "Train a text-video retrieval model with the contrastive loss over the global batch. Values come from the "
+    "defaults, then --config (YAML/JSON), then the flags. For several processes use "
+    "`accelerate launch -m tvr.training ...` with the same flags. tvr/training/FLAGS.md maps the seeds' flags."
+)
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser("train", help="train a retrieval model", description=DESCRIPTION)
+    add_config_arguments(parser)
+    parser.set_defaults(func=run)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    from .trainer import train
+
+    output_dir = train(config_from_args(args))
+    print(f"trained model: {output_dir / 'final'} (best by t2v R@1, when evaluated: {output_dir / 'best'})")
+    return 0
