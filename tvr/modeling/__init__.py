@@ -7,6 +7,7 @@ Importing this package registers every config and model with `AutoConfig` / `Aut
 from transformers import AutoConfig, AutoModel
 
 from .backbone import CLIPBackbone, inflate_patch_kernel
+from .base import CLIPRetrievalPreTrainedModel
 from .configuration_clip4clip import CLIP4ClipConfig, TemporalTransformerConfig
 from .configuration_eercf import EERCFConfig
 from .configuration_emcl import EMCLConfig
@@ -15,7 +16,7 @@ from .losses import contrastive_loss
 from .modeling_clip4clip import CLIP4ClipModel, CLIP4ClipPreTrainedModel
 from .modeling_eercf import EERCFModel
 from .modeling_emcl import EMCLModel
-from .outputs import RetrievalOutput, TextEncoding, VideoEncoding, concat_encodings
+from .outputs import RetrievalLossOutput, RetrievalOutput, TextEncoding, VideoEncoding, concat_encodings
 from .pooling import masked_mean, mean_pool_normalized
 
 for _config, _model in ((CLIP4ClipConfig, CLIP4ClipModel), (EMCLConfig, EMCLModel), (EERCFConfig, EERCFModel)):
@@ -27,11 +28,13 @@ __all__ = [
     "CLIP4ClipModel",
     "CLIP4ClipPreTrainedModel",
     "CLIPBackbone",
+    "CLIPRetrievalPreTrainedModel",
     "EERCFConfig",
     "EERCFModel",
     "EMCLConfig",
     "EMCLModel",
     "MeanPHead",
+    "RetrievalLossOutput",
     "RetrievalOutput",
     "SeqLSTMHead",
     "SeqTransfHead",

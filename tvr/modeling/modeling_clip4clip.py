@@ -8,54 +8,26 @@ Reference: github.com/ArrowLuo/CLIP4Clip. A converted original checkpoint gives 
 - a seqLSTM checkpoint's unused `frame_position_embeddings` is dropped.
 """
 
-import copy
 import os
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import CLIPModel, PreTrainedModel
-from transformers import initialization as init
+from transformers import CLIPModel
 
 from .backbone import CLIPBackbone
+from .base import CLIPRetrievalPreTrainedModel
 from .configuration_clip4clip import CLIP4ClipConfig
 from .heads import TightTransfHead, build_loose_head
-from .losses import contrastive_loss
-from .outputs import RetrievalOutput, TextEncoding, VideoEncoding
+from .outputs import TextEncoding, VideoEncoding
 from .pooling import mean_pool_normalized
 
 
-class CLIP4ClipPreTrainedModel(PreTrainedModel):
-    """Weight init and loading conventions for CLIP4Clip and the methods built on it."""
+class CLIP4ClipPreTrainedModel(CLIPRetrievalPreTrainedModel):
+    """Weight init and loading conventions for CLIP4Clip (those of `CLIPRetrievalPreTrainedModel`)."""
 
     config: CLIP4ClipConfig
     base_model_prefix = "clip4clip"
-    input_modalities = ("video", "text")
-    supports_gradient_checkpointing = True
-    _supports_sdpa = True
-    _no_split_modules = ["CLIPTextEmbeddings", "CLIPEncoderLayer", "CLIPVisionEmbeddings"]
-
-    def __init__(self, config: CLIP4ClipConfig):
-        super().__init__(config)
-        # The temporal / cross layers have no PreTrainedModel of their own to resolve their attention implementation:
-        # they follow the model's.
-        if config.temporal_config._attn_implementation is None:
-            config.temporal_config._attn_implementation_internal = config._attn_implementation
-
-    @torch.no_grad()
-    def _init_weights(self, module: nn.Module) -> None:
-        # CLIP's own towers are PreTrainedModels and initialise themselves; this covers what tvr adds around them:
-        # N(0, initializer_range) Linear/Embedding/Conv, zero biases, LayerNorm 1/0 (as CLIP4Clip's init_weights).
-        super()._init_weights(module)
-        if isinstance(module, CLIPBackbone):
-            init.normal_(module.text_projection.weight, std=module.text_projection.in_features**-0.5)
-            init.normal_(module.visual_projection.weight, std=module.visual_projection.in_features**-0.5)
-            init.constant_(module.logit_scale, self.config.logit_scale_init_value)
-        elif isinstance(module, nn.LSTM):
-            # PyTorch's default LSTM init, which the original keeps (transformers' default is Xavier).
-            bound = module.hidden_size**-0.5
-            for parameter in module.parameters():
-                init.uniform_(parameter, -bound, bound)
 
 
 class CLIP4ClipModel(CLIP4ClipPreTrainedModel):
@@ -93,11 +65,8 @@ class CLIP4ClipModel(CLIP4ClipPreTrainedModel):
     def from_clip(
         cls, clip: str | os.PathLike | CLIPModel, sim_header: str = "meanP", **config_overrides
     ) -> "CLIP4ClipModel":
-        """A CLIP4Clip model initialised from a transformers CLIP checkpoint, the way the original initialises it.
-
-        CLIP weights are copied; the 3d patch embedding starts equal to the 2d one; `seqTransf` / `tightTransf`
-        take their position embeddings from CLIP's text positions and their layers from CLIP's first text layers;
-        everything else (LSTM, tightTransf pooler and score layer) is random.
+        """A CLIP4Clip model initialised from a transformers CLIP checkpoint, the way the original initialises it
+        (see `init_from_clip`).
 
         Args:
             clip: a `CLIPModel`, or a Hub id / folder that `CLIPModel.from_pretrained` loads.
@@ -105,70 +74,27 @@ class CLIP4ClipModel(CLIP4ClipPreTrainedModel):
             **config_overrides: other `CLIP4ClipConfig` fields, e.g. `linear_patch="3d"`,
                 `temporal_config={"num_hidden_layers": 4}`, `max_frames=12`.
         """
-        if not isinstance(clip, CLIPModel):
-            clip = CLIPModel.from_pretrained(clip)
-        clip_config = clip.config
-        config = CLIP4ClipConfig(
-            text_config=copy.deepcopy(clip_config.text_config),
-            vision_config=copy.deepcopy(clip_config.vision_config),
-            projection_dim=clip_config.projection_dim,
-            logit_scale_init_value=float(clip_config.logit_scale_init_value),
-            sim_header=sim_header,
-            **config_overrides,
-        )
-        model = cls(config)
-        model.clip.load_clip_state_dict(clip.state_dict())
-        model.init_from_clip()
-        return model
+        return super().from_clip(clip, sim_header=sim_header, **config_overrides)
 
     @torch.no_grad()
     def init_from_clip(self) -> None:
-        """Initialise the parts CLIP4Clip adds from the CLIP weights in `self.clip` (see `from_clip`)."""
-        self.clip.inflate_patch_embedding()
+        """Initialise the parts CLIP4Clip adds from the CLIP weights in `self.clip`, as the original does.
+
+        CLIP weights are copied; the 3d patch embedding starts equal to the 2d one; `seqTransf` / `tightTransf`
+        take their position embeddings from CLIP's text positions and their layers from CLIP's first text layers;
+        everything else (LSTM, tightTransf pooler and score layer) is random.
+        """
+        super().init_from_clip()
         head = self.cross if self.config.sim_header == "tightTransf" else self.temporal
         head.init_from_clip(self.clip.text_model)
 
-    def _check_video(self, pixel_values_videos: torch.Tensor, video_mask: torch.Tensor | None) -> torch.Tensor:
-        if pixel_values_videos.dim() != 5:
-            raise ValueError(
-                "pixel_values_videos must be (batch_size, num_frames, 3, height, width), "
-                f"got shape {tuple(pixel_values_videos.shape)}"
-            )
-        batch_size, num_frames = pixel_values_videos.shape[:2]
-        image_size = self.config.vision_config.image_size
-        if pixel_values_videos.shape[-2:] != (image_size, image_size):
-            raise ValueError(
-                f"pixel_values_videos frames are {tuple(pixel_values_videos.shape[-2:])}, "
-                f"the model expects ({image_size}, {image_size})"
-            )
+    def _check_num_frames(self, num_frames: int) -> None:
         positions = self.config.temporal_config.max_position_embeddings
         needed = num_frames + 1 if self.config.sim_header == "tightTransf" else num_frames
         if self.config.sim_header in ("seqTransf", "tightTransf") and needed > positions:
             raise ValueError(
                 f"{num_frames} frames per video exceed the {self.config.sim_header} head's {positions} positions"
             )
-        if video_mask is None:
-            return torch.ones(batch_size, num_frames, dtype=torch.long, device=pixel_values_videos.device)
-        if video_mask.shape != (batch_size, num_frames):
-            raise ValueError(
-                f"video_mask must be (batch_size, num_frames) = {(batch_size, num_frames)}, "
-                f"got {tuple(video_mask.shape)}"
-            )
-        return video_mask
-
-    def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> TextEncoding:
-        """Encode captions.
-
-        Args:
-            input_ids: `(batch_size, max_words)` CLIP token ids with an end-of-text token in each row.
-            attention_mask: `(batch_size, max_words)`; defaults to all ones.
-        """
-        if input_ids.dim() != 2:
-            raise ValueError(f"input_ids must be (batch_size, max_words), got shape {tuple(input_ids.shape)}")
-        if attention_mask is None:
-            attention_mask = torch.ones_like(input_ids)
-        text_features = self.clip.encode_text(input_ids, attention_mask).pooler_output
-        return TextEncoding(text_features=text_features, attention_mask=attention_mask)
 
     def encode_video(
         self, pixel_values_videos: torch.Tensor, video_mask: torch.Tensor | None = None
@@ -207,48 +133,6 @@ class CLIP4ClipModel(CLIP4ClipPreTrainedModel):
             )
         text_embeds = F.normalize(text_encoding.text_features, dim=-1)
         return self.clip.logit_scale.exp() * text_embeds @ video_encoding.video_embeds.t()
-
-    def get_text_features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """`(batch_size, projection_dim)` L2-normalised text embeddings (the loose heads' dot-product space)."""
-        return F.normalize(self.encode_text(input_ids, attention_mask).text_features, dim=-1)
-
-    def get_video_features(
-        self, pixel_values_videos: torch.Tensor, video_mask: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        """`(batch_size, projection_dim)` L2-normalised video embeddings (`VideoEncoding.video_embeds`)."""
-        return self.encode_video(pixel_values_videos, video_mask).video_embeds
-
-    def forward(
-        self,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor | None = None,
-        pixel_values_videos: torch.Tensor | None = None,
-        video_mask: torch.Tensor | None = None,
-        return_loss: bool = False,
-    ) -> RetrievalOutput:
-        """Score a batch of captions against a batch of videos (caption i belongs to video i for the loss).
-
-        Args:
-            input_ids: `(batch_size, max_words)`.
-            attention_mask: `(batch_size, max_words)`.
-            pixel_values_videos: `(batch_size, num_frames, 3, image_size, image_size)`.
-            video_mask: `(batch_size, num_frames)`.
-            return_loss: add the symmetric contrastive loss.
-        """
-        if pixel_values_videos is None:
-            raise ValueError("forward needs pixel_values_videos; use encode_text for captions alone")
-        text_encoding = self.encode_text(input_ids, attention_mask)
-        video_encoding = self.encode_video(pixel_values_videos, video_mask)
-        logits_per_text = self.similarity(text_encoding, video_encoding)
-        return RetrievalOutput(
-            loss=contrastive_loss(logits_per_text) if return_loss else None,
-            logits_per_text=logits_per_text,
-            logits_per_video=logits_per_text.t(),
-            text_embeds=F.normalize(text_encoding.text_features, dim=-1),
-            video_embeds=video_encoding.video_embeds,
-            text_encoding=text_encoding,
-            video_encoding=video_encoding,
-        )
 
 
 __all__ = ["CLIP4ClipModel", "CLIP4ClipPreTrainedModel"]

@@ -24,23 +24,20 @@ top-k pairs instead of all pairs (same result).
 
 from __future__ import annotations
 
-import copy
-import os
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import CLIPModel
 from transformers import initialization as init
 from transformers.utils import ModelOutput
 
 from .backbone import CLIPBackbone
+from .base import CLIPRetrievalPreTrainedModel
 from .configuration_eercf import EERCFConfig
 from .heads import SeqTransfHead
 from .losses import contrastive_loss
-from .modeling_clip4clip import CLIP4ClipPreTrainedModel
-from .outputs import RetrievalOutput, TextEncoding, VideoEncoding
+from .outputs import RetrievalLossOutput, RetrievalOutput, TextEncoding, VideoEncoding
 from .pooling import masked_mean
 from .rerank import two_stage_logits
 
@@ -157,7 +154,7 @@ class EERCFLogits(ModelOutput):
 
 
 @dataclass
-class EERCFLossOutput(ModelOutput):
+class EERCFLossOutput(RetrievalLossOutput):
     """EERCF's training loss and its parts (`EERCFModel.compute_loss`).
 
     Args:
@@ -183,15 +180,13 @@ class EERCFLossOutput(ModelOutput):
     pearson_patch: torch.FloatTensor | None = None
 
 
-@dataclass
-class EERCFOutput(RetrievalOutput):
-    """`RetrievalOutput` plus, with `return_loss=True`, the loss parts (`loss_output`)."""
-
-    loss_output: EERCFLossOutput | None = None
+# What `EERCFModel.forward` returns: with `return_loss=True`, `loss_output` is an `EERCFLossOutput`.
+EERCFOutput = RetrievalOutput
 
 
-class EERCFPreTrainedModel(CLIP4ClipPreTrainedModel):
-    """CLIP4Clip's init and loading conventions, plus identity init of EERCF's two logit matrices."""
+class EERCFPreTrainedModel(CLIPRetrievalPreTrainedModel):
+    """`CLIPRetrievalPreTrainedModel`'s init and loading conventions, plus identity init of EERCF's two logit
+    matrices."""
 
     config: EERCFConfig
     config_class = EERCFConfig
@@ -220,6 +215,11 @@ class EERCFModel(EERCFPreTrainedModel):
     >>> coarse = model.similarity(text, video)                   # stage 1 only: (num_texts, num_videos)
     >>> final = model.similarity(text, video, rerank_top_k=50)   # top-50 per text re-scored: 100 + fine score
     ```
+
+    `forward(input_ids, attention_mask, pixel_values_videos, video_mask, return_loss=False, rerank_top_k=None)`
+    (from `CLIPRetrievalPreTrainedModel`) passes `rerank_top_k` to `similarity` for `logits_per_text` (default: the
+    coarse logits); `return_loss=True` adds EERCF's training loss (`loss`, parts in `loss_output`, an
+    `EERCFLossOutput`). Videos are `(batch_size, max_frames, 3, image_size, image_size)`.
     """
 
     gather_for_loss = True  # the original all-gathers every feature before its loss
@@ -232,84 +232,26 @@ class EERCFModel(EERCFPreTrainedModel):
         self.frame_logit_weight = nn.Parameter(torch.eye(config.max_frames))
         self.post_init()
 
-    @classmethod
-    def from_clip(cls, clip: str | os.PathLike | CLIPModel, **config_overrides) -> "EERCFModel":
-        """An EERCF model initialised from a transformers CLIP checkpoint, the way the original initialises it.
+    @torch.no_grad()
+    def init_from_clip(self) -> None:
+        """Initialise the parts EERCF adds from the CLIP weights in `self.clip`, as the original does.
 
         CLIP weights are copied; the temporal head takes its positions from CLIP's text positions and its layers
         from CLIP's first text layers; both logit matrices start as identities.
-
-        Args:
-            clip: a `CLIPModel`, or a Hub id / folder that `CLIPModel.from_pretrained` loads.
-            **config_overrides: other `EERCFConfig` fields, e.g. `max_frames=12`, `rerank_top_k=50`,
-                `temporal_config={"num_hidden_layers": 4}`.
         """
-        if not isinstance(clip, CLIPModel):
-            clip = CLIPModel.from_pretrained(clip)
-        clip_config = clip.config
-        config = EERCFConfig(
-            text_config=copy.deepcopy(clip_config.text_config),
-            vision_config=copy.deepcopy(clip_config.vision_config),
-            projection_dim=clip_config.projection_dim,
-            logit_scale_init_value=float(clip_config.logit_scale_init_value),
-            **config_overrides,
-        )
-        model = cls(config)
-        model.clip.load_clip_state_dict(clip.state_dict())
-        model.init_from_clip()
-        return model
-
-    @torch.no_grad()
-    def init_from_clip(self) -> None:
-        """Initialise the parts EERCF adds from the CLIP weights in `self.clip` (see `from_clip`)."""
-        self.clip.inflate_patch_embedding()
+        super().init_from_clip()
         self.temporal.init_from_clip(self.clip.text_model)
         self.video_logit_weight.copy_(torch.eye(self.config.projection_dim))
         self.frame_logit_weight.copy_(torch.eye(self.config.max_frames))
 
     # ----------------------------------------------------------------------------------------------- encoders
 
-    def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> TextEncoding:
-        """Encode captions.
-
-        Args:
-            input_ids: `(batch_size, max_words)` CLIP token ids with an end-of-text token in each row.
-            attention_mask: `(batch_size, max_words)`; defaults to all ones (the pooled feature does not depend on
-                it: CLIP's causal mask hides the padding after the end-of-text token).
-        """
-        if input_ids.dim() != 2:
-            raise ValueError(f"input_ids must be (batch_size, max_words), got shape {tuple(input_ids.shape)}")
-        if attention_mask is None:
-            attention_mask = torch.ones_like(input_ids)
-        text_features = self.clip.encode_text(input_ids, attention_mask).pooler_output
-        return TextEncoding(text_features=text_features, attention_mask=attention_mask)
-
-    def _check_video(self, pixel_values_videos: torch.Tensor, video_mask: torch.Tensor | None) -> torch.Tensor:
-        if pixel_values_videos.dim() != 5:
-            raise ValueError(
-                "pixel_values_videos must be (batch_size, num_frames, 3, height, width), "
-                f"got shape {tuple(pixel_values_videos.shape)}"
-            )
-        batch_size, num_frames = pixel_values_videos.shape[:2]
+    def _check_num_frames(self, num_frames: int) -> None:
         if num_frames != self.config.max_frames:
             raise ValueError(
                 f"pixel_values_videos has {num_frames} frames per video; EERCF's frame-logit matrix needs exactly "
                 f"max_frames={self.config.max_frames} (pad shorter videos and mark the padding 0 in video_mask)"
             )
-        image_size = self.config.vision_config.image_size
-        if pixel_values_videos.shape[-2:] != (image_size, image_size):
-            raise ValueError(
-                f"pixel_values_videos frames are {tuple(pixel_values_videos.shape[-2:])}, "
-                f"the model expects ({image_size}, {image_size})"
-            )
-        if video_mask is None:
-            return torch.ones(batch_size, num_frames, dtype=torch.long, device=pixel_values_videos.device)
-        if video_mask.shape != (batch_size, num_frames):
-            raise ValueError(
-                f"video_mask must be (batch_size, num_frames) = {(batch_size, num_frames)}, "
-                f"got {tuple(video_mask.shape)}"
-            )
-        return video_mask
 
     def encode_video(
         self, pixel_values_videos: torch.Tensor, video_mask: torch.Tensor | None = None
@@ -485,11 +427,17 @@ class EERCFModel(EERCFPreTrainedModel):
 
     # --------------------------------------------------------------------------------------------------- loss
 
-    def compute_loss(self, text_encoding: TextEncoding, video_encoding: EERCFVideoEncoding) -> EERCFLossOutput:
+    def compute_loss(
+        self,
+        text_encoding: TextEncoding,
+        video_encoding: EERCFVideoEncoding,
+        logits_per_text: torch.Tensor | None = None,
+    ) -> EERCFLossOutput:
         """EERCF's training loss on a batch of pairs (text i belongs to video i), as the original's train step.
 
         The strong (text-gated) scores gate each video by its OWN caption with the gate detached, and compare the
         gated video with every text. The training loop calls this on encodings gathered across processes.
+        `logits_per_text` is ignored: the loss builds its own per-granularity matrices.
         """
         config = self.config
         batch_size = text_encoding.text_features.shape[0]
@@ -560,50 +508,7 @@ class EERCFModel(EERCFPreTrainedModel):
         Their dot product with `get_video_features` is the coarse logit divided by `exp(logit_scale)`, so a FAISS
         inner-product index over the video features gives stage 1 directly.
         """
-        text_embeds = F.normalize(self.encode_text(input_ids, attention_mask).text_features, dim=-1)
-        return text_embeds @ self.video_logit_weight
-
-    def get_video_features(
-        self, pixel_values_videos: torch.Tensor, video_mask: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        """`(batch_size, projection_dim)` L2-normalised coarse video vectors (`EERCFVideoEncoding.video_embeds`)."""
-        return self.encode_video(pixel_values_videos, video_mask).video_embeds
-
-    def forward(
-        self,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor | None = None,
-        pixel_values_videos: torch.Tensor | None = None,
-        video_mask: torch.Tensor | None = None,
-        return_loss: bool = False,
-        rerank_top_k: int | None = None,
-    ) -> EERCFOutput:
-        """Score a batch of captions against a batch of videos (caption i belongs to video i for the loss).
-
-        Args:
-            input_ids: `(batch_size, max_words)`.
-            attention_mask: `(batch_size, max_words)`.
-            pixel_values_videos: `(batch_size, max_frames, 3, image_size, image_size)`.
-            video_mask: `(batch_size, max_frames)`.
-            return_loss: add EERCF's training loss (`loss`, parts in `loss_output`).
-            rerank_top_k: passed to `similarity` for `logits_per_text` (default: coarse logits).
-        """
-        if pixel_values_videos is None:
-            raise ValueError("forward needs pixel_values_videos; use encode_text for captions alone")
-        text_encoding = self.encode_text(input_ids, attention_mask)
-        video_encoding = self.encode_video(pixel_values_videos, video_mask)
-        logits_per_text = self.similarity(text_encoding, video_encoding, rerank_top_k=rerank_top_k)
-        loss_output = self.compute_loss(text_encoding, video_encoding) if return_loss else None
-        return EERCFOutput(
-            loss=loss_output.loss if loss_output is not None else None,
-            logits_per_text=logits_per_text,
-            logits_per_video=logits_per_text.t(),
-            text_embeds=F.normalize(text_encoding.text_features, dim=-1),
-            video_embeds=video_encoding.video_embeds,
-            text_encoding=text_encoding,
-            video_encoding=video_encoding,
-            loss_output=loss_output,
-        )
+        return super().get_text_features(input_ids, attention_mask) @ self.video_logit_weight
 
 
 __all__ = [

@@ -28,23 +28,19 @@ Differences from the reference, all deliberate:
 """
 
 
-import copy
-import os
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import CLIPModel
 from transformers import initialization as init
 
 from .backbone import CLIPBackbone
+from .base import CLIPRetrievalPreTrainedModel
 from .configuration_emcl import EMCLConfig
 from .em import EMReconstruction, initial_em_bases
 from .heads import build_loose_head
-from .losses import contrastive_loss
-from .modeling_clip4clip import CLIP4ClipPreTrainedModel
-from .outputs import RetrievalOutput, TextEncoding, VideoEncoding
+from .outputs import TextEncoding, VideoEncoding
 from .pooling import masked_mean
 
 
@@ -85,8 +81,8 @@ class EMCLVideoEncoding(VideoEncoding):
     temporal_features: torch.FloatTensor | None = None
 
 
-class EMCLPreTrainedModel(CLIP4ClipPreTrainedModel):
-    """Weight init and loading conventions for EMCL (CLIP4Clip's, plus the EM bases)."""
+class EMCLPreTrainedModel(CLIPRetrievalPreTrainedModel):
+    """Weight init and loading conventions for EMCL (`CLIPRetrievalPreTrainedModel`'s, plus the EM bases)."""
 
     config: EMCLConfig
     base_model_prefix = "emcl"
@@ -130,42 +126,14 @@ class EMCLModel(EMCLPreTrainedModel):
         )
         self.post_init()
 
-    @property
-    def logit_scale(self) -> nn.Parameter:
-        """CLIP's log temperature (`clip.logit_scale`); the training loop clamps it to at most ln(100)."""
-        return self.clip.logit_scale
-
-    @classmethod
-    def from_clip(cls, clip: str | os.PathLike | CLIPModel, **config_overrides) -> "EMCLModel":
-        """An EMCL model initialised from a transformers CLIP checkpoint, the way the original initialises it.
+    @torch.no_grad()
+    def init_from_clip(self) -> None:
+        """Initialise the parts EMCL adds from the CLIP weights in `self.clip`, as the original does.
 
         CLIP weights are copied; seqTransf takes its frame positions from CLIP's text positions and its layers from
         CLIP's first text layers; the EM bases are `initial_em_bases(em_num_bases, seed=em_bases_seed)`.
-
-        Args:
-            clip: a `CLIPModel`, or a Hub id / folder that `CLIPModel.from_pretrained` loads.
-            **config_overrides: other `EMCLConfig` fields, e.g. `em_num_bases=16`,
-                `temporal_config={"num_hidden_layers": 4}`, `max_frames=12`.
         """
-        if not isinstance(clip, CLIPModel):
-            clip = CLIPModel.from_pretrained(clip)
-        clip_config = clip.config
-        config = EMCLConfig(
-            text_config=copy.deepcopy(clip_config.text_config),
-            vision_config=copy.deepcopy(clip_config.vision_config),
-            projection_dim=clip_config.projection_dim,
-            logit_scale_init_value=float(clip_config.logit_scale_init_value),
-            **config_overrides,
-        )
-        model = cls(config)
-        model.clip.load_clip_state_dict(clip.state_dict())
-        model.init_from_clip()
-        return model
-
-    @torch.no_grad()
-    def init_from_clip(self) -> None:
-        """Initialise the parts EMCL adds from the CLIP weights in `self.clip` (see `from_clip`)."""
-        self.clip.inflate_patch_embedding()
+        super().init_from_clip()
         self.temporal.init_from_clip(self.clip.text_model)
 
     def set_em_bases(self, bases: torch.Tensor) -> None:
@@ -173,24 +141,6 @@ class EMCLModel(EMCLPreTrainedModel):
         self.em.set_bases(bases)
 
     # ------------------------------------------------------------------------------------------------- encoding
-    def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> TextEncoding:
-        """Encode captions.
-
-        Args:
-            input_ids: `(batch_size, max_words)` CLIP token ids with an end-of-text token in each row.
-            attention_mask: `(batch_size, max_words)`; defaults to all ones.
-
-        Returns:
-            A `TextEncoding` whose `text_features` `(batch_size, projection_dim)` are the projected end-of-text
-            features, not normalised.
-        """
-        if input_ids.dim() != 2:
-            raise ValueError(f"input_ids must be (batch_size, max_words), got shape {tuple(input_ids.shape)}")
-        if attention_mask is None:
-            attention_mask = torch.ones_like(input_ids)
-        text_features = self.clip.encode_text(input_ids, attention_mask).pooler_output
-        return TextEncoding(text_features=text_features, attention_mask=attention_mask)
-
     def encode_video(
         self, pixel_values_videos: torch.Tensor, video_mask: torch.Tensor | None = None
     ) -> EMCLVideoEncoding:
@@ -216,30 +166,10 @@ class EMCLModel(EMCLPreTrainedModel):
             temporal_features=temporal_features,
         )
 
-    def _check_video(self, pixel_values_videos: torch.Tensor, video_mask: torch.Tensor | None) -> torch.Tensor:
-        if pixel_values_videos.dim() != 5:
-            raise ValueError(
-                "pixel_values_videos must be (batch_size, num_frames, 3, height, width), "
-                f"got shape {tuple(pixel_values_videos.shape)}"
-            )
-        batch_size, num_frames = pixel_values_videos.shape[:2]
-        image_size = self.config.vision_config.image_size
-        if pixel_values_videos.shape[-2:] != (image_size, image_size):
-            raise ValueError(
-                f"pixel_values_videos frames are {tuple(pixel_values_videos.shape[-2:])}, "
-                f"the model expects ({image_size}, {image_size})"
-            )
+    def _check_num_frames(self, num_frames: int) -> None:
         positions = self.config.temporal_config.max_position_embeddings
         if self.config.temporal_head == "seqTransf" and num_frames > positions:
             raise ValueError(f"{num_frames} frames per video exceed the seqTransf head's {positions} positions")
-        if video_mask is None:
-            return torch.ones(batch_size, num_frames, dtype=torch.long, device=pixel_values_videos.device)
-        if video_mask.shape != (batch_size, num_frames):
-            raise ValueError(
-                f"video_mask must be (batch_size, num_frames) = {(batch_size, num_frames)}, "
-                f"got {tuple(video_mask.shape)}"
-            )
-        return video_mask
 
     # ------------------------------------------------------------------------------------------------- scoring
     def block_cosine(
@@ -302,48 +232,11 @@ class EMCLModel(EMCLPreTrainedModel):
             )
         return self.clip.logit_scale.exp() * cosine
 
-    def get_text_features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """`(batch_size, projection_dim)` L2-normalised end-of-text features (a first-stage index embedding)."""
-        return F.normalize(self.encode_text(input_ids, attention_mask).text_features, dim=-1)
-
-    def get_video_features(
-        self, pixel_values_videos: torch.Tensor, video_mask: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        """`(batch_size, projection_dim)` L2-normalised mean of the temporal features (see `encode_video`)."""
-        return self.encode_video(pixel_values_videos, video_mask).video_embeds
-
-    def forward(
-        self,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor | None = None,
-        pixel_values_videos: torch.Tensor | None = None,
-        video_mask: torch.Tensor | None = None,
-        return_loss: bool = False,
-    ) -> RetrievalOutput:
-        """Score a batch of captions against a batch of videos as one EM block (caption i belongs to video i).
-
-        Args:
-            input_ids: `(batch_size, max_words)`.
-            attention_mask: `(batch_size, max_words)`.
-            pixel_values_videos: `(batch_size, num_frames, 3, image_size, image_size)`.
-            video_mask: `(batch_size, num_frames)`.
-            return_loss: add the symmetric contrastive loss.
-        """
-        if pixel_values_videos is None:
-            raise ValueError("forward needs pixel_values_videos; use encode_text for captions alone")
-        text_encoding = self.encode_text(input_ids, attention_mask)
-        video_encoding = self.encode_video(pixel_values_videos, video_mask)
-        batch = max(input_ids.shape[0], pixel_values_videos.shape[0])
-        logits_per_text = self.similarity(text_encoding, video_encoding, block_size=batch)
-        return RetrievalOutput(
-            loss=contrastive_loss(logits_per_text) if return_loss else None,
-            logits_per_text=logits_per_text,
-            logits_per_video=logits_per_text.t(),
-            text_embeds=F.normalize(text_encoding.text_features, dim=-1),
-            video_embeds=video_encoding.video_embeds,
-            text_encoding=text_encoding,
-            video_encoding=video_encoding,
-        )
+    def batch_similarity(self, text_encoding: TextEncoding, video_encoding: EMCLVideoEncoding) -> torch.Tensor:
+        """A batch of pairs scored as one EM block, as the original's training loss (`forward` and `compute_loss`
+        use it; caption i belongs to video i)."""
+        batch = max(text_encoding.text_features.shape[0], video_encoding.video_mask.shape[0])
+        return self.similarity(text_encoding, video_encoding, block_size=batch)
 
 
 __all__ = ["EMCLModel", "EMCLPreTrainedModel", "EMCLVideoEncoding", "text_conditioned_pooling"]

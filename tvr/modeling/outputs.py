@@ -52,12 +52,25 @@ class VideoEncoding(ModelOutput):
 
 
 @dataclass
+class RetrievalLossOutput(ModelOutput):
+    """What a tvr retrieval model's `compute_loss` returns; methods with a loss of several terms subclass it.
+
+    Args:
+        loss (`torch.FloatTensor` of shape `()`):
+            The scalar to back-propagate; by default the symmetric contrastive loss `(CE(S) + CE(S^T)) / 2`.
+    """
+
+    loss: torch.FloatTensor | None = None
+
+
+@dataclass
 class RetrievalOutput(ModelOutput):
     """What a tvr retrieval model's `forward` returns.
 
     Args:
         loss (`torch.FloatTensor` of shape `()`, *optional*, returned when `return_loss=True`):
-            Symmetric contrastive loss `(CE(S) + CE(S^T)) / 2` over the in-batch similarity matrix S.
+            The model's training loss (`compute_loss`); by default the symmetric contrastive loss
+            `(CE(S) + CE(S^T)) / 2` over the in-batch similarity matrix S.
         logits_per_text (`torch.FloatTensor` of shape `(text_batch_size, video_batch_size)`):
             Text-to-video similarity logits S.
         logits_per_video (`torch.FloatTensor` of shape `(video_batch_size, text_batch_size)`):
@@ -68,6 +81,8 @@ class RetrievalOutput(ModelOutput):
             L2-normalised pooled video embeddings.
         text_encoding (`TextEncoding`): everything `similarity` used on the text side.
         video_encoding (`VideoEncoding`): everything `similarity` used on the video side.
+        loss_output (`RetrievalLossOutput`, *optional*, returned when `return_loss=True`):
+            What `compute_loss` returned: the loss and, for methods whose loss has several terms, its parts.
     """
 
     loss: torch.FloatTensor | None = None
@@ -77,6 +92,7 @@ class RetrievalOutput(ModelOutput):
     video_embeds: torch.FloatTensor | None = None
     text_encoding: TextEncoding | None = None
     video_encoding: VideoEncoding | None = None
+    loss_output: RetrievalLossOutput | None = None
 
     def to_tuple(self) -> tuple:
         return tuple(value.to_tuple() if isinstance(value, ModelOutput) else value for value in self.values())
@@ -99,4 +115,4 @@ def concat_encodings(encodings: list[ModelOutput]) -> ModelOutput:
     return type(first)(**merged)
 
 
-__all__ = ["TextEncoding", "VideoEncoding", "RetrievalOutput", "concat_encodings"]
+__all__ = ["TextEncoding", "VideoEncoding", "RetrievalLossOutput", "RetrievalOutput", "concat_encodings"]
