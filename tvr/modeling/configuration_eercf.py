@@ -4,20 +4,21 @@
 from __future__ import annotations
 
 from huggingface_hub.dataclasses import strict
-from transformers import CLIPTextConfig, CLIPVisionConfig, PreTrainedConfig
 
-from .configuration_clip4clip import LINEAR_PATCHES, TemporalTransformerConfig, temporal_config_from_text
+from .configuration_base import CLIPRetrievalConfig
 
 PATCH_DTYPES = ("float16", "bfloat16", "float32")
 
 
 @strict
-class EERCFConfig(PreTrainedConfig):
+class EERCFConfig(CLIPRetrievalConfig):
     r"""Configuration of [`EERCFModel`] (Tian et al., "Towards Efficient and Effective Text-to-Video Retrieval with
     Coarse-to-Fine Visual Representation Learning", AAAI 2024).
 
     Defaults are the original's (MSR-VTT command and hard-coded constants). Score names: V = video level (coarse),
     WF = weak frame, WP = weak patch, SF = strong frame (text-gated frames), SP = strong patch (text-gated patches).
+    The CLIP towers, temporal transformer, `linear_patch` and `max_words` are `CLIPRetrievalConfig`'s; `max_frames`
+    also fixes the size of the frame-logit matrix (videos have exactly that many frames).
 
     Example:
 
@@ -28,21 +29,6 @@ class EERCFConfig(PreTrainedConfig):
     """
 
     model_type = "eercf"
-    sub_configs_defaults = {
-        "text_config": CLIPTextConfig,
-        "vision_config": CLIPVisionConfig,
-        "temporal_config": TemporalTransformerConfig,
-    }
-
-    text_config: dict | CLIPTextConfig | None = None  # CLIP text tower
-    vision_config: dict | CLIPVisionConfig | None = None  # CLIP vision tower (ViT)
-    temporal_config: dict | TemporalTransformerConfig | None = None  # None or partial dict: derived from text_config
-    projection_dim: int = 512  # shared text/video embedding size
-    logit_scale_init_value: float = 2.6592  # ln(1 / 0.07), CLIP's initial temperature (random init only)
-    linear_patch: str = "2d"  # 2d: per-frame patches (the original's setting); 3d: Conv3d over 3 neighbouring frames
-    max_frames: int = 12  # frames per video; fixes the size of the frame-logit matrix
-    max_words: int = 32  # tokens per caption, incl. start and end tokens (processor default)
-    initializer_range: float = 0.02  # std of the normal init of the temporal transformer
     # two-stage retrieval
     rerank_top_k: int = 50  # candidates per query the fine stage re-scores (the original's --rerantopk)
     rerank_offset: float = 100.0  # added to fine scores so re-ranked candidates sort above the rest
@@ -70,18 +56,8 @@ class EERCFConfig(PreTrainedConfig):
     pearson_diagonal_weight: float = 0.14  # alpha1: weight of sum_d (C_dd - 1)^2
     pearson_off_diagonal_weight: float = 0.0  # alpha2: weight of sum_{d != e} C_de^2
 
-    def __post_init__(self, **kwargs):
-        # Same rule as CLIP4Clip: the temporal transformer follows the text tower unless told otherwise.
-        if not isinstance(self.temporal_config, PreTrainedConfig):
-            text_config = self.text_config
-            if isinstance(text_config, PreTrainedConfig):
-                text_config = text_config.to_dict()
-            self.temporal_config = {**temporal_config_from_text(text_config), **(self.temporal_config or {})}
-        super().__post_init__(**kwargs)
-
     def validate_architecture(self):
-        if self.linear_patch not in LINEAR_PATCHES:
-            raise ValueError(f"linear_patch must be one of {LINEAR_PATCHES}, got {self.linear_patch!r}")
+        super().validate_architecture()
         if self.temporal_config.hidden_size != self.projection_dim:
             raise ValueError(
                 f"the temporal transformer works on projected frame features: temporal_config.hidden_size "

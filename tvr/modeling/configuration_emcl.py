@@ -3,19 +3,19 @@
 
 
 from huggingface_hub.dataclasses import strict
-from transformers import CLIPTextConfig, CLIPVisionConfig, PreTrainedConfig
 
-from .configuration_clip4clip import LINEAR_PATCHES, TemporalTransformerConfig, temporal_config_from_text
+from .configuration_base import CLIPRetrievalConfig
 
 # The original's --agg_module: "None" (no temporal module), "seqLSTM" or "seqTransf" (used for every result).
 TEMPORAL_HEADS = ("none", "seqLSTM", "seqTransf")
 
 
 @strict
-class EMCLConfig(PreTrainedConfig):
+class EMCLConfig(CLIPRetrievalConfig):
     r"""Configuration of [`EMCLModel`] (Jin et al., "Expectation-Maximization Contrastive Learning for Compact
     Video-and-Language Representations", NeurIPS 2022). Defaults are the paper's; the original flag of each field is
-    named in its comment.
+    named in its comment. The CLIP towers, temporal transformer, `max_frames` / `max_words` and `linear_patch` are
+    `CLIPRetrievalConfig`'s (frames are patchified one by one by default: the original has no 3d patch).
 
     Example:
 
@@ -27,19 +27,7 @@ class EMCLConfig(PreTrainedConfig):
     """
 
     model_type = "emcl"
-    sub_configs_defaults = {
-        "text_config": CLIPTextConfig,
-        "vision_config": CLIPVisionConfig,
-        "temporal_config": TemporalTransformerConfig,
-    }
-
-    text_config: dict | CLIPTextConfig | None = None  # CLIP text tower
-    vision_config: dict | CLIPVisionConfig | None = None  # CLIP vision tower (ViT)
-    temporal_config: dict | TemporalTransformerConfig | None = None  # None or partial dict: derived from text_config
-    projection_dim: int = 512  # shared text/video embedding size
-    logit_scale_init_value: float | int = 2.6592  # ln(1 / 0.07), CLIP's initial temperature (random init only)
     temporal_head: str = "seqTransf"  # --agg_module: none | seqLSTM | seqTransf
-    linear_patch: str = "2d"  # frames are patchified one by one (the original has no 3d patch)
     frame_pooling_temperature: float | int = 3.0  # --temp: softmax temperature of the text-conditioned frame weights
     em_num_bases: int = 32  # --centerK: number of EM bases K
     em_num_stages: int = 9  # --stage_num: EM iterations per call
@@ -48,24 +36,11 @@ class EMCLConfig(PreTrainedConfig):
     em_momentum: float | int = 0.9  # --momentum: training update of the stored bases
     em_bases_seed: int = 0  # --seed: the initial bases are the original's first draw after torch.manual_seed(seed)
     eval_block_size: int | None = 32  # texts x videos per EM block in evaluation (the original's 32); None: one block
-    max_frames: int = 12  # frames per video the model is trained / evaluated with (processor default)
-    max_words: int = 32  # tokens per caption, incl. start and end tokens (processor default)
-    initializer_range: float = 0.02  # std of the normal init of the parts EMCL adds
-
-    def __post_init__(self, **kwargs):
-        # As CLIP4Clip: the temporal transformer follows the text tower unless a (partial) dict overrides it.
-        if not isinstance(self.temporal_config, PreTrainedConfig):
-            text_config = self.text_config
-            if isinstance(text_config, PreTrainedConfig):
-                text_config = text_config.to_dict()
-            self.temporal_config = {**temporal_config_from_text(text_config), **(self.temporal_config or {})}
-        super().__post_init__(**kwargs)
 
     def validate_architecture(self):
+        super().validate_architecture()
         if self.temporal_head not in TEMPORAL_HEADS:
             raise ValueError(f"temporal_head must be one of {TEMPORAL_HEADS}, got {self.temporal_head!r}")
-        if self.linear_patch not in LINEAR_PATCHES:
-            raise ValueError(f"linear_patch must be one of {LINEAR_PATCHES}, got {self.linear_patch!r}")
         if self.temporal_head != "none" and self.temporal_config.hidden_size != self.projection_dim:
             raise ValueError(
                 f"temporal_head {self.temporal_head!r} works on projected features: temporal_config.hidden_size "
