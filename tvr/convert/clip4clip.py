@@ -21,7 +21,9 @@ from .openai_clip import (
     clip_config_from_openai,
     convert_openai_clip_state_dict,
     convert_resblocks,
-    load_original_state_dict,
+    finish_conversion,
+    load_checkpoint_with_clip,
+    load_converted_weights,
     raise_on_unknown_keys,
 )
 
@@ -177,27 +179,19 @@ def convert_clip4clip_checkpoint(
         dtype: dtype of the converted weights; the original's fp16 CLIP weights are upcast by default.
         **config_options: see `clip4clip_config_from_checkpoint`.
     """
-    state_dict = load_original_state_dict(checkpoint)
-    if clip is not None:
-        for key, value in load_original_state_dict(clip).items():
-            state_dict.setdefault(f"clip.{key}", value)
+    state_dict = load_checkpoint_with_clip(checkpoint, clip)
     config = clip4clip_config_from_checkpoint(state_dict, **config_options)
     converted = convert_clip4clip_state_dict(state_dict, config.sim_header)
     model = CLIP4ClipModel(config)
-    result = model.load_state_dict({key: value.float() for key, value in converted.items()}, strict=False)
-    missing = set(result.missing_keys)
+    missing, unexpected = load_converted_weights(model, converted)
     if clip is not None:
         missing = _derive_missing_from_clip(model, missing)
-    if missing or result.unexpected_keys:
+    if missing or unexpected:
         raise ValueError(
             f"CLIP4Clip checkpoint {os.fspath(checkpoint)!r} does not fit a {config.sim_header}/{config.linear_patch} "
-            f"model: missing keys {sorted(missing)}, unexpected keys {sorted(result.unexpected_keys)}"
+            f"model: missing keys {sorted(missing)}, unexpected keys {sorted(unexpected)}"
         )
-    model = model.to(dtype).eval()
-    if output_dir is not None:
-        model.save_pretrained(output_dir)
-    return model
-
+    return finish_conversion(model, dtype, output_dir)
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """`tvr convert clip4clip CHECKPOINT OUTPUT_DIR [--clip CLIP_STATE_DICT] [--max-frames N] ...`."""

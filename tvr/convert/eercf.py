@@ -18,7 +18,7 @@ import torch
 from ..modeling.configuration_eercf import EERCFConfig
 from ..modeling.modeling_eercf import EERCFModel
 from .clip4clip import clip4clip_config_from_checkpoint, convert_clip4clip_state_dict
-from .openai_clip import load_original_state_dict
+from .openai_clip import finish_conversion, load_checkpoint_with_clip, load_converted_weights
 
 # EERCF's own keys (original -> tvr); everything else is CLIP4Clip seqTransf.
 EERCF_RENAMES = {"global_mat_weight": "video_logit_weight", "frame_logit_weight": "frame_logit_weight"}
@@ -84,31 +84,22 @@ def convert_eercf_checkpoint(
         dtype: dtype of the converted weights; the original's fp16 CLIP weights are upcast by default.
         **config_overrides: see `eercf_config_from_checkpoint`, e.g. `rerank_top_k=50`, `max_words=32`.
     """
-    state_dict = load_original_state_dict(checkpoint)
-    if clip is not None:
-        for key, value in load_original_state_dict(clip).items():
-            state_dict.setdefault(f"clip.{key}", value)
+    state_dict = load_checkpoint_with_clip(checkpoint, clip)
     config = eercf_config_from_checkpoint(state_dict, **config_overrides)
     model = EERCFModel(config)
-    converted = {key: value.float() for key, value in convert_eercf_state_dict(state_dict).items()}
-    result = model.load_state_dict(converted, strict=False)
-    missing = set(result.missing_keys)
+    missing, unexpected = load_converted_weights(model, convert_eercf_state_dict(state_dict))
     if clip is not None:
         head_keys = {key for key in model.state_dict() if key.startswith(HEAD_PREFIXES)}
         if head_keys <= missing:
             model.temporal.init_from_clip(model.clip.text_model)
             missing -= head_keys
         missing -= set(EERCF_RENAMES.values())  # the model initialises them as identities, as the original
-    if missing or result.unexpected_keys:
+    if missing or unexpected:
         raise ValueError(
             f"EERCF checkpoint {os.fspath(checkpoint)!r} does not fit the model read from its keys: missing keys "
-            f"{sorted(missing)}, unexpected keys {sorted(result.unexpected_keys)}"
+            f"{sorted(missing)}, unexpected keys {sorted(unexpected)}"
         )
-    model = model.to(dtype).eval()
-    if output_dir is not None:
-        model.save_pretrained(output_dir)
-    return model
-
+    return finish_conversion(model, dtype, output_dir)
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """`tvr convert eercf CHECKPOINT OUTPUT_DIR [--rerank-top-k K] [--clip CLIP_FILE] ...`."""

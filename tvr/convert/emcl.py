@@ -27,7 +27,7 @@ from ..modeling.configuration_emcl import EMCLConfig
 from ..modeling.em import initial_em_bases
 from ..modeling.modeling_emcl import EMCLModel
 from .clip4clip import clip4clip_config_from_checkpoint, convert_clip4clip_state_dict
-from .openai_clip import load_original_state_dict
+from .openai_clip import finish_conversion, load_converted_weights, load_original_state_dict
 
 # The original's --agg_module keys are CLIP4Clip's loose-head keys; CLIP4Clip calls the bare model "meanP".
 SIM_HEADER_TO_TEMPORAL_HEAD = {"meanP": "none", "seqLSTM": "seqLSTM", "seqTransf": "seqTransf"}
@@ -106,18 +106,15 @@ def convert_emcl(
     sim_header = {head: name for name, head in SIM_HEADER_TO_TEMPORAL_HEAD.items()}[config.temporal_head]
     weights = convert_clip4clip_state_dict(state_dict, sim_header)
     model = EMCLModel(config)
-    result = model.load_state_dict({key: value.float() for key, value in weights.items()}, strict=False)
-    missing = [key for key in result.missing_keys if key != "em.bases"]
-    if missing or result.unexpected_keys:
+    missing, unexpected = load_converted_weights(model, weights)
+    missing = sorted(missing - {"em.bases"})
+    if missing or unexpected:
         raise ValueError(
             f"EMCL checkpoint {os.fspath(checkpoint)!r} does not fit the model: missing {missing}, "
-            f"unexpected {result.unexpected_keys}"
+            f"unexpected {unexpected}"
         )
     model.set_em_bases(initial_em_bases(config.em_num_bases, seed=em_bases_seed) if em_bases is None else em_bases)
-    model = model.to(dtype).eval()
-    if output_dir is not None:
-        model.save_pretrained(output_dir)
-    return model
+    return finish_conversion(model, dtype, output_dir)
 
 
 def parse_set(values: list[str]) -> dict:

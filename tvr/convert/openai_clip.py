@@ -90,6 +90,35 @@ def _is_torchscript_archive(path: str) -> bool:
         return any(name.endswith("/constants.pkl") for name in archive.namelist())
 
 
+def load_checkpoint_with_clip(
+    checkpoint: str | os.PathLike, clip: str | os.PathLike | None = None
+) -> dict[str, torch.Tensor]:
+    """Read an original method checkpoint; with `clip` (an OpenAI CLIP file), fill the `clip.*` keys it lacks, as the
+    originals' loaders do."""
+    state_dict = load_original_state_dict(checkpoint)
+    if clip is not None:
+        for key, value in load_original_state_dict(clip).items():
+            state_dict.setdefault(f"clip.{key}", value)
+    return state_dict
+
+
+def load_converted_weights(model: torch.nn.Module, converted: dict[str, torch.Tensor]) -> tuple[set[str], list[str]]:
+    """Load converted weights (upcast to float32) into `model` non-strictly; returns `(missing, unexpected)` keys so
+    that the converter can derive or refuse them."""
+    result = model.load_state_dict({key: value.float() for key, value in converted.items()}, strict=False)
+    return set(result.missing_keys), list(result.unexpected_keys)
+
+
+def finish_conversion(
+    model: torch.nn.Module, dtype: torch.dtype, output_dir: str | os.PathLike | None
+) -> torch.nn.Module:
+    """Cast a converted model to `dtype`, put it in eval mode and `save_pretrained` it to `output_dir` when given."""
+    model = model.to(dtype).eval()
+    if output_dir is not None:
+        model.save_pretrained(output_dir)
+    return model
+
+
 def raise_on_unknown_keys(state_dict: dict[str, torch.Tensor], what: str) -> None:
     """Raise if a converter left keys it does not understand."""
     if state_dict:
@@ -214,10 +243,7 @@ def convert_openai_clip(
     raise_on_unknown_keys(state_dict, f"OpenAI CLIP file {os.fspath(path)!r}")
     model = CLIPModel(config)
     model.load_state_dict({key: value.to(torch.float32) for key, value in converted.items()}, strict=True)
-    model = model.to(dtype).eval()
-    if output_dir is not None:
-        model.save_pretrained(output_dir)
-    return model
+    return finish_conversion(model, dtype, output_dir)
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -247,6 +273,9 @@ __all__ = [
     "convert_openai_clip",
     "convert_openai_clip_state_dict",
     "convert_resblocks",
+    "finish_conversion",
+    "load_checkpoint_with_clip",
+    "load_converted_weights",
     "load_original_state_dict",
     "raise_on_unknown_keys",
 ]
