@@ -8,7 +8,6 @@ from accelerate import Accelerator, DistributedDataParallelKwargs, debug_launche
 from accelerate.state import AcceleratorState
 
 from tvr import CLIP4ClipConfig, CLIP4ClipModel
-from tvr.modeling.losses import contrastive_loss
 from tvr.training.trainer import ContrastiveStep
 
 BATCH, FRAMES, WORDS = 4, 3, 6
@@ -43,7 +42,7 @@ def batch_loss(model: CLIP4ClipModel, batch: dict[str, torch.Tensor]) -> torch.T
     """The reference: one process, no gathering, the loss of these pairs."""
     text = model.encode_text(batch["input_ids"], batch["attention_mask"])
     video = model.encode_video(batch["pixel_values_videos"], batch["video_mask"])
-    return contrastive_loss(model.similarity(text, video))
+    return model.compute_loss(text, video).loss
 
 
 def gradients(model: torch.nn.Module) -> dict[str, torch.Tensor]:

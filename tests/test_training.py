@@ -241,6 +241,70 @@ def test_logit_scale_is_clamped_after_every_step(tmp_path, videos, processor):
     assert CLIP4ClipModel.from_pretrained(output_dir / "final").clip.logit_scale.item() == pytest.approx(np.log(100))
 
 
+@pytest.mark.parametrize("model_type, extra", [
+    ("clip4clip", {"sim_header": "tightTransf"}),
+    ("emcl", {"em_num_bases": 4}),
+    ("eercf", {}),
+])
+def test_every_method_trains_from_a_config(tmp_path, videos, processor, model_type, extra):
+    """The loop only uses the model contract: each registered method builds from model_type + model_kwargs and
+    trains (its own compute_loss, its own gather_for_loss)."""
+    from transformers import AutoModel
+
+    train_set, _ = videos
+    tokenizer = processor.tokenizer
+    text = dict(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                num_attention_heads=2, max_position_embeddings=MAX_WORDS, bos_token_id=tokenizer.bos_token_id,
+                eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2, image_size=32,
+                  patch_size=16)
+    model_kwargs = dict(text_config=text, vision_config=vision, projection_dim=32, max_frames=MAX_FRAMES,
+                        temporal_config={"num_hidden_layers": 1}, **extra)
+    config = base_config(tmp_path, model_type, model_type=model_type, model_kwargs=model_kwargs, epochs=1,
+                         warmup_proportion=0.0, freeze_layer_num=0)
+    output_dir = train(config, processor=processor, train_dataset=train_set)
+    step_losses = losses(output_dir)
+    assert sorted(step_losses) == [1, 2] and all(np.isfinite(list(step_losses.values())))
+    trained = AutoModel.from_pretrained(output_dir / "final")
+    assert trained.config.model_type == model_type
+    AcceleratorState._reset_state(reset_partial_state=True)
+    from tvr.training import build_model
+
+    torch.manual_seed(config.seed)  # train() seeds before building, so this is the initial model
+    initial = build_model(config).state_dict()
+    changed = {name for name, value in trained.state_dict().items() if not torch.equal(value, initial[name])}
+    frozen = {name for name in initial if ".embeddings." in name or "pre_layrnorm" in name}
+    assert frozen and not frozen & changed  # freeze_layer_num=0 kept CLIP's embeddings (and the rebuild is exact)
+    assert len(changed) > 10
+
+
+def test_model_and_processor_from_a_clip_checkpoint(tmp_path, processor):
+    from transformers import CLIPConfig, CLIPModel
+
+    from tvr import TVRProcessor
+    from tvr.training import build_model, build_processor
+
+    tokenizer = processor.tokenizer
+    clip = CLIPModel(CLIPConfig(
+        text_config=dict(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                         num_attention_heads=2, max_position_embeddings=MAX_WORDS,
+                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id),
+        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+                           image_size=32, patch_size=16),
+        projection_dim=32))
+    clip.save_pretrained(tmp_path / "clip")
+    tokenizer.save_pretrained(tmp_path / "clip")
+    config = TrainingConfig(from_clip=str(tmp_path / "clip"), model_kwargs={"sim_header": "meanP", "max_frames": 4},
+                            processor_kwargs={"max_frames": 4, "max_words": 6, "slice_framepos": "head"})
+    model = build_model(config)
+    torch.testing.assert_close(model.clip.visual_projection.weight, clip.visual_projection.weight)
+    built = build_processor(config, model)
+    assert isinstance(built, TVRProcessor) and built.max_words == 6
+    assert built.video_processor.max_frames == 4 and built.video_processor.slice_framepos == "head"
+    assert built.video_processor.crop_size["height"] == 32  # the model's image size
+    assert built(text=["a red circle"], return_tensors="pt")["input_ids"].shape == (1, 6)
+
+
 # ------------------------------------------------------------------------------------------------ config + CLI
 
 
@@ -279,7 +343,7 @@ def test_tvr_train_command(tmp_path, videos, processor):
                                                "caption": row["caption"]}) + "\n" for row in train_set))
     code = tvr_main(["train", "--init_from", str(model_dir), "--train_data", "name=generic",
                      f"annotation_dir={annotations}", "split=train", "--batch_size", "4", "--epochs", "1",
-                     "--output_dir", str(tmp_path / "cli"), "--freeze_layer_num", "1", "--cache_videos", "true"])
+                     "--output_dir", str(tmp_path / "cli"), "--freeze_layer_num", "1", "--num_workers", "1"])
     assert code == 0
     assert sorted(losses(tmp_path / "cli")) == [1, 2]
     trained = CLIP4ClipModel.from_pretrained(tmp_path / "cli" / "final")
@@ -289,3 +353,37 @@ def test_tvr_train_command(tmp_path, videos, processor):
     trained_name = "clip.text_model.encoder.layers.1.mlp.fc1.weight"
     torch.testing.assert_close(trained.state_dict()[frozen], initial.state_dict()[frozen])
     assert not torch.equal(trained.state_dict()[trained_name], initial.state_dict()[trained_name])
+
+
+def test_accelerate_launch_entry_point_runs_a_config_file(tmp_path, videos, processor):
+    """`accelerate launch -m tvr.training --config ...` runs `tvr.training.__main__.main` in each process."""
+    from tvr.training.__main__ import main
+
+    train_set, _ = videos
+    model_dir = tmp_path / "init"
+    tiny_model(processor).save_pretrained(model_dir)
+    processor.save_pretrained(model_dir)
+    train_set.to_json(tmp_path / "train.jsonl")
+    (tmp_path / "cfg.yaml").write_text(
+        f"init_from: {model_dir}\n"
+        f"train_data: {{name: generic, annotation_dir: {tmp_path / 'train.jsonl'}, split: train}}\n"
+        "batch_size: 8\nepochs: 2\ncache_videos: true\nprocessor_kwargs: {max_frames: 2}\n")
+    assert main(["--config", str(tmp_path / "cfg.yaml"), "--output_dir", str(tmp_path / "run")]) == 0
+    assert sorted(losses(tmp_path / "run")) == [1, 2]
+    from tvr import TVRProcessor
+
+    assert TVRProcessor.from_pretrained(tmp_path / "run" / "final").video_processor.max_frames == 2
+
+
+def test_flags_md_example_is_a_valid_config():
+    import pathlib
+    import re
+
+    import yaml
+
+    import tvr.training
+
+    text = (pathlib.Path(tvr.training.__file__).parent / "FLAGS.md").read_text()
+    example = re.search(r"```yaml\n(.*?)```", text, re.S).group(1)
+    config = TrainingConfig.from_dict(yaml.safe_load(example))
+    assert config.model_kwargs["sim_header"] == "meanP" and config.processor_kwargs["slice_framepos"] == "uniform"

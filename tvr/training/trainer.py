@@ -1,9 +1,10 @@
 """The training loop every tvr method shares: build -> ``accelerator.prepare`` -> loop with
 ``accelerator.accumulate`` -> log -> ``save_state``.
 
-It relies only on the model contract (``encode_text``, ``encode_video``, ``similarity``, ``gather_for_loss``,
-``logit_scale``) and :func:`tvr.modeling.losses.contrastive_loss`. Processes, devices and mixed precision belong
-to Accelerate: the same code runs on one CPU and under ``accelerate launch`` on many GPUs.
+It relies only on the model contract: ``encode_text``, ``encode_video``, ``compute_loss`` (by default
+:func:`tvr.modeling.losses.contrastive_loss` of the batch similarity), ``gather_for_loss`` and ``logit_scale``.
+Processes, devices and mixed precision belong to Accelerate: the same code runs on one CPU and under
+``accelerate launch`` on many GPUs.
 
 Output folder (``config.output_dir``)::
 
@@ -34,7 +35,6 @@ from datasets import Dataset
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..modeling.losses import contrastive_loss
 from .config import TrainingConfig
 from .data import CachedVideoProcessor, CaptionVideoSamples, TrainingCollator
 from .gather import gather_encoding
@@ -49,10 +49,11 @@ class ContrastiveStep(nn.Module):
     """The training forward: the loss of a batch of (caption, video) pairs.
 
     Encodes the local batch; for embedding heads (``model.gather_for_loss``) gathers the encodings of every
-    process with gradients, so the similarity matrix and the symmetric contrastive loss cover the global batch
-    (see :mod:`tvr.training.gather` for why the gradient equals one process on the whole batch); pair-scoring heads
-    (tightTransf) use the local batch, as the original. A module rather than a function so that DDP (gradient
-    sync) and Accelerate's autocast wrap this forward.
+    process with gradients, so the similarity matrix and the loss (``model.compute_loss``: the symmetric
+    contrastive loss, or a method's own such as EERCF's) cover the global batch (see :mod:`tvr.training.gather` for
+    why the gradient equals one process on the whole batch); pair-scoring heads (tightTransf) use the local batch,
+    as the original. A module rather than a function so that DDP (gradient sync) and Accelerate's autocast wrap this
+    forward.
     """
 
     def __init__(self, model: nn.Module):
@@ -65,7 +66,7 @@ class ContrastiveStep(nn.Module):
         video = self.model.encode_video(pixel_values_videos, video_mask)
         if self.model.gather_for_loss:
             text, video = gather_encoding(text), gather_encoding(video)
-        return contrastive_loss(self.model.similarity(text, video))
+        return self.model.compute_loss(text, video).loss
 
 
 @dataclasses.dataclass
@@ -92,14 +93,16 @@ def build_model(config: TrainingConfig) -> nn.Module:
     """The model of a config: ``init_from`` a saved tvr model, ``from_clip`` CLIP weights, or random from
     ``model_type`` + ``model_kwargs``; every registered method works through the Auto classes."""
     import tvr  # noqa: F401  (registers the tvr model types with the Auto classes)
-    from transformers import MODEL_MAPPING, AutoConfig, AutoModel
+    from transformers import CONFIG_MAPPING, MODEL_MAPPING, AutoModel
 
     if config.init_from:
         return AutoModel.from_pretrained(config.init_from, **config.model_kwargs)
-    model_config = AutoConfig.for_model(config.model_type, **config.model_kwargs)
+    if config.model_type not in CONFIG_MAPPING:
+        raise ValueError(f"model_type {config.model_type!r} is not a registered model type")
+    config_class = CONFIG_MAPPING[config.model_type]
     if config.from_clip:
-        return MODEL_MAPPING[type(model_config)].from_clip(config.from_clip, **config.model_kwargs)
-    return AutoModel.from_config(model_config)
+        return MODEL_MAPPING[config_class].from_clip(config.from_clip, **config.model_kwargs)
+    return AutoModel.from_config(config_class(**config.model_kwargs))
 
 
 def build_processor(config: TrainingConfig, model: nn.Module | None = None):
