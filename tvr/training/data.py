@@ -28,8 +28,8 @@ class CaptionVideoSamples(torch.utils.data.Dataset):
     """The rows of an annotation ``datasets.Dataset`` as training samples.
 
     A row with a ``captions`` list (MSR-VTT training without expanded sentences) gives a caption drawn afresh
-    each epoch; otherwise its ``caption``. Call :meth:`set_epoch` before each epoch (Accelerate's prepared
-    dataloader does it in ``set_epoch``).
+    each epoch; otherwise its ``caption``. Call :meth:`set_epoch` before each epoch (the training loop does;
+    Accelerate's ``set_epoch`` skips the dataset when the sampler is sharded over processes).
     """
 
     def __init__(self, dataset: Dataset, seed: int = 0):
