@@ -35,8 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
         try:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError as error:
-            if error.name != module_name:
-                raise
+            if not (module_name == error.name or module_name.startswith(f"{error.name}.")):
+                raise  # a real import error inside the command's module
             continue
         module.add_parser(subparsers)
     return parser
