@@ -1,0 +1,355 @@
+"""``VideoIndex``: encode a video collection once, then search it with text ("search my videos").
+
+The first stage is a FAISS inner-product index over the model's pooled video embeddings (``video_embeds``, what
+``get_video_features`` returns), queried with ``get_text_features``: exact (``IndexFlatIP``) by default, inverted
+lists (``IndexIVFFlat``) for large collections. Heads whose score is not a dot product (tightTransf, EMCL, EERCF)
+re-rank the first stage's candidates with the model's own ``similarity``; the index keeps every video's full
+encoding for that, so searching never decodes a video again.
+
+Index folder::
+
+    index_config.json       model folder, index type, counts, encoding class
+    videos.json             indexed video paths (row order of the index) and the videos that failed to decode
+    encodings.safetensors   the video encodings, one tensor per field (``video_embeds`` included)
+    index.faiss             the FAISS index
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import math
+import os
+import warnings
+from pathlib import Path
+from typing import Any, NamedTuple, Sequence
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+from transformers.utils import ModelOutput
+
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp", ".ts")
+INDEX_TYPES = ("flat", "ivf")
+CONFIG_FILE = "index_config.json"
+VIDEOS_FILE = "videos.json"
+ENCODINGS_FILE = "encodings.safetensors"
+FAISS_FILE = "index.faiss"
+
+
+class SearchResult(NamedTuple):
+    """One ranked video: its path and score (FAISS inner product, or the model's logit when re-ranked)."""
+
+    path: str
+    score: float
+
+
+def list_video_files(video_dir: str | os.PathLike) -> list[str]:
+    """Video files under ``video_dir`` (recursively, sorted), recognised by extension (:data:`VIDEO_EXTENSIONS`).
+
+    Raises:
+        FileNotFoundError: ``video_dir`` is not a folder.
+        ValueError: it holds no video file.
+    """
+    if not os.path.isdir(video_dir):
+        raise FileNotFoundError(f"video folder {os.fspath(video_dir)!r} does not exist or is not a folder")
+    paths = []
+    for root, folders, files in os.walk(video_dir):
+        folders.sort()
+        paths += [os.path.join(root, name) for name in sorted(files)
+                  if not name.startswith(".") and name.lower().endswith(VIDEO_EXTENSIONS)]
+    if not paths:
+        raise ValueError(f"video folder {os.fspath(video_dir)!r} holds no video files (extensions {VIDEO_EXTENSIONS})")
+    return paths
+
+
+def load_model_and_processor(model_dir: str | os.PathLike, device: str | torch.device | None = None):
+    """``AutoModel`` (eval mode, on ``device``; default CUDA when available) and ``AutoProcessor`` of a folder saved
+    with ``save_pretrained``."""
+    from transformers import AutoModel, AutoProcessor
+
+    import tvr  # noqa: F401  (registers the tvr models and processors with the Auto classes)
+
+    if not os.path.isfile(os.path.join(model_dir, "config.json")):
+        raise FileNotFoundError(
+            f"model folder {os.fspath(model_dir)!r} has no config.json: expected a folder saved with "
+            "save_pretrained (model + processor)")
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    model = AutoModel.from_pretrained(model_dir).to(device).eval()
+    return model, AutoProcessor.from_pretrained(model_dir)
+
+
+class VideoIndex:
+    """Text search over a video collection with a tvr model.
+
+    Build it with :meth:`build` (a model + processor) or :meth:`from_model_dir`, save it with :meth:`save`,
+    reopen it with :meth:`load`, query it with :meth:`search`.
+
+    Example::
+
+        index = VideoIndex.from_model_dir("runs/clip4clip/best", "my_videos/")
+        index.save("my_videos.index")
+        index = VideoIndex.load("my_videos.index")
+        for path, score in index.search("a dog catches a frisbee", top_k=5):
+            print(f"{score:.3f} {path}")
+
+    Attributes:
+        paths: the indexed videos, in index row order.
+        encoding: the videos' ``VideoEncoding`` (CPU), rows in ``paths`` order; ``encoding.video_embeds``
+            ``(num_videos, dim)`` are the indexed vectors.
+        failed: ``{path: error}`` of the videos that could not be decoded (left out of the index).
+        model, processor: what encodes the queries.
+        model_dir: the folder the model was loaded from (saved with the index), or ``None``.
+    """
+
+    def __init__(self, model, processor, paths: Sequence[str], encoding: ModelOutput, index_type: str = "flat",
+                 nlist: int | None = None, nprobe: int | None = None, faiss_index=None,
+                 model_dir: str | os.PathLike | None = None, failed: dict[str, str] | None = None):
+        if index_type not in INDEX_TYPES:
+            raise ValueError(f"index_type must be one of {INDEX_TYPES}, got {index_type!r}")
+        if len(paths) != len(encoding.video_embeds):
+            raise ValueError(f"{len(paths)} paths for {len(encoding.video_embeds)} video encodings")
+        self.model, self.processor = model, processor
+        self.paths = list(paths)
+        self.encoding = encoding
+        self.index_type = index_type
+        self.model_dir = os.path.abspath(model_dir) if model_dir is not None else None
+        self.failed = dict(failed or {})
+        self.nlist = (nlist or default_nlist(len(self.paths))) if index_type == "ivf" else None
+        self.faiss_index = faiss_index if faiss_index is not None else self._build_faiss_index()
+        self.nprobe = nprobe or (max(1, self.nlist // 8) if index_type == "ivf" else None)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __repr__(self) -> str:
+        return (f"VideoIndex({len(self)} videos, dim={self.encoding.video_embeds.shape[1]}, "
+                f"index_type={self.index_type!r}, model_dir={self.model_dir!r})")
+
+    # ---------------------------------------------------------------------------------------------- building
+
+    @classmethod
+    def build(cls, model, processor, videos: str | os.PathLike | Sequence[str], batch_size: int = 16,
+              index_type: str = "flat", nlist: int | None = None, model_dir: str | os.PathLike | None = None,
+              progress: bool = True) -> "VideoIndex":
+        """Encode videos with ``model`` and index them.
+
+        Args:
+            model: a tvr model (``encode_video`` -> an encoding with ``video_embeds``, ``get_text_features``,
+                ``similarity``); it runs on its own device, in eval mode.
+            processor: its processor (``processor(videos=[paths], return_tensors="pt")``).
+            videos: a folder (searched recursively for video files) or a list of video paths.
+            batch_size: videos decoded and encoded per forward pass.
+            index_type: ``"flat"`` (exact inner product) or ``"ivf"`` (inverted lists, for large collections).
+            nlist: IVF cells (default ``4 * sqrt(num_videos)``, at most ``num_videos // 39`` so each cell trains).
+            model_dir: the folder ``model`` was loaded from, saved with the index so :meth:`load` can reload it.
+            progress: show a progress bar.
+
+        Videos that fail to decode are left out with a warning and listed in :attr:`failed`.
+        """
+        paths = list_video_files(videos) if isinstance(videos, (str, os.PathLike)) else [os.fspath(p) for p in videos]
+        if not paths:
+            raise ValueError("no videos to index: the list of video paths is empty")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        encodings, indexed, failed = [], [], {}
+        was_training = model.training
+        model.eval()
+        try:
+            for start in tqdm(range(0, len(paths), batch_size), desc="indexing videos", disable=not progress):
+                batch = paths[start:start + batch_size]
+                inputs, ok = _decode_batch(processor, batch, failed)
+                if ok:
+                    encodings.append(_encode_videos(model, inputs))
+                    indexed += ok
+        finally:
+            model.train(was_training)
+        if failed:
+            shown = "; ".join(f"{path}: {error}" for path, error in list(failed.items())[:3])
+            warnings.warn(f"{len(failed)} of {len(paths)} videos could not be decoded and are not indexed ({shown}"
+                          f"{'; ...' if len(failed) > 3 else ''})", stacklevel=2)
+        if not indexed:
+            raise ValueError(f"none of the {len(paths)} videos could be decoded; first error: {next(iter(failed.values()))}")
+        encoding = type(encodings[0])(**{name: torch.cat([getattr(e, name) for e in encodings])
+                                         for name in encodings[0].keys()})
+        return cls(model, processor, indexed, encoding, index_type, nlist, model_dir=model_dir, failed=failed)
+
+    @classmethod
+    def from_model_dir(cls, model_dir: str | os.PathLike, videos: str | os.PathLike | Sequence[str],
+                       device: str | torch.device | None = None, **build_kwargs: Any) -> "VideoIndex":
+        """Load a saved model + processor folder and :meth:`build` an index of ``videos`` with it."""
+        model, processor = load_model_and_processor(model_dir, device)
+        return cls.build(model, processor, videos, model_dir=model_dir, **build_kwargs)
+
+    def _build_faiss_index(self):
+        import faiss
+
+        embeddings = _as_faiss_array(self.encoding.video_embeds)
+        dim = embeddings.shape[1]
+        if self.index_type == "flat":
+            index = faiss.IndexFlatIP(dim)
+        else:
+            if self.nlist > len(embeddings):
+                raise ValueError(f"nlist={self.nlist} IVF cells need at least as many videos, got {len(embeddings)}")
+            index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, self.nlist, faiss.METRIC_INNER_PRODUCT)
+            index.train(embeddings)
+        index.add(embeddings)
+        return index
+
+    # ---------------------------------------------------------------------------------------------- searching
+
+    @torch.no_grad()
+    def search(self, queries: str | Sequence[str], top_k: int = 10, rerank_top_k: int | None = None,
+               batch_size: int = 64) -> list[SearchResult] | list[list[SearchResult]]:
+        """Rank the indexed videos for each text query.
+
+        Args:
+            queries: one caption, or a list of captions.
+            top_k: videos returned per query (fewer when the index holds fewer).
+            rerank_top_k: when set, FAISS proposes this many candidates per query and the model's own
+                ``similarity`` re-scores and re-orders them (needed where the score is not a dot product:
+                tightTransf, EMCL, EERCF); must be at least ``top_k``.
+            batch_size: queries encoded per forward pass.
+
+        Returns:
+            For one caption, a list of :class:`SearchResult` ``(path, score)``, best first; for a list, one such
+            list per caption. Scores are the FAISS inner products, or the model's logits when re-ranked.
+        """
+        single = isinstance(queries, str)
+        texts = [queries] if single else list(queries)
+        if not texts or not all(isinstance(text, str) for text in texts):
+            raise ValueError("queries must be a string or a non-empty list of strings")
+        if top_k < 1:
+            raise ValueError(f"top_k must be >= 1, got {top_k}")
+        if rerank_top_k is not None and rerank_top_k < top_k:
+            raise ValueError(f"rerank_top_k ({rerank_top_k}) must be >= top_k ({top_k}): it is the number of "
+                             "candidates re-ranked, of which the top_k best are returned")
+        num_candidates = min(rerank_top_k or top_k, len(self))
+        if self.index_type == "ivf":
+            self.faiss_index.nprobe = self.nprobe
+        results = []
+        for start in range(0, len(texts), batch_size):
+            batch = texts[start:start + batch_size]
+            inputs = self.processor(text=batch, return_tensors="pt")
+            input_ids = inputs["input_ids"].to(self.device)
+            attention_mask = inputs["attention_mask"].to(self.device)
+            query_embeds = _as_faiss_array(self.model.get_text_features(input_ids, attention_mask))
+            scores, rows = self.faiss_index.search(query_embeds, num_candidates)
+            if rerank_top_k is None:
+                results += [self._results(r, s) for r, s in zip(rows, scores)]
+                continue
+            text_encoding = self.model.encode_text(input_ids, attention_mask)
+            for query, candidate_rows in enumerate(rows):
+                candidate_rows = candidate_rows[candidate_rows >= 0]  # IVF may find fewer than asked
+                logits = self.model.similarity(_select(text_encoding, [query], self.device),
+                                               _select(self.encoding, candidate_rows, self.device))[0].float().cpu()
+                order = torch.argsort(logits, descending=True, stable=True)[:top_k].numpy()
+                results.append(self._results(candidate_rows[order], logits.numpy()[order]))
+        return results[0] if single else results
+
+    def _results(self, rows: np.ndarray, scores: np.ndarray) -> list[SearchResult]:
+        return [SearchResult(self.paths[row], float(score)) for row, score in zip(rows, scores) if row >= 0]
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    # ---------------------------------------------------------------------------------------------- saving
+
+    def save(self, index_dir: str | os.PathLike) -> None:
+        """Write the index folder (see the module doc); an existing index there is replaced."""
+        import faiss
+        from safetensors.torch import save_file
+
+        index_dir = Path(index_dir)
+        index_dir.mkdir(parents=True, exist_ok=True)
+        encoding_class = type(self.encoding)
+        tensors = {name: value.detach().cpu().contiguous() for name, value in self.encoding.items()}
+        save_file(tensors, index_dir / ENCODINGS_FILE)
+        faiss.write_index(self.faiss_index, os.fspath(index_dir / FAISS_FILE))
+        _write_json(index_dir / VIDEOS_FILE, {"paths": self.paths, "failed": self.failed})
+        # written last: a folder with a config is a complete index
+        _write_json(index_dir / CONFIG_FILE, {
+            "model_dir": self.model_dir,
+            "index_type": self.index_type,
+            "nlist": self.nlist,
+            "nprobe": self.nprobe,
+            "num_videos": len(self),
+            "dim": int(self.encoding.video_embeds.shape[1]),
+            "encoding_class": f"{encoding_class.__module__}.{encoding_class.__qualname__}",
+        })
+
+    @classmethod
+    def load(cls, index_dir: str | os.PathLike, model=None, processor=None,
+             device: str | torch.device | None = None) -> "VideoIndex":
+        """Reopen a saved index; the model and processor are loaded from the saved ``model_dir`` unless given."""
+        import faiss
+        from safetensors.torch import load_file
+
+        index_dir = Path(index_dir)
+        if not (index_dir / CONFIG_FILE).is_file():
+            raise FileNotFoundError(f"{os.fspath(index_dir)!r} is not an index folder (no {CONFIG_FILE}); "
+                                    "build one with `tvr index` or VideoIndex.save")
+        config = json.loads((index_dir / CONFIG_FILE).read_text(encoding="utf-8"))
+        if model is None or processor is None:
+            if config["model_dir"] is None:
+                raise ValueError(f"index {os.fspath(index_dir)!r} was built from an in-memory model: pass model "
+                                 "and processor to VideoIndex.load")
+            model, processor = load_model_and_processor(config["model_dir"], device)
+        module_name, _, class_name = config["encoding_class"].rpartition(".")
+        encoding_class = getattr(importlib.import_module(module_name), class_name)
+        encoding = encoding_class(**load_file(index_dir / ENCODINGS_FILE))
+        videos = json.loads((index_dir / VIDEOS_FILE).read_text(encoding="utf-8"))
+        return cls(model, processor, videos["paths"], encoding, config["index_type"], config["nlist"],
+                   config["nprobe"], faiss.read_index(os.fspath(index_dir / FAISS_FILE)), config["model_dir"],
+                   videos["failed"])
+
+
+def default_nlist(num_videos: int) -> int:
+    """IVF cells for ``num_videos``: ``4 * sqrt(n)`` (FAISS's rule of thumb), with at least 39 videos per cell so
+    that k-means can train each one."""
+    return max(1, min(round(4 * math.sqrt(num_videos)), num_videos // 39))
+
+
+def _decode_batch(processor, paths: list[str], failed: dict[str, str]) -> tuple[Any, list[str]]:
+    """Processor inputs of the decodable videos among ``paths`` (and those paths); the others go to ``failed``.
+
+    The whole batch is decoded at once; only when that fails is each video tried alone, to name the bad ones.
+    """
+    try:
+        return processor(videos=paths, return_tensors="pt"), paths
+    except Exception:  # noqa: BLE001  (any decoder error: find and report the videos responsible below)
+        pass
+    ok = []
+    for path in paths:
+        try:
+            processor(videos=[path], return_tensors="pt")
+            ok.append(path)
+        except Exception as error:  # noqa: BLE001  (reported to the caller, never swallowed)
+            failed[path] = f"{type(error).__name__}: {error}"
+    return (processor(videos=ok, return_tensors="pt") if ok else None), ok
+
+
+def _encode_videos(model, inputs) -> ModelOutput:
+    device = next(model.parameters()).device
+    encoding = model.encode_video(inputs["pixel_values_videos"].to(device), inputs["video_mask"].to(device))
+    return type(encoding)(**{name: value.detach().cpu() for name, value in encoding.items()})
+
+
+def _select(encoding: ModelOutput, rows, device: torch.device) -> ModelOutput:
+    """Rows of every field of an encoding, on ``device``."""
+    rows = torch.as_tensor(np.asarray(rows), dtype=torch.long)
+    return type(encoding)(**{name: value[rows.to(value.device)].to(device) for name, value in encoding.items()})
+
+
+def _as_faiss_array(embeddings: torch.Tensor) -> np.ndarray:
+    return np.ascontiguousarray(embeddings.detach().float().cpu().numpy())
+
+
+def _write_json(path: Path, value: Any) -> None:
+    with open(path, "w", encoding="utf-8") as file:
+        json.dump(value, file, indent=2)
+        file.write("\n")
+
+
+__all__ = ["SearchResult", "VideoIndex", "default_nlist", "list_video_files", "load_model_and_processor"]
