@@ -333,7 +333,20 @@ def test_config_file_and_cli_overrides(tmp_path):
         TrainingConfig(optimizer="sgd")
 
 
-def test_tvr_train_command(tmp_path, videos, processor):
+def test_tvr_train_command(tmp_path, videos, processor, monkeypatch):
+    uploads = {}
+
+    class RecordingHubApi:  # stands in for huggingface_hub.HfApi: records the one commit push_to_hub makes
+        def __init__(self, token=None):
+            pass
+
+        def create_repo(self, repo_id, **kwargs):
+            uploads["repo"] = repo_id
+
+        def create_commit(self, repo_id, operations, **kwargs):
+            uploads["files"] = sorted(operation.path_in_repo for operation in operations)
+
+    monkeypatch.setattr("tvr.hub_cards.push.HfApi", RecordingHubApi)
     train_set, _ = videos
     model_dir = tmp_path / "init"
     tiny_model(processor).save_pretrained(model_dir)
@@ -343,8 +356,13 @@ def test_tvr_train_command(tmp_path, videos, processor):
                                                "caption": row["caption"]}) + "\n" for row in train_set))
     code = tvr_main(["train", "--init_from", str(model_dir), "--train_data", "name=generic",
                      f"annotation_dir={annotations}", "split=train", "--batch_size", "4", "--epochs", "1",
-                     "--output_dir", str(tmp_path / "cli"), "--freeze_layer_num", "1", "--num_workers", "1"])
+                     "--output_dir", str(tmp_path / "cli"), "--freeze_layer_num", "1", "--num_workers", "1",
+                     "--push_to_hub", "true", "--hub_model_id", "me/tiny"])
     assert code == 0
+    # no evaluation set: final/ is published, with model, processor and card, and no training state
+    final_files = sorted(path.name for path in (tmp_path / "cli" / "final").iterdir() if path.is_file())
+    assert uploads["repo"] == "me/tiny" and uploads["files"] == final_files
+    assert {"README.md", "config.json", "model.safetensors", "processor_config.json"} <= set(final_files)
     assert sorted(losses(tmp_path / "cli")) == [1, 2]
     trained = CLIP4ClipModel.from_pretrained(tmp_path / "cli" / "final")
     initial = CLIP4ClipModel.from_pretrained(model_dir)

@@ -83,6 +83,8 @@ class TrainingConfig:
     save_total_limit: int | None = option(2, "keep at most this many checkpoints")
     output_dir: str = option("tvr_output", "metrics.jsonl, checkpoints/, best/ and final/ go here")
     resume_from: str | None = option(None, "checkpoint folder to resume from, or 'latest' (under output_dir)")
+    push_to_hub: bool = option(False, "upload best/ (final/ without evaluation) with its card when training ends")
+    hub_model_id: str | None = option(None, "Hub repo for push_to_hub, e.g. you/clip4clip-msrvtt")
 
     def __post_init__(self):
         checks = [
@@ -97,6 +99,7 @@ class TrainingConfig:
             (self.save_steps is None or self.save_steps > 0, "save_steps must be positive or None"),
             (0 <= self.warmup_proportion < 1, "warmup_proportion must be in [0, 1)"),
             (self.freeze_layer_num >= -1, "freeze_layer_num must be >= -1"),
+            (not self.push_to_hub or bool(self.hub_model_id), "push_to_hub needs hub_model_id"),
         ]
         for ok, message in checks:
             if not ok:

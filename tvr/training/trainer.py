@@ -400,6 +400,11 @@ def train(
         save_model(model, processor, output_dir / "final", config, with_curves=True)
         if progress.best_metrics is not None:
             write_card(output_dir / "best", config, progress.best_metrics, with_curves=True)
+        if config.push_to_hub:
+            from ..hub_cards import push_to_hub
+
+            published = output_dir / ("best" if progress.best_metrics is not None else "final")
+            push_to_hub(published, config.hub_model_id)
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return output_dir
