@@ -284,3 +284,38 @@ def test_eval_cli_on_a_saved_model(tmp_path):
                                   query_bank=list(dataset["caption"]), progress=False).metrics
     assert {key: results[key] for key in expected} == pytest.approx(expected)
     assert [results[key] for key in ("dataset", "split", "num_texts", "num_videos")] == ["jsonl", "test", 5, 5]
+
+
+def test_eval_cli_two_stage_eercf(tmp_path):
+    """`tvr eval --rerank-top-k K` on a saved EERCF model: the top-k is taken over the whole gallery even when the
+    harness scores texts in blocks, so the matrix equals `similarity(all texts, all videos, rerank_top_k=K)`."""
+    from tvr.cli import main
+    from tvr.modeling import EERCFConfig, EERCFModel
+
+    _, processor, dataset = make_tiny_clip4clip(tmp_path, num_videos=6)
+    text = dict(vocab_size=len(processor.tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                num_attention_heads=1, max_position_embeddings=8, bos_token_id=processor.tokenizer.bos_token_id,
+                eos_token_id=processor.tokenizer.eos_token_id, pad_token_id=0, projection_dim=32)
+    vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=1, image_size=16,
+                  patch_size=8, projection_dim=32)
+    torch.manual_seed(0)
+    model = EERCFModel(EERCFConfig(text_config=text, vision_config=vision, projection_dim=32, max_frames=4,
+                                   max_words=8, rerank_top_k=2, patch_embeds_dtype="float32")).eval()
+    model.save_pretrained(tmp_path / "eercf")
+    processor.save_pretrained(tmp_path / "eercf")
+
+    inputs = processor(text=list(dataset["caption"]), videos=list(dataset["video_path"]), return_tensors="pt")
+    with torch.no_grad():
+        texts = model.encode_text(inputs["input_ids"], inputs["attention_mask"])
+        videos = model.encode_video(inputs["pixel_values_videos"], inputs["video_mask"])
+        coarse = model.similarity(texts, videos, rerank_top_k=0)
+        two_stage = model.similarity(texts, videos, rerank_top_k=2)
+    assert (two_stage > 50).sum(dim=1).eq(2).all()  # exactly the top 2 of each row were re-scored (+100)
+
+    for top_k, expected in (("2", two_stage), ("0", coarse)):
+        saved = tmp_path / f"sim_{top_k}.pt"
+        code = main(["eval", str(tmp_path / "eercf"), "--dataset", "jsonl", "--annotations", str(tmp_path / "data"),
+                     "--batch-size", "4", "--block-size", "2", "--device", "cpu", "--rerank-top-k", top_k,
+                     "--save-similarity", str(saved), "--output", str(tmp_path / f"results_{top_k}.json")])
+        assert code == 0
+        torch.testing.assert_close(torch.load(saved)["similarity"], expected, rtol=1e-5, atol=1e-4)
