@@ -12,6 +12,7 @@ from test_evaluation_harness import make_tiny_clip4clip
 from tvr.cli import main
 from tvr.hub_cards import (
     build_model_card,
+    curve_panel,
     files_to_upload,
     load_eval_results,
     plot_training_curves,
@@ -135,6 +136,13 @@ def test_training_series_and_plot(tmp_path):
     assert image[..., :3].std() > 0.05  # something is drawn
     with pytest.raises(ValueError, match="no numeric series"):
         plot_training_curves([{"step": 1, "note": "x"}], tmp_path / "empty.png")
+    # learning-rate groups share a panel, as do recalls and ranks: 5 panels for 9 series
+    grouped = [{"step": 1, "loss": 2.0, "lr/clip": 1e-7, "lr/other": 1e-4, "grad_norm": 3.0},
+               {"step": 2, "t2v_R@1": 10.0, "v2t_R@1": 12.0, "t2v_R@5": 40.0, "t2v_MedR": 7.0, "v2t_MeanR": 9.5}]
+    assert [curve_panel(name) for name in training_series(grouped)] == [
+        "loss", "learning rate", "learning rate", "grad_norm", "recall (%)", "recall (%)", "recall (%)", "rank",
+        "rank"]
+    assert imread(plot_training_curves(grouped, tmp_path / "grouped.png")).shape[:2] == (1100, 600)
 
 
 def test_write_model_card_into_folder(tmp_path):

@@ -2,6 +2,7 @@
 
 from .card import (
     build_model_card,
+    curve_panel,
     eval_results_to_model_index,
     load_eval_results,
     plot_training_curves,
@@ -15,6 +16,7 @@ from .push import TRAINING_STATE_PATTERNS, files_to_upload, push_to_hub
 __all__ = [
     "TRAINING_STATE_PATTERNS",
     "build_model_card",
+    "curve_panel",
     "eval_results_to_model_index",
     "files_to_upload",
     "load_eval_results",

@@ -113,10 +113,22 @@ def read_training_log(path: str | os.PathLike) -> list[dict[str, Any]]:
         return [json.loads(line) for line in file if line.strip()]
 
 
+def curve_panel(name: str) -> str:
+    """The panel a series is drawn in: every learning-rate group together, recalls together, ranks together."""
+    if name == "lr" or name.startswith("lr/"):
+        return "learning rate"
+    if "_R@" in name:
+        return "recall (%)"
+    if name.endswith(("_MedR", "_MeanR")):
+        return "rank"
+    return name
+
+
 def plot_training_curves(
     log: str | os.PathLike | Iterable[Mapping[str, Any]], output_path: str | os.PathLike
 ) -> Path:
-    """Plot every numeric series of a training log (one panel each, shared step axis) to a PNG.
+    """Plot the numeric series of a training log to a PNG, related series sharing a panel (see ``curve_panel``),
+    on a shared step axis.
 
     Args:
         log: a JSON-lines file or its records (keys such as ``step``, ``loss``, ``lr``, ``t2v_R@1``).
@@ -131,11 +143,18 @@ def plot_training_curves(
     series = training_series(records)
     if not series:
         raise ValueError(f"training log {log if isinstance(log, (str, os.PathLike)) else ''} has no numeric series")
-    figure = Figure(figsize=(6, 2.2 * len(series)), layout="constrained")
-    axes = figure.subplots(len(series), 1, sharex=True, squeeze=False)[:, 0]
-    for ax, (name, (steps, values)) in zip(axes, series.items()):
-        ax.plot(steps, values, marker="." if len(steps) < 50 else None)
-        ax.set_ylabel(name)
+    panels: dict[str, list[str]] = {}
+    for name in series:
+        panels.setdefault(curve_panel(name), []).append(name)
+    figure = Figure(figsize=(6, 2.2 * len(panels)), layout="constrained")
+    axes = figure.subplots(len(panels), 1, sharex=True, squeeze=False)[:, 0]
+    for ax, (panel, names) in zip(axes, panels.items()):
+        for name in names:
+            steps, values = series[name]
+            ax.plot(steps, values, marker="." if len(steps) < 50 else None, label=name)
+        if len(names) > 1:
+            ax.legend(fontsize="small")
+        ax.set_ylabel(panel)
         ax.grid(alpha=0.3)
     axes[-1].set_xlabel("step")
     output_path = Path(output_path)
