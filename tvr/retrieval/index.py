@@ -29,6 +29,8 @@ import torch
 from tqdm.auto import tqdm
 from transformers.utils import ModelOutput
 
+from ..modeling.outputs import concat_encodings
+
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp", ".ts")
 INDEX_TYPES = ("flat", "ivf")
 CONFIG_FILE = "index_config.json"
@@ -169,10 +171,10 @@ class VideoIndex:
             warnings.warn(f"{len(failed)} of {len(paths)} videos could not be decoded and are not indexed ({shown}"
                           f"{'; ...' if len(failed) > 3 else ''})", stacklevel=2)
         if not indexed:
-            raise ValueError(f"none of the {len(paths)} videos could be decoded; first error: {next(iter(failed.values()))}")
-        encoding = type(encodings[0])(**{name: torch.cat([getattr(e, name) for e in encodings])
-                                         for name in encodings[0].keys()})
-        return cls(model, processor, indexed, encoding, index_type, nlist, model_dir=model_dir, failed=failed)
+            first_error = next(iter(failed.values()))
+            raise ValueError(f"none of the {len(paths)} videos could be decoded; first error: {first_error}")
+        return cls(model, processor, indexed, concat_encodings(encodings), index_type, nlist, model_dir=model_dir,
+                   failed=failed)
 
     @classmethod
     def from_model_dir(cls, model_dir: str | os.PathLike, videos: str | os.PathLike | Sequence[str],
