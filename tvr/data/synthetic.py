@@ -6,8 +6,10 @@ per event:
     "a red square moves left, then a blue circle appears, then a yellow triangle disappears"
 
 An event is one of 5 colours x 3 shapes x 6 actions (``moves left/right/up/down``, ``appears``,
-``disappears``), so a 2-3 event caption is one of ~740k, and matching a caption to its video needs the colours,
-the shapes, the motion direction and the order of the events: there is no shortcut. The factors are built to be
+``disappears``), so a 2-3 event caption is one of ~740k. A caption can only be matched by looking at the video
+(nothing else links them), but in a gallery of ~100 random videos the coloured shapes alone usually identify it;
+telling motion direction and event order apart needs galleries of videos that share their shapes (see the demo's
+time-reversal check, `tvr.demo.time_reversal_accuracy`). The factors are built to be
 learnable from scratch at low resolution and 1 frame per second: big saturated shapes (a third to half of the
 frame), events that last whole seconds (at least 2 s), a moving shape that is at its start position on the first
 second of its event and at its end position on the last, and appear / disappear changes one second into / before
