@@ -45,9 +45,9 @@ def tiny_vision_config(**overrides) -> dict:
     }
 
 
-def tiny_clip4clip_config(sim_header: str = "meanP", linear_patch: str = "2d", **overrides) -> CLIP4ClipConfig:
-    """A tiny random-weight CLIP4Clip config (projection 32, one temporal layer); builds in milliseconds."""
-    options = {
+def tiny_config_options(**overrides) -> dict:
+    """Config fields every tiny tvr method config shares: tiny towers, projection 32, one temporal layer."""
+    return {
         "text_config": tiny_text_config(),
         "vision_config": tiny_vision_config(),
         "temporal_config": {"num_hidden_layers": 1},
@@ -56,7 +56,11 @@ def tiny_clip4clip_config(sim_header: str = "meanP", linear_patch: str = "2d", *
         "max_words": 8,
         **overrides,
     }
-    return CLIP4ClipConfig(sim_header=sim_header, linear_patch=linear_patch, **options)
+
+
+def tiny_clip4clip_config(sim_header: str = "meanP", linear_patch: str = "2d", **overrides) -> CLIP4ClipConfig:
+    """A tiny random-weight CLIP4Clip config (projection 32, one temporal layer); builds in milliseconds."""
+    return CLIP4ClipConfig(sim_header=sim_header, linear_patch=linear_patch, **tiny_config_options(**overrides))
 
 
 def tiny_clip4clip_model(sim_header: str = "meanP", linear_patch: str = "2d", seed: int = 0, **overrides):

@@ -7,7 +7,7 @@ import pathlib
 
 import pytest
 import torch
-from model_testers import tiny_inputs, tiny_text_config, tiny_vision_config
+from model_testers import tiny_config_options, tiny_inputs, tiny_text_config, tiny_vision_config
 from safetensors.torch import load_file, save_file
 from transformers import CLIPModel
 
@@ -116,18 +116,7 @@ def test_em_bases_are_saved_and_set_with_shape_checks():
 
 
 def tiny_emcl_config(**overrides) -> EMCLConfig:
-    options = {
-        "text_config": tiny_text_config(),
-        "vision_config": tiny_vision_config(),
-        "temporal_config": {"num_hidden_layers": 1},
-        "projection_dim": 32,
-        "max_frames": 4,
-        "max_words": 8,
-        "em_num_bases": 4,
-        "em_num_stages": 3,
-        **overrides,
-    }
-    return EMCLConfig(**options)
+    return EMCLConfig(**tiny_config_options(**{"em_num_bases": 4, "em_num_stages": 3, **overrides}))
 
 
 def tiny_emcl_model(seed: int = 0, **overrides) -> EMCLModel:
