@@ -1,4 +1,7 @@
-"""The evaluation harness on a fake model and processor that follow the model contract, so every score is known."""
+"""The evaluation harness on a fake model and processor that follow the model contract, so every score is known.
+
+How a gallery is scored (blocks, two stages) is the model's `score_gallery`, tested with each method; here the
+harness must only pass its options through."""
 
 from dataclasses import dataclass
 
@@ -9,7 +12,6 @@ from torch import nn
 from transformers.utils import ModelOutput
 
 from tvr.evaluation import compute_retrieval_metrics, postprocessed_metrics, qb_norm
-from tvr.evaluation import harness
 from tvr.evaluation.harness import evaluate_retrieval
 
 # words -> directions; a caption's vector is the sum of its words, a video's the mean of its frames' colours
@@ -54,11 +56,10 @@ class FakeProcessor:
 
 
 class FakeModel(nn.Module):
-    def __init__(self, eval_block_size=None):
+    def __init__(self):
         super().__init__()
         self.words = nn.Parameter(torch.tensor(list(WORDS.values())))
-        self.config = type("Config", (), {"eval_block_size": eval_block_size})()
-        self.similarity_calls = []
+        self.gallery_calls = []
         self.training_during_calls = []
 
     def encode_text(self, input_ids, attention_mask):
@@ -69,9 +70,10 @@ class FakeModel(nn.Module):
         assert pixel_values_videos.shape[1:] == (2, 3, 1, 1)
         return FakeVideoEncoding(pixel_values_videos[..., 0, 0].mean(1), video_mask)
 
-    def similarity(self, text_encoding, video_encoding, **kwargs):
-        self.similarity_calls.append((len(text_encoding.text_embeds), len(video_encoding.video_embeds), kwargs))
-        return text_encoding.text_embeds @ video_encoding.video_embeds.T
+    def score_gallery(self, text_encoding, video_encoding, block_size=None, progress=True, **kwargs):
+        self.gallery_calls.append({"shape": (len(text_encoding.text_embeds), len(video_encoding.video_embeds)),
+                                   "block_size": block_size, **kwargs})
+        return (text_encoding.text_embeds @ video_encoding.video_embeds.T).float().cpu()
 
 
 def _vector(caption):
@@ -116,13 +118,13 @@ def test_single_caption_similarity_and_metrics_by_hand():
     # batches of 3 texts and 3 videos; whole videos: no start/end passed
     assert [len(call["text"] or call["videos"]) for call in processor.calls] == [3, 1, 3, 1]
     assert all("start" not in call for call in processor.calls)
-    # the config's eval_block_size None means one block
-    assert model.similarity_calls == [(4, 4, {})]
+    # the whole gallery goes to the model's score_gallery once, with its own defaults
+    assert model.gallery_calls == [{"shape": (4, 4), "block_size": None}]
 
 
 def test_multi_caption_grouping_blocks_and_eval_mode():
     dataset = datasets.Dataset.from_dict(ROWS)
-    model, processor = FakeModel(eval_block_size=2), FakeProcessor()
+    model, processor = FakeModel(), FakeProcessor()
     model.train()
     result = evaluate_retrieval(model, processor, dataset, batch_size=16, return_similarity=True, progress=False)
     assert result.video_ids == ["vb", "va", "vc"]
@@ -132,36 +134,19 @@ def test_multi_caption_grouping_blocks_and_eval_mode():
     expected = _expected_similarity(ROWS["caption"], ["b.mp4", "a.mp4", "c.mp4"])
     torch.testing.assert_close(result.similarity, expected)
     assert result.metrics == compute_retrieval_metrics(expected, [0, 1, 0, 2, 1])
-    # 2 x 2 blocks from the config: texts [0:2] [2:4] [4:5] x videos [0:2] [2:3]
-    assert [call[:2] for call in model.similarity_calls] == [(2, 2), (2, 1), (2, 2), (2, 1), (1, 2), (1, 1)]
+    assert model.gallery_calls == [{"shape": (5, 3), "block_size": None}]
     assert model.training_during_calls == [False] and model.training
 
 
-def test_block_size_argument_and_rerank_top_k():
+def test_block_size_and_rerank_top_k_pass_through():
     dataset = datasets.Dataset.from_dict(ROWS)
-    model = FakeModel(eval_block_size=2)
+    model = FakeModel()
     evaluate_retrieval(model, FakeProcessor(), dataset, block_size=4, progress=False)
-    assert [call[:2] for call in model.similarity_calls] == [(4, 3), (1, 3)]
-    model = FakeModel()
-    evaluate_retrieval(model, FakeProcessor(), dataset, block_size=2, rerank_top_k=2, progress=False)
-    # top-k is global over the gallery: video blocks span every video
-    assert model.similarity_calls == [(2, 3, {"rerank_top_k": 2})] * 2 + [(1, 3, {"rerank_top_k": 2})]
-    # a two-stage model's config gives the default k; 0 asks for the first stage only, in ordinary blocks
-    model = FakeModel(eval_block_size=2)
-    model.config.rerank_top_k = 5
-    evaluate_retrieval(model, FakeProcessor(), dataset, progress=False)
-    assert [call[1:] for call in model.similarity_calls] == [(3, {"rerank_top_k": 5})] * 3
-    model.similarity_calls.clear()
-    evaluate_retrieval(model, FakeProcessor(), dataset, rerank_top_k=0, progress=False)
-    assert [call[1:] for call in model.similarity_calls] == [(2, {"rerank_top_k": 0}), (1, {"rerank_top_k": 0})] * 3
-
-
-def test_block_size_default_without_a_config_field(monkeypatch):
-    monkeypatch.setattr(harness, "DEFAULT_BLOCK_SIZE", 3)
-    model = FakeModel()
-    del model.config
-    evaluate_retrieval(model, FakeProcessor(), datasets.Dataset.from_dict(ROWS), progress=False)
-    assert [call[:2] for call in model.similarity_calls] == [(3, 3), (2, 3)]
+    evaluate_retrieval(model, FakeProcessor(), dataset, block_size=2, rerank_top_k=0, progress=False)
+    assert model.gallery_calls == [
+        {"shape": (5, 3), "block_size": 4},
+        {"shape": (5, 3), "block_size": 2, "rerank_top_k": 0},
+    ]
 
 
 def test_clips_pass_start_and_end():

@@ -9,7 +9,7 @@ from tvr.training.optimization import (
     BertAdam,
     build_optimizer,
     build_scheduler,
-    freeze_clip_layers,
+    freeze_pretrained_layers,
     parameter_groups,
     warmup_cosine,
 )
@@ -66,7 +66,7 @@ def test_warmup_cosine_values(progress, warmup, expected):
 
 
 class TwoGroupModel(torch.nn.Module):
-    """Parameter names like a tvr model: CLIP parts under `clip.`, a head outside."""
+    """Declares its parameters like a tvr model: pretrained parts under `clip.`, a head outside."""
 
     def __init__(self):
         super().__init__()
@@ -77,6 +77,9 @@ class TwoGroupModel(torch.nn.Module):
         self.head = torch.nn.Linear(2, 2)
         self.frame_position_embeddings = torch.nn.Embedding(4, 2)
 
+    def parameter_roles(self):
+        return {name: "pretrained" if name.startswith("clip.") else "new" for name, _ in self.named_parameters()}
+
 
 def test_parameter_groups_coef_lr_and_decay():
     model = TwoGroupModel()
@@ -85,15 +88,24 @@ def test_parameter_groups_coef_lr_and_decay():
     as_names = {key: sorted(names[id(p)] for p in group["params"]) for key, group in groups.items()}
     # LayerNorm weights, embeddings and logit_scale ARE decayed (names lack "bias"), as in the seeds
     assert as_names == {
-        "clip_decay": ["clip.final_layer_norm.weight", "clip.logit_scale", "clip.text_projection.weight"],
-        "clip_no_decay": ["clip.final_layer_norm.bias"],
+        "pretrained_decay": ["clip.final_layer_norm.weight", "clip.logit_scale", "clip.text_projection.weight"],
+        "pretrained_no_decay": ["clip.final_layer_norm.bias"],
         "decay": ["frame_position_embeddings.weight", "head.weight"],
         "no_decay": ["head.bias"],
     }
-    assert groups["clip_decay"]["lr"] == pytest.approx(1e-7) and groups["clip_no_decay"]["lr"] == pytest.approx(1e-7)
+    assert groups["pretrained_decay"]["lr"] == pytest.approx(1e-7) and groups["pretrained_no_decay"]["lr"] == pytest.approx(1e-7)
     assert groups["decay"]["lr"] == pytest.approx(1e-4) and groups["no_decay"]["lr"] == pytest.approx(1e-4)
-    assert groups["clip_decay"]["weight_decay"] == 0.2 and groups["decay"]["weight_decay"] == 0.2
-    assert groups["clip_no_decay"]["weight_decay"] == 0.0 and groups["no_decay"]["weight_decay"] == 0.0
+    assert groups["pretrained_decay"]["weight_decay"] == 0.2 and groups["decay"]["weight_decay"] == 0.2
+    assert groups["pretrained_no_decay"]["weight_decay"] == 0.0 and groups["no_decay"]["weight_decay"] == 0.0
+
+
+def test_a_model_without_a_declaration_trains_everything_at_lr():
+    # no name guessing: `clip.` means nothing to the optimiser unless the model declares it pretrained
+    plain = torch.nn.Module()
+    plain.clip = torch.nn.Linear(2, 2)
+    groups = parameter_groups(plain, lr=1e-4, coef_lr=1e-3, weight_decay=0.2)
+    assert [group["name"] for group in groups] == ["decay", "no_decay"]
+    assert all(group["lr"] == pytest.approx(1e-4) for group in groups)
 
 
 def test_frozen_parameters_leave_the_groups():
@@ -113,7 +125,7 @@ def test_scheduler_scales_every_group_with_warmup_cosine():
         if step in expected:
             lrs = {group["name"]: group["lr"] for group in optimizer.param_groups}
             assert lrs["decay"] == pytest.approx(1e-4 * expected[step], abs=1e-15)
-            assert lrs["clip_decay"] == pytest.approx(1e-7 * expected[step], abs=1e-18)
+            assert lrs["pretrained_decay"] == pytest.approx(1e-7 * expected[step], abs=1e-18)
         optimizer.step()
         scheduler.step()
 
@@ -139,7 +151,7 @@ def _has(names, suffix):
 
 def test_freeze_layer_num_rule_on_clip4clip_names():
     model = tiny_clip4clip(sim_header="seqTransf", temporal_config={"num_hidden_layers": 1})
-    frozen = set(freeze_clip_layers(model, freeze_layer_num=1))
+    frozen = {name.removeprefix("clip.") for name in freeze_pretrained_layers(model, freeze_layer_num=1)}
     clip_names = {name for name, _ in model.clip.named_parameters()}
     expected_frozen = {
         name for name in clip_names
@@ -161,16 +173,16 @@ def test_freeze_layer_num_rule_on_clip4clip_names():
 
 def test_freeze_layer_num_zero_still_freezes_embeddings_and_minus_one_nothing():
     model = tiny_clip4clip()
-    frozen = freeze_clip_layers(model, freeze_layer_num=0)
+    frozen = freeze_pretrained_layers(model, freeze_layer_num=0)
     assert frozen and all(".embeddings." in name or "pre_layrnorm." in name for name in frozen)
     assert _has(frozen, "position_embedding.weight") and _has(frozen, "class_embedding")
     model = tiny_clip4clip()
-    assert freeze_clip_layers(model, freeze_layer_num=-1) == []
+    assert freeze_pretrained_layers(model, freeze_layer_num=-1) == []
     assert all(p.requires_grad for p in model.parameters())
 
 
 def test_freeze_keeps_the_3d_patch_embedding_trainable():
     model = tiny_clip4clip(linear_patch="3d")
-    frozen = freeze_clip_layers(model, freeze_layer_num=2)
+    frozen = freeze_pretrained_layers(model, freeze_layer_num=2)
     assert model.clip.patch_embedding_3d.weight.requires_grad
     assert _has(frozen, "token_embedding.weight")  # the original's 3d bug froze nothing at all

@@ -220,7 +220,7 @@ def test_accumulation_bf16_logging_and_outputs(tmp_path, videos, processor):
     expected = [0.0, 0.5 * (1 + np.cos(np.pi * 0.25)), 0.5, 0.5 * (1 + np.cos(np.pi * 0.75))]
     for record, factor in zip(steps, expected):
         assert record["lr/decay"] == pytest.approx(1e-3 * factor)
-        assert record["lr/clip_decay"] == pytest.approx(1e-4 * factor)
+        assert record["lr/pretrained_decay"] == pytest.approx(1e-4 * factor)
         assert record["grad_norm"] > 0 and record["samples_per_second"] > 0
     for name in ("best", "final"):
         reloaded = CLIP4ClipModel.from_pretrained(output_dir / name)

@@ -1,7 +1,7 @@
 """`tvr convert <format> ...`: original checkpoints to transformers folders.
 
-Each converter module defines `add_parser(subparsers)`; a module listed here that is not installed yet is skipped,
-so new converters only add a line.
+Each converter module defines `add_parser(subparsers)`: the CLIP converter, then each method's converter named by its
+entry in `tvr.modeling.methods.METHODS`. A module that is not installed yet is skipped.
 """
 
 from __future__ import annotations
@@ -9,18 +9,18 @@ from __future__ import annotations
 import argparse
 import importlib
 
-CONVERTERS = (
-    "tvr.convert.openai_clip",  # tvr convert clip OPENAI_FILE OUTPUT_DIR
-    "tvr.convert.clip4clip",  # tvr convert clip4clip CHECKPOINT OUTPUT_DIR [--clip ...] [--max-frames N]
-    "tvr.convert.emcl",
-    "tvr.convert.eercf",
-)
+
+def converter_modules() -> list[str]:
+    """`tvr.convert.openai_clip` (`tvr convert clip`), then every registered method's converter."""
+    from ..modeling.methods import METHODS
+
+    return ["tvr.convert.openai_clip"] + [method.converter for method in METHODS.values() if method.converter]
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser = subparsers.add_parser("convert", help="convert original checkpoints to transformers folders")
     formats = parser.add_subparsers(dest="format", required=True, metavar="FORMAT")
-    for module_name in CONVERTERS:
+    for module_name in converter_modules():
         try:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError as error:

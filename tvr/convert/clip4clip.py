@@ -156,7 +156,7 @@ def _derive_missing_from_clip(model: CLIP4ClipModel, missing: set[str]) -> set[s
     derived_prefixes = tuple(f"{head_name}.{part}" for part in parts)
     derived = {key for key in model.state_dict() if key.startswith(derived_prefixes)}
     if derived and derived <= missing:
-        getattr(model, head_name).init_from_clip(model.clip.text_model)
+        getattr(model, head_name).init_from_text_tower(model.clip.text_model)
         missing = missing - derived
     return missing
 

@@ -91,7 +91,7 @@ def convert_eercf_checkpoint(
     if clip is not None:
         head_keys = {key for key in model.state_dict() if key.startswith(HEAD_PREFIXES)}
         if head_keys <= missing:
-            model.temporal.init_from_clip(model.clip.text_model)
+            model.temporal.init_from_text_tower(model.clip.text_model)
             missing -= head_keys
         missing -= set(EERCF_RENAMES.values())  # the model initialises them as identities, as the original
     if missing or unexpected:

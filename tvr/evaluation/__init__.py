@@ -11,7 +11,6 @@ from .harness import (
     encode_videos,
     evaluate_retrieval,
     save_eval_results,
-    score_blocks,
 )
 from .metrics import compute_retrieval_metrics
 from .postprocessing import POSTPROCESSING, dual_softmax, inverted_softmax, postprocessed_metrics, qb_norm
@@ -31,5 +30,4 @@ __all__ = [
     "postprocessed_metrics",
     "qb_norm",
     "save_eval_results",
-    "score_blocks",
 ]

@@ -33,7 +33,6 @@ from ..modeling.outputs import concat_encodings
 from .metrics import compute_retrieval_metrics
 from .postprocessing import POSTPROCESSING, postprocessed_metrics
 
-DEFAULT_BLOCK_SIZE = 1024
 
 
 @dataclass
@@ -85,12 +84,10 @@ def evaluate_retrieval(
         batch_size: texts / videos encoded per forward pass.
         postprocessing: names from ``("dsl", "inverted_softmax", "qb_norm")``; reported beside the plain metrics.
         device: where to run; default ``accelerator.device``, else the model's device.
-        block_size: texts and videos per ``model.similarity`` call; default ``model.config.eval_block_size``
-            when the config has that field (EMCL's results depend on it; ``None`` there means one block), else
-            1024.
-        rerank_top_k: passed as ``model.similarity(..., rerank_top_k=k)`` for two-stage models (EERCF);
-            default ``model.config.rerank_top_k`` when the config has that field; ``0`` asks for the first stage
-            only. The top-k is taken over the whole gallery, so video blocks then span all videos.
+        block_size: passed to ``model.score_gallery``, which scores the gallery the way the method is evaluated
+            (its own blocks by default: EMCL's ``eval_block_size``, on which its results depend).
+        rerank_top_k: passed to ``model.score_gallery`` for two-stage models (EERCF; default its
+            ``config.rerank_top_k``, ``0`` for the first stage only).
         query_bank: captions for QB-Norm's query bank (the paper uses the training captions); needed for
             ``"qb_norm"``.
         postprocessing_options: keyword arguments per method, e.g. ``{"dsl": {"temperature": 1.0}}``.
@@ -115,12 +112,9 @@ def evaluate_retrieval(
         device = device or accelerator.device
         progress = progress and accelerator.is_local_main_process
     device = torch.device(device) if device is not None else next(model.parameters()).device
-    config = getattr(model, "config", None)
-    if block_size is None:
-        # a config's eval_block_size (EMCL's results depend on it) wins, even None (one block)
-        block_size = getattr(config, "eval_block_size", DEFAULT_BLOCK_SIZE)
-    if rerank_top_k is None:
-        rerank_top_k = getattr(config, "rerank_top_k", None)  # two-stage models evaluate with their own k
+    gallery_options = {"block_size": block_size, "progress": progress}
+    if rerank_top_k is not None:
+        gallery_options["rerank_top_k"] = rerank_top_k
     autocast = accelerator.autocast() if accelerator is not None else contextlib.nullcontext()
 
     was_training = model.training
@@ -132,11 +126,11 @@ def evaluate_retrieval(
                 model, processor, videos["video_path"], batch_size, device, videos["start"], videos["end"],
                 num_workers, progress,
             )
-            sim = score_blocks(model, text_encoding, video_encoding, block_size, rerank_top_k, progress)
+            sim = model.score_gallery(text_encoding, video_encoding, **gallery_options)
             bank_sim = None
             if "qb_norm" in postprocessing:
                 bank_encoding = encode_texts(model, processor, list(query_bank), batch_size, device, progress)
-                bank_sim = score_blocks(model, bank_encoding, video_encoding, block_size, rerank_top_k, progress)
+                bank_sim = model.score_gallery(bank_encoding, video_encoding, **gallery_options)
     finally:
         model.train(was_training)
 
@@ -187,44 +181,6 @@ def encode_videos(
             )
         )
     return concat_encodings(encodings)
-
-
-def score_blocks(
-    model: Any,
-    text_encoding: ModelOutput,
-    video_encoding: ModelOutput,
-    block_size: int | None,
-    rerank_top_k: int | None = None,
-    progress: bool = True,
-) -> torch.Tensor:
-    """``model.similarity`` over blocks of ``block_size`` texts x ``block_size`` videos, in order (``None``: one
-    block of everything).
-
-    Returns:
-        ``(num_texts, num_videos)`` float32 scores on CPU.
-    """
-    num_texts, num_videos = _batch_size(text_encoding), _batch_size(video_encoding)
-    kwargs = {} if rerank_top_k is None else {"rerank_top_k": rerank_top_k}
-    block_size = block_size or max(num_texts, num_videos)
-    video_block = num_videos if rerank_top_k else block_size
-    rows = []
-    for t in tqdm(range(0, num_texts, block_size), desc="scoring", disable=not progress):
-        texts = slice_encoding(text_encoding, t, t + block_size)
-        row = [
-            model.similarity(texts, slice_encoding(video_encoding, v, v + video_block), **kwargs).float().cpu()
-            for v in range(0, num_videos, video_block)
-        ]
-        rows.append(torch.cat(row, dim=1))
-    return torch.cat(rows, dim=0)
-
-
-def slice_encoding(encoding: ModelOutput, start: int, end: int) -> ModelOutput:
-    """Rows ``start:end`` of every field of an encoding."""
-    return type(encoding)(**{name: value[start:end] for name, value in encoding.items()})
-
-
-def _batch_size(encoding: ModelOutput) -> int:
-    return len(next(iter(encoding.values())))
 
 
 def _group_by_video(dataset) -> tuple[list[str], dict[str, list], torch.Tensor]:

@@ -24,12 +24,6 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 TRAINING_CURVES_FILE = "training_curves.png"
 
-# model_type -> (method name, paper)
-METHODS = {
-    "clip4clip": ("CLIP4Clip", "https://arxiv.org/abs/2104.08860"),
-    "emcl": ("EMCL-Net", "https://arxiv.org/abs/2211.11427"),
-    "eercf": ("EERCF", "https://arxiv.org/abs/2401.00701"),
-}
 DATASET_NAMES = {
     "msrvtt": "MSR-VTT",
     "msvd": "MSVD",
@@ -193,7 +187,10 @@ def build_model_card(
     model_type = config.get("model_type")
     if not model_type:
         raise ValueError("model_config has no 'model_type'; pass the config of a saved tvr model")
-    method, paper = METHODS.get(model_type, (model_type, None))
+    from ..modeling.methods import METHODS
+
+    entry = METHODS.get(model_type)
+    method, paper = (entry.name, entry.paper) if entry is not None else (model_type, None)
     eval_results = [load_eval_results(result) for result in eval_results]
     if datasets is None:
         datasets = list(dict.fromkeys(str(result["dataset"]) for result in eval_results))

@@ -1,15 +1,21 @@
 # Copyright 2026 The tvr authors. Licensed under the Apache License, Version 2.0.
-"""The base every tvr retrieval model on CLIP towers subclasses: init conventions and the model contract.
+"""The base every tvr retrieval model subclasses: init conventions and the model contract.
 
-A method defines `__init__` (with `self.clip = CLIPBackbone(config)`), `encode_video`, `similarity` and
-`init_from_clip`; the base gives it `from_clip`, `encode_text`, the input checks, `get_text_features`,
-`get_video_features`, `compute_loss`, `forward` and `logit_scale`. The hooks a method may override:
+A method defines `__init__` (with `self.clip = ImageTextTower(config)`: the image-text tower, whatever its family;
+the attribute keeps its tvr 0.1 name so saved folders and converted checkpoints load unchanged), `encode_video`,
+`similarity` and, where it adds initialisable parts, `init_from_tower`. The base gives it `from_image_text_model`
+(alias `from_clip`), `encode_text`, the input checks, `get_text_features`, `get_video_features`, `compute_loss`,
+`forward`, `logit_scale`, the parameter declaration (`parameter_roles`, `freeze_pretrained_layers`) and gallery
+scoring (`score_gallery`). The hooks a method may override:
 
 - `_check_num_frames(num_frames)`: the method's limit on frames per video (e.g. a head's positions);
 - `batch_similarity(text_encoding, video_encoding, **similarity_kwargs)`: how `forward` and `compute_loss` score a
   batch of pairs (default `similarity`; EMCL scores the batch as one EM block);
-- `compute_loss(text_encoding, video_encoding, logits_per_text=None)`: the training loss (default the symmetric
-  contrastive loss of `batch_similarity`; EERCF has its own);
+- `compute_loss(text_encoding, video_encoding, logits_per_text=None)`: the training loss (default the pair loss of
+  `config.loss_type` on `batch_similarity`; EERCF has its own);
+- `score_gallery(text_encoding, video_encoding, ...)`: how a whole gallery is scored (blocks, two stages, pair
+  chunks); the evaluation harness and the index only call this;
+- `pretrained_modules`: the sub-modules holding pretrained weights (default the tower);
 - `gather_for_loss`: whether training gathers encodings across processes before `compute_loss`.
 """
 
@@ -17,31 +23,42 @@ from __future__ import annotations
 
 import copy
 import os
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import CLIPModel, PreTrainedModel
+from tqdm.auto import tqdm
+from transformers import AutoModel, PreTrainedModel
 from transformers import initialization as init
 
-from .backbone import CLIPBackbone
-from .losses import contrastive_loss
-from .outputs import RetrievalLossOutput, RetrievalOutput, TextEncoding, VideoEncoding
+from .outputs import RetrievalLossOutput, RetrievalOutput, TextEncoding, VideoEncoding, slice_encoding
+from .towers import LOSSES, TOWER_FAMILIES, ImageTextTower
+
+ParameterRole = Literal["pretrained", "new", "frozen"]
+DEFAULT_GALLERY_BLOCK = 1024  # texts x videos per `similarity` call when a method sets no block of its own
 
 
 class CLIPRetrievalPreTrainedModel(PreTrainedModel):
-    """Weight init, loading conventions and the shared half of the model contract for tvr's CLIP-based methods.
+    """Weight init, loading conventions and the shared half of the model contract for tvr's methods.
 
-    Subclasses set `config: <MethodConfig>` (a config with `text_config`, `vision_config`, `projection_dim`,
-    `logit_scale_init_value`, `linear_patch` and usually `temporal_config`) and `base_model_prefix`.
+    Subclasses set `config: <MethodConfig>` (a `CLIPRetrievalConfig`: `tower_type`, `text_config`, `vision_config`,
+    `projection_dim`, `logit_scale_init_value`, `linear_patch`, `loss_type` and usually `temporal_config`) and
+    `base_model_prefix`.
     """
 
     input_modalities = ("video", "text")
     supports_gradient_checkpointing = True
     _supports_sdpa = True
-    _no_split_modules = ["CLIPTextEmbeddings", "CLIPEncoderLayer", "CLIPVisionEmbeddings"]
+    _no_split_modules = [
+        "CLIPTextEmbeddings", "CLIPEncoderLayer", "CLIPVisionEmbeddings",
+        "MetaClip2TextEmbeddings", "MetaClip2EncoderLayer", "MetaClip2VisionEmbeddings",
+        "SiglipTextEmbeddings", "SiglipEncoderLayer", "SiglipVisionEmbeddings",
+    ]  # fmt: skip
     # Whether training gathers encodings across processes before the loss (the originals do, except tightTransf).
     gather_for_loss: bool = True
+    # Sub-modules whose weights come pretrained (trained at lr * coef_lr); everything else the method adds is new.
+    pretrained_modules: tuple[str, ...] = ("clip",)
 
     def __init__(self, config):
         super().__init__(config)
@@ -53,13 +70,16 @@ class CLIPRetrievalPreTrainedModel(PreTrainedModel):
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
-        # CLIP's own towers are PreTrainedModels and initialise themselves; this covers what tvr adds around them:
+        # The towers are PreTrainedModels and initialise themselves; this covers what tvr adds around them:
         # N(0, initializer_range) Linear/Embedding/Conv, zero biases, LayerNorm 1/0 (as CLIP4Clip's init_weights).
         super()._init_weights(module)
-        if isinstance(module, CLIPBackbone):
-            init.normal_(module.text_projection.weight, std=module.text_projection.in_features**-0.5)
-            init.normal_(module.visual_projection.weight, std=module.visual_projection.in_features**-0.5)
+        if isinstance(module, ImageTextTower):
+            if module.family.has_projections:
+                init.normal_(module.text_projection.weight, std=module.text_projection.in_features**-0.5)
+                init.normal_(module.visual_projection.weight, std=module.visual_projection.in_features**-0.5)
             init.constant_(module.logit_scale, self.config.logit_scale_init_value)
+            if module.family.has_logit_bias:
+                init.constant_(module.logit_bias, self.config.logit_bias_init_value)
         elif isinstance(module, nn.LSTM):
             # PyTorch's default LSTM init, which the original keeps (transformers' default is Xavier).
             bound = module.hidden_size**-0.5
@@ -69,42 +89,98 @@ class CLIPRetrievalPreTrainedModel(PreTrainedModel):
     # ------------------------------------------------------------------------------------------- construction
 
     @classmethod
-    def from_clip(cls, clip: str | os.PathLike | CLIPModel, **config_overrides) -> "CLIPRetrievalPreTrainedModel":
-        """A model initialised from a transformers CLIP checkpoint, the way the method's original initialises it.
+    def from_image_text_model(
+        cls, image_text_model: str | os.PathLike | PreTrainedModel, **config_overrides
+    ) -> "CLIPRetrievalPreTrainedModel":
+        """A model on a transformers image-text model's towers, initialised the way the method's original
+        initialises it from CLIP.
 
-        The config takes CLIP's text/vision configs, projection dim and initial logit scale; CLIP weights are copied
-        into `self.clip`, then `init_from_clip` initialises what the method adds (see each method's).
+        The config takes the model's type (`tower_type`), text/vision configs, projection dim and initial logit
+        scale; its weights are copied into `self.clip`, then `init_from_tower` initialises what the method adds
+        (see each method's).
 
         Args:
-            clip: a `CLIPModel`, or a Hub id / folder that `CLIPModel.from_pretrained` loads.
+            image_text_model: a `CLIPModel`, `MetaClip2Model` or `SiglipModel` (SigLIP 2 fixed-resolution
+                checkpoints included), or a Hub id / folder that `AutoModel.from_pretrained` loads as one.
             **config_overrides: other fields of the method's config, e.g. `max_frames=12`,
                 `temporal_config={"num_hidden_layers": 4}`.
+
+        Example:
+
+        ```python
+        >>> model = CLIP4ClipModel.from_image_text_model("google/siglip-base-patch16-224", sim_header="seqTransf")
+        ```
         """
-        if not isinstance(clip, CLIPModel):
-            clip = CLIPModel.from_pretrained(clip)
-        clip_config = clip.config
-        config = cls.config_class(
-            text_config=copy.deepcopy(clip_config.text_config),
-            vision_config=copy.deepcopy(clip_config.vision_config),
-            projection_dim=clip_config.projection_dim,
-            logit_scale_init_value=float(clip_config.logit_scale_init_value),
-            **config_overrides,
-        )
-        model = cls(config)
-        model.clip.load_clip_state_dict(clip.state_dict())
-        model.init_from_clip()
+        if not isinstance(image_text_model, PreTrainedModel):
+            image_text_model = AutoModel.from_pretrained(image_text_model)
+        source = image_text_model.config
+        if source.model_type not in TOWER_FAMILIES:
+            raise ValueError(
+                f"{type(image_text_model).__name__} (model_type {source.model_type!r}) is not a supported image-text "
+                f"model; expected one of {sorted(TOWER_FAMILIES)}"
+            )
+        family = TOWER_FAMILIES[source.model_type]
+        tower_fields = {
+            "tower_type": source.model_type,
+            "text_config": copy.deepcopy(source.text_config),
+            "vision_config": copy.deepcopy(source.vision_config),
+            # towers without projections pool straight into the vision width (SigLIP's text head matches it)
+            "projection_dim": source.projection_dim if family.has_projections else source.vision_config.hidden_size,
+        }
+        if hasattr(source, "logit_scale_init_value"):
+            tower_fields["logit_scale_init_value"] = float(source.logit_scale_init_value)
+        model = cls(cls.config_class(**tower_fields, **config_overrides))
+        model.clip.load_image_text_state_dict(image_text_model.state_dict())
+        model.init_from_tower()
         return model
 
+    @classmethod
+    def from_clip(cls, clip: str | os.PathLike | PreTrainedModel, **config_overrides) -> "CLIPRetrievalPreTrainedModel":
+        """Alias of `from_image_text_model` (tvr 0.1's name; any supported image-text model works)."""
+        return cls.from_image_text_model(clip, **config_overrides)
+
     @torch.no_grad()
-    def init_from_clip(self) -> None:
-        """Initialise the parts the method adds from the CLIP weights in `self.clip`; here the 3d patch embedding
+    def init_from_tower(self) -> None:
+        """Initialise the parts the method adds from the tower weights in `self.clip`; here the 3d patch embedding
         (equal to the 2d one), subclasses extend it."""
         self.clip.inflate_patch_embedding()
 
     @property
     def logit_scale(self) -> nn.Parameter:
-        """CLIP's log temperature (`clip.logit_scale`); the training loop clamps it to at most ln(100)."""
+        """The tower's log temperature (`clip.logit_scale`); the training loop clamps it to at most ln(100)."""
         return self.clip.logit_scale
+
+    def retrieval_loss(self, logits_per_text: torch.Tensor) -> torch.Tensor:
+        """The pair loss of `config.loss_type` on a `(batch, batch)` matrix (softmax contrastive or sigmoid)."""
+        return LOSSES[self.config.loss_type](logits_per_text)
+
+    # ------------------------------------------------------------------------------------------- parameters
+
+    def freeze_pretrained_layers(self, freeze_layer_num: int) -> list[str]:
+        """Freeze the tower's embeddings and its layers below `freeze_layer_num` (`-1`: nothing); see
+        `ImageTextTower.freeze_lower_layers`. Returns the frozen parameter names (relative to the model)."""
+        return [f"clip.{name}" for name in self.clip.freeze_lower_layers(freeze_layer_num)]
+
+    def parameter_roles(self) -> dict[str, ParameterRole]:
+        """Every parameter's role for the optimiser, by name: `"frozen"` (no gradient), `"pretrained"` (in
+        `pretrained_modules`: trained at `lr * coef_lr`) or `"new"` (trained at `lr`).
+
+        Adapters that `peft` injects into pretrained modules (LoRA matrices, `modules_to_save` copies, prompt
+        tokens) are new: they start from scratch, whatever module they sit in.
+        """
+        adapter_ids = _peft_adapter_parameter_ids(self)
+        pretrained_ids = {
+            id(parameter) for name in self.pretrained_modules for parameter in self.get_submodule(name).parameters()
+        }
+        roles = {}
+        for name, parameter in self.named_parameters():
+            if not parameter.requires_grad:
+                roles[name] = "frozen"
+            elif id(parameter) in pretrained_ids and id(parameter) not in adapter_ids:
+                roles[name] = "pretrained"
+            else:
+                roles[name] = "new"
+        return roles
 
     # ------------------------------------------------------------------------------------------------ inputs
 
@@ -190,7 +266,8 @@ class CLIPRetrievalPreTrainedModel(PreTrainedModel):
         """The training loss on a batch of pairs (text i belongs to video i); the training loop calls it on the
         encodings (gathered across processes when `gather_for_loss`).
 
-        Default: the symmetric contrastive loss of `batch_similarity`. Methods with their own loss override it and
+        Default: the pair loss of `config.loss_type` (symmetric contrastive, or SigLIP's sigmoid loss) on
+        `batch_similarity`. Methods with their own loss override it and
         return a `RetrievalLossOutput` subclass holding the loss's parts.
 
         Args:
@@ -204,7 +281,61 @@ class CLIPRetrievalPreTrainedModel(PreTrainedModel):
         """
         if logits_per_text is None:
             logits_per_text = self.batch_similarity(text_encoding, video_encoding)
-        return RetrievalLossOutput(loss=contrastive_loss(logits_per_text))
+        return RetrievalLossOutput(loss=self.retrieval_loss(logits_per_text))
+
+    @torch.no_grad()
+    def score_gallery(
+        self,
+        text_encoding: TextEncoding,
+        video_encoding: VideoEncoding,
+        block_size: int | None = None,
+        progress: bool = False,
+        **similarity_kwargs,
+    ) -> torch.Tensor:
+        """Score every text against a whole gallery of videos, the way the method is evaluated.
+
+        The evaluation harness, the index and the pipelines call only this; a method decides here how a gallery is
+        scored (EMCL: EM blocks; EERCF: two stages over the whole gallery; tightTransf: bounded pair chunks).
+        Default: `similarity` on blocks of `block_size` texts x `block_size` videos, in order.
+
+        Args:
+            text_encoding: from `encode_text`, `(num_texts, ...)`.
+            video_encoding: from `encode_video`, `(num_videos, ...)`: the whole gallery.
+            block_size: texts and videos per `similarity` call; default the method's own (1024 here).
+            progress: show a progress bar over the text blocks.
+            **similarity_kwargs: passed to `similarity`.
+
+        Returns:
+            `(num_texts, num_videos)` float32 scores on CPU.
+        """
+        return self._score_blocks(
+            text_encoding, video_encoding, block_size or DEFAULT_GALLERY_BLOCK, block_size or DEFAULT_GALLERY_BLOCK,
+            progress, **similarity_kwargs,
+        )
+
+    def _score_blocks(
+        self,
+        text_encoding: TextEncoding,
+        video_encoding: VideoEncoding,
+        text_block: int | None,
+        video_block: int | None,
+        progress: bool = False,
+        **similarity_kwargs,
+    ) -> torch.Tensor:
+        """`similarity` over blocks of `text_block` texts x `video_block` videos, in order (`None`: all at once)."""
+        num_texts, num_videos = _num_rows(text_encoding), _num_rows(video_encoding)
+        text_block, video_block = text_block or num_texts, video_block or num_videos
+        rows = []
+        for t in tqdm(range(0, num_texts, text_block), desc="scoring", disable=not progress):
+            texts = slice_encoding(text_encoding, t, t + text_block)
+            row = [
+                self.similarity(texts, slice_encoding(video_encoding, v, v + video_block), **similarity_kwargs)
+                .float()
+                .cpu()
+                for v in range(0, num_videos, video_block)
+            ]
+            rows.append(torch.cat(row, dim=1))
+        return torch.cat(rows, dim=0)
 
     def forward(
         self,
@@ -243,4 +374,26 @@ class CLIPRetrievalPreTrainedModel(PreTrainedModel):
         )
 
 
-__all__ = ["CLIPRetrievalPreTrainedModel"]
+def _num_rows(encoding) -> int:
+    return len(next(value for value in encoding.values() if value is not None))
+
+
+def _peft_adapter_parameter_ids(model: nn.Module) -> set[int]:
+    """Ids of the parameters `peft` added to `model`: adapter weights of its tuner layers and `modules_to_save`
+    copies (empty without peft)."""
+    try:
+        from peft.tuners.tuners_utils import BaseTunerLayer
+        from peft.utils.other import ModulesToSaveWrapper
+    except ImportError:
+        return set()
+    ids = set()
+    for module in model.modules():
+        if isinstance(module, BaseTunerLayer):
+            for layer_name in module.adapter_layer_names:
+                ids.update(id(parameter) for parameter in getattr(module, layer_name).parameters())
+        elif isinstance(module, ModulesToSaveWrapper):
+            ids.update(id(parameter) for parameter in module.modules_to_save.parameters())
+    return ids
+
+
+__all__ = ["CLIPRetrievalPreTrainedModel", "DEFAULT_GALLERY_BLOCK", "ParameterRole"]

@@ -3,10 +3,11 @@
 Loose heads turn per-frame features into per-frame features that are then pooled (`meanP`, `seqLSTM`,
 `seqTransf`); the tight head (`tightTransf`) scores a (text, video) pair with a cross encoder.
 
-Every transformer here is a stack of transformers' `CLIPEncoderLayer` (pre-LN, QuickGELU MLP, separate q/k/v
-projections) configured by a `TemporalTransformerConfig` whose LayerNorm eps is 1e-12, as in CLIP4Clip's
-`module_cross`. Sharing CLIP's layer class means the layers copy CLIP's text layers verbatim at initialisation, and get
-SDPA attention and gradient checkpointing for free.
+Every transformer here is a stack of transformers' `CLIPEncoderLayer` -- the plain pre-LN layer (separate q/k/v
+projections, MLP with the configured activation) that CLIP, MetaCLIP 2 and SigLIP text towers all share parameter
+for parameter -- configured by a `TemporalTransformerConfig` whose LayerNorm eps is 1e-12, as in CLIP4Clip's
+`module_cross`. So the layers copy any of those text towers' layers verbatim at initialisation, and get SDPA
+attention and gradient checkpointing for free.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
-from transformers import CLIPTextModel
+from transformers import PreTrainedModel
 from transformers.activations import ACT2FN
 from transformers.models.clip.modeling_clip import CLIPEncoderLayer
 
@@ -57,24 +58,41 @@ class TemporalTransformer(nn.Module):
         return hidden_states
 
     @torch.no_grad()
-    def copy_clip_text_layers(self, text_model: CLIPTextModel) -> None:
-        """Initialise layer i from CLIP's text layer i (the original's "cut from beginning")."""
+    def copy_text_layers(self, text_model: PreTrainedModel) -> None:
+        """Initialise layer i from the text tower's layer i (the original's "cut from beginning").
+
+        Raises:
+            ValueError: when the tower has fewer layers, or layers of another width or MLP size.
+        """
         text_layers = text_model.encoder.layers
         if len(self.layers) > len(text_layers):
             raise ValueError(
-                f"cannot initialise {len(self.layers)} temporal layers from a CLIP text tower with {len(text_layers)}"
+                f"cannot initialise {len(self.layers)} temporal layers from a text tower with {len(text_layers)}"
             )
-        for layer, text_layer in zip(self.layers, text_layers):
+        for index, (layer, text_layer) in enumerate(zip(self.layers, text_layers)):
+            shapes = {name: tuple(value.shape) for name, value in layer.state_dict().items()}
+            text_shapes = {name: tuple(value.shape) for name, value in text_layer.state_dict().items()}
+            if shapes != text_shapes:
+                raise ValueError(
+                    f"cannot initialise temporal layer {index} from text layer {index} of {type(text_model).__name__}: "
+                    f"parameter shapes differ ({_shape_difference(shapes, text_shapes)}); give temporal_config the "
+                    "text tower's width and MLP size, or train the temporal layers from random init"
+                )
             layer.load_state_dict(text_layer.state_dict())
 
 
+def _shape_difference(shapes: dict, text_shapes: dict) -> str:
+    names = sorted(set(shapes) | set(text_shapes))
+    return ", ".join(f"{n}: {shapes.get(n)} vs {text_shapes.get(n)}" for n in names if shapes.get(n) != text_shapes.get(n))
+
+
 @torch.no_grad()
-def _copy_positions(embedding: nn.Embedding, text_model: CLIPTextModel) -> None:
+def _copy_positions(embedding: nn.Embedding, text_model: PreTrainedModel) -> None:
     source = text_model.embeddings.position_embedding.weight
     if source.shape != embedding.weight.shape:
         raise ValueError(
-            f"cannot initialise position embeddings of shape {tuple(embedding.weight.shape)} from CLIP's text "
-            f"positions of shape {tuple(source.shape)}"
+            f"cannot initialise position embeddings of shape {tuple(embedding.weight.shape)} from the text tower's "
+            f"positions of shape {tuple(source.shape)} ({type(text_model).__name__})"
         )
     embedding.weight.copy_(source)
 
@@ -85,7 +103,7 @@ class MeanPHead(nn.Module):
     def forward(self, frame_features: torch.Tensor, video_mask: torch.Tensor) -> torch.Tensor:
         return frame_features
 
-    def init_from_clip(self, text_model: CLIPTextModel) -> None:
+    def init_from_text_tower(self, text_model: PreTrainedModel) -> None:
         """Nothing to initialise."""
 
 
@@ -110,7 +128,7 @@ class SeqLSTMHead(nn.Module):
         output, _ = pad_packed_sequence(output, batch_first=True, total_length=num_frames)
         return output + frame_features
 
-    def init_from_clip(self, text_model: CLIPTextModel) -> None:
+    def init_from_text_tower(self, text_model: PreTrainedModel) -> None:
         """The LSTM keeps its random init (the original's CLIP-initialised `frame_position_embeddings` is unused)."""
 
 
@@ -127,10 +145,10 @@ class SeqTransfHead(nn.Module):
         positions = self.frame_position_embeddings.weight[: frame_features.shape[1]]
         return self.transformer(frame_features + positions, video_mask) + frame_features
 
-    def init_from_clip(self, text_model: CLIPTextModel) -> None:
-        """Frame positions from CLIP's text positions, layer i from text layer i."""
+    def init_from_text_tower(self, text_model: PreTrainedModel) -> None:
+        """Frame positions from the text tower's positions, layer i from its text layer i."""
         _copy_positions(self.frame_position_embeddings, text_model)
-        self.transformer.copy_clip_text_layers(text_model)
+        self.transformer.copy_text_layers(text_model)
 
 
 class TightTransfHead(nn.Module):
@@ -195,10 +213,11 @@ class TightTransfHead(nn.Module):
         ]
         return torch.cat(scores).view(num_texts, num_videos)
 
-    def init_from_clip(self, text_model: CLIPTextModel) -> None:
-        """Positions from CLIP's text positions, layer i from text layer i; pooler and score layer stay random."""
+    def init_from_text_tower(self, text_model: PreTrainedModel) -> None:
+        """Positions from the text tower's positions, layer i from its text layer i; pooler and score layer stay
+        random."""
         _copy_positions(self.position_embeddings, text_model)
-        self.transformer.copy_clip_text_layers(text_model)
+        self.transformer.copy_text_layers(text_model)
 
 
 LOOSE_HEADS = {"meanP": MeanPHead, "seqLSTM": SeqLSTMHead, "seqTransf": SeqTransfHead}

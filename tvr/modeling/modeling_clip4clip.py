@@ -1,5 +1,5 @@
 # Copyright 2026 The tvr authors. Licensed under the Apache License, Version 2.0.
-"""CLIP4Clip (Luo et al., 2021) on transformers' CLIP: text-to-video retrieval with four similarity heads.
+"""CLIP4Clip (Luo et al., 2021) on a transformers image-text tower: text-to-video retrieval with four similarity heads.
 
 Reference: github.com/ArrowLuo/CLIP4Clip. A converted original checkpoint gives the original similarity matrix
 (fp32, atol 1e-5; see tests/test_clip4clip.py). Differences from the reference, all deliberate:
@@ -12,15 +12,14 @@ import os
 
 import torch
 import torch.nn.functional as F
-from torch import nn
-from transformers import CLIPModel
+from transformers import PreTrainedModel
 
-from .backbone import CLIPBackbone
 from .base import CLIPRetrievalPreTrainedModel
 from .configuration_clip4clip import CLIP4ClipConfig
 from .heads import TightTransfHead, build_loose_head
 from .outputs import TextEncoding, VideoEncoding
 from .pooling import mean_pool_normalized
+from .towers import ImageTextTower
 
 
 class CLIP4ClipPreTrainedModel(CLIPRetrievalPreTrainedModel):
@@ -31,16 +30,16 @@ class CLIP4ClipPreTrainedModel(CLIPRetrievalPreTrainedModel):
 
 
 class CLIP4ClipModel(CLIP4ClipPreTrainedModel):
-    """CLIP4Clip: CLIP towers (`self.clip`) + a similarity head.
+    """CLIP4Clip: an image-text tower (`self.clip`: CLIP, MetaCLIP 2 or SigLIP) + a similarity head.
 
     Loose heads (`meanP`, `seqLSTM`, `seqTransf`; `self.temporal`) turn frame features into a normalised video
-    embedding and score by `exp(logit_scale) * cosine`. The tight head (`tightTransf`; `self.cross`) scores each
-    (text, video) pair with a cross encoder.
+    embedding and score by the tower's `exp(logit_scale) * cosine` (+ `logit_bias` for SigLIP). The tight head
+    (`tightTransf`; `self.cross`) scores each (text, video) pair with a cross encoder.
 
     Example:
 
     ```python
-    >>> model = CLIP4ClipModel.from_clip("openai/clip-vit-base-patch32", sim_header="seqTransf")
+    >>> model = CLIP4ClipModel.from_image_text_model("openai/clip-vit-base-patch32", sim_header="seqTransf")
     >>> text = model.encode_text(input_ids, attention_mask)
     >>> video = model.encode_video(pixel_values_videos, video_mask)
     >>> logits = model.similarity(text, video)  # (num_texts, num_videos)
@@ -49,7 +48,7 @@ class CLIP4ClipModel(CLIP4ClipPreTrainedModel):
 
     def __init__(self, config: CLIP4ClipConfig):
         super().__init__(config)
-        self.clip = CLIPBackbone(config)
+        self.clip = ImageTextTower(config)
         if config.sim_header == "tightTransf":
             self.cross = TightTransfHead(config.temporal_config)
         else:
@@ -62,31 +61,42 @@ class CLIP4ClipModel(CLIP4ClipPreTrainedModel):
         return self.config.sim_header != "tightTransf"
 
     @classmethod
-    def from_clip(
-        cls, clip: str | os.PathLike | CLIPModel, sim_header: str = "meanP", **config_overrides
+    def from_image_text_model(
+        cls, image_text_model: str | os.PathLike | PreTrainedModel, sim_header: str = "meanP", **config_overrides
     ) -> "CLIP4ClipModel":
-        """A CLIP4Clip model initialised from a transformers CLIP checkpoint, the way the original initialises it
-        (see `init_from_clip`).
+        """A CLIP4Clip model on a transformers image-text model (CLIP, MetaCLIP 2, SigLIP), initialised the way the
+        original initialises it from CLIP (see `init_from_tower`).
 
         Args:
-            clip: a `CLIPModel`, or a Hub id / folder that `CLIPModel.from_pretrained` loads.
+            image_text_model: the model, or a Hub id / folder that `AutoModel.from_pretrained` loads.
             sim_header: "meanP", "seqLSTM", "seqTransf" or "tightTransf".
             **config_overrides: other `CLIP4ClipConfig` fields, e.g. `linear_patch="3d"`,
                 `temporal_config={"num_hidden_layers": 4}`, `max_frames=12`.
         """
-        return super().from_clip(clip, sim_header=sim_header, **config_overrides)
+        return super().from_image_text_model(image_text_model, sim_header=sim_header, **config_overrides)
+
+    @classmethod
+    def from_clip(
+        cls, clip: str | os.PathLike | PreTrainedModel, sim_header: str = "meanP", **config_overrides
+    ) -> "CLIP4ClipModel":
+        """Alias of `from_image_text_model`."""
+        return cls.from_image_text_model(clip, sim_header=sim_header, **config_overrides)
 
     @torch.no_grad()
-    def init_from_clip(self) -> None:
-        """Initialise the parts CLIP4Clip adds from the CLIP weights in `self.clip`, as the original does.
+    def init_from_tower(self) -> None:
+        """Initialise the parts CLIP4Clip adds from the tower weights in `self.clip`, as the original does.
 
-        CLIP weights are copied; the 3d patch embedding starts equal to the 2d one; `seqTransf` / `tightTransf`
-        take their position embeddings from CLIP's text positions and their layers from CLIP's first text layers;
+        Tower weights are copied; the 3d patch embedding starts equal to the 2d one; `seqTransf` / `tightTransf`
+        take their position embeddings from the text tower's positions and their layers from its first text layers;
         everything else (LSTM, tightTransf pooler and score layer) is random.
         """
-        super().init_from_clip()
-        head = self.cross if self.config.sim_header == "tightTransf" else self.temporal
-        head.init_from_clip(self.clip.text_model)
+        super().init_from_tower()
+        self.head.init_from_text_tower(self.clip.text_model)
+
+    @property
+    def head(self) -> torch.nn.Module:
+        """The similarity head: `self.cross` (tightTransf) or `self.temporal`."""
+        return self.cross if self.config.sim_header == "tightTransf" else self.temporal
 
     def _check_num_frames(self, num_frames: int) -> None:
         positions = self.config.temporal_config.max_position_embeddings
@@ -113,7 +123,7 @@ class CLIP4ClipModel(CLIP4ClipPreTrainedModel):
         video_mask = self._check_video(pixel_values_videos, video_mask)
         frame_features = self.clip.encode_frames(pixel_values_videos).pooler_output
         if self.config.sim_header == "tightTransf":
-            head_features = frame_features  # scored pairwise later; pool CLIP's frames for a first stage
+            head_features = frame_features  # scored pairwise later; pool the tower's frames for a first stage
         else:
             head_features = self.temporal(frame_features, video_mask)
         return VideoEncoding(
@@ -123,7 +133,7 @@ class CLIP4ClipModel(CLIP4ClipPreTrainedModel):
         )
 
     def similarity(self, text_encoding: TextEncoding, video_encoding: VideoEncoding) -> torch.Tensor:
-        """`(num_texts, num_videos)` logits: `exp(logit_scale) * cosine` (loose heads) or cross-encoder scores."""
+        """`(num_texts, num_videos)` logits: the tower's scaled cosine (loose heads) or cross-encoder scores."""
         if self.config.sim_header == "tightTransf":
             return self.cross.score_all_pairs(
                 text_encoding.text_features,
@@ -132,7 +142,7 @@ class CLIP4ClipModel(CLIP4ClipPreTrainedModel):
                 self.config.cross_chunk_size,
             )
         text_embeds = F.normalize(text_encoding.text_features, dim=-1)
-        return self.clip.logit_scale.exp() * text_embeds @ video_encoding.video_embeds.t()
+        return self.clip.scale_logits(text_embeds @ video_encoding.video_embeds.t())
 
 
 __all__ = ["CLIP4ClipModel", "CLIP4ClipPreTrainedModel"]

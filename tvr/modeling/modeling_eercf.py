@@ -1,5 +1,5 @@
 # Copyright 2026 The tvr authors. Licensed under the Apache License, Version 2.0.
-"""EERCF (Tian et al., AAAI 2024): coarse-to-fine text-to-video retrieval on transformers' CLIP.
+"""EERCF (Tian et al., AAAI 2024): coarse-to-fine text-to-video retrieval on a transformers image-text tower.
 
 Reference: github.com/adxcreative/EERCF. A video is encoded once into three text-independent granularities:
 a video vector (CLIP4Clip's seqTransf head + masked mean), the raw CLIP frame features and every patch token of
@@ -32,14 +32,13 @@ from torch import nn
 from transformers import initialization as init
 from transformers.utils import ModelOutput
 
-from .backbone import CLIPBackbone
-from .base import CLIPRetrievalPreTrainedModel
+from .base import DEFAULT_GALLERY_BLOCK, CLIPRetrievalPreTrainedModel
 from .configuration_eercf import EERCFConfig
 from .heads import SeqTransfHead
-from .losses import contrastive_loss
 from .outputs import RetrievalLossOutput, RetrievalOutput, TextEncoding, VideoEncoding
 from .pooling import masked_mean
 from .rerank import two_stage_logits
+from .towers import ImageTextTower
 
 
 def weak_frame_logits(frame_sims: torch.Tensor, frame_logit_weight: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -201,7 +200,7 @@ class EERCFPreTrainedModel(CLIPRetrievalPreTrainedModel):
 
 
 class EERCFModel(EERCFPreTrainedModel):
-    """EERCF: CLIP towers (`self.clip`), CLIP4Clip's seqTransf head (`self.temporal`), and two learnable logit
+    """EERCF: an image-text tower (`self.clip`), CLIP4Clip's seqTransf head (`self.temporal`), and two learnable logit
     matrices: `video_logit_weight` `(projection_dim, projection_dim)` for the coarse score and `frame_logit_weight`
     `(max_frames, max_frames)` for the weak frame score (so videos must have exactly `max_frames` frames, padded
     with `video_mask` 0).
@@ -209,7 +208,7 @@ class EERCFModel(EERCFPreTrainedModel):
     Example:
 
     ```python
-    >>> model = EERCFModel.from_clip("openai/clip-vit-base-patch32", max_frames=12).eval()
+    >>> model = EERCFModel.from_image_text_model("openai/clip-vit-base-patch32", max_frames=12).eval()
     >>> text = model.encode_text(input_ids, attention_mask)
     >>> video = model.encode_video(pixel_values_videos, video_mask)
     >>> coarse = model.similarity(text, video)                   # stage 1 only: (num_texts, num_videos)
@@ -226,21 +225,21 @@ class EERCFModel(EERCFPreTrainedModel):
 
     def __init__(self, config: EERCFConfig):
         super().__init__(config)
-        self.clip = CLIPBackbone(config)
+        self.clip = ImageTextTower(config)
         self.temporal = SeqTransfHead(config.temporal_config)
         self.video_logit_weight = nn.Parameter(torch.eye(config.projection_dim))
         self.frame_logit_weight = nn.Parameter(torch.eye(config.max_frames))
         self.post_init()
 
     @torch.no_grad()
-    def init_from_clip(self) -> None:
-        """Initialise the parts EERCF adds from the CLIP weights in `self.clip`, as the original does.
+    def init_from_tower(self) -> None:
+        """Initialise the parts EERCF adds from the tower weights in `self.clip`, as the original does from CLIP.
 
-        CLIP weights are copied; the temporal head takes its positions from CLIP's text positions and its layers
-        from CLIP's first text layers; both logit matrices start as identities.
+        Tower weights are copied; the temporal head takes its positions from the text tower's positions and its
+        layers from its first text layers; both logit matrices start as identities.
         """
-        super().init_from_clip()
-        self.temporal.init_from_clip(self.clip.text_model)
+        super().init_from_tower()
+        self.temporal.init_from_text_tower(self.clip.text_model)
         self.video_logit_weight.copy_(torch.eye(self.config.projection_dim))
         self.frame_logit_weight.copy_(torch.eye(self.config.max_frames))
 
@@ -263,10 +262,10 @@ class EERCFModel(EERCFPreTrainedModel):
             video_mask: `(batch_size, max_frames)`, 1 for real frames; defaults to all ones.
         """
         video_mask = self._check_video(pixel_values_videos, video_mask)
-        tokens = self.clip.encode_frames(pixel_values_videos, output_all_tokens=True).last_hidden_state
-        frame_features = tokens[:, :, 0]
+        frames = self.clip.encode_frames(pixel_values_videos, output_all_tokens=True)
+        frame_features = frames.pooler_output
         context_frame_embeds = F.normalize(self.temporal(frame_features, video_mask), dim=-1)
-        patch_embeds = F.normalize(tokens[:, :, 1:].flatten(1, 2), dim=-1)
+        patch_embeds = F.normalize(frames.patch_tokens.flatten(1, 2), dim=-1)
         if not self.training:
             # The patches are ~num_patches times the rest of the encoding: cache them compactly.
             patch_embeds = patch_embeds.to(getattr(torch, self.config.patch_embeds_dtype))
@@ -283,7 +282,7 @@ class EERCFModel(EERCFPreTrainedModel):
     def video_logits(self, text_encoding: TextEncoding, video_encoding: EERCFVideoEncoding) -> torch.Tensor:
         """Coarse (stage-1) logits `(num_texts, num_videos)`: a matmul of cacheable vectors."""
         text_embeds = F.normalize(text_encoding.text_features, dim=-1)
-        return self.clip.logit_scale.exp() * (text_embeds @ self.video_logit_weight) @ video_encoding.video_embeds.t()
+        return self.clip.scale_logits((text_embeds @ self.video_logit_weight) @ video_encoding.video_embeds.t())
 
     def _similarities(
         self, text_embeds: torch.Tensor, video_encoding: EERCFVideoEncoding
@@ -332,10 +331,9 @@ class EERCFModel(EERCFPreTrainedModel):
 
     def _weak_logits(self, frame_sims: torch.Tensor, patch_sims: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Scaled weak frame (WF) and weak patch (WP) logits from frame / patch similarities `(..., tokens)`."""
-        scale = self.clip.logit_scale.exp()
         weak_frame = weak_frame_logits(frame_sims, self.frame_logit_weight, self.config.weak_temperature)
         weak_patch = attention_pooled_logits(patch_sims, self.config.weak_temperature)
-        return scale * weak_frame, scale * weak_patch
+        return self.clip.scale_logits(weak_frame), self.clip.scale_logits(weak_patch)
 
     def _fine_logits(
         self, text_embeds: torch.Tensor, frame_sims: torch.Tensor, patch_sims: torch.Tensor, gated_frames: torch.Tensor
@@ -346,7 +344,7 @@ class EERCFModel(EERCFPreTrainedModel):
         Aligned pairs: `(num_pairs, ...)` everywhere.
         """
         weak_frame, weak_patch = self._weak_logits(frame_sims, patch_sims)
-        strong_frame = self.clip.logit_scale.exp() * (text_embeds * gated_frames).sum(dim=-1)
+        strong_frame = self.clip.scale_logits((text_embeds * gated_frames).sum(dim=-1))
         return weak_frame, weak_patch, strong_frame
 
     def _fuse_fine(
@@ -425,6 +423,19 @@ class EERCFModel(EERCFPreTrainedModel):
             coarse, rerank_top_k, score_pairs, offset=self.config.rerank_offset, pairs_per_chunk=pairs_per_chunk
         )
 
+    def score_gallery(
+        self, text_encoding, video_encoding, block_size=None, progress=False, rerank_top_k=None, **similarity_kwargs
+    ):
+        """EERCF's two-stage evaluation over the whole gallery: each block of texts is scored against all videos
+        with `similarity(..., rerank_top_k=k)` (default `config.rerank_top_k`; `0` for the coarse stage alone)."""
+        rerank_top_k = self.config.rerank_top_k if rerank_top_k is None else rerank_top_k
+        text_block = block_size or DEFAULT_GALLERY_BLOCK
+        video_block = None if rerank_top_k else text_block  # the top-k is taken over the whole gallery
+        return self._score_blocks(
+            text_encoding, video_encoding, text_block, video_block, progress, rerank_top_k=rerank_top_k,
+            **similarity_kwargs,
+        )
+
     # --------------------------------------------------------------------------------------------------- loss
 
     def compute_loss(
@@ -447,7 +458,6 @@ class EERCFModel(EERCFPreTrainedModel):
                 f"standardise over the batch), got {batch_size} texts and "
                 f"{video_encoding.video_embeds.shape[0]} videos"
             )
-        scale = self.clip.logit_scale.exp()
         text_embeds = F.normalize(text_encoding.text_features, dim=-1)
         patch_embeds = video_encoding.patch_embeds.to(text_embeds.dtype)
         video = self.video_logits(text_encoding, video_encoding)
@@ -458,8 +468,8 @@ class EERCFModel(EERCFPreTrainedModel):
         own_patches = patch_sims.diagonal().t().detach()  # (batch, num_frames * num_patches)
         gated_frames = text_gated_pool(own_frames, video_encoding.context_frame_embeds, config.frame_gate_temperature)
         gated_patches = text_gated_pool(own_patches, patch_embeds, config.patch_gate_temperature)
-        strong_frame = scale * text_embeds @ gated_frames.t()
-        strong_patch = scale * text_embeds @ gated_patches.t()
+        strong_frame = self.clip.scale_logits(text_embeds @ gated_frames.t())
+        strong_patch = self.clip.scale_logits(text_embeds @ gated_patches.t())
 
         weak = (
             config.video_weight * video
@@ -467,7 +477,9 @@ class EERCFModel(EERCFPreTrainedModel):
             + config.weak_patch_weight * weak_patch
         )
         strong = config.strong_frame_weight * strong_frame + config.strong_patch_weight * strong_patch
-        inter = config.weak_loss_weight * contrastive_loss(weak) + config.strong_loss_weight * contrastive_loss(strong)
+        inter = config.weak_loss_weight * self.retrieval_loss(weak) + config.strong_loss_weight * self.retrieval_loss(
+            strong
+        )
 
         def pearson(video_side: torch.Tensor) -> torch.Tensor:
             return pearson_penalty(

@@ -1,5 +1,5 @@
 # Copyright 2026 The tvr authors. Licensed under the Apache License, Version 2.0.
-"""EMCL-Net (Jin et al., NeurIPS 2022) on transformers' CLIP: text-conditioned frame pooling + joint EM on text and
+"""EMCL-Net (Jin et al., NeurIPS 2022) on a transformers image-text tower: text-conditioned frame pooling + joint EM on text and
 video features.
 
 Reference: github.com/jpthu17/EMCL (video_retrieval/EMCL-Net). A converted original checkpoint with the original's
@@ -35,13 +35,13 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import initialization as init
 
-from .backbone import CLIPBackbone
 from .base import CLIPRetrievalPreTrainedModel
 from .configuration_emcl import EMCLConfig
 from .em import EMReconstruction, initial_em_bases
 from .heads import build_loose_head
 from .outputs import TextEncoding, VideoEncoding
 from .pooling import masked_mean
+from .towers import ImageTextTower
 
 
 def text_conditioned_pooling(
@@ -95,13 +95,13 @@ class EMCLPreTrainedModel(CLIPRetrievalPreTrainedModel):
 
 
 class EMCLModel(EMCLPreTrainedModel):
-    """EMCL-Net: CLIP towers (`self.clip`), a temporal head (`self.temporal`), text-conditioned frame pooling and the
+    """EMCL-Net: an image-text tower (`self.clip`), a temporal head (`self.temporal`), text-conditioned frame pooling and the
     EM module (`self.em`, bases in the buffer `em.bases`).
 
     Example:
 
     ```python
-    >>> model = EMCLModel.from_clip("openai/clip-vit-base-patch32")
+    >>> model = EMCLModel.from_image_text_model("openai/clip-vit-base-patch32")
     >>> text = model.encode_text(input_ids, attention_mask)
     >>> video = model.encode_video(pixel_values_videos, video_mask)
     >>> logits = model.similarity(text, video)  # (num_texts, num_videos), EM in blocks of config.eval_block_size
@@ -113,7 +113,7 @@ class EMCLModel(EMCLPreTrainedModel):
 
     def __init__(self, config: EMCLConfig):
         super().__init__(config)
-        self.clip = CLIPBackbone(config)
+        self.clip = ImageTextTower(config)
         head = "meanP" if config.temporal_head == "none" else config.temporal_head  # meanP's head is the identity
         self.temporal = build_loose_head(head, config.temporal_config)
         self.em = EMReconstruction(
@@ -127,14 +127,14 @@ class EMCLModel(EMCLPreTrainedModel):
         self.post_init()
 
     @torch.no_grad()
-    def init_from_clip(self) -> None:
-        """Initialise the parts EMCL adds from the CLIP weights in `self.clip`, as the original does.
+    def init_from_tower(self) -> None:
+        """Initialise the parts EMCL adds from the tower weights in `self.clip`, as the original does from CLIP.
 
-        CLIP weights are copied; seqTransf takes its frame positions from CLIP's text positions and its layers from
-        CLIP's first text layers; the EM bases are `initial_em_bases(em_num_bases, seed=em_bases_seed)`.
+        Tower weights are copied; seqTransf takes its frame positions from the text tower's positions and its layers
+        from its first text layers; the EM bases are `initial_em_bases(em_num_bases, seed=em_bases_seed)`.
         """
-        super().init_from_clip()
-        self.temporal.init_from_clip(self.clip.text_model)
+        super().init_from_tower()
+        self.temporal.init_from_text_tower(self.clip.text_model)
 
     def set_em_bases(self, bases: torch.Tensor) -> None:
         """Set the EM bases, `(1, em_num_bases)` or `(em_num_bases,)`; e.g. those an original run was evaluated with."""
@@ -198,7 +198,8 @@ class EMCLModel(EMCLPreTrainedModel):
     def similarity(
         self, text_encoding: TextEncoding, video_encoding: EMCLVideoEncoding, block_size: int | None = None
     ) -> torch.Tensor:
-        """`(num_texts, num_videos)` logits `exp(logit_scale) * cosine`, the cosine after pooling and EM.
+        """`(num_texts, num_videos)` logits: the tower's scaled cosine (`exp(logit_scale) * cosine` for CLIP), the
+        cosine after pooling and EM.
 
         In training the whole input is one block (the original's loss over the global batch) and the EM bases
         move. In evaluation the EM runs per block of `block_size` texts x `block_size` videos, in order, like the
@@ -230,7 +231,15 @@ class EMCLModel(EMCLPreTrainedModel):
                 ],
                 dim=0,
             )
-        return self.clip.logit_scale.exp() * cosine
+        return self.clip.scale_logits(cosine)
+
+    def score_gallery(self, text_encoding, video_encoding, block_size=None, progress=False, **similarity_kwargs):
+        """The EM runs per block of `block_size` texts x `block_size` videos (default `config.eval_block_size`, the
+        original's 32; `None` in the config: one block), in order, as the original evaluates: scores depend on it."""
+        block_size = block_size or self.config.eval_block_size
+        return self._score_blocks(
+            text_encoding, video_encoding, block_size, block_size, progress, block_size=block_size, **similarity_kwargs
+        )
 
     def batch_similarity(self, text_encoding: TextEncoding, video_encoding: EMCLVideoEncoding) -> torch.Tensor:
         """A batch of pairs scored as one EM block, as the original's training loss (`forward` and `compute_loss`

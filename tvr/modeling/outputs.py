@@ -115,4 +115,16 @@ def concat_encodings(encodings: list[ModelOutput]) -> ModelOutput:
     return type(first)(**merged)
 
 
-__all__ = ["TextEncoding", "VideoEncoding", "RetrievalLossOutput", "RetrievalOutput", "concat_encodings"]
+def slice_encoding(encoding: ModelOutput, start: int, end: int) -> ModelOutput:
+    """Rows `start:end` of every field of an encoding (a block of texts or videos to score)."""
+    return type(encoding)(**{name: value[start:end] for name, value in encoding.items()})
+
+
+__all__ = [
+    "TextEncoding",
+    "VideoEncoding",
+    "RetrievalLossOutput",
+    "RetrievalOutput",
+    "concat_encodings",
+    "slice_encoding",
+]

@@ -208,9 +208,9 @@ class VideoIndex:
         Args:
             queries: one caption, or a list of captions.
             top_k: videos returned per query (fewer when the index holds fewer).
-            rerank_top_k: when set, FAISS proposes this many candidates per query and the model's own
-                ``similarity`` re-scores and re-orders them (needed where the score is not a dot product:
-                tightTransf, EMCL, EERCF); must be at least ``top_k``.
+            rerank_top_k: when set, FAISS proposes this many candidates per query and the model scores them as it
+                scores a gallery (``score_gallery``: tightTransf's cross encoder, EMCL's EM block, EERCF's two
+                stages) and re-orders them; must be at least ``top_k``.
             batch_size: queries encoded per forward pass.
 
         Returns:
@@ -243,8 +243,8 @@ class VideoIndex:
             text_encoding = self.model.encode_text(input_ids, attention_mask)
             for query, candidate_rows in enumerate(rows):
                 candidate_rows = candidate_rows[candidate_rows >= 0]  # IVF may find fewer than asked
-                logits = self.model.similarity(_select(text_encoding, [query], self.device),
-                                               _select(self.encoding, candidate_rows, self.device))[0].float().cpu()
+                logits = self.model.score_gallery(_select(text_encoding, [query], self.device),
+                                                  _select(self.encoding, candidate_rows, self.device))[0]
                 order = torch.argsort(logits, descending=True, stable=True)[:top_k].numpy()
                 results.append(self._results(candidate_rows[order], logits.numpy()[order]))
         return results[0] if single else results

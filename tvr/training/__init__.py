@@ -10,8 +10,9 @@ from .optimization import (
     BertAdam,
     build_optimizer,
     build_scheduler,
-    freeze_clip_layers,
+    freeze_pretrained_layers,
     parameter_groups,
+    parameter_roles,
     warmup_cosine,
 )
 from .trainer import ContrastiveStep, build_model, build_processor, read_metrics, train
@@ -25,9 +26,10 @@ __all__ = [
     "build_optimizer",
     "build_processor",
     "build_scheduler",
-    "freeze_clip_layers",
+    "freeze_pretrained_layers",
     "gather_encoding",
     "parameter_groups",
+    "parameter_roles",
     "read_metrics",
     "train",
     "warmup_cosine",

@@ -1,15 +1,15 @@
-"""Optimisation as the seeds train: CLIP / non-CLIP parameter groups, layer freezing, BertAdam, warmup + cosine.
+"""Optimisation as the seeds train: pretrained / new parameter groups, layer freezing, BertAdam, warmup + cosine.
 
-The seeds (CLIP4Clip, EMCL-Net, EERCF) share one recipe: four parameter groups (CLIP or not x weight decay or
-not), CLIP parameters at ``lr * coef_lr``, the lower CLIP layers frozen below ``freeze_layer_num``, BertAdam and the
-``warmup_cosine`` schedule. Parameter names follow the tvr model contract: CLIP parameters live under ``clip.``
-with transformers' names (``clip.text_model.encoder.layers.{i}.``, ``clip.vision_model.post_layernorm``, ...).
+The seeds (CLIP4Clip, EMCL-Net, EERCF) share one recipe: four parameter groups (pretrained or new x weight decay or
+not), pretrained (CLIP) parameters at ``lr * coef_lr``, the lower tower layers frozen below ``freeze_layer_num``,
+BertAdam and the ``warmup_cosine`` schedule. Which parameters are pretrained, new or frozen is the model's
+declaration (``model.parameter_roles()``, ``model.freeze_pretrained_layers(n)``), never guessed from names, so
+adapters injected by ``peft`` into the towers train at the full ``lr``.
 """
 
 from __future__ import annotations
 
 import math
-import re
 from typing import Iterable
 
 import torch
@@ -19,72 +19,58 @@ from torch import nn
 # practice only biases escape decay: LayerNorm weights, embeddings and logit_scale are decayed, as in the seeds.
 NO_DECAY_KEYWORDS = ("bias", "LayerNorm.bias", "LayerNorm.weight")
 
-# Inside `clip`, the top of each tower always trains whatever `freeze_layer_num` says: final LayerNorms,
-# projections, logit_scale. So does the 3d linear patch (CLIP4Clip `linear_patch="3d"`), which is new: the original
-# meant to keep it trainable, but its test (`name.find("conv2.")`, truthy for every name) froze nothing at all.
-# Matched as name components so that nesting (`text_model.text_model.`) does not matter.
-_ALWAYS_TRAINABLE = re.compile(
-    r"(^|\.)(final_layer_norm|post_layernorm|text_projection|visual_projection|logit_scale|patch_embedding_3d)(\.|$)")
-_ENCODER_LAYER = re.compile(r"(^|\.)encoder\.layers\.(\d+)\.")
+
+def tvr_model(model: nn.Module) -> nn.Module:
+    """The tvr model inside a ``peft`` wrapper (or ``model`` itself): the one that declares its parameters."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
 
 
-def is_clip_parameter(name: str) -> bool:
-    """Whether a parameter belongs to the CLIP towers (``clip.`` at the start, or after a wrapper's prefix such as
-    peft's ``base_model.model.``)."""
-    return name.startswith("clip.") or ".clip." in name
-
-
-def freeze_clip_layers(model: nn.Module, freeze_layer_num: int) -> list[str]:
-    """Freeze the CLIP parameters below layer ``freeze_layer_num`` (CLIP4Clip's ``--freeze_layer_num``).
-
-    Within ``model.clip``: final LayerNorms, projections, ``logit_scale``, the 3d patch embedding and encoder layers
-    with index ``>= freeze_layer_num`` stay trainable; everything else (token / position / patch embeddings, the
-    pre-LayerNorm and the lower layers) is frozen, so ``0`` still freezes the embeddings. ``-1`` disables freezing.
-    Parameters outside ``clip`` are never touched.
-
-    Returns:
-        The names (relative to ``model.clip``) of the parameters frozen.
-    """
+def freeze_pretrained_layers(model: nn.Module, freeze_layer_num: int) -> list[str]:
+    """Freeze the tower's embeddings and layers below ``freeze_layer_num`` (CLIP4Clip's ``--freeze_layer_num``;
+    ``-1`` freezes nothing) as the model declares them (``freeze_pretrained_layers``); returns the frozen names."""
     if freeze_layer_num < 0:
         return []
-    clip = getattr(model, "clip", None)
-    if clip is None:
-        raise ValueError(f"freeze_layer_num={freeze_layer_num} needs a model with a `clip` attribute; "
-                         f"{type(model).__name__} has none (use freeze_layer_num=-1)")
-    frozen = []
-    for name, parameter in clip.named_parameters():
-        if _ALWAYS_TRAINABLE.search(name):
-            continue
-        layer = _ENCODER_LAYER.search(name)
-        if layer is not None and int(layer.group(2)) >= freeze_layer_num:
-            continue
-        parameter.requires_grad_(False)
-        frozen.append(name)
-    return frozen
+    base = tvr_model(model)
+    if not hasattr(base, "freeze_pretrained_layers"):
+        raise ValueError(f"freeze_layer_num={freeze_layer_num} needs a tvr model; {type(base).__name__} declares no "
+                         "pretrained layers (use freeze_layer_num=-1)")
+    return base.freeze_pretrained_layers(freeze_layer_num)
+
+
+def parameter_roles(model: nn.Module) -> dict[int, str]:
+    """Each parameter's role by ``id``: ``"pretrained"``, ``"new"`` or ``"frozen"``, as the model declares them
+    (``model.parameter_roles()``); a model without a declaration has only new (and frozen) parameters."""
+    base = tvr_model(model)
+    if hasattr(base, "parameter_roles"):
+        by_name = base.parameter_roles()
+        return {id(parameter): by_name[name] for name, parameter in base.named_parameters()}
+    return {id(p): "new" if p.requires_grad else "frozen" for p in model.parameters()}
 
 
 def parameter_groups(model: nn.Module, lr: float, coef_lr: float, weight_decay: float) -> list[dict]:
     """The seeds' four optimiser groups over the trainable parameters, empty groups left out.
 
-    CLIP parameters (:func:`is_clip_parameter`) get ``lr * coef_lr``, the others ``lr``; names containing a
+    Pretrained parameters (:func:`parameter_roles`) get ``lr * coef_lr``, new ones ``lr``; names containing a
     :data:`NO_DECAY_KEYWORDS` entry get no weight decay. Each group carries a ``"name"`` for logging:
-    ``clip_decay``, ``clip_no_decay``, ``decay``, ``no_decay``.
+    ``pretrained_decay``, ``pretrained_no_decay``, ``decay``, ``no_decay``.
     """
+    roles = parameter_roles(model)
     groups: dict[str, dict] = {}
     for name, parameter in model.named_parameters():
-        if not parameter.requires_grad:
+        role = roles.get(id(parameter), "new")
+        if not parameter.requires_grad or role == "frozen":
             continue
-        clip = is_clip_parameter(name)
+        pretrained = role == "pretrained"
         decay = not any(keyword in name for keyword in NO_DECAY_KEYWORDS)
-        group_name = ("clip_" if clip else "") + ("decay" if decay else "no_decay")
+        group_name = ("pretrained_" if pretrained else "") + ("decay" if decay else "no_decay")
         group = groups.setdefault(group_name, {
             "name": group_name,
             "params": [],
-            "lr": lr * coef_lr if clip else lr,
+            "lr": lr * coef_lr if pretrained else lr,
             "weight_decay": weight_decay if decay else 0.0,
         })
         group["params"].append(parameter)
-    order = ("clip_decay", "decay", "clip_no_decay", "no_decay")  # the original's group order
+    order = ("pretrained_decay", "decay", "pretrained_no_decay", "no_decay")  # the original's group order
     return [groups[name] for name in order if name in groups]
 
 

@@ -38,7 +38,7 @@ from tqdm.auto import tqdm
 from .config import TrainingConfig
 from .data import CachedVideoProcessor, CaptionVideoSamples, TrainingCollator
 from .gather import gather_encoding
-from .optimization import build_optimizer, build_scheduler, freeze_clip_layers
+from .optimization import build_optimizer, build_scheduler, freeze_pretrained_layers
 
 CHECKPOINT_PREFIX = "checkpoint-"
 BEST_METRIC = "t2v_R@1"
@@ -298,7 +298,7 @@ def train(
         train_dataset = load_split(config.train_data)
     if eval_dataset is None and config.eval_data is not None:
         eval_dataset = load_split(config.eval_data)
-    freeze_clip_layers(model, config.freeze_layer_num)
+    freeze_pretrained_layers(model, config.freeze_layer_num)
     if config.gradient_checkpointing:
         model.activation_checkpointing_enable()  # transformers 5's name; non-reentrant, so DDP-safe
     samples = CaptionVideoSamples(train_dataset, seed=config.seed)
