@@ -94,3 +94,23 @@ def tiny_inputs(batch_size: int = 3, num_frames: int = 4, max_words: int = 8, se
         "pixel_values_videos": pixel_values_videos,
         "video_mask": video_mask,
     }
+
+
+# ------------------------------------------------------------------------------------------------ image-text towers
+
+TOWER_TYPES = ("clip", "metaclip_2", "siglip")
+
+
+def tiny_image_text_model(tower_type: str, seed: int = 0):
+    """A tiny random transformers image-text model of `tower_type` (`CLIPModel`, `MetaClip2Model`, `SiglipModel`):
+    the `tiny_text_config` / `tiny_vision_config` towers, every width 32 (so temporal layers can copy text layers)."""
+    from transformers import CONFIG_MAPPING, AutoModel
+
+    text_config, vision_config = tiny_text_config(), tiny_vision_config()
+    extra = {"projection_dim": 32}
+    if tower_type == "siglip":
+        text_config["projection_size"] = 32  # SigLIP's text head maps into the vision width
+        extra = {}
+    config = CONFIG_MAPPING[tower_type](text_config=text_config, vision_config=vision_config, **extra)
+    torch.manual_seed(seed)
+    return AutoModel.from_config(config).eval()

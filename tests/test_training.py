@@ -305,6 +305,50 @@ def test_model_and_processor_from_a_clip_checkpoint(tmp_path, processor):
     assert built(text=["a red circle"], return_tensors="pt")["input_ids"].shape == (1, 6)
 
 
+def test_tvr_train_from_a_siglip_checkpoint_uses_its_conventions(tmp_path, videos, processor):
+    """`tvr train --from_image_text_model SIGLIP_DIR`: SigLIP towers, its processor conventions and its sigmoid loss,
+    every weight of the checkpoint loaded, the tower trained at lr * coef_lr."""
+    from transformers import SiglipConfig, SiglipImageProcessor, SiglipModel
+
+    train_set, _ = videos
+    tokenizer = processor.tokenizer
+    torch.manual_seed(0)
+    siglip = SiglipModel(SiglipConfig(
+        text_config=dict(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                         num_attention_heads=2, max_position_embeddings=MAX_WORDS, projection_size=32,
+                         pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
+                         eos_token_id=tokenizer.eos_token_id),
+        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+                           image_size=32, patch_size=16)))
+    siglip_dir = tmp_path / "siglip"
+    siglip.save_pretrained(siglip_dir)
+    tokenizer.save_pretrained(siglip_dir)
+    SiglipImageProcessor(size={"height": 32, "width": 32}).save_pretrained(siglip_dir)
+    annotations = tmp_path / "train.jsonl"
+    annotations.write_text("".join(json.dumps({"video_id": row["video_id"], "video_path": row["video_path"],
+                                               "caption": row["caption"]}) + "\n" for row in train_set))
+    code = tvr_main([
+        "train", "--from_image_text_model", str(siglip_dir), "--model_kwargs", "sim_header=seqTransf",
+        f"max_frames={MAX_FRAMES}", "temporal_config={num_hidden_layers: 1}", "--processor_kwargs", f"max_frames={MAX_FRAMES}",
+        "--train_data", "name=generic", f"annotation_dir={annotations}", "split=train",
+        "--output_dir", str(tmp_path / "run"),
+        "--batch_size", "4", "--epochs", "1", "--lr", "1e-3", "--coef_lr", "0.1", "--freeze_layer_num", "-1",
+    ])
+    assert code == 0
+    trained = CLIP4ClipModel.from_pretrained(tmp_path / "run" / "final")
+    assert (trained.config.tower_type, trained.config.loss_type) == ("siglip", "sigmoid")
+    saved = json.loads((tmp_path / "run" / "final" / "processor_config.json").read_text())
+    assert saved["text_padding"] == "max_length" and saved["max_words"] == MAX_WORDS  # the text tower's positions
+    assert saved["video_processor"]["do_center_crop"] is False and saved["video_processor"]["image_mean"] == [0.5] * 3
+    records = read_metrics(tmp_path / "run")
+    assert [record["step"] for record in records if "loss" in record] == [1, 2]
+    lrs = next(record for record in records if "loss" in record)
+    assert lrs["lr/pretrained_decay"] == pytest.approx(0.1 * lrs["lr/decay"])
+    changed = [name for name, value in trained.clip.state_dict().items()
+               if not torch.equal(value, siglip.state_dict()[name])]
+    assert "logit_bias" in changed and "vision_model.head.probe" in changed
+
+
 # ------------------------------------------------------------------------------------------------ config + CLI
 
 

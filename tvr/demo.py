@@ -2,7 +2,8 @@
 
 1. make synthetic videos whose captions describe their content (colours, shapes, motion, order of events);
 2. train a BPE tokenizer on the training captions and build a ``TVRProcessor``;
-3. train a small CLIP4Clip from scratch with tvr's training loop (decoded videos cached in memory);
+3. train a small CLIP4Clip from scratch with tvr's training loop (decoded videos cached in memory), on a tiny random
+   CLIP tower (default) or SigLIP tower (``--tower siglip``: sigmoid loss, logit bias, attention-pooled frames);
 4. evaluate the best checkpoint (by validation t2v R@1) on held-out test videos with the evaluation harness, plus
    a time-reversal check (:func:`time_reversal_accuracy`): does the model prefer each caption's video to the same
    video played backwards?
@@ -22,6 +23,7 @@ Example::
 
     tvr demo --output demo_output                        # seqTransf head
     tvr demo --output demo_meanp --sim-header meanP
+    tvr demo --output demo_siglip --tower siglip          # SigLIP tower under the seqTransf head
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ NUM_FRAMES = 8  # 8 s synthetic videos sampled at 1 frame per second
 IMAGE_SIZE = 32  # frames are rendered at 64 px (decodes fastest) and resized to 32 for the model
 MAX_WORDS = 32  # the longest 3-event caption is 23 tokens with the demo's tokenizer
 NUM_QUERIES = 3  # test captions searched in the index at the end
+DEMO_TOWERS = ("clip", "siglip")
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -48,6 +51,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     parser.add_argument("--output", default="demo_output", help="folder for everything the demo writes")
     parser.add_argument("--sim-header", choices=SIM_HEADERS, default="seqTransf", help="CLIP4Clip similarity head")
+    parser.add_argument("--tower", choices=DEMO_TOWERS, default="clip",
+                        help="image-text tower family of the (random, tiny) model")
     parser.add_argument("--train-videos", type=int, default=1500, help="synthetic training videos")
     parser.add_argument("--val-videos", type=int, default=100, help="validation videos (picks the best epoch)")
     parser.add_argument("--test-videos", type=int, default=100, help="held-out test videos")
@@ -59,20 +64,38 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     return parser
 
 
-def build_demo_model(tokenizer, sim_header: str = "seqTransf"):
-    """A small random CLIP4Clip for the demo (about 1M parameters): 2-layer, 128-wide text and vision towers on
-    32x32 frames in 8x8 patches, and a one-layer temporal transformer for ``seqTransf`` / ``tightTransf``."""
+def build_demo_model(tokenizer, sim_header: str = "seqTransf", tower: str = "clip"):
+    """A small random CLIP4Clip for the demo (about 1M parameters): 2-layer, 128-wide text and vision towers of the
+    ``tower`` family on 32x32 frames in 8x8 patches, and a one-layer temporal transformer for ``seqTransf`` /
+    ``tightTransf``."""
     from .modeling import CLIP4ClipConfig, CLIP4ClipModel
 
     width = 128
-    tower = dict(hidden_size=width, intermediate_size=4 * width, num_hidden_layers=2, num_attention_heads=2)
-    text_config = dict(tower, vocab_size=len(tokenizer), max_position_embeddings=MAX_WORDS,
-                       bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=0)
-    vision_config = dict(tower, image_size=IMAGE_SIZE, patch_size=8)
-    config = CLIP4ClipConfig(text_config=text_config, vision_config=vision_config, projection_dim=width,
-                             temporal_config={"num_hidden_layers": 1}, sim_header=sim_header,
+    layers = dict(hidden_size=width, intermediate_size=4 * width, num_hidden_layers=2, num_attention_heads=2)
+    text_config = dict(layers, vocab_size=len(tokenizer), max_position_embeddings=MAX_WORDS,
+                       bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                       pad_token_id=0 if tower == "clip" else tokenizer.pad_token_id)
+    if tower == "siglip":
+        text_config["projection_size"] = width  # SigLIP's text head projects into the vision width
+    vision_config = dict(layers, image_size=IMAGE_SIZE, patch_size=8)
+    config = CLIP4ClipConfig(tower_type=tower, text_config=text_config, vision_config=vision_config,
+                             projection_dim=width, temporal_config={"num_hidden_layers": 1}, sim_header=sim_header,
                              max_frames=NUM_FRAMES, max_words=MAX_WORDS)
     return CLIP4ClipModel(config)
+
+
+def build_demo_processor(tokenizer, tower: str = "clip"):
+    """The demo's processor with the tower's conventions: CLIP4Clip's caption layout and CLIP frames, or SigLIP's
+    max-length padding and square frames normalised to [-1, 1]."""
+    from .modeling.towers import tower_family
+    from .processing import TVRProcessor, TVRVideoProcessor
+
+    frames = {"size": IMAGE_SIZE, "crop_size": IMAGE_SIZE}
+    if tower == "siglip":
+        frames = {"size": {"height": IMAGE_SIZE, "width": IMAGE_SIZE}, "do_center_crop": False,
+                  "image_mean": [0.5] * 3, "image_std": [0.5] * 3}
+    video_processor = TVRVideoProcessor(fps=1, max_frames=NUM_FRAMES, **frames)
+    return TVRProcessor(video_processor, tokenizer, max_words=MAX_WORDS, text_padding=tower_family(tower).text_padding)
 
 
 def time_reversal_accuracy(model, processor, dataset, batch_size: int = 64, tolerance: float = 1e-4) -> float:
@@ -107,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
     from .data import make_synthetic_dataset
     from .evaluation import evaluate_retrieval, save_eval_results
     from .hub_cards import write_model_card
-    from .processing import TVRProcessor, TVRVideoProcessor, train_clip_tokenizer
+    from .processing import train_clip_tokenizer
     from .retrieval import VideoIndex, load_model_and_processor
     from .retrieval.cli import format_results
     from .training import TrainingConfig, train
@@ -132,13 +155,12 @@ def run(args: argparse.Namespace) -> int:
 
     step("2/6 tokenizer trained on the training captions, processor")
     tokenizer = train_clip_tokenizer(list(splits["train"]["caption"]))  # saved with the model in step 5
-    video_processor = TVRVideoProcessor(size=IMAGE_SIZE, crop_size=IMAGE_SIZE, fps=1, max_frames=NUM_FRAMES)
-    processor = TVRProcessor(video_processor, tokenizer, max_words=MAX_WORDS)
+    processor = build_demo_processor(tokenizer, args.tower)
     print(f"vocabulary: {len(tokenizer)} tokens; {NUM_FRAMES} frames of {IMAGE_SIZE}x{IMAGE_SIZE} per video")
 
-    step(f"3/6 training CLIP4Clip ({args.sim_header}) from scratch")
+    step(f"3/6 training CLIP4Clip ({args.sim_header}) on a {args.tower} tower from scratch")
     set_seed(args.seed)
-    model = build_demo_model(tokenizer, args.sim_header)
+    model = build_demo_model(tokenizer, args.sim_header, args.tower)
     print(f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters")
     config = TrainingConfig(
         model_type="clip4clip", model_kwargs={"sim_header": args.sim_header},
@@ -161,7 +183,7 @@ def run(args: argparse.Namespace) -> int:
     metrics["time_reversal_accuracy"] = time_reversal_accuracy(model, processor, splits["test"])
     eval_results = save_eval_results(output / "eval_results.json", metrics, dataset="tvr-synthetic", split="test",
                                      num_texts=len(splits["test"]), num_videos=len(splits["test"]),
-                                     sim_header=args.sim_header)
+                                     sim_header=args.sim_header, tower=args.tower)
     print("  ".join(f"{key} {value:.1f}" for key, value in metrics.items()))
     print("(time_reversal_accuracy: % of captions scored higher with their video than with it played backwards; "
           "50 = blind to frame order)")

@@ -1,7 +1,7 @@
 """Video and text processing: frame sampling, decord decoding, the video processor, the processor, a tokenizer
 trainer and the ``tvr compress`` command."""
 
-from .processing_tvr import TVRProcessor, TVRProcessorKwargs
+from .processing_tvr import TEXT_PADDINGS, TVRProcessor, TVRProcessorKwargs, processor_for_image_text_model
 from .sampling import (
     clip_frame_range,
     order_frame_indices,
@@ -14,12 +14,14 @@ from .tokenizer import train_clip_tokenizer
 from .video_processing_tvr import TVRVideoProcessor, TVRVideosKwargs
 
 __all__ = [
+    "TEXT_PADDINGS",
     "TVRProcessor",
     "TVRProcessorKwargs",
     "TVRVideoProcessor",
     "TVRVideosKwargs",
     "clip_frame_range",
     "order_frame_indices",
+    "processor_for_image_text_model",
     "per_second_frame_indices",
     "sample_frame_indices",
     "segment_middle_frame_indices",

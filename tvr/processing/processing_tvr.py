@@ -1,12 +1,16 @@
-"""``TVRProcessor``: a CLIP tokenizer and a :class:`TVRVideoProcessor` behind one call."""
+"""``TVRProcessor``: a tokenizer and a :class:`TVRVideoProcessor` behind one call; the processor of an image-text
+tower with its conventions (:func:`processor_for_image_text_model`)."""
 
 import html
+import os
 from typing import Any
 
 from transformers.feature_extraction_utils import BatchFeature
 from transformers.processing_utils import ProcessingKwargs, ProcessorMixin, Unpack
 
-from .video_processing_tvr import TVRVideosKwargs
+from .video_processing_tvr import TVRVideoProcessor, TVRVideosKwargs
+
+TEXT_PADDINGS = ("clip4clip", "max_length")
 
 
 class TVRProcessorKwargs(ProcessingKwargs, total=False):
@@ -19,15 +23,18 @@ class TVRProcessorKwargs(ProcessingKwargs, total=False):
 class TVRProcessor(ProcessorMixin):
     r"""Captions to ``input_ids`` / ``attention_mask`` and videos to ``pixel_values_videos`` / ``video_mask``.
 
-    Text is tokenised as CLIP4Clip does: ``[<|startoftext|>] + bpe[: max_words - 2] + [<|endoftext|>]``, padded
-    with id 0 to ``max_words`` (``attention_mask`` is 1 on the real tokens). As CLIP's own tokenizer, HTML entities
-    are unescaped first; ``CLIPTokenizer`` then collapses whitespace and lower-cases. Videos go to the
-    :class:`TVRVideoProcessor`, with any of its options passed through this call.
+    Text is tokenised as the tower was trained (``text_padding``): for CLIP as CLIP4Clip does,
+    ``[<|startoftext|>] + bpe[: max_words - 2] + [<|endoftext|>]``, padded with id 0 to ``max_words``
+    (``attention_mask`` is 1 on the real tokens); for SigLIP / MetaCLIP 2 with the tokenizer's own special tokens
+    and pad id, padded to ``max_words`` (``padding="max_length"``). HTML entities are unescaped first, as CLIP's own
+    tokenizer does. Videos go to the :class:`TVRVideoProcessor`, with any of its options passed through this call.
 
     Args:
         video_processor: a :class:`TVRVideoProcessor`.
-        tokenizer: a ``CLIPTokenizer`` (the OpenAI vocabulary or one from :func:`train_clip_tokenizer`).
-        max_words: caption length in tokens, start and end tokens included (CLIP4Clip: 32; paragraphs: 64).
+        tokenizer: the tower's tokenizer (``CLIPTokenizer``: the OpenAI vocabulary or one from
+            :func:`train_clip_tokenizer`; SigLIP's; MetaCLIP 2's).
+        max_words: caption length in tokens, special tokens included (CLIP4Clip: 32; paragraphs: 64; SigLIP: 64).
+        text_padding: ``"clip4clip"`` or ``"max_length"``, as above.
 
     Example:
         >>> processor = TVRProcessor(TVRVideoProcessor(), CLIPTokenizer.from_pretrained(folder))  # doctest: +SKIP
@@ -38,10 +45,15 @@ class TVRProcessor(ProcessorMixin):
 
     valid_processor_kwargs = TVRProcessorKwargs
 
-    def __init__(self, video_processor=None, tokenizer=None, max_words: int = 32, **kwargs) -> None:
+    def __init__(
+        self, video_processor=None, tokenizer=None, max_words: int = 32, text_padding: str = "clip4clip", **kwargs
+    ) -> None:
         if max_words < 2:
             raise ValueError(f"max_words must leave room for the start and end tokens (>= 2), got {max_words}")
+        if text_padding not in TEXT_PADDINGS:
+            raise ValueError(f"text_padding must be one of {TEXT_PADDINGS}, got {text_padding!r}")
         self.max_words = max_words
+        self.text_padding = text_padding
         super().__init__(video_processor, tokenizer, **kwargs)
 
     def __call__(
@@ -66,12 +78,15 @@ class TVRProcessor(ProcessorMixin):
         return BatchFeature(data=data, tensor_type=return_tensors, skip_tensor_conversion=["video_metadata"])
 
     def _tokenize(self, text: str | list[str], max_words: int) -> dict[str, list[list[int]]]:
-        """CLIP4Clip's caption layout: start token, at most ``max_words - 2`` BPE tokens, end token, zeros."""
+        """Captions -> ``max_words`` ids each, in the ``text_padding`` layout (see the class doc)."""
         texts = [text] if isinstance(text, str) else text
         if not isinstance(texts, (list, tuple)) or not all(isinstance(item, str) for item in texts):
             raise TypeError(f"text must be a string or a list of strings, got {type(text).__name__}")
         # CLIP's basic_clean unescapes HTML entities twice (CLIPTokenizer's normaliser does not)
         texts = [html.unescape(html.unescape(item)) for item in texts]
+        if self.text_padding == "max_length":
+            encoded = self.tokenizer(texts, padding="max_length", truncation=True, max_length=max_words)
+            return {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]}
         # truncation keeps the special tokens: [start] + bpe[: max_words - 2] + [end]
         encoded = self.tokenizer(texts, truncation=True, max_length=max_words, add_special_tokens=True)["input_ids"]
         input_ids = [ids + [0] * (max_words - len(ids)) for ids in encoded]
@@ -83,4 +98,47 @@ class TVRProcessor(ProcessorMixin):
         return ["input_ids", "attention_mask", "pixel_values_videos", "video_mask"]
 
 
-__all__ = ["TVRProcessor", "TVRProcessorKwargs"]
+def processor_for_image_text_model(
+    image_text_model: str | os.PathLike, max_words: int | None = None, **video_kwargs: Any
+) -> TVRProcessor:
+    """The processor of a tvr model built on a transformers image-text model, with the tower's conventions.
+
+    The tokenizer is the model's (``AutoTokenizer``), laid out as the tower was trained (``TowerFamily.text_padding``).
+    Frames: CLIP towers keep the seeds' pipeline (shorter side to the model's image size, bicubic, centre crop, CLIP
+    mean / std); other towers take size, resampling, crop and mean / std from the model's saved image processor
+    (SigLIP: a square bicubic resize to the image size, no crop, mean / std 0.5).
+
+    Args:
+        image_text_model: a folder or Hub id holding the image-text model's config and tokenizer (and image
+            processor, for non-CLIP towers).
+        max_words: caption length; default 32 for CLIP towers (the seeds'), the text tower's positions otherwise.
+        **video_kwargs: :class:`TVRVideoProcessor` settings that override the tower's (e.g. ``max_frames=12``).
+    """
+    from transformers import AutoConfig, AutoImageProcessor, AutoTokenizer
+
+    from ..modeling.towers import tower_family
+
+    config = AutoConfig.from_pretrained(image_text_model)
+    family = tower_family(config.model_type)
+    image_size = config.vision_config.image_size
+    frames: dict[str, Any] = {"size": image_size, "crop_size": image_size}
+    if family.text_padding != "clip4clip":
+        image_processor = AutoImageProcessor.from_pretrained(image_text_model)
+        frames = {
+            name: getattr(image_processor, name)
+            for name in ("size", "crop_size", "resample", "image_mean", "image_std", "do_rescale", "rescale_factor",
+                         "do_normalize")
+            if getattr(image_processor, name, None) is not None
+        }
+        frames["do_center_crop"] = bool(getattr(image_processor, "do_center_crop", False))  # SigLIP: unset, no crop
+    if max_words is None:
+        max_words = 32 if family.text_padding == "clip4clip" else config.text_config.max_position_embeddings
+    return TVRProcessor(
+        TVRVideoProcessor(**{**frames, **video_kwargs}),
+        AutoTokenizer.from_pretrained(image_text_model),
+        max_words=max_words,
+        text_padding=family.text_padding,
+    )
+
+
+__all__ = ["TEXT_PADDINGS", "TVRProcessor", "TVRProcessorKwargs", "processor_for_image_text_model"]

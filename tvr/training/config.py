@@ -35,13 +35,17 @@ class TrainingConfig:
     """Everything one training run needs. Defaults are the seeds' recipe (CLIP4Clip README) except the optimiser
     (``adamw``; ``bertadam`` reproduces the seeds)."""
 
-    # --- model: init_from (a saved tvr model), from_clip (CLIP weights), or neither (random init)
-    model_type: str = option("clip4clip", "registered tvr model type used with from_clip or random init")
+    # --- model: init_from (a saved tvr model), from_image_text_model (CLIP / MetaCLIP 2 / SigLIP weights), or
+    # neither (random init)
+    model_type: str = option("clip4clip", "registered tvr model type used with from_image_text_model or random init")
     model_kwargs: dict[str, Any] = option(
         dict, "method config fields, e.g. sim_header=seqTransf linear_patch=2d", factory=True)
-    from_clip: str | None = option(None, "transformers CLIP folder: Model.from_clip(from_clip, **model_kwargs)")
+    from_image_text_model: str | None = option(
+        None, "transformers image-text model folder or Hub id (CLIP, MetaCLIP 2, SigLIP): "
+              "Model.from_image_text_model(path, **model_kwargs)")
+    from_clip: str | None = option(None, "alias of from_image_text_model")
     init_from: str | None = option(None, "saved tvr model folder (AutoModel.from_pretrained)")
-    processor: str | None = option(None, "processor folder; defaults to init_from or from_clip")
+    processor: str | None = option(None, "processor folder; defaults to init_from or from_image_text_model")
     processor_kwargs: dict[str, Any] = option(
         dict, "processor settings to override (AutoProcessor.from_pretrained kwargs), e.g. max_frames=12 "
               "slice_framepos=uniform fps=1", factory=True)
@@ -87,11 +91,16 @@ class TrainingConfig:
     hub_model_id: str | None = option(None, "Hub repo for push_to_hub, e.g. you/clip4clip-msrvtt")
 
     def __post_init__(self):
+        if self.from_clip is not None:
+            if self.from_image_text_model not in (None, self.from_clip):
+                raise ValueError("TrainingConfig: from_clip is an alias of from_image_text_model; give one of them")
+            self.from_image_text_model, self.from_clip = self.from_clip, None
         checks = [
             (self.mixed_precision in MIXED_PRECISIONS, f"mixed_precision must be one of {MIXED_PRECISIONS}"),
             (self.optimizer in OPTIMIZERS, f"optimizer must be one of {OPTIMIZERS}"),
             (self.train_frame_order in FRAME_ORDERS, f"train_frame_order must be one of {FRAME_ORDERS}"),
-            (self.init_from is None or self.from_clip is None, "give at most one of init_from and from_clip"),
+            (self.init_from is None or self.from_image_text_model is None,
+             "give at most one of init_from and from_image_text_model"),
             (self.batch_size > 0, "batch_size must be positive"),
             (self.gradient_accumulation_steps > 0, "gradient_accumulation_steps must be positive"),
             (self.epochs > 0 or (self.max_steps or 0) > 0, "epochs or max_steps must be positive"),

@@ -90,8 +90,9 @@ class TrainingProgress:
 
 
 def build_model(config: TrainingConfig) -> nn.Module:
-    """The model of a config: ``init_from`` a saved tvr model, ``from_clip`` CLIP weights, or random from
-    ``model_type`` + ``model_kwargs``; every registered method works through the Auto classes."""
+    """The model of a config: ``init_from`` a saved tvr model, ``from_image_text_model`` an image-text model's
+    weights, or random from ``model_type`` + ``model_kwargs``; every registered method works through the Auto
+    classes."""
     import tvr  # noqa: F401  (registers the tvr model types with the Auto classes)
     from transformers import CONFIG_MAPPING, MODEL_MAPPING, AutoModel
 
@@ -100,32 +101,26 @@ def build_model(config: TrainingConfig) -> nn.Module:
     if config.model_type not in CONFIG_MAPPING:
         raise ValueError(f"model_type {config.model_type!r} is not a registered model type")
     config_class = CONFIG_MAPPING[config.model_type]
-    if config.from_clip:
-        return MODEL_MAPPING[config_class].from_clip(config.from_clip, **config.model_kwargs)
+    if config.from_image_text_model:
+        return MODEL_MAPPING[config_class].from_image_text_model(config.from_image_text_model, **config.model_kwargs)
     return AutoModel.from_config(config_class(**config.model_kwargs))
 
 
 def build_processor(config: TrainingConfig, model: nn.Module | None = None):
     """The processor of a config, with ``config.processor_kwargs`` overriding its settings (they are saved with
-    the trained model): ``AutoProcessor`` from ``config.processor`` or ``init_from``; for ``from_clip``, the CLIP
-    checkpoint's tokenizer with a ``TVRVideoProcessor`` at the model's image size."""
+    the trained model): ``AutoProcessor`` from ``config.processor`` or ``init_from``; for ``from_image_text_model``,
+    the image-text model's tokenizer with its conventions (:func:`~tvr.processing.processor_for_image_text_model`)."""
     import tvr  # noqa: F401
-    from transformers import AutoProcessor, AutoTokenizer
+    from transformers import AutoProcessor
 
-    from ..processing import TVRProcessor, TVRVideoProcessor
+    from ..processing import processor_for_image_text_model
 
     source = config.processor or config.init_from
     if source is not None:
         return AutoProcessor.from_pretrained(source, **config.processor_kwargs)
-    if config.from_clip is None:
+    if config.from_image_text_model is None:
         raise ValueError("TrainingConfig: set `processor` (a processor folder) when the model is built from scratch")
-    video_kwargs = dict(config.processor_kwargs)
-    max_words = video_kwargs.pop("max_words", 32)
-    if model is not None:
-        image_size = model.config.vision_config.image_size
-        video_kwargs = {"size": image_size, "crop_size": image_size, **video_kwargs}
-    return TVRProcessor(TVRVideoProcessor(**video_kwargs), AutoTokenizer.from_pretrained(config.from_clip),
-                        max_words=max_words)
+    return processor_for_image_text_model(config.from_image_text_model, **config.processor_kwargs)
 
 
 def load_split(data: dict[str, Any]) -> Dataset:
@@ -162,7 +157,7 @@ def write_card(directory: Path, config: TrainingConfig, metrics: dict[str, float
                ] if metrics else []
     log = Path(config.output_dir) / "metrics.jsonl"
     write_model_card(directory, eval_results=results, train_log=log if with_curves and log.exists() else None,
-                     training_config=config.to_dict(), base_model=config.from_clip or config.init_from)
+                     training_config=config.to_dict(), base_model=config.from_image_text_model or config.init_from)
 
 
 def build_train_dataloader(samples: CaptionVideoSamples, processor, config: TrainingConfig
@@ -269,7 +264,7 @@ def train(
 
     Example::
 
-        config = TrainingConfig(from_clip="clip-dir", train_data={"name": "msrvtt", ...}, output_dir="runs/a")
+        config = TrainingConfig(from_image_text_model="clip-dir", train_data={"name": "msrvtt", ...}, output_dir="runs/a")
         train(config)   # then AutoModel.from_pretrained("runs/a/best")
     """
     accelerator = Accelerator(
