@@ -309,7 +309,7 @@ def test_features_give_the_coarse_logits(encoded):
     model, text, video = encoded
     input_ids, attention_mask = text_inputs(5)
     with torch.no_grad():
-        text_features = model.get_text_features(input_ids, attention_mask)
-        video_features = model.get_video_features(*video_inputs(6))
+        text_features = model.get_text_embeds(input_ids, attention_mask)
+        video_features = model.get_video_embeds(*video_inputs(6))
         coarse = model.similarity(text, video)
     torch.testing.assert_close(model.clip.logit_scale.exp() * text_features @ video_features.t(), coarse)

@@ -191,8 +191,8 @@ def test_encodings_and_pooled_features():
     inputs = tiny_inputs(batch_size=3, num_frames=4, max_words=8)
     with torch.no_grad():
         video = model.encode_video(inputs["pixel_values_videos"], inputs["video_mask"])
-        features = model.get_video_features(inputs["pixel_values_videos"], inputs["video_mask"])
-        text_features = model.get_text_features(inputs["input_ids"], inputs["attention_mask"])
+        features = model.get_video_embeds(inputs["pixel_values_videos"], inputs["video_mask"])
+        text_features = model.get_text_embeds(inputs["input_ids"], inputs["attention_mask"])
         head = model.temporal(video.frame_features, inputs["video_mask"])
     assert video.temporal_features.shape == (3, 4, 32)
     torch.testing.assert_close(video.temporal_features, head)

@@ -85,7 +85,7 @@ def test_search_is_the_brute_force_ranking_of_the_model(corpus, saved_model):
     # the indexed vectors are the model's get_video_features
     inputs = processor(videos=paths, return_tensors="pt")
     with torch.no_grad():
-        features = model.get_video_features(inputs["pixel_values_videos"], inputs["video_mask"])
+        features = model.get_video_embeds(inputs["pixel_values_videos"], inputs["video_mask"])
     torch.testing.assert_close(index.encoding.video_embeds, features, atol=1e-6, rtol=1e-5)
 
 

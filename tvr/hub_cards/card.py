@@ -239,7 +239,7 @@ with torch.no_grad():
 print(scores.argmax(dim=1))  # the best video for each text
 ```
 
-`model.get_text_features(...)` / `model.get_video_features(...)` give L2-normalised embeddings for a vector
+`model.get_text_embeds(...)` / `model.get_video_embeds(...)` give L2-normalised embeddings for a vector
 index (`tvr index` / `tvr search` build and query one over a video folder), and `tvr eval` reproduces the
 numbers below.'''
 

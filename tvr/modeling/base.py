@@ -31,8 +31,11 @@ from torch import nn
 from tqdm.auto import tqdm
 from transformers import AutoModel, PreTrainedModel
 from transformers import initialization as init
+from transformers.modeling_outputs import BaseModelOutputWithPooling
+from transformers.utils import can_return_tuple
 
 from .outputs import RetrievalLossOutput, RetrievalOutput, TextEncoding, VideoEncoding, slice_encoding
+from .pooling import masked_mean
 from .towers import LOSSES, TOWER_FAMILIES, ImageTextTower
 
 ParameterRole = Literal["pretrained", "new", "frozen"]
@@ -240,14 +243,81 @@ class CLIPRetrievalPreTrainedModel(PreTrainedModel):
     def similarity(self, text_encoding: TextEncoding, video_encoding: VideoEncoding) -> torch.Tensor:
         raise NotImplementedError(f"{type(self).__name__} must define similarity")
 
-    def get_text_features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """`(batch_size, projection_dim)` L2-normalised end-of-text features (the dot-product / index space)."""
+    def get_input_embeddings(self) -> nn.Module:
+        """The text tower's token embedding."""
+        return self.clip.text_model.embeddings.token_embedding
+
+    def set_input_embeddings(self, value: nn.Module) -> None:
+        self.clip.text_model.embeddings.token_embedding = value
+
+    def _output_flags(self, output_hidden_states: bool | None, output_attentions: bool | None) -> tuple[bool, bool]:
+        config = self.config
+        return (
+            config.output_hidden_states if output_hidden_states is None else output_hidden_states,
+            config.output_attentions if output_attentions is None else output_attentions,
+        )
+
+    @can_return_tuple
+    def get_text_features(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        output_hidden_states: bool | None = None,
+        output_attentions: bool | None = None,
+    ) -> BaseModelOutputWithPooling:
+        """The text tower's output for captions, as transformers' `CLIPModel.get_text_features` gives it.
+
+        Returns:
+            `BaseModelOutputWithPooling`: `pooler_output` `(batch_size, projection_dim)` is the method's text
+            feature (`encode_text(...).text_features`: projected, not normalised); `last_hidden_state`
+            `(batch_size, max_words, text_width)`; `hidden_states` / `attentions` of the text tower when asked.
+            For the normalised vectors a vector index stores, use `get_text_embeds`.
+        """
+        with self.clip.capture(*self._output_flags(output_hidden_states, output_attentions)) as captured:
+            text_encoding = self.encode_text(input_ids, attention_mask)
+        return BaseModelOutputWithPooling(
+            last_hidden_state=captured.text.last_hidden_state,
+            pooler_output=text_encoding.text_features,
+            hidden_states=captured.text.hidden_states,
+            attentions=captured.text.attentions,
+        )
+
+    @can_return_tuple
+    def get_video_features(
+        self,
+        pixel_values_videos: torch.Tensor,
+        video_mask: torch.Tensor | None = None,
+        output_hidden_states: bool | None = None,
+        output_attentions: bool | None = None,
+    ) -> BaseModelOutputWithPooling:
+        """The vision tower's output for videos, in the layout of transformers' `get_video_features`.
+
+        Returns:
+            `BaseModelOutputWithPooling`: `pooler_output` `(batch_size, projection_dim)` is the mean over valid
+            frames of the projected frame features (`encode_video(...).frame_features`, not normalised, before the
+            method's temporal head); `last_hidden_state` `(batch_size, num_frames, num_tokens, vision_width)`, the
+            last vision layer's output per frame; `hidden_states` / `attentions` per frame when asked. For the
+            method's own normalised video embedding (what a vector index stores), use `get_video_embeds`.
+        """
+        with self.clip.capture(*self._output_flags(output_hidden_states, output_attentions)) as captured:
+            video_encoding = self.encode_video(pixel_values_videos, video_mask)
+        return BaseModelOutputWithPooling(
+            last_hidden_state=captured.vision.last_hidden_state,
+            pooler_output=masked_mean(video_encoding.frame_features, video_encoding.video_mask),
+            hidden_states=captured.vision.hidden_states,
+            attentions=captured.vision.attentions,
+        )
+
+    def get_text_embeds(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """`(batch_size, projection_dim)` L2-normalised text embeddings in the space `get_video_embeds` lives in:
+        their dot products rank videos as the method's first stage does (what `VideoIndex` queries with)."""
         return F.normalize(self.encode_text(input_ids, attention_mask).text_features, dim=-1)
 
-    def get_video_features(
+    def get_video_embeds(
         self, pixel_values_videos: torch.Tensor, video_mask: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """`(batch_size, projection_dim)` L2-normalised pooled video embeddings (`VideoEncoding.video_embeds`)."""
+        """`(batch_size, projection_dim)` L2-normalised pooled video embeddings (`VideoEncoding.video_embeds`, what
+        `VideoIndex` stores)."""
         return self.encode_video(pixel_values_videos, video_mask).video_embeds
 
     def batch_similarity(
@@ -337,13 +407,16 @@ class CLIPRetrievalPreTrainedModel(PreTrainedModel):
             rows.append(torch.cat(row, dim=1))
         return torch.cat(rows, dim=0)
 
+    @can_return_tuple
     def forward(
         self,
-        input_ids: torch.Tensor,
+        input_ids: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
         pixel_values_videos: torch.Tensor | None = None,
         video_mask: torch.Tensor | None = None,
         return_loss: bool = False,
+        output_hidden_states: bool | None = None,
+        output_attentions: bool | None = None,
         **similarity_kwargs,
     ) -> RetrievalOutput:
         """Score a batch of captions against a batch of videos (caption i belongs to video i for the loss).
@@ -354,12 +427,19 @@ class CLIPRetrievalPreTrainedModel(PreTrainedModel):
             pixel_values_videos: `(batch_size, num_frames, 3, image_size, image_size)`.
             video_mask: `(batch_size, num_frames)`.
             return_loss: add `compute_loss`'s loss (`loss`; what `compute_loss` returned in `loss_output`).
+            output_hidden_states / output_attentions: return the towers' per-layer states / attention weights in
+                `text_model_output` and `vision_model_output` (default: the config's).
+            return_dict: `False` returns a tuple (default: the config's).
             **similarity_kwargs: passed to `batch_similarity` (e.g. EERCF's `rerank_top_k`).
         """
-        if pixel_values_videos is None:
-            raise ValueError("forward needs pixel_values_videos; use encode_text for captions alone")
-        text_encoding = self.encode_text(input_ids, attention_mask)
-        video_encoding = self.encode_video(pixel_values_videos, video_mask)
+        if input_ids is None or pixel_values_videos is None:
+            raise ValueError(
+                "forward needs input_ids and pixel_values_videos; use encode_text / encode_video (or "
+                "get_text_features / get_video_features) for one modality"
+            )
+        with self.clip.capture(*self._output_flags(output_hidden_states, output_attentions)) as captured:
+            text_encoding = self.encode_text(input_ids, attention_mask)
+            video_encoding = self.encode_video(pixel_values_videos, video_mask)
         logits_per_text = self.batch_similarity(text_encoding, video_encoding, **similarity_kwargs)
         loss_output = self.compute_loss(text_encoding, video_encoding, logits_per_text) if return_loss else None
         return RetrievalOutput(
@@ -371,6 +451,8 @@ class CLIPRetrievalPreTrainedModel(PreTrainedModel):
             text_encoding=text_encoding,
             video_encoding=video_encoding,
             loss_output=loss_output,
+            text_model_output=captured.text,
+            vision_model_output=captured.vision,
         )
 
 

@@ -514,13 +514,13 @@ class EERCFModel(EERCFPreTrainedModel):
 
     # ---------------------------------------------------------------------------------------------- contract
 
-    def get_text_features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def get_text_embeds(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         """`(batch_size, projection_dim)` text embeddings in the coarse score's space: `normalise(t) @ W_video`.
 
-        Their dot product with `get_video_features` is the coarse logit divided by `exp(logit_scale)`, so a FAISS
-        inner-product index over the video features gives stage 1 directly.
+        Their dot product with `get_video_embeds` is the coarse logit before `exp(logit_scale)`, so a FAISS
+        inner-product index over the video embeddings gives stage 1 directly.
         """
-        return super().get_text_features(input_ids, attention_mask) @ self.video_logit_weight
+        return super().get_text_embeds(input_ids, attention_mask) @ self.video_logit_weight
 
 
 __all__ = [

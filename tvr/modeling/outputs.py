@@ -1,7 +1,7 @@
 """Output dataclasses shared by every tvr retrieval model.
 
-Naming: `*_features` are raw projected CLIP features (not normalised), `*_embeds` are the L2-normalised retrieval
-embeddings (what `get_text_features` / `get_video_features` return and what a FAISS index stores).
+Naming: `*_features` are raw projected tower features (not normalised), `*_embeds` are the L2-normalised retrieval
+embeddings (what `get_text_embeds` / `get_video_embeds` return and what a FAISS index stores).
 
 Every tensor field of an encoding has the batch as dim 0, so encodings of several batches (or processes) can be
 concatenated field by field (`concat_encodings`) before `model.similarity`. Methods needing more fields subclass
@@ -83,6 +83,12 @@ class RetrievalOutput(ModelOutput):
         video_encoding (`VideoEncoding`): everything `similarity` used on the video side.
         loss_output (`RetrievalLossOutput`, *optional*, returned when `return_loss=True`):
             What `compute_loss` returned: the loss and, for methods whose loss has several terms, its parts.
+        text_model_output (`BaseModelOutputWithPooling`):
+            The text tower's output (`hidden_states` / `attentions` with `output_hidden_states` /
+            `output_attentions`), as transformers' `CLIPOutput.text_model_output`.
+        vision_model_output (`BaseModelOutputWithPooling`):
+            The vision tower's output per video: `last_hidden_state` `(batch, frames, tokens, vision_width)`,
+            per-layer `hidden_states` / `attentions` when asked.
     """
 
     loss: torch.FloatTensor | None = None
@@ -93,6 +99,8 @@ class RetrievalOutput(ModelOutput):
     text_encoding: TextEncoding | None = None
     video_encoding: VideoEncoding | None = None
     loss_output: RetrievalLossOutput | None = None
+    text_model_output: ModelOutput | None = None
+    vision_model_output: ModelOutput | None = None
 
     def to_tuple(self) -> tuple:
         return tuple(value.to_tuple() if isinstance(value, ModelOutput) else value for value in self.values())

@@ -23,8 +23,10 @@ The vision side runs as one path, `encode_frames`, built from pieces a method ca
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 from dataclasses import dataclass
+from typing import Iterator
 
 import torch
 from torch import nn
@@ -141,6 +143,26 @@ class FrameEncoderOutput(ModelOutput):
     hidden_states: tuple[torch.FloatTensor, ...] | None = None
 
 
+@dataclass
+class TowerCapture:
+    """What the tower's towers produced inside `ImageTextTower.capture(...)`: the last text and vision outputs.
+
+    Attributes:
+        output_hidden_states / output_attentions: what was asked for.
+        text: the text tower's `BaseModelOutputWithPooling` (`last_hidden_state` `(batch, words, text_width)`,
+            `pooler_output` in the shared space, `hidden_states` / `attentions` when asked).
+        vision: the vision tower's `BaseModelOutputWithPooling` with every tensor per video:
+            `last_hidden_state` `(batch, frames, tokens, vision_width)` (the last layer's output),
+            `pooler_output` `(batch, frames, projection_dim)`, `hidden_states` (embeddings + each layer) and
+            `attentions` `(batch, frames, heads, tokens, tokens)` per layer when asked.
+    """
+
+    output_hidden_states: bool = False
+    output_attentions: bool = False
+    text: BaseModelOutputWithPooling | None = None
+    vision: BaseModelOutputWithPooling | None = None
+
+
 class ImageTextTower(nn.Module):
     """A transformers image-text model's text and vision towers, projections and logit scale (and bias).
 
@@ -165,6 +187,7 @@ class ImageTextTower(nn.Module):
         self.logit_scale = nn.Parameter(torch.full(shape, float(config.logit_scale_init_value)))
         if self.family.has_logit_bias:
             self.logit_bias = nn.Parameter(torch.full(shape, float(config.logit_bias_init_value)))
+        self._capture: TowerCapture | None = None
         self.patch_embedding_3d = None
         if config.linear_patch == "3d":
             patch = vision_config.patch_size
@@ -185,33 +208,54 @@ class ImageTextTower(nn.Module):
         logits = self.logit_scale.exp() * cosine
         return logits + self.logit_bias if self.family.has_logit_bias else logits
 
+    @contextlib.contextmanager
+    def capture(
+        self, output_hidden_states: bool | None = False, output_attentions: bool | None = False
+    ) -> Iterator[TowerCapture]:
+        """Keep the towers' outputs (and per-layer hidden states / attentions when asked) of the `encode_text` /
+        `encode_frames` calls made inside, whatever method makes them: one pass gives the method's scores and the
+        towers' internals, as transformers' `output_hidden_states` / `output_attentions` ask.
+
+        Example:
+
+        ```python
+        >>> with model.clip.capture(output_hidden_states=True) as captured:
+        ...     video = model.encode_video(pixel_values_videos)
+        >>> len(captured.vision.hidden_states)  # embeddings + one per vision layer
+        ```
+        """
+        previous = self._capture
+        self._capture = TowerCapture(bool(output_hidden_states), bool(output_attentions))
+        try:
+            yield self._capture
+        finally:
+            self._capture = previous
+
     # -------------------------------------------------------------------------------------------------- text
 
-    def encode_text(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, output_all_tokens: bool = False
-    ) -> BaseModelOutputWithPooling:
+    def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> BaseModelOutputWithPooling:
         """Run the text tower.
 
         Args:
             input_ids: `(batch_size, max_words)` laid out as the family's tokenizer does (see `TowerFamily`).
             attention_mask: `(batch_size, max_words)`; CLIP's causal mask already hides the padding after the
                 end-of-text token, and SigLIP is run without it, as both were trained.
-            output_all_tokens: also return every token in the shared embedding space.
 
         Returns:
-            `pooler_output`: `(batch_size, projection_dim)` pooled feature, not normalised; `last_hidden_state`:
-            `(batch_size, max_words, projection_dim)` token features, or `None` unless `output_all_tokens`.
+            The text model's output whose `pooler_output` `(batch_size, projection_dim)` is the pooled feature in the
+            shared space, not normalised; `last_hidden_state` `(batch_size, max_words, text_width)`.
         """
         mask = attention_mask if self.family.text_uses_attention_mask else None
-        outputs = self.text_model(input_ids=input_ids, attention_mask=mask)
-        pooled, tokens = outputs.pooler_output, None
+        capture = self._capture
+        flags = {}
+        if capture is not None:
+            flags = {"output_hidden_states": capture.output_hidden_states, "output_attentions": capture.output_attentions}
+        outputs = self.text_model(input_ids=input_ids, attention_mask=mask, return_dict=True, **flags)
         if self.family.has_projections:
-            pooled = self.text_projection(pooled)
-            if output_all_tokens:
-                tokens = self.text_projection(outputs.last_hidden_state)
-        elif output_all_tokens:
-            tokens = self.text_model.head(outputs.last_hidden_state)
-        return BaseModelOutputWithPooling(last_hidden_state=tokens, pooler_output=pooled)
+            outputs.pooler_output = self.text_projection(outputs.pooler_output)
+        if capture is not None:
+            capture.text = outputs
+        return outputs
 
     # ------------------------------------------------------------------------------------------------ vision
 
@@ -280,21 +324,51 @@ class ImageTextTower(nn.Module):
             A `FrameEncoderOutput`.
         """
         batch_size, num_frames = pixel_values_videos.shape[:2]
+        capture = self._capture
+        output_hidden_states = output_hidden_states or (capture is not None and capture.output_hidden_states)
         hidden_states = self.embed_frames(pixel_values_videos)
         all_hidden_states = [hidden_states]
-        for layer in self.vision_layers:
-            hidden_states = layer(hidden_states, None)
-            all_hidden_states.append(hidden_states)
+        with self._recording_attentions(capture) as attentions:
+            for layer in self.vision_layers:
+                hidden_states = layer(hidden_states, None)
+                all_hidden_states.append(hidden_states)
         pooled = self.pool_frames(hidden_states).view(batch_size, num_frames, -1)
         patch_tokens = None
         if output_all_tokens:
             tokens = self.project_tokens(hidden_states[:, self.num_prefix_tokens :])
             patch_tokens = tokens.view(batch_size, num_frames, *tokens.shape[1:])
+        if capture is not None:
+
+            def per_video(tensor: torch.Tensor) -> torch.Tensor:
+                return tensor.view(batch_size, num_frames, *tensor.shape[1:])
+
+            # attention weights exist with eager attention only (SDPA does not form them), as in transformers
+            weights = tuple(per_video(a) for a in attentions if a is not None)
+            capture.vision = BaseModelOutputWithPooling(
+                last_hidden_state=per_video(hidden_states),
+                pooler_output=pooled,
+                hidden_states=tuple(map(per_video, all_hidden_states)) if capture.output_hidden_states else None,
+                attentions=weights or None,
+            )
         return FrameEncoderOutput(
             pooler_output=pooled,
             patch_tokens=patch_tokens,
             hidden_states=tuple(all_hidden_states) if output_hidden_states else None,
         )
+
+    @contextlib.contextmanager
+    def _recording_attentions(self, capture: TowerCapture | None) -> Iterator[list]:
+        """Collect each vision layer's attention weights while `encode_frames` runs its layers (when captured)."""
+        attentions: list = []
+        handles = []
+        if capture is not None and capture.output_attentions:
+            for layer in self.vision_layers:
+                handles.append(layer.self_attn.register_forward_hook(lambda _, __, out: attentions.append(out[1])))
+        try:
+            yield attentions
+        finally:
+            for handle in handles:
+                handle.remove()
 
     # ------------------------------------------------------------------------------------------ initialising
 
@@ -349,6 +423,7 @@ class ImageTextTower(nn.Module):
 
 __all__ = [
     "FrameEncoderOutput",
+    "TowerCapture",
     "ImageTextTower",
     "LOSSES",
     "TOWER_FAMILIES",

@@ -1,7 +1,7 @@
 """``VideoIndex``: encode a video collection once, then search it with text ("search my videos").
 
 The first stage is a FAISS inner-product index over the model's pooled video embeddings (``video_embeds``, what
-``get_video_features`` returns), queried with ``get_text_features``: exact (``IndexFlatIP``) by default, inverted
+``get_video_embeds`` returns), queried with ``get_text_embeds``: exact (``IndexFlatIP``) by default, inverted
 lists (``IndexIVFFlat``) for large collections. Heads whose score is not a dot product (tightTransf, EMCL, EERCF)
 re-rank the first stage's candidates with the model's own ``similarity``; the index keeps every video's full
 encoding for that, so searching never decodes a video again.
@@ -137,7 +137,7 @@ class VideoIndex:
         """Encode videos with ``model`` and index them.
 
         Args:
-            model: a tvr model (``encode_video`` -> an encoding with ``video_embeds``, ``get_text_features``,
+            model: a tvr model (``encode_video`` -> an encoding with ``video_embeds``, ``get_text_embeds``,
                 ``similarity``); it runs on its own device, in eval mode.
             processor: its processor (``processor(videos=[paths], return_tensors="pt")``).
             videos: a folder (searched recursively for video files) or a list of video paths.
@@ -235,7 +235,7 @@ class VideoIndex:
             inputs = self.processor(text=batch, return_tensors="pt")
             input_ids = inputs["input_ids"].to(self.device)
             attention_mask = inputs["attention_mask"].to(self.device)
-            query_embeds = _as_faiss_array(self.model.get_text_features(input_ids, attention_mask))
+            query_embeds = _as_faiss_array(self.model.get_text_embeds(input_ids, attention_mask))
             scores, rows = self.faiss_index.search(query_embeds, num_candidates)
             if rerank_top_k is None:
                 results += [self._results(r, s) for r, s in zip(rows, scores)]
