@@ -114,3 +114,58 @@ def tiny_image_text_model(tower_type: str, seed: int = 0):
     config = CONFIG_MAPPING[tower_type](text_config=text_config, vision_config=vision_config, **extra)
     torch.manual_seed(seed)
     return AutoModel.from_config(config).eval()
+
+
+# ----------------------------------------------------------------------------------------------- model testers
+
+
+class RetrievalModelTester:
+    """One tester per tvr model class: a tiny config and inputs, used by tvr's own tests and by transformers'
+    `ModelTesterMixin` (`tests/transformers_common`), which read `prepare_config_and_inputs_for_common` and the
+    attributes below."""
+
+    batch_size = 3
+    num_frames = 4
+    seq_length = 8  # max_words
+    num_hidden_layers = 2  # of each tower (the layers get_*_features report)
+    hidden_size = 32
+    is_training = True
+
+    def __init__(self, parent=None, model_class=None, **config_overrides):
+        from tvr import CLIP4ClipModel
+
+        self.parent = parent
+        self.model_class = model_class or CLIP4ClipModel
+        self.config_overrides = config_overrides
+
+    def get_config(self):
+        return self.model_class.config_class(**tiny_config_options(**self.config_overrides))
+
+    def prepare_inputs(self, batch_size: int | None = None, seed: int = 0) -> dict[str, torch.Tensor]:
+        return tiny_inputs(batch_size or self.batch_size, self.num_frames, self.seq_length, seed=seed)
+
+    def prepare_config_and_inputs_for_common(self):
+        return self.get_config(), {**self.prepare_inputs(), "return_loss": True}
+
+    def model(self, seed: int = 0):
+        """The tester's model, seeded, in eval mode."""
+        torch.manual_seed(seed)
+        return self.model_class(self.get_config()).eval()
+
+
+def model_testers() -> dict[str, RetrievalModelTester]:
+    """A tester for every tvr model class and configuration that changes its parameters: each CLIP4Clip head
+    (and the 3d patch), EMCL, EERCF."""
+    from tvr import CLIP4ClipModel, EERCFModel, EMCLModel
+
+    return {
+        "clip4clip_meanP": RetrievalModelTester(model_class=CLIP4ClipModel, sim_header="meanP"),
+        "clip4clip_seqLSTM": RetrievalModelTester(model_class=CLIP4ClipModel, sim_header="seqLSTM"),
+        "clip4clip_seqTransf": RetrievalModelTester(model_class=CLIP4ClipModel, sim_header="seqTransf"),
+        "clip4clip_tightTransf": RetrievalModelTester(model_class=CLIP4ClipModel, sim_header="tightTransf"),
+        "clip4clip_seqTransf_3d": RetrievalModelTester(
+            model_class=CLIP4ClipModel, sim_header="seqTransf", linear_patch="3d"
+        ),
+        "emcl": RetrievalModelTester(model_class=EMCLModel, em_num_bases=4, em_num_stages=2),
+        "eercf": RetrievalModelTester(model_class=EERCFModel),
+    }

@@ -269,10 +269,16 @@ def _symmetric_ce(logits):
     return (F.cross_entropy(logits, targets) + F.cross_entropy(logits.t(), targets)) / 2
 
 
-def test_compute_loss_needs_a_square_batch_of_two(encoded):
+def test_compute_loss_needs_a_square_batch_and_leaves_pearson_out_for_one_pair(encoded):
     model, text, video = encoded
-    with pytest.raises(ValueError, match="at least 2 pairs"):
-        model.compute_loss(text, video)  # 5 texts, 6 videos
+    with pytest.raises(ValueError, match="one video per text, got 5 texts and 6 videos"):
+        model.compute_loss(text, video)
+    one_text = type(text)(**{k: v[:1] for k, v in text.items()})
+    one_video = type(video)(**{k: v[:1] for k, v in video.items()})
+    with torch.no_grad():
+        loss = model.compute_loss(one_text, one_video)
+    # one pair: both contrastive terms are CE over a single candidate (0), the Pearson terms are undefined (0)
+    assert loss.loss.item() == 0.0 and loss.intra_loss.item() == 0.0
 
 
 def test_from_clip_initialises_head_and_identity_matrices():

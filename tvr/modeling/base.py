@@ -71,6 +71,13 @@ class CLIPRetrievalPreTrainedModel(PreTrainedModel):
         if temporal_config is not None and temporal_config._attn_implementation is None:
             temporal_config._attn_implementation_internal = config._attn_implementation
 
+    @classmethod
+    def is_custom_code(cls) -> bool:
+        """Not custom code for weight init: `_init_weights` uses `transformers.initialization`, which respects what
+        is loaded. (transformers otherwise skips modules without parameters of their own -- the towers'
+        `CLIPAttention` / `CLIPMLP` -- when it initialises missing weights, so they differ from `__init__`.)"""
+        return cls.is_remote_code()
+
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
         # The towers are PreTrainedModels and initialise themselves; this covers what tvr adds around them:

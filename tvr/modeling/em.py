@@ -80,9 +80,11 @@ class EMReconstruction(nn.Module):
 
     def _apply(self, fn, recurse=True):
         # `.to(dtype)` / `.half()` move the bases but keep them float32: momentum steps would vanish in half precision.
+        # Only a change of dtype is undone, from the untouched float32 values (a meta tensor has none: it is cast).
         bases = self.bases
         super()._apply(fn, recurse)
-        self.bases = bases.to(self.bases.device)
+        if self.bases.dtype != bases.dtype:
+            self.bases = self.bases.to(bases.dtype) if bases.is_meta else bases.to(self.bases.device)
         return self
 
     @property

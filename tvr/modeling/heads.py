@@ -117,12 +117,12 @@ class SeqLSTMHead(nn.Module):
     def forward(self, frame_features: torch.Tensor, video_mask: torch.Tensor) -> torch.Tensor:
         """`frame_features` `(batch_size, num_frames, dim)`, `video_mask` `(batch_size, num_frames)` -> same shape.
 
-        The LSTM reads the first `sum(video_mask)` frames (the valid frames come first); later positions keep
-        their input (they are masked when pooling).
+        The LSTM reads the first `count_nonzero(video_mask)` frames (the valid frames come first); later positions
+        keep their input (they are masked when pooling).
         """
         num_frames = frame_features.shape[1]
         # A video without valid frames still runs one step so packing works; pooling masks it out anyway.
-        lengths = video_mask.sum(dim=-1).clamp(min=1).cpu()
+        lengths = video_mask.bool().sum(dim=-1).clamp(min=1).cpu()
         packed = pack_padded_sequence(frame_features, lengths, batch_first=True, enforce_sorted=False)
         output, _ = self.lstm(packed)
         output, _ = pad_packed_sequence(output, batch_first=True, total_length=num_frames)

@@ -51,6 +51,10 @@ class CLIP4ClipModel(CLIP4ClipPreTrainedModel):
         self.clip = ImageTextTower(config)
         if config.sim_header == "tightTransf":
             self.cross = TightTransfHead(config.temporal_config)
+            # the cross encoder's score has no temperature: the tower's logit scale (and bias) would never train
+            for unused in (self.clip.logit_scale, getattr(self.clip, "logit_bias", None)):
+                if unused is not None:
+                    unused.requires_grad_(False)
         else:
             self.temporal = build_loose_head(config.sim_header, config.temporal_config)
         self.post_init()

@@ -447,15 +447,15 @@ class EERCFModel(EERCFPreTrainedModel):
         """EERCF's training loss on a batch of pairs (text i belongs to video i), as the original's train step.
 
         The strong (text-gated) scores gate each video by its OWN caption with the gate detached, and compare the
-        gated video with every text. The training loop calls this on encodings gathered across processes.
+        gated video with every text. The training loop calls this on encodings gathered across processes. On a batch
+        of one pair the Pearson terms (correlations over the batch) are undefined and count as 0.
         `logits_per_text` is ignored: the loss builds its own per-granularity matrices.
         """
         config = self.config
         batch_size = text_encoding.text_features.shape[0]
-        if video_encoding.video_embeds.shape[0] != batch_size or batch_size < 2:
+        if video_encoding.video_embeds.shape[0] != batch_size:
             raise ValueError(
-                "compute_loss needs matching text and video batches of at least 2 pairs (the Pearson terms "
-                f"standardise over the batch), got {batch_size} texts and "
+                f"compute_loss needs one video per text, got {batch_size} texts and "
                 f"{video_encoding.video_embeds.shape[0]} videos"
             )
         text_embeds = F.normalize(text_encoding.text_features, dim=-1)
@@ -482,6 +482,8 @@ class EERCFModel(EERCFPreTrainedModel):
         )
 
         def pearson(video_side: torch.Tensor) -> torch.Tensor:
+            if batch_size < 2:  # a correlation over one pair is undefined: the intra-feature term is left out
+                return video_side.new_zeros(())
             return pearson_penalty(
                 text_embeds, video_side, config.pearson_diagonal_weight, config.pearson_off_diagonal_weight
             )

@@ -148,7 +148,9 @@ class TowerCapture:
     """What the tower's towers produced inside `ImageTextTower.capture(...)`: the last text and vision outputs.
 
     Attributes:
-        output_hidden_states / output_attentions: what was asked for.
+        output_hidden_states: what was asked for: `True`, or indices of the hidden states to keep (the others are
+            `None`), as transformers' `output_hidden_states` takes them.
+        output_attentions: what was asked for.
         text: the text tower's `BaseModelOutputWithPooling` (`last_hidden_state` `(batch, words, text_width)`,
             `pooler_output` in the shared space, `hidden_states` / `attentions` when asked).
         vision: the vision tower's `BaseModelOutputWithPooling` with every tensor per video:
@@ -157,7 +159,7 @@ class TowerCapture:
             `attentions` `(batch, frames, heads, tokens, tokens)` per layer when asked.
     """
 
-    output_hidden_states: bool = False
+    output_hidden_states: bool | list[int] = False
     output_attentions: bool = False
     text: BaseModelOutputWithPooling | None = None
     vision: BaseModelOutputWithPooling | None = None
@@ -200,6 +202,8 @@ class ImageTextTower(nn.Module):
                 padding=(1, 0, 0),
                 bias=False,
             )
+            # the 3d patch replaces the 2d one, which only seeds it (`inflate_patch_embedding`): nothing to train
+            self.vision_model.embeddings.patch_embedding.weight.requires_grad_(False)
 
     # ------------------------------------------------------------------------------------------------ logits
 
@@ -210,7 +214,7 @@ class ImageTextTower(nn.Module):
 
     @contextlib.contextmanager
     def capture(
-        self, output_hidden_states: bool | None = False, output_attentions: bool | None = False
+        self, output_hidden_states: bool | list[int] | None = False, output_attentions: bool | None = False
     ) -> Iterator[TowerCapture]:
         """Keep the towers' outputs (and per-layer hidden states / attentions when asked) of the `encode_text` /
         `encode_frames` calls made inside, whatever method makes them: one pass gives the method's scores and the
@@ -225,7 +229,7 @@ class ImageTextTower(nn.Module):
         ```
         """
         previous = self._capture
-        self._capture = TowerCapture(bool(output_hidden_states), bool(output_attentions))
+        self._capture = TowerCapture(output_hidden_states or False, bool(output_attentions))
         try:
             yield self._capture
         finally:
@@ -325,7 +329,6 @@ class ImageTextTower(nn.Module):
         """
         batch_size, num_frames = pixel_values_videos.shape[:2]
         capture = self._capture
-        output_hidden_states = output_hidden_states or (capture is not None and capture.output_hidden_states)
         hidden_states = self.embed_frames(pixel_values_videos)
         all_hidden_states = [hidden_states]
         with self._recording_attentions(capture) as attentions:
@@ -347,7 +350,7 @@ class ImageTextTower(nn.Module):
             capture.vision = BaseModelOutputWithPooling(
                 last_hidden_state=per_video(hidden_states),
                 pooler_output=pooled,
-                hidden_states=tuple(map(per_video, all_hidden_states)) if capture.output_hidden_states else None,
+                hidden_states=_select_hidden_states(tuple(map(per_video, all_hidden_states)), capture.output_hidden_states),
                 attentions=weights or None,
             )
         return FrameEncoderOutput(
@@ -419,6 +422,18 @@ class ImageTextTower(nn.Module):
                     parameter.requires_grad_(False)
                     frozen_ids.add(id(parameter))
         return [name for name, parameter in self.named_parameters() if id(parameter) in frozen_ids]
+
+
+def _select_hidden_states(
+    hidden_states: tuple[torch.Tensor, ...], selection: bool | list[int]
+) -> tuple[torch.Tensor | None, ...] | None:
+    """All hidden states (`True`), none (`False`), or those at the given indices with `None` elsewhere."""
+    if not selection:
+        return None
+    if selection is True:
+        return hidden_states
+    kept = {index % len(hidden_states) for index in selection}
+    return tuple(state if index in kept else None for index, state in enumerate(hidden_states))
 
 
 __all__ = [
