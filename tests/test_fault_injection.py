@@ -4,6 +4,7 @@ A killed process is a forked child that sends itself SIGKILL at a named phase of
 (or reloads) and compares with an uninterrupted run.
 """
 
+import functools
 import json
 import multiprocessing
 import os
@@ -13,10 +14,13 @@ import signal
 import pytest
 import torch
 from accelerate.state import AcceleratorState
+from test_retrieval import corpus  # noqa: F401  (fixture)
+from test_retrieval import tiny_model as tiny_retrieval_model
 from test_training import base_config, losses, processor, tiny_model, videos  # noqa: F401  (fixtures)
 
 from tvr import CLIP4ClipModel
-from tvr.training import checkpointing, read_metrics, train
+from tvr.retrieval import VideoIndex, list_video_files
+from tvr.training import checkpointing, train
 from tvr.training.checkpointing import list_checkpoints, resolve_checkpoint, verify_checkpoint
 from tvr.training.trainer import TrainingDiverged
 
@@ -92,7 +96,8 @@ def test_sigkill_inside_a_checkpoint_write_resumes_on_the_same_trajectory(tmp_pa
         log.write('{"step": 4, "lo')
 
     config.resume_from = "latest"
-    resumed = train(config, model=tiny_model(processor), processor=processor, train_dataset=videos[0])
+    with pytest.warns(UserWarning, match="dropping the torn last line"):
+        resumed = train(config, model=tiny_model(processor), processor=processor, train_dataset=videos[0])
     resumed_losses = losses(resumed)
     assert sorted(resumed_losses) == [1, 2, 3, 4, 5, 6]
     for step, loss in reference_losses.items():
@@ -211,3 +216,134 @@ def test_a_nan_batch_is_skipped_and_counted(tmp_path, videos, processor):  # noq
     assert [record["loss"] is not None for record in records if "loss" in record] == [True, False, True, True]
     for name, value in CLIP4ClipModel.from_pretrained(output / "final").state_dict().items():
         assert torch.isfinite(value).all(), name
+
+
+# ------------------------------------------------------------------------------------------------ the index
+
+
+def index_of(corpus_, paths, **kwargs):  # noqa: F811
+    _, processor_, _ = corpus_
+    return VideoIndex.build(tiny_retrieval_model(processor_, "meanP"), processor_, paths, batch_size=2,
+                            progress=False, **kwargs)
+
+
+def kill_after(module, name: str, occurrence: int = 1):
+    """Replace ``module.name`` with a wrapper that SIGKILLs the process after its ``occurrence``-th call returns."""
+    original, calls = getattr(module, name), []
+
+    def wrapper(*args, **kwargs):
+        result = original(*args, **kwargs)
+        calls.append(1)
+        if len(calls) == occurrence:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return result
+    setattr(module, name, wrapper)
+
+
+SAVE_FAULTS = {  # phase of VideoIndex.save -> (module, function, occurrence) to die after
+    "encodings": ("safetensors.torch", "save_file", 1),
+    "faiss": ("faiss", "write_index", 1),
+    "videos": ("tvr.retrieval.index", "_write_json", 1),
+    "config": ("tvr.retrieval.index", "_write_json", 2),
+    "fsync": ("tvr.utils.atomic", "fsync_tree", 1),
+    "old_aside": ("os", "rename", 1),  # between the two renames: the old index is aside, the new one not in place
+    "new_in_place": ("os", "rename", 2),
+}
+
+
+@pytest.mark.parametrize("phase", SAVE_FAULTS)
+def test_sigkill_during_index_save_leaves_a_loadable_correct_index(tmp_path, corpus, phase):
+    import importlib
+
+    dataset, processor_, video_dir = corpus
+    paths = list_video_files(video_dir)
+    old, new = index_of(corpus, paths[:4]), index_of(corpus, paths)
+    index_dir = tmp_path / "videos.index"
+    old.save(index_dir)
+    module, name, occurrence = SAVE_FAULTS[phase]
+
+    def killed_save():
+        kill_after(importlib.import_module(module), name, occurrence)
+        new.save(index_dir)
+
+    run_killed(killed_save)
+    expected = new if phase == "new_in_place" else old
+    loaded = VideoIndex.load(index_dir, model=expected.model, processor=processor_)
+    assert loaded.paths == expected.paths
+    torch.testing.assert_close(loaded.encoding.video_embeds, expected.encoding.video_embeds, rtol=0, atol=0)
+    captions = list(dataset["caption"][:3])
+    assert loaded.search(captions, top_k=3) == expected.search(captions, top_k=3)
+
+
+def test_index_load_detects_files_that_disagree(tmp_path, corpus):
+    paths = list_video_files(corpus[2])
+    small, large = index_of(corpus, paths[:3]), index_of(corpus, paths)
+    small.save(tmp_path / "small")
+    large.save(tmp_path / "large")
+    load = functools.partial(VideoIndex.load, model=small.model, processor=small.processor)
+    # another index's FAISS file: 6 rows for 3 paths would return wrong videos
+    shutil.copy(tmp_path / "large" / "index.faiss", tmp_path / "small" / "index.faiss")
+    with pytest.raises(ValueError, match="index.faiss does not match the checksum"):
+        load(tmp_path / "small")
+    # consistent checksums but counts that disagree (a buggy writer): still refused
+    config = json.loads((tmp_path / "large" / "index_config.json").read_text())
+    videos_file = tmp_path / "large" / "videos.json"
+    videos_file.write_text(json.dumps({"paths": paths[:5], "failed": {}}))
+    from tvr.retrieval.index import _sha256
+
+    config["files"]["videos.json"] = {"size": videos_file.stat().st_size, "sha256": _sha256(videos_file)}
+    (tmp_path / "large" / "index_config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match=r"disagree on the number of videos .*'videos.json paths': 5"):
+        load(tmp_path / "large")
+
+
+def test_index_config_cannot_import_arbitrary_classes(tmp_path, corpus, monkeypatch):
+    index = index_of(corpus, list_video_files(corpus[2])[:3])
+    index.save(tmp_path / "index")
+    (tmp_path / "evil_module_for_tvr_test.py").write_text("open('imported', 'w').close()\nclass Cls: pass\n")
+    monkeypatch.syspath_prepend(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    config_file = tmp_path / "index" / "index_config.json"
+    config = json.loads(config_file.read_text())
+    for name in ("evil_module_for_tvr_test.Cls", "os.system"):
+        config["encoding_class"] = name
+        config_file.write_text(json.dumps(config))
+        with pytest.raises(ValueError, match=f"encoding_class '{name}' is not a tvr video encoding"):
+            VideoIndex.load(tmp_path / "index", model=index.model, processor=index.processor)
+    assert not (tmp_path / "imported").exists()
+
+
+class CountingProcessor:
+    """A processor that records the videos it is asked to decode."""
+
+    def __init__(self, processor_):
+        self.processor, self.videos = processor_, []
+
+    def __call__(self, videos=None, **kwargs):
+        self.videos += list(videos or [])
+        return self.processor(videos=videos, **kwargs)
+
+
+def test_killed_indexing_resumes_without_redoing_finished_videos(tmp_path, corpus):
+    from tvr.retrieval import index as index_module
+
+    _, processor_, video_dir = corpus
+    paths = list_video_files(video_dir)
+    reference = index_of(corpus, paths)
+    resume_dir = tmp_path / "videos.index.partial"
+
+    def killed_build():
+        kill_after(index_module._IndexingShards, "add", occurrence=2)  # two batches of 2 done, then killed
+        index_of(corpus, paths, resume_dir=resume_dir)
+
+    run_killed(killed_build)
+    counting = CountingProcessor(processor_)
+    resumed = VideoIndex.build(tiny_retrieval_model(processor_, "meanP"), counting, paths, batch_size=2,
+                               progress=False, resume_dir=resume_dir)
+    assert counting.videos == paths[4:]  # the four finished videos were not decoded again
+    assert resumed.paths == reference.paths
+    torch.testing.assert_close(resumed.encoding.video_embeds, reference.encoding.video_embeds)
+    # the shards belong to one model: another one is refused
+    other = tiny_retrieval_model(processor_, "seqTransf")
+    with pytest.raises(ValueError, match="holds encodings of another model"):
+        VideoIndex.build(other, processor_, paths, progress=False, resume_dir=resume_dir)
