@@ -44,6 +44,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         help="two-stage models: candidates re-scored per text (default: the model config's; 0: first stage only)",
     )
     parser.add_argument("--ties", choices=("pessimistic", "optimistic"), default="pessimistic")
+    parser.add_argument("--on-bad-video", choices=("skip", "error"), default="skip",
+                        help="a video that cannot be decoded: skip it and its captions (listed in the results) or "
+                             "stop with an error")
     parser.add_argument("--output", default=None, help="results JSON (default: print only)")
     parser.add_argument("--save-similarity", default=None, help="also torch.save the similarity matrix here")
     parser.set_defaults(func=run)
@@ -79,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
         ties=args.ties,
         num_workers=args.num_workers,
         return_similarity=args.save_similarity is not None,
+        on_bad_video=args.on_bad_video,
     )
     metadata = dict(
         model=os.path.abspath(args.model_dir),
@@ -86,6 +90,8 @@ def run(args: argparse.Namespace) -> int:
         split=args.split,
         num_texts=len(result.text_to_video),
         num_videos=len(result.video_ids),
+        num_skipped_videos=len(result.skipped_videos),
+        skipped_videos=result.skipped_videos,
         ties=args.ties,
         rerank_top_k=args.rerank_top_k,
     )
@@ -96,7 +102,10 @@ def run(args: argparse.Namespace) -> int:
             {"similarity": result.similarity, "video_ids": result.video_ids, "text_to_video": result.text_to_video},
             args.save_similarity,
         )
-    print(f"{args.dataset} {args.split}: {metadata['num_texts']} texts, {metadata['num_videos']} videos")
+    print(f"{args.dataset} {args.split}: {metadata['num_texts']} texts, {metadata['num_videos']} videos scored, "
+          f"{metadata['num_skipped_videos']} skipped (could not be decoded)")
+    for path, error in result.skipped_videos.items():
+        print(f"  skipped: {path}: {error}")
     for key, value in result.metrics.items():
         print(f"  {key:<28} {value:8.2f}")
     return 0
