@@ -238,6 +238,8 @@ class TVRVideoProcessor(BaseVideoProcessor):
         try:
             if do_sample_frames:
                 return self.sample_frames(metadata, max_frames=max_frames, **sampling)
+            if metadata.total_num_frames < 1:  # the output must hold at least one real frame per video
+                raise ValueError("0 frames (every video needs at least one)")
             if metadata.total_num_frames > max_frames:
                 raise ValueError(
                     f"{metadata.total_num_frames} frames exceed max_frames={max_frames} and do_sample_frames=False"
