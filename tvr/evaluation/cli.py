@@ -55,15 +55,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     import torch
-    from transformers import AutoModel, AutoProcessor
 
-    import tvr  # noqa: F401  (registers the tvr models and processors with the Auto classes)
-
+    from ..retrieval.index import load_model_and_processor
     from .harness import evaluate_retrieval, save_eval_results
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    model = AutoModel.from_pretrained(args.model_dir).to(device)
-    processor = AutoProcessor.from_pretrained(args.model_dir)
+    # names a missing folder or a damaged model.safetensors (transformers' own errors name neither)
+    model, processor = load_model_and_processor(args.model_dir, device)
     dataset = _load_split(args, args.split, args.videos)
     postprocessing = [name for name, on in (("dsl", args.dsl), ("inverted_softmax", args.inverted_softmax),
                                             ("qb_norm", args.qb_norm)) if on]

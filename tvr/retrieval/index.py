@@ -84,8 +84,14 @@ def load_model_and_processor(model_dir: str | os.PathLike, device: str | torch.d
             f"model folder {os.fspath(model_dir)!r} has no config.json: expected a folder saved with "
             "save_pretrained (model + processor)")
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    model = AutoModel.from_pretrained(model_dir).to(device).eval()
-    return model, AutoProcessor.from_pretrained(model_dir)
+    try:
+        model = AutoModel.from_pretrained(model_dir)
+    except Exception as error:  # noqa: BLE001  (safetensors' and transformers' errors do not name the file)
+        if "safetensors" not in f"{type(error).__module__} {error}".lower():
+            raise
+        raise ValueError(f"model folder {os.fspath(model_dir)!r}: its weights (model.safetensors) could not be read, "
+                         f"the file is truncated or damaged ({type(error).__name__}: {error})") from None
+    return model.to(device).eval(), AutoProcessor.from_pretrained(model_dir)
 
 
 class VideoIndex:
