@@ -347,3 +347,13 @@ def test_killed_indexing_resumes_without_redoing_finished_videos(tmp_path, corpu
     other = tiny_retrieval_model(processor_, "seqTransf")
     with pytest.raises(ValueError, match="holds encodings of another model"):
         VideoIndex.build(other, processor_, paths, progress=False, resume_dir=resume_dir)
+
+
+def test_rotation_keeps_the_newest_complete_checkpoints_and_leaves_foreign_folders(tmp_path, videos, processor):  # noqa: F811
+    config = checkpoint_config(tmp_path, "run", epochs=1, save_total_limit=1)
+    foreign = tmp_path / "run" / "checkpoints" / "checkpoint-0"
+    foreign.mkdir(parents=True)
+    (foreign / "notes.txt").write_text("not written by tvr")
+    train(config, model=tiny_model(processor), processor=processor, train_dataset=videos[0])
+    assert [path.name for path in list_checkpoints(config.output_dir)] == ["checkpoint-0", "checkpoint-2"]
+    assert (foreign / "notes.txt").read_text() == "not written by tvr"

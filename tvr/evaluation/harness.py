@@ -331,8 +331,8 @@ class _VideoCollator:
 def save_eval_results(path: str | os.PathLike, metrics: Mapping[str, float], **metadata: Any) -> dict[str, Any]:
     """Write an eval-results JSON: ``metadata`` (e.g. ``dataset="msrvtt"``, ``split="test"``) then the metric keys,
     flat, as ``tvr eval`` writes and ``tvr card`` reads. Returns the written dict."""
+    from ..utils.atomic import atomic_write_text
+
     results = {**metadata, **metrics}
-    with open(path, "w", encoding="utf-8") as file:
-        json.dump(results, file, indent=2)
-        file.write("\n")
+    atomic_write_text(path, json.dumps(results, indent=2) + "\n")
     return results

@@ -103,6 +103,14 @@ def verify_checkpoint(checkpoint: str | os.PathLike) -> dict[str, Any]:
     return manifest
 
 
+def _is_complete(checkpoint: Path) -> bool:
+    try:
+        verify_checkpoint(checkpoint)
+        return True
+    except ValueError:
+        return False
+
+
 def resolve_checkpoint(resume_from: str, output_dir: str | os.PathLike) -> Path:
     """``"latest"`` -> the newest complete checkpoint of ``output_dir`` (incomplete ones are skipped with a
     warning); otherwise the folder given, which must be a complete tvr checkpoint."""
@@ -207,8 +215,8 @@ def save_checkpoint(accelerator, model: nn.Module, optimizer, scheduler, progres
         _phase_done("manifest")
         commit_directory(staging, final)
         _phase_done("commit")
-        if total_limit:
-            for old in list_checkpoints(output_dir)[:-total_limit]:
+        if total_limit:  # only complete checkpoints count (and are deleted): a folder tvr did not write is kept
+            for old in [path for path in list_checkpoints(output_dir) if _is_complete(path)][:-total_limit]:
                 shutil.rmtree(old)
             fsync_path(root)
         _phase_done("rotate")

@@ -132,12 +132,13 @@ class TrainingConfig:
         return dataclasses.asdict(self)
 
     def save(self, path: str | os.PathLike) -> None:
-        """Write the config as YAML (or JSON for a ``.json`` path)."""
-        with open(path, "w", encoding="utf-8") as handle:
-            if os.fspath(path).endswith(".json"):
-                json.dump(self.to_dict(), handle, indent=2)
-            else:
-                yaml.safe_dump(self.to_dict(), handle, sort_keys=False)
+        """Write the config as YAML (or JSON for a ``.json`` path), crash-safely."""
+        from ..utils.atomic import atomic_write_text
+
+        if os.fspath(path).endswith(".json"):
+            atomic_write_text(path, json.dumps(self.to_dict(), indent=2))
+        else:
+            atomic_write_text(path, yaml.safe_dump(self.to_dict(), sort_keys=False))
 
 
 # ---------------------------------------------------------------------------------------------------- CLI
