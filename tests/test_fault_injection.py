@@ -63,7 +63,7 @@ def kill_at(phase: str, occurrence: int):
 
 def checkpoint_config(tmp_path, name, **overrides):
     # 3 epochs x 2 batches = 6 steps, a checkpoint after every step (odd steps are mid-epoch), the newest 2 kept
-    return base_config(tmp_path, name, save_steps=1, save_total_limit=2, **overrides)
+    return base_config(tmp_path, name, **{"save_steps": 1, "save_total_limit": 2, **overrides})
 
 
 @pytest.fixture(scope="module")
