@@ -16,6 +16,8 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from ..utils.atomic import fsync_path
+
 VIDEO_EXTENSIONS = {".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv", ".3gp", ".ogv"}
 
 
@@ -80,7 +82,9 @@ def compress_video(source: str | os.PathLike, target: str | os.PathLike, fps: fl
                     output.mux(packet)
         if written == 0:
             raise ValueError("0 decodable frames")
+        fsync_path(partial)  # on disk before the rename, so the final name never holds a partial file
         os.replace(partial, target)
+        fsync_path(target.parent)
         return written
     finally:
         partial.unlink(missing_ok=True)
