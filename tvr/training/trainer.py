@@ -96,6 +96,7 @@ class TrainingProgress:
     accelerator_step: int = 0  # Accelerate's forward-pass counter (decides gradient-accumulation syncs)
     nonfinite_steps: int = 0  # optimiser steps skipped because the loss or gradient norm was NaN / inf
     consecutive_nonfinite_steps: int = 0  # ... of them in a row, up to the last step
+    skipped_videos: dict[str, str] = dataclasses.field(default_factory=dict)  # {path: error}, left out of batches
 
     def state_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -356,7 +357,7 @@ def train(
         accelerator.step = progress.accelerator_step
     metrics_log = MetricsLog(output_dir / "metrics.jsonl", accelerator.is_main_process,
                              resume_step=progress.global_step if config.resume_from else None)
-    skipped_videos = SkippedVideos(output_dir / SKIPPED_VIDEOS_FILE, accelerator, resume=bool(config.resume_from),
+    skipped_videos = SkippedVideos(output_dir / SKIPPED_VIDEOS_FILE, accelerator, progress.skipped_videos,
                                    num_videos=len(set(samples.video_paths)))
     bar = tqdm(total=total_steps, initial=progress.global_step, desc="training",
                disable=not accelerator.is_local_main_process)
@@ -498,14 +499,13 @@ def step_is_finite(accelerator: Accelerator, losses: list[torch.Tensor], grad_no
 
 
 class SkippedVideos:
-    """The training videos left out of their batches because they could not be decoded (``skipped_videos.json``:
-    ``{path: error}``), gathered from every process."""
+    """The training videos left out of their batches because they could not be decoded: ``failed`` (``{path:
+    error}``, the progress's own dict, so checkpoints carry it), gathered from every process into
+    ``skipped_videos.json``."""
 
-    def __init__(self, path: Path, accelerator: Accelerator, resume: bool, num_videos: int):
+    def __init__(self, path: Path, accelerator: Accelerator, failed: dict[str, str], num_videos: int):
         self.path, self.accelerator, self.num_videos = path, accelerator, num_videos
-        self.failed: dict[str, str] = {}
-        if resume and path.is_file():
-            self.failed = json.loads(path.read_text(encoding="utf-8"))
+        self.failed = failed
 
     @property
     def count(self) -> int:
@@ -545,8 +545,14 @@ def rewrite_card(directory: Path, config: TrainingConfig, metrics: dict[str, flo
 
     from ..utils.atomic import atomic_directory
 
+    def link_or_copy(source: str, target: str) -> None:
+        try:
+            os.link(source, target)  # no copy of the weights; the card files are replaced, never written through
+        except OSError:
+            shutil.copy2(source, target)
+
     with atomic_directory(directory) as staging:
-        shutil.copytree(directory, staging, copy_function=os.link, dirs_exist_ok=True)
+        shutil.copytree(directory, staging, copy_function=link_or_copy, dirs_exist_ok=True)
         for card_file in ("README.md", "training_curves.png"):  # new files, not writes through the shared links
             (staging / card_file).unlink(missing_ok=True)
         write_card(staging, config, metrics, with_curves)
