@@ -118,7 +118,7 @@ def fresh_accelerate_state():
     AcceleratorState._reset_state(reset_partial_state=True)
 
 
-def test_collator_leaves_bad_videos_out_of_the_batch(tmp_path, videos, processor):  # noqa: F811
+def test_collator_leaves_bad_videos_out_of_the_batch(tmp_path, videos, processor):
     train_set, _ = videos
     bad = bad_videos(tmp_path)
     rows = train_set.to_list()[:2]
@@ -136,7 +136,7 @@ def test_collator_leaves_bad_videos_out_of_the_batch(tmp_path, videos, processor
 
 
 @pytest.mark.parametrize("cache_videos", [False, True])
-def test_training_with_bad_videos_completes_and_lists_them(tmp_path, videos, processor, cache_videos):  # noqa: F811
+def test_training_with_bad_videos_completes_and_lists_them(tmp_path, videos, processor, cache_videos):
     train_set, _ = videos
     bad = bad_videos(tmp_path)
     rows = train_set.to_list()

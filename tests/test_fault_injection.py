@@ -67,7 +67,7 @@ def checkpoint_config(tmp_path, name, **overrides):
 
 
 @pytest.fixture(scope="module")
-def uninterrupted(tmp_path_factory, videos, processor):  # noqa: F811
+def uninterrupted(tmp_path_factory, videos, processor):
     AcceleratorState._reset_state(reset_partial_state=True)
     output = train(checkpoint_config(tmp_path_factory.mktemp("full"), "full"), model=tiny_model(processor),
                    processor=processor, train_dataset=videos[0])
@@ -76,7 +76,7 @@ def uninterrupted(tmp_path_factory, videos, processor):  # noqa: F811
 
 
 @pytest.mark.parametrize("phase", CHECKPOINT_PHASES)
-def test_sigkill_inside_a_checkpoint_write_resumes_on_the_same_trajectory(tmp_path, videos, processor, phase,  # noqa: F811
+def test_sigkill_inside_a_checkpoint_write_resumes_on_the_same_trajectory(tmp_path, videos, processor, phase,
                                                                          uninterrupted):
     reference_losses, reference_weights = uninterrupted
     assert sorted(reference_losses) == [1, 2, 3, 4, 5, 6]
@@ -108,7 +108,7 @@ def test_sigkill_inside_a_checkpoint_write_resumes_on_the_same_trajectory(tmp_pa
     assert not [name for name in os.listdir(os.path.join(config.output_dir, "checkpoints")) if name.startswith(".")]
 
 
-def test_latest_skips_an_incomplete_checkpoint_and_resume_refuses_foreign_files(tmp_path, videos, processor):  # noqa: F811
+def test_latest_skips_an_incomplete_checkpoint_and_resume_refuses_foreign_files(tmp_path, videos, processor):
     config = checkpoint_config(tmp_path, "run", epochs=1)
     train(config, model=tiny_model(processor), processor=processor, train_dataset=videos[0])
     first, second = list_checkpoints(config.output_dir)
@@ -139,7 +139,7 @@ def test_latest_skips_an_incomplete_checkpoint_and_resume_refuses_foreign_files(
     assert not os.path.exists("pwned")
 
 
-def test_missing_rng_state_is_warned_about(tmp_path, videos, processor):  # noqa: F811
+def test_missing_rng_state_is_warned_about(tmp_path, videos, processor):
     config = checkpoint_config(tmp_path, "run", epochs=1)
     train(config, model=tiny_model(processor), processor=processor, train_dataset=videos[0])
     checkpoint = list_checkpoints(config.output_dir)[0]
@@ -164,7 +164,7 @@ def strict_json_lines(path) -> list[dict]:
         return [json.loads(line, parse_constant=refuse) for line in handle]
 
 
-def test_a_diverging_run_stops_with_a_clear_error_and_saves_no_nan_weights(tmp_path, videos, processor):  # noqa: F811
+def test_a_diverging_run_stops_with_a_clear_error_and_saves_no_nan_weights(tmp_path, videos, processor):
     config = base_config(tmp_path, "diverged", lr=1e4, coef_lr=1.0, max_grad_norm=None, warmup_proportion=0.0,
                          epochs=10, max_nonfinite_steps=2, save_steps=1, save_total_limit=None)
     with pytest.raises(TrainingDiverged, match=r"NaN/inf for 2 steps in a row .*Lower lr \(now 10000.0\)"):
@@ -185,7 +185,7 @@ def test_a_diverging_run_stops_with_a_clear_error_and_saves_no_nan_weights(tmp_p
     assert int(checkpoints[-1].name.split("-")[1]) < records[-1]["step"]  # none at or after the stop
 
 
-def test_a_nan_batch_is_skipped_and_counted(tmp_path, videos, processor):  # noqa: F811
+def test_a_nan_batch_is_skipped_and_counted(tmp_path, videos, processor):
     model = tiny_model(processor)
     encode_video, calls = model.encode_video, []
 
@@ -221,7 +221,7 @@ def test_a_nan_batch_is_skipped_and_counted(tmp_path, videos, processor):  # noq
 # ------------------------------------------------------------------------------------------------ the index
 
 
-def index_of(corpus_, paths, **kwargs):  # noqa: F811
+def index_of(corpus_, paths, **kwargs):
     _, processor_, _ = corpus_
     return VideoIndex.build(tiny_retrieval_model(processor_, "meanP"), processor_, paths, batch_size=2,
                             progress=False, **kwargs)
@@ -349,7 +349,7 @@ def test_killed_indexing_resumes_without_redoing_finished_videos(tmp_path, corpu
         VideoIndex.build(other, processor_, paths, progress=False, resume_dir=resume_dir)
 
 
-def test_rotation_keeps_the_newest_complete_checkpoints_and_leaves_foreign_folders(tmp_path, videos, processor):  # noqa: F811
+def test_rotation_keeps_the_newest_complete_checkpoints_and_leaves_foreign_folders(tmp_path, videos, processor):
     config = checkpoint_config(tmp_path, "run", epochs=1, save_total_limit=1)
     foreign = tmp_path / "run" / "checkpoints" / "checkpoint-0"
     foreign.mkdir(parents=True)

@@ -384,8 +384,8 @@ def load_lsmdc(
                              "expected 6 (clip_id, 4 time stamps, sentence)")
         if fields[0] not in skipped:
             rows.append(_row(fields[0], _caption(fields[5], f"{path} line {line_number}")))
-    return _build_dataset(_number_captions(rows), _stem_finder(video_dir), missing, f"lsmdc {split} under {video_dir!s}",
-                          source=path)
+    return _build_dataset(_number_captions(rows), _stem_finder(video_dir), missing,
+                          f"lsmdc {split} under {video_dir!s}", source=path)
 
 
 # ----------------------------------------------------------------------------------------------- ActivityNet
@@ -417,7 +417,8 @@ def load_activitynet(
         if video_id in captions:
             where = f"{captions_path} video {video_id!r}"
             sentences = _field(captions[video_id], "sentences", list, where, "a list of sentences")
-            text = " ".join(_caption(sentence, f"{where} sentence {number}") for number, sentence in enumerate(sentences))
+            text = " ".join(_caption(sentence, f"{where} sentence {number}")
+                            for number, sentence in enumerate(sentences))
             duration = _seconds(_field(captions[video_id], "duration", (int, float, str), where, "a number"), where,
                                 "duration")
             rows.append(_row(video_id, _caption(text, where), 0, 0.0, float(math.ceil(duration))))
