@@ -357,3 +357,41 @@ def test_rotation_keeps_the_newest_complete_checkpoints_and_leaves_foreign_folde
     train(config, model=tiny_model(processor), processor=processor, train_dataset=videos[0])
     assert [path.name for path in list_checkpoints(config.output_dir)] == ["checkpoint-0", "checkpoint-2"]
     assert (foreign / "notes.txt").read_text() == "not written by tvr"
+
+
+# ------------------------------------------------------------------------------------------------ tvr.utils.atomic
+
+
+def test_atomic_directory_cleans_up_after_killed_writers(tmp_path):
+    from tvr.utils.atomic import atomic_directory, atomic_write_text, recover_directory
+
+    final = tmp_path / "out"
+    with atomic_directory(final) as staging:
+        (staging / "a.txt").write_text("first")
+    # what writers killed at various points leave: a staging folder of a dead process, one of a live process
+    # (another writer, still at work), and a previous version set aside
+    dead = multiprocessing.get_context("fork").Process(target=os._exit, args=(0,))
+    dead.start()
+    dead.join()
+    (tmp_path / f".out.tmp-{dead.pid}-0000").mkdir()
+    (tmp_path / f".out.tmp-{os.getpid()}-0000").mkdir()
+    (tmp_path / ".out.old-1-0000").mkdir()
+    with pytest.raises(RuntimeError):
+        with atomic_directory(final) as staging:
+            (staging / "a.txt").write_text("never committed")
+            raise RuntimeError("a failing writer")
+    assert (final / "a.txt").read_text() == "first"
+    with atomic_directory(final) as staging:
+        (staging / "a.txt").write_text("second")
+    assert (final / "a.txt").read_text() == "second"
+    assert sorted(path.name for path in tmp_path.iterdir()) == [f".out.tmp-{os.getpid()}-0000", "out"]
+
+    # a writer killed between the two renames: the old version is put back by the reader
+    os.rename(final, tmp_path / ".out.old-2-0000")
+    assert recover_directory(final) and (final / "a.txt").read_text() == "second"
+    assert not recover_directory(final)  # nothing to do when the folder is there
+
+    atomic_write_text(tmp_path / "note.txt", "x")
+    atomic_write_text(tmp_path / "note.txt", "y")
+    assert (tmp_path / "note.txt").read_text() == "y"
+    assert not list(tmp_path.glob(".note.txt*"))

@@ -107,14 +107,16 @@ def commit_directory(staging: str | os.PathLike, final: str | os.PathLike) -> No
         os.rename(final, old)
     os.rename(staging, final)
     fsync_path(final.parent)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+    # the replaced version, and any a writer killed after its second rename left aside
+    for aside in final.parent.glob(f".{final.name}{OLD_MARK}*"):
+        shutil.rmtree(aside, ignore_errors=True)
 
 
 @contextlib.contextmanager
 def atomic_directory(final: str | os.PathLike) -> Iterator[Path]:
     """Fill a staging folder (yielded) and rename it to ``final`` on success; on an exception the staging folder is
     deleted and ``final`` is left as it was."""
+    remove_leftovers(final, only_dead_writers=True)
     staging = staging_directory(final)
     try:
         yield staging
@@ -138,16 +140,29 @@ def recover_directory(final: str | os.PathLike) -> bool:
     return True
 
 
-def remove_leftovers(final: str | os.PathLike) -> None:
-    """Delete the staging folders and files killed writers of ``final`` left behind (``.<name>.tmp-*``)."""
+def remove_leftovers(final: str | os.PathLike, only_dead_writers: bool = False) -> None:
+    """Delete the staging folders and files killed writers of ``final`` left behind (``.<name>.tmp-*``);
+    ``only_dead_writers``: only those whose writing process (the pid in the name) no longer runs."""
     final = Path(final)
     if not final.parent.is_dir():
         return
     for leftover in final.parent.glob(f".{final.name}{TMP_MARK}*"):
+        if only_dead_writers and _writer_alive(leftover.name.rsplit(TMP_MARK, 1)[1].split("-")[0]):
+            continue
         if leftover.is_dir():
             shutil.rmtree(leftover, ignore_errors=True)
         else:
             leftover.unlink(missing_ok=True)
+
+
+def _writer_alive(pid: str) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 __all__ = [
