@@ -205,12 +205,15 @@ def encode_videos_skipping_bad(
     num_workers: int = 0,
     progress: bool = True,
     on_bad_video: str = "skip",
-) -> tuple[ModelOutput | None, list[int], dict[str, str]]:
+) -> tuple[ModelOutput, list[int], dict[str, str]]:
     """:func:`encode_videos` that leaves out the videos that cannot be decoded (``on_bad_video="skip"``).
 
     Returns:
-        ``(encoding, kept, failed)``: the encoding of the decodable videos (rows in ``kept`` order; ``None`` when
-        none was), the positions in ``video_paths`` of those videos, and ``{path: error}`` of the others.
+        ``(encoding, kept, failed)``: the encoding of the decodable videos (rows in ``kept`` order), the positions
+        in ``video_paths`` of those videos, and ``{path: error}`` of the others.
+
+    Raises:
+        ValueError: no video could be decoded (naming the first error).
     """
     collate = _VideoCollator(processor, video_paths, starts, ends, on_bad_video)
     loader = DataLoader(range(len(video_paths)), batch_size=batch_size, collate_fn=collate, num_workers=num_workers)
