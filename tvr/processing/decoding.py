@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+from typing import Callable
 
 import numpy as np
 from transformers.video_utils import VideoMetadata
@@ -106,14 +107,15 @@ def read_frames_pyav(video: VideoFile, indices: np.ndarray, name: str = "<video>
     """
     indices = np.asarray(indices, dtype=np.int64)
     unique, position = np.unique(indices, return_inverse=True)
-    frames, decodable = _decode_pyav(video, set(unique.tolist()), name)
+    frames, decodable = _decode_pyav(video, set(unique.tolist()))
     missing = [int(index) for index in unique if index not in frames]
     if missing:
         raise ValueError(f"video '{name}': frames {missing} could not be decoded (PyAV decoded {decodable})")
     return np.stack([frames[int(index)] for index in unique])[position]
 
 
-def read_video_pyav(video: VideoFile, name: str, sample) -> tuple[np.ndarray, VideoMetadata, np.ndarray]:
+def read_video_pyav(video: VideoFile, name: str, sample: Callable[[VideoMetadata], np.ndarray]
+                    ) -> tuple[np.ndarray, VideoMetadata, np.ndarray]:
     """Read a video decord refused with PyAV: describe it, sample with ``sample(metadata) -> indices``, decode.
 
     A file cut short (a moov-first mp4 whose end is missing) announces more frames than it holds: then the frames
@@ -135,17 +137,17 @@ def read_video_pyav(video: VideoFile, name: str, sample) -> tuple[np.ndarray, Vi
     except av.error.FFmpegError as error:
         raise ValueError(f"video '{name}': not a video file PyAV can read ({_first_line(error)})") from None
     if total <= 0:
-        total = _decode_pyav(video, set(), name)[1]
+        total = _decode_pyav(video, set())[1]
     metadata = _pyav_metadata(total, fps)
     indices = sample(metadata)
     unique = set(np.asarray(indices).tolist())
-    frames, decodable = _decode_pyav(video, unique, name)
+    frames, decodable = _decode_pyav(video, unique)
     if len(frames) < len(unique):  # fewer frames than announced: sample from those that decode
         if decodable == 0:
             raise ValueError(f"video '{name}': 0 decodable frames")
         metadata = _pyav_metadata(decodable, fps)
         indices = sample(metadata)
-        frames, _ = _decode_pyav(video, set(np.asarray(indices).tolist()), name)
+        frames, _ = _decode_pyav(video, set(np.asarray(indices).tolist()))
     return np.stack([frames[int(index)] for index in indices]), metadata, np.asarray(indices)
 
 
@@ -154,7 +156,7 @@ def _pyav_metadata(total_frames: int, fps: float) -> VideoMetadata:
                          duration=total_frames / fps if fps else None, video_backend="pyav")
 
 
-def _decode_pyav(video: VideoFile, wanted: set[int], name: str) -> tuple[dict[int, np.ndarray], int]:
+def _decode_pyav(video: VideoFile, wanted: set[int]) -> tuple[dict[int, np.ndarray], int]:
     """The frames at ``wanted`` indices that decode, and how many frames decoded in all (up to the last wanted one,
     or all of them when ``wanted`` is empty). Decoding stops at the first damaged packet: what follows a cut is
     not trusted."""
