@@ -18,7 +18,7 @@ Output folder (``config.output_dir``)::
 
 Every file and folder here is written to a temporary name and renamed into place (:mod:`tvr.utils.atomic`), so a
 run killed at any instant leaves complete checkpoints, ``best/`` and ``final/`` (old or new) and resumes with
-``resume_from="latest"``. Steps whose loss or gradient norm is not finite are skipped and counted; after
+``resume_from="latest"`` (``metrics.jsonl`` is appended to; a torn last line is dropped on resume). Steps whose loss or gradient norm is not finite are skipped and counted; after
 ``max_nonfinite_steps`` in a row the run stops with :class:`TrainingDiverged`, and non-finite weights are never saved.
 """
 
