@@ -83,3 +83,31 @@ def test_clean_folder_exits_zero(input_dir, tmp_path, capsys):
     assert main(arguments) == 0
     codes, fps, size = read_codes(tmp_path / "out" / "landscape.mp4")
     assert fps == 5.0 and len(codes) == 10
+
+
+def test_one_frame_and_cut_videos_are_compressed(tmp_path):
+    from test_bad_videos import write_mp4
+
+    from tvr.processing.compress import compress_video
+
+    # one frame at 30 fps lasts 1/30 s, under one 3-fps interval: the fps filter alone rounds it to no frame
+    write_video(tmp_path / "one.mp4", coded_frames(1, 32, 32), fps=30)
+    assert compress_video(tmp_path / "one.mp4", tmp_path / "out" / "one.mp4", fps=3, size=32) == 1
+    codes, fps, shape = read_codes(tmp_path / "out" / "one.mp4")
+    assert codes == [0] and fps == 3 and shape == (32, 32)
+
+    # a moov-first mp4 cut at 90 %: the frames before the cut are kept (PyAV stops at the damaged packet)
+    full = write_mp4(tmp_path / "full.mp4", 40, fps=4, faststart=True)  # 10 s
+    data = open(full, "rb").read()
+    (tmp_path / "cut.mp4").write_bytes(data[:int(len(data) * 0.9)])
+    written = compress_video(tmp_path / "cut.mp4", tmp_path / "out" / "cut.mp4", fps=2, size=32)
+    with av.open(str(tmp_path / "cut.mp4")) as container:
+        decodable = 0
+        try:
+            for packet in container.demux(container.streams.video[0]):
+                decodable += len(packet.decode())
+        except av.error.FFmpegError:
+            pass
+    # 2 fps over the decodable seconds, rounded half up as FFmpeg's fps filter does
+    assert 20 < decodable < 40 and written == int(decodable / 4 * 2 + 0.5)
+    assert len(read_codes(tmp_path / "out" / "cut.mp4")[0]) == written

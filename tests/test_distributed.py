@@ -157,3 +157,53 @@ def test_two_process_training_run_equals_one_process_run(tmp_path, training_data
         torch.testing.assert_close(weights[1][name], value, rtol=1e-9, atol=1e-12)
         moved += not torch.equal(value, initial[name])
     assert moved > 20  # training changed the weights, so the comparison means something
+
+
+def _interrupted_train_worker(config, processor, dataset) -> None:
+    """``train`` that stops (an exception on every process) inside the RNG phase of its third checkpoint write."""
+    from tvr.training import checkpointing
+
+    calls = []
+
+    def fail_third_checkpoint(phase: str) -> None:
+        if phase == "rng":
+            calls.append(phase)
+            if len(calls) == 3:
+                raise KeyboardInterrupt("injected")
+
+    checkpointing.phase_hook = fail_third_checkpoint
+    try:
+        _train_worker(config, processor, dataset)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        checkpointing.phase_hook = None
+        AcceleratorState._reset_state(reset_partial_state=True)
+
+
+def test_two_process_run_with_a_bad_video_resumes_on_its_trajectory(tmp_path, training_data):
+    """Two processes, a bad video in the data (its batch is smaller on one process: both keep the smallest
+    size), a checkpoint write interrupted on both: `resume_from="latest"` gives the uninterrupted losses."""
+    import dataclasses
+
+    import datasets
+
+    from tvr.training import TrainingConfig, read_metrics
+
+    dataset, processor = training_data
+    (tmp_path / "junk.mp4").write_bytes(b"junk" * 100)
+    rows = dataset.to_list()
+    mixed = datasets.Dataset.from_list(rows + [{**rows[0], "video_path": str(tmp_path / "junk.mp4")}])
+    config = TrainingConfig(output_dir=str(tmp_path / "full"), batch_size=4, epochs=2, lr=1e-3, coef_lr=0.1,
+                            warmup_proportion=0.25, freeze_layer_num=-1, seed=7, save_steps=1)
+    interrupted = dataclasses.replace(config, output_dir=str(tmp_path / "interrupted"))
+    debug_launcher(_train_worker, args=(config, processor, mixed), num_processes=2)
+    debug_launcher(_interrupted_train_worker, args=(interrupted, processor, mixed), num_processes=2)
+    assert [record["step"] for record in read_metrics(interrupted.output_dir)] == [1, 2, 3]
+    resumed = dataclasses.replace(interrupted, resume_from="latest")
+    debug_launcher(_train_worker, args=(resumed, processor, mixed), num_processes=2)
+
+    full, again = (read_metrics(run.output_dir) for run in (config, resumed))
+    assert [record["step"] for record in again] == [1, 2, 3, 4]
+    assert [record["loss"] for record in again] == [record["loss"] for record in full]
+    assert full[-1]["skipped_videos"] == again[-1]["skipped_videos"] == 1

@@ -261,7 +261,7 @@ def test_generic_jsonl_and_csv(tmp_path):
     assert as_rows(from_csv, *columns) == expected[:4]
 
     (tmp_path / "bad.jsonl").write_text(json.dumps({"caption": "no video"}) + "\n")
-    with pytest.raises(ValueError, match="record 1: needs 'video_id' or 'video_path'"):
+    with pytest.raises(ValueError, match="bad.jsonl line 1: needs 'video_id' or 'video_path'"):
         load_annotations("generic", tmp_path / "bad.jsonl")
     with pytest.raises(FileNotFoundError, match="no train.jsonl or train.csv"):
         load_annotations("generic", tmp_path, split="train")
@@ -273,6 +273,87 @@ def test_registry_rejects_unknown_names_and_policies(tmp_path):
     (tmp_path / "test.jsonl").write_text(json.dumps({"video_id": "a", "caption": "x"}) + "\n")
     with pytest.raises(ValueError, match="missing='ignore'"):
         load_annotations("generic", tmp_path, tmp_path, missing="ignore")
+
+
+# ------------------------------------------------------------------------------------------- bad annotation files
+def _truncate(path, fraction=0.6):
+    data = path.read_bytes()
+    path.write_bytes(data[:int(len(data) * fraction)])
+
+
+def _replace_json(path, value):
+    write_json(path, value)
+
+
+BAD_MSRVTT_FILES = {
+    # case: (how the file is damaged, split, error message it must give)
+    "truncated json": (lambda ann: _truncate(ann / "MSRVTT_data.json"), "train",
+                       r"MSRVTT_data.json line 1 column \d+: not valid JSON"),
+    "renamed column": (lambda ann: write_csv(ann / "MSRVTT_train.9k.csv", ["vid"], [["video0"]]), "train",
+                       r"MSRVTT_train.9k.csv line 1: the header lacks columns \['video_id'\]; it has \['vid'\]"),
+    "list for a mapping": (lambda ann: _replace_json(ann / "MSRVTT_data.json", [1, 2]), "train",
+                           "MSRVTT_data.json: expected a JSON object, got list"),
+    "no sentences": (lambda ann: _replace_json(ann / "MSRVTT_data.json", {"videos": []}), "train",
+                     "MSRVTT_data.json: no 'sentences' field"),
+    "caption not a string": (lambda ann: _replace_json(ann / "MSRVTT_data.json", {"sentences": [
+        {"video_id": "video0", "caption": "fine"}, {"video_id": "video0", "caption": 7}]}), "train",
+        r"MSRVTT_data.json sentences\[1\] field 'caption': expected a string, got int 7"),
+    "latin-1 bytes": (lambda ann: (ann / "MSRVTT_JSFUSION_test.csv").write_bytes(
+        b"key,vid_key,video_id,sentence\nret0,msr9,video9,un caf\xe9\n"), "test",
+        "MSRVTT_JSFUSION_test.csv line 2: byte 0xe9 is not UTF-8"),
+    "cut mid-line": (lambda ann: (ann / "MSRVTT_JSFUSION_test.csv").write_text(
+        "key,vid_key,video_id,sentence\nret0,msr9,video9,a man sings\nret1,msr7"), "test",
+        r"MSRVTT_JSFUSION_test.csv line 3: 2 fields, expected 4 \(key, vid_key, video_id, sentence\)"),
+    "empty csv": (lambda ann: (ann / "MSRVTT_JSFUSION_test.csv").write_text(""), "test",
+                  "MSRVTT_JSFUSION_test.csv: empty file; expected a CSV header"),
+    "header only": (lambda ann: (ann / "MSRVTT_JSFUSION_test.csv").write_text("key,vid_key,video_id,sentence\n"),
+                    "test", "no rows for this split in .*MSRVTT_JSFUSION_test.csv"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_MSRVTT_FILES)
+def test_bad_annotation_files_name_the_file_and_record(msrvtt, case):
+    ann, videos, _ = msrvtt
+    damage, split, message = BAD_MSRVTT_FILES[case]
+    damage(ann)
+    with pytest.raises(ValueError, match=message):
+        load_annotations("msrvtt", ann, None, split)
+
+
+def test_bad_activitynet_durations_and_empty_lists(tmp_path):
+    write_json(tmp_path / "val_ids.json", ["v_a", "v_b"])
+    for duration, shown in (("abc", "str 'abc'"), (-5.0, "float -5.0"), (None, "NoneType None")):
+        write_json(tmp_path / "val_1.json", {"v_a": {"duration": 3.0, "sentences": ["x"]},
+                                             "v_b": {"duration": duration, "sentences": ["y"]}})
+        with pytest.raises(ValueError, match=f"val_1.json video 'v_b'.*duration.*got {shown}"):
+            load_annotations("activitynet", tmp_path, None, "test")
+    write_json(tmp_path / "val_1.json", {"v_a": {"duration": 3.0}})
+    with pytest.raises(ValueError, match="val_1.json video 'v_a': no 'sentences' field"):
+        load_annotations("activitynet", tmp_path, None, "test")
+    (tmp_path / "test_list.txt").write_text("\n")
+    write_json(tmp_path / "test_data.json", [])
+    with pytest.raises(ValueError, match="no rows for this split in .*test_list.txt"):
+        load_annotations("didemo", tmp_path, None, "test")
+
+
+def test_generic_files_with_a_bom_bad_records_and_negative_times(tmp_path):
+    (tmp_path / "bom.csv").write_bytes("\ufeffvideo_id,caption\ncat,a cat jumps\n".encode("utf-8"))
+    with pytest.warns(UserWarning, match="1 of 1 videos not found"):  # the header was read: video_id, caption
+        assert load_annotations("generic", tmp_path / "bom.csv")["video_id"] == ["cat"]
+    cases = {
+        '{"video_id": "a", "caption": 5}': r"line 2 field 'caption': expected a caption \(a non-empty string\)",
+        '["a", "x"]': "line 2: expected a JSON object",
+        '{"video_id": "a", "caption": "x", "start": -1}': "line 2: start .* must be a number of seconds >= 0",
+        '{"video_id": "a", "caption": "x", "start": 5, "end": 2}': r"line 2: clip end \(2.0 s\) is before",
+        '{"video_id": "a", "capt': "line 2: not a JSON object",
+    }
+    for line, message in cases.items():
+        (tmp_path / "test.jsonl").write_text('{"video_id": "ok", "caption": "fine"}\n' + line + "\n")
+        with pytest.raises(ValueError, match=message):
+            load_annotations("generic", tmp_path / "test.jsonl")
+    (tmp_path / "test.jsonl").write_text("")
+    with pytest.raises(ValueError, match="no rows for this split in .*test.jsonl"):
+        load_annotations("generic", tmp_path / "test.jsonl")
 
 
 # --------------------------------------------------------------------------------- real annotation files (shared)

@@ -82,7 +82,7 @@ def test_search_is_the_brute_force_ranking_of_the_model(corpus, saved_model):
     single = index.search(captions[2], top_k=3)
     assert ranking(single) == ranking(results[2][:3])
     assert [score for _, score in single] == pytest.approx([score for _, score in results[2][:3]], abs=1e-6)
-    # the indexed vectors are the model's get_video_features
+    # the indexed vectors are the model's get_video_embeds
     inputs = processor(videos=paths, return_tensors="pt")
     with torch.no_grad():
         features = model.get_video_embeds(inputs["pixel_values_videos"], inputs["video_mask"])

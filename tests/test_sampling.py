@@ -119,3 +119,26 @@ def test_sample_frame_indices_modes():
     assert sample_frame_indices(300, 30.0, max_frames=4, frame_order="reverse").tolist() == [270, 180, 90, 0]
     with pytest.raises(ValueError, match="cannot exceed max_frames"):
         sample_frame_indices(300, 30.0, num_frames=8, max_frames=4)
+
+
+def test_videos_under_one_fps_keep_clip_times_in_seconds():
+    # 0.5 fps: frame k is shown at 2k s; the clip [4, 8] s holds frames 2, 3, 4 (not frames 4-8, i.e. 8-16 s)
+    np.testing.assert_array_equal(per_second_frame_indices(20, 0.5, start=4, end=8), [2, 3, 4])
+    np.testing.assert_array_equal(per_second_frame_indices(5, 0.5), [0, 1, 2, 3, 4])  # each frame once
+    np.testing.assert_array_equal(per_second_frame_indices(3, 0.25, start=5), [1, 2])
+    with pytest.raises(ValueError, match="clip \\[30, 40\\] s has no frames"):
+        per_second_frame_indices(5, 0.5, start=30, end=40)
+
+
+@pytest.mark.parametrize("video_fps", [float("inf"), float("nan"), 0.0, -1.0, None])
+def test_non_finite_frame_rates_are_named(video_fps):
+    with pytest.raises(ValueError, match="frame rate must be a positive finite number"):
+        sample_frame_indices(10, video_fps)
+
+
+def test_zero_frame_array_without_sampling_is_an_error():
+    from tvr import TVRVideoProcessor
+
+    processor = TVRVideoProcessor(size=8, crop_size=8, max_frames=4)
+    with pytest.raises(ValueError, match="video '#0 .*0 frames"):
+        processor([np.zeros((0, 8, 8, 3), np.uint8)], do_sample_frames=False)

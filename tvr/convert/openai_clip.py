@@ -76,7 +76,12 @@ def load_original_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]
         raise FileNotFoundError(f"checkpoint {path!r} does not exist")
     if zipfile.is_zipfile(path) and _is_torchscript_archive(path):
         return dict(torch.jit.load(path, map_location="cpu").state_dict())
-    loaded = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        loaded = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # noqa: BLE001  (torch's message suggests weights_only=False: never do that here)
+        raise ValueError(f"checkpoint {path!r} could not be read: expected a state dict saved with torch.save or a "
+                         "TorchScript archive; it is damaged, not a checkpoint, or holds objects other than tensors "
+                         f"(which tvr never unpickles) ({type(error).__name__})") from None
     for wrapper in ("state_dict", "model"):
         if isinstance(loaded, dict) and isinstance(loaded.get(wrapper), dict):
             loaded = loaded[wrapper]

@@ -15,11 +15,17 @@ that training can draw a random one each epoch, as the original does; ``caption`
 
 Which rows exist and in which order follows the original loaders (CLIP4Clip, EMCL-Net, InternVideo, CLIP2Video);
 each reader's docstring says where it differs.
+
+Bad annotation files are errors, never fewer rows: every reader error names the file and the record (line, or
+the record's id / position) and says what was expected: text that is not UTF-8 (a UTF-8 BOM is fine), truncated
+JSON, a CSV without its header or columns, a line cut short, a list where a mapping belongs, a missing field,
+a caption that is not a string, a duration or clip time that is not a number >= 0, and a split with no rows.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import os
@@ -64,14 +70,23 @@ def _build_dataset(
     missing: MissingPolicy,
     where: str,
     extra_features: dict[str, Any] | None = None,
+    source: str = "",
 ) -> Dataset:
-    """Attach ``video_path`` to ``rows`` (``find`` is ``None`` when there is no video folder) and build the Dataset."""
+    """Attach ``video_path`` to ``rows`` (``find`` is ``None`` when there is no video folder) and build the Dataset.
+
+    ``source`` names the annotation file(s) read, for the error when the split has no rows.
+    """
+    if not rows:
+        raise ValueError(f"{where}: no rows for this split in {source or 'the annotation files'}; expected at least "
+                         "one (video, caption) record")
     if find is None:
         paths = [""] * len(rows)
     else:
         paths = resolve_video_paths([row["video_id"] for row in rows], find, missing, where)
         if missing == "drop":
             rows, paths = [r for r, p in zip(rows, paths) if p], [p for p in paths if p]
+            if not rows:
+                raise ValueError(f"{where}: none of the split's videos was found (missing='drop' left no rows)")
     features = Features({**FEATURES, **(extra_features or {})})
     columns = {name: [row.get(name) for row in rows] for name in features if name != "video_path"}
     columns["video_path"] = paths
@@ -91,19 +106,91 @@ def _check_split(split: str, allowed: Iterable[str], dataset: str) -> None:
         raise ValueError(f"{dataset}: split={split!r}; expected one of {allowed}")
 
 
+def _read_text(path: str) -> str:
+    """A UTF-8 text file (a BOM is dropped); any other encoding is an error naming the line."""
+    with open(path, "rb") as file:
+        data = file.read()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = data[:error.start].count(b"\n") + 1
+        raise ValueError(f"{path} line {line}: byte 0x{data[error.start]:02x} is not UTF-8; expected a UTF-8 text "
+                         "file (re-save it as UTF-8)") from None
+
+
 def _read_lines(path: str) -> list[str]:
-    with open(path, encoding="utf-8") as file:
-        return [line.strip() for line in file if line.strip()]
+    return [line.strip() for line in _read_text(path).splitlines() if line.strip()]
 
 
-def _read_csv(path: str) -> list[dict[str, str]]:
-    with open(path, encoding="utf-8", newline="") as file:
-        return list(csv.DictReader(file))
+def _read_csv(path: str, columns: Iterable[str] = ()) -> list[dict[str, str]]:
+    """The records of a CSV file with a header line holding ``columns``; a record with another number of fields than
+    the header (a line cut short) is an error naming its line."""
+    reader = csv.reader(io.StringIO(_read_text(path), newline=""), strict=True)
+    try:
+        header = next(reader, None)
+        if header is None:
+            raise ValueError(f"{path}: empty file; expected a CSV header line with columns {list(columns)}")
+        header = [name.strip() for name in header]
+        absent = [name for name in columns if name not in header]
+        if absent:
+            raise ValueError(f"{path} line 1: the header lacks columns {absent}; it has {header}")
+        records = []
+        for fields in reader:
+            if not fields:
+                continue
+            if len(fields) != len(header):
+                raise ValueError(f"{path} line {reader.line_num}: {len(fields)} fields, expected {len(header)} "
+                                 f"({', '.join(header)}); is the line cut short?")
+            records.append(dict(zip(header, fields)))
+    except csv.Error as error:
+        raise ValueError(f"{path} line {reader.line_num}: not valid CSV ({error}); is the file cut short?") from None
+    return records
 
 
 def _read_json(path: str) -> Any:
-    with open(path, encoding="utf-8") as file:
-        return json.load(file)
+    try:
+        return json.loads(_read_text(path))
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path} line {error.lineno} column {error.colno}: not valid JSON ({error.msg}); is the file "
+                         "truncated or damaged?") from None
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return f"{type(value).__name__} {text[:60]}{'...' if len(text) > 60 else ''}"
+
+
+def _expect(value: Any, kind: type | tuple[type, ...], where: str, what: str) -> Any:
+    """``value`` if it is a ``kind``; else an error naming ``where`` and the expected ``what``."""
+    if not isinstance(value, kind) or (isinstance(value, bool) and bool not in (kind if isinstance(kind, tuple)
+                                                                                else (kind,))):
+        raise ValueError(f"{where}: expected {what}, got {_show(value)}")
+    return value
+
+
+def _field(record: Any, key: str, kind: type | tuple[type, ...], where: str, what: str) -> Any:
+    """``record[key]``, checked to be a ``kind``; errors name ``where`` (file and record)."""
+    _expect(record, dict, where, "a JSON object")
+    if key not in record:
+        raise ValueError(f"{where}: no {key!r} field ({what} expected); it has {sorted(record)[:10]}")
+    return _expect(record[key], kind, f"{where} field {key!r}", what)
+
+
+def _caption(value: Any, where: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{where}: expected a caption (a non-empty string), got {_show(value)}")
+    return value
+
+
+def _seconds(value: Any, where: str, what: str) -> float:
+    """A time in seconds: a finite number >= 0 (a numeric string too, as CSV cells are)."""
+    try:
+        seconds = float(value) if not isinstance(value, bool) else math.nan
+    except (TypeError, ValueError):
+        seconds = math.nan
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ValueError(f"{where}: {what} must be a number of seconds >= 0, got {_show(value)}")
+    return seconds
 
 
 def _number_captions(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -150,19 +237,22 @@ def load_msrvtt(
     annotation_dir = os.fspath(annotation_dir)
     extra_features = None
     if split != "train" and test_list == "jsfusion":
-        records = _read_csv(os.path.join(annotation_dir, "MSRVTT_JSFUSION_test.csv"))
-        rows = _number_captions([_row(record["video_id"], record["sentence"]) for record in records])
+        source = os.path.join(annotation_dir, "MSRVTT_JSFUSION_test.csv")
+        records = _read_csv(source, ("video_id", "sentence"))
+        rows = _number_captions([_row(record["video_id"], _caption(record["sentence"], f"{source} record {number}"))
+                                 for number, record in enumerate(records, 1)])
     else:
         ids_file = f"MSRVTT_train.{train_list}.csv" if split == "train" else f"MSRVTT_{split}.full.csv"
-        video_ids = [record["video_id"] for record in _read_csv(os.path.join(annotation_dir, ids_file))]
-        sentences = _read_json(os.path.join(annotation_dir, "MSRVTT_data.json"))["sentences"]
+        video_ids = [record["video_id"] for record in _read_csv(os.path.join(annotation_dir, ids_file), ("video_id",))]
+        sentences = read_msrvtt_sentences(os.path.join(annotation_dir, "MSRVTT_data.json"))
+        source = f"{ids_file} + MSRVTT_data.json in {annotation_dir}"
         if split == "train" and expand_sentences:
             wanted = set(video_ids)
-            rows = _number_captions([_row(s["video_id"], s["caption"]) for s in sentences if s["video_id"] in wanted])
+            rows = _number_captions([_row(video_id, caption) for video_id, caption in sentences if video_id in wanted])
         else:
             by_video: dict[str, list[str]] = defaultdict(list)
-            for sentence in sentences:
-                by_video[sentence["video_id"]].append(sentence["caption"])
+            for video_id, caption in sentences:
+                by_video[video_id].append(caption)
             uncaptioned = [video_id for video_id in video_ids if not by_video.get(video_id)]
             if uncaptioned:
                 raise ValueError(f"msrvtt: {len(uncaptioned)} videos of {ids_file} have no sentence in "
@@ -178,7 +268,16 @@ def load_msrvtt(
         root = os.fspath(video_dir)
         find = lambda video_id: first_existing(  # noqa: E731
             os.path.join(root, f"{video_id}.mp4"), os.path.join(root, f"{video_id}.webm"))
-    return _build_dataset(rows, find, missing, f"msrvtt {split} under {video_dir!s}", extra_features)
+    return _build_dataset(rows, find, missing, f"msrvtt {split} under {video_dir!s}", extra_features, source)
+
+
+def read_msrvtt_sentences(path: str) -> list[tuple[str, str]]:
+    """``(video_id, caption)`` of every entry of ``MSRVTT_data.json``'s ``sentences``, in file order."""
+    sentences = _field(_read_json(path), "sentences", list, path, "a list of {video_id, caption} objects")
+    return [(_field(sentence, "video_id", str, f"{path} sentences[{number}]", "a string"),
+             _caption(_field(sentence, "caption", str, f"{path} sentences[{number}]", "a string"),
+                      f"{path} sentences[{number}]"))
+            for number, sentence in enumerate(sentences)]
 
 
 # ------------------------------------------------------------------------------------------------------ MSVD
@@ -195,7 +294,18 @@ def read_msvd_captions(path: str | os.PathLike) -> dict[str, list[str]]:
             captions = pickle.load(file)
     else:
         captions = _read_json(path)
-    return {video_id: [c if isinstance(c, str) else " ".join(c) for c in caps] for video_id, caps in captions.items()}
+    _expect(captions, dict, path, "a mapping {video_id: [caption, ...]}")
+    result = {}
+    for video_id, video_captions in captions.items():
+        where = f"{path} video {video_id!r}"
+        _expect(video_captions, list, where, "a list of captions (strings or lists of tokens)")
+        result[video_id] = [
+            _caption(caption if isinstance(caption, str) else " ".join(
+                _expect(token, str, f"{where} caption {number}", "a token string")
+                for token in _expect(caption, list, f"{where} caption {number}", "a string or a list of tokens")),
+                f"{where} caption {number}")
+            for number, caption in enumerate(video_captions)]
+    return result
 
 
 def load_msvd(
@@ -231,7 +341,8 @@ def load_msvd(
         raise ValueError(f"msvd: {len(uncaptioned)} ids of {split}_list.txt have no captions in "
                          f"{caption_path} (first: {uncaptioned[:5]})")
     rows = [_row(v, caption, i) for v in video_ids for i, caption in enumerate(captions[v])]
-    return _build_dataset(rows, _stem_finder(video_dir), missing, f"msvd {split} under {video_dir!s}")
+    return _build_dataset(rows, _stem_finder(video_dir), missing, f"msvd {split} under {video_dir!s}",
+                          source=f"{split}_list.txt + {caption_path}")
 
 
 # ----------------------------------------------------------------------------------------------------- LSMDC
@@ -264,17 +375,17 @@ def load_lsmdc(
     path = os.path.join(os.fspath(annotation_dir), LSMDC_FILES[split])
     skipped = set(LSMDC_BROKEN_CLIPS) if skip_broken else set()
     rows = []
-    with open(path, encoding="utf-8") as file:
-        for line_number, line in enumerate(file, 1):
-            if not line.strip():
-                continue
-            fields = line.strip().split("\t")
-            if len(fields) != 6:
-                raise ValueError(f"lsmdc: {path} line {line_number} has {len(fields)} tab-separated fields, "
-                                 "expected 6 (clip_id, 4 time stamps, sentence)")
-            if fields[0] not in skipped:
-                rows.append(_row(fields[0], fields[5]))
-    return _build_dataset(_number_captions(rows), _stem_finder(video_dir), missing, f"lsmdc {split} under {video_dir!s}")
+    for line_number, line in enumerate(_read_text(path).splitlines(), 1):
+        if not line.strip():
+            continue
+        fields = line.strip().split("\t")
+        if len(fields) != 6:
+            raise ValueError(f"lsmdc: {path} line {line_number} has {len(fields)} tab-separated fields, "
+                             "expected 6 (clip_id, 4 time stamps, sentence)")
+        if fields[0] not in skipped:
+            rows.append(_row(fields[0], _caption(fields[5], f"{path} line {line_number}")))
+    return _build_dataset(_number_captions(rows), _stem_finder(video_dir), missing,
+                          f"lsmdc {split} under {video_dir!s}", source=path)
 
 
 # ----------------------------------------------------------------------------------------------- ActivityNet
@@ -296,18 +407,28 @@ def load_activitynet(
     _check_split(split, ("train", "val", "test"), "activitynet")
     annotation_dir = os.fspath(annotation_dir)
     ids_file, captions_file = ("train_ids.json", "train.json") if split == "train" else ("val_ids.json", "val_1.json")
-    captions = _read_json(os.path.join(annotation_dir, captions_file))
+    captions_path, ids_path = os.path.join(annotation_dir, captions_file), os.path.join(annotation_dir, ids_file)
+    captions = _expect(_read_json(captions_path), dict, captions_path, "a mapping {video_id: {duration, sentences}}")
+    video_ids = _expect(_read_json(ids_path), list, ids_path, "a list of video ids")
     rows = []
-    for video_id in dict.fromkeys(_read_json(os.path.join(annotation_dir, ids_file))):  # dict: drop repeats, keep order
+    for number, video_id in enumerate(video_ids):
+        _expect(video_id, str, f"{ids_path} item {number}", "a video id string")
+    for video_id in dict.fromkeys(video_ids):  # dict: drop repeats, keep order
         if video_id in captions:
-            entry = captions[video_id]
-            rows.append(_row(video_id, " ".join(entry["sentences"]), 0, 0.0, float(math.ceil(float(entry["duration"])))))
+            where = f"{captions_path} video {video_id!r}"
+            sentences = _field(captions[video_id], "sentences", list, where, "a list of sentences")
+            text = " ".join(_caption(sentence, f"{where} sentence {number}")
+                            for number, sentence in enumerate(sentences))
+            duration = _seconds(_field(captions[video_id], "duration", (int, float, str), where, "a number"), where,
+                                "duration")
+            rows.append(_row(video_id, _caption(text, where), 0, 0.0, float(math.ceil(duration))))
 
     find = None
     if video_dir is not None:
         stems = index_video_files(video_dir, "stem")
         find = lambda video_id: stems.get(video_id[2:]) or stems.get(video_id)  # noqa: E731
-    return _build_dataset(rows, find, missing, f"activitynet {split} under {video_dir!s}")
+    return _build_dataset(rows, find, missing, f"activitynet {split} under {video_dir!s}",
+                          source=f"{ids_path} + {captions_path}")
 
 
 # ---------------------------------------------------------------------------------------------------- DiDeMo
@@ -327,13 +448,19 @@ def load_didemo(
     _check_split(split, ("train", "val", "test"), "didemo")
     annotation_dir = os.fspath(annotation_dir)
     listed = set(_read_lines(os.path.join(annotation_dir, f"{split}_list.txt")))
+    data_path = os.path.join(annotation_dir, f"{split}_data.json")
     paragraphs: dict[str, list[str]] = {}
-    for item in _read_json(os.path.join(annotation_dir, f"{split}_data.json")):
-        if item["video"] in listed:
-            paragraphs.setdefault(item["video"], []).append(item["description"])
+    items = _expect(_read_json(data_path), list, data_path, "a list of {video, description} objects")
+    for number, item in enumerate(items):
+        where = f"{data_path} item {number}"
+        video = _field(item, "video", str, where, "a video file name")
+        if video in listed:
+            description = _caption(_field(item, "description", str, where, "a string"), where)
+            paragraphs.setdefault(video, []).append(description)
     rows = [_row(video, " ".join(texts), 0, *DIDEMO_CLIP) for video, texts in paragraphs.items()]
     find = None if video_dir is None else index_video_files(video_dir, "name").get
-    return _build_dataset(rows, find, missing, f"didemo {split} under {video_dir!s}")
+    return _build_dataset(rows, find, missing, f"didemo {split} under {video_dir!s}",
+                          source=f"{split}_list.txt + {data_path}")
 
 
 # ----------------------------------------------------------------------------------------------------- VATEX
@@ -350,10 +477,12 @@ def read_vatex_captions(path: str | os.PathLike) -> dict[str, dict[str, Any]]:
     Accepts the official v1.0 json (a list of {``videoID``, ``enCap``, ``chCap``}, optionally with InternVideo's
     ``path`` field) and CLIP2Video/EMCL's ``vatex_data.json`` (``{videoID: {"enCap": [...], ...}}``).
     """
+    path = os.fspath(path)
     data = _read_json(path)
     if isinstance(data, list):
-        return {entry["videoID"]: entry for entry in data}
-    return data
+        return {_field(entry, "videoID", str, f"{path} item {number}", "a video id string"): entry
+                for number, entry in enumerate(data)}
+    return _expect(data, dict, path, "a list of {videoID, enCap} objects or a mapping {videoID: {enCap}}")
 
 
 def load_vatex(
@@ -387,7 +516,12 @@ def load_vatex(
     if uncaptioned:
         raise ValueError(f"vatex: {len(uncaptioned)} listed ids have no entry in {caption_path} "
                          f"(first: {uncaptioned[:5]})")
-    rows = [_row(v, caption, i) for v in video_ids for i, caption in enumerate(captions[v]["enCap"])]
+    rows = []
+    for video_id in video_ids:
+        where = f"{caption_path} video {video_id!r}"
+        english = _field(captions[video_id], "enCap", list, where, "a list of English captions")
+        rows += [_row(video_id, _caption(caption, f"{where} enCap[{number}]"), number)
+                 for number, caption in enumerate(english)]
 
     find = None
     if video_dir is not None:
@@ -397,17 +531,15 @@ def load_vatex(
             path = captions[video_id].get("path")
             return first_existing(os.path.join(video_dir, path)) if path else stems.get(video_id)
 
-    return _build_dataset(rows, find, missing, f"vatex {split} under {video_dir!s}")
+    return _build_dataset(rows, find, missing, f"vatex {split} under {video_dir!s}",
+                          source=f"{id_list or f'{split}_list.txt'} + {caption_path}")
 
 
 # --------------------------------------------------------------------------------------------------- generic
-def _optional_seconds(value: Any, where: str) -> float | None:
+def _optional_seconds(value: Any, where: str, what: str) -> float | None:
     if value is None or value == "":
         return None
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{where}: start/end must be seconds or empty, got {value!r}") from None
+    return _seconds(value, where, f"{what} (seconds, or empty for the whole video)")
 
 
 def load_generic(
@@ -440,26 +572,44 @@ def load_generic(
             raise FileNotFoundError(f"generic: no {split}.jsonl or {split}.csv in {path!r}")
         path = found
     if path.endswith(".jsonl"):
-        with open(path, encoding="utf-8") as file:
-            records = [json.loads(line) for line in file if line.strip()]
+        records = []  # (where, record)
+        for line_number, line in enumerate(_read_text(path).splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise ValueError(f"{path} line {line_number}: not a JSON object ({error.msg}); is the line cut "
+                                 "short?") from None
+            records.append((f"{path} line {line_number}", _expect(record, dict, f"{path} line {line_number}",
+                                                                  "a JSON object {video_id / video_path, caption}")))
     elif path.endswith(".csv"):
-        records = _read_csv(path)
+        csv_records = _read_csv(path, ("caption",))
+        if csv_records and not {"video_id", "video_path"} & set(csv_records[0]):
+            raise ValueError(f"{path} line 1: the header needs a 'video_id' or 'video_path' column; it has "
+                             f"{list(csv_records[0])}")
+        records = [(f"{path} record {number}", record) for number, record in enumerate(csv_records, 1)]
     else:
         raise ValueError(f"generic: annotation file {path!r} must end in .jsonl or .csv")
 
     rows, file_of = [], {}
-    for number, record in enumerate(records, 1):
-        where = f"{path} record {number}"
+    for where, record in records:
         if not record.get("caption"):
             raise ValueError(f"{where}: no 'caption'")
+        caption = _caption(record["caption"], f"{where} field 'caption'")
         video_id, video_path = record.get("video_id") or "", record.get("video_path") or ""
         if not (video_id or video_path):
             raise ValueError(f"{where}: needs 'video_id' or 'video_path'")
+        if not isinstance(video_path, str):
+            raise ValueError(f"{where}: video_path must be a string, got {_show(video_path)}")
         video_id = str(video_id or video_path)
         if video_path:
             file_of.setdefault(video_id, video_path)
-        rows.append(_row(video_id, record["caption"], 0, _optional_seconds(record.get("start"), where),
-                         _optional_seconds(record.get("end"), where)))
+        start = _optional_seconds(record.get("start"), where, "start")
+        end = _optional_seconds(record.get("end"), where, "end")
+        if start is not None and end is not None and end < start:
+            raise ValueError(f"{where}: clip end ({end} s) is before its start ({start} s)")
+        rows.append(_row(video_id, caption, 0, start, end))
 
     root = os.fspath(video_dir) if video_dir is not None else os.path.dirname(os.path.abspath(path))
     lookup: dict[str, str] = {}
@@ -471,7 +621,7 @@ def load_generic(
             return first_existing(os.path.join(root, file_of[video_id]))  # join keeps an absolute path as it is
         return lookup.get(video_id)
 
-    return _build_dataset(_number_captions(rows), find, missing, f"generic {path}")
+    return _build_dataset(_number_captions(rows), find, missing, f"generic {path}", source=path)
 
 
 # -------------------------------------------------------------------------------------------------- registry

@@ -44,6 +44,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         help="two-stage models: candidates re-scored per text (default: the model config's; 0: first stage only)",
     )
     parser.add_argument("--ties", choices=("pessimistic", "optimistic"), default="pessimistic")
+    parser.add_argument("--on-bad-video", choices=("skip", "error"), default="skip",
+                        help="a video that cannot be decoded: skip it and its captions (listed in the results) or "
+                             "stop with an error")
     parser.add_argument("--output", default=None, help="results JSON (default: print only)")
     parser.add_argument("--save-similarity", default=None, help="also torch.save the similarity matrix here")
     parser.set_defaults(func=run)
@@ -52,15 +55,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     import torch
-    from transformers import AutoModel, AutoProcessor
 
-    import tvr  # noqa: F401  (registers the tvr models and processors with the Auto classes)
-
+    from ..retrieval.index import load_model_and_processor
     from .harness import evaluate_retrieval, save_eval_results
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    model = AutoModel.from_pretrained(args.model_dir).to(device)
-    processor = AutoProcessor.from_pretrained(args.model_dir)
+    # names a missing folder or a damaged model.safetensors (transformers' own errors name neither)
+    model, processor = load_model_and_processor(args.model_dir, device)
     dataset = _load_split(args, args.split, args.videos)
     postprocessing = [name for name, on in (("dsl", args.dsl), ("inverted_softmax", args.inverted_softmax),
                                             ("qb_norm", args.qb_norm)) if on]
@@ -79,6 +80,7 @@ def run(args: argparse.Namespace) -> int:
         ties=args.ties,
         num_workers=args.num_workers,
         return_similarity=args.save_similarity is not None,
+        on_bad_video=args.on_bad_video,
     )
     metadata = dict(
         model=os.path.abspath(args.model_dir),
@@ -86,6 +88,8 @@ def run(args: argparse.Namespace) -> int:
         split=args.split,
         num_texts=len(result.text_to_video),
         num_videos=len(result.video_ids),
+        num_skipped_videos=len(result.skipped_videos),
+        skipped_videos=result.skipped_videos,
         ties=args.ties,
         rerank_top_k=args.rerank_top_k,
     )
@@ -96,7 +100,10 @@ def run(args: argparse.Namespace) -> int:
             {"similarity": result.similarity, "video_ids": result.video_ids, "text_to_video": result.text_to_video},
             args.save_similarity,
         )
-    print(f"{args.dataset} {args.split}: {metadata['num_texts']} texts, {metadata['num_videos']} videos")
+    print(f"{args.dataset} {args.split}: {metadata['num_texts']} texts, {metadata['num_videos']} videos scored, "
+          f"{metadata['num_skipped_videos']} skipped (could not be decoded)")
+    for path, error in result.skipped_videos.items():
+        print(f"  skipped: {path}: {error}")
     for key, value in result.metrics.items():
         print(f"  {key:<28} {value:8.2f}")
     return 0

@@ -19,6 +19,7 @@ embedding::
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ from tqdm.auto import tqdm
 from transformers.utils import ModelOutput
 
 from ..modeling.outputs import concat_encodings
+from ..processing.bad_videos import check_bad_video_policy, process_videos, warn_bad_videos
 from .metrics import compute_retrieval_metrics
 from .postprocessing import POSTPROCESSING, postprocessed_metrics
 
@@ -44,12 +46,15 @@ class RetrievalEvaluation:
         video_ids: the unique videos in first-appearance order (the columns of ``similarity``).
         text_to_video: ``(num_texts,)`` column index of each dataset row's video.
         similarity: ``(num_texts, num_videos)`` float32 scores on CPU, when asked for.
+        skipped_videos: ``{video_path: error}`` of the videos that could not be decoded; they and their captions
+            are left out of ``video_ids``, ``text_to_video`` and the metrics.
     """
 
     metrics: dict[str, float]
     video_ids: list[str]
     text_to_video: torch.Tensor
     similarity: torch.Tensor | None = None
+    skipped_videos: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
 def evaluate_retrieval(
@@ -68,6 +73,7 @@ def evaluate_retrieval(
     accelerator: Any = None,
     return_similarity: bool = False,
     progress: bool = True,
+    on_bad_video: str = "skip",
 ) -> RetrievalEvaluation:
     """Encode a caption dataset, score every text against every video and compute retrieval metrics.
 
@@ -97,6 +103,8 @@ def evaluate_retrieval(
             process computes the full result (encoding is not yet split across processes).
         return_similarity: keep the similarity matrix in the result.
         progress: show tqdm progress bars (main process only).
+        on_bad_video: ``"skip"``: a video that cannot be decoded (by decord or PyAV) is left out with its captions,
+            warned about and listed in ``skipped_videos``; ``"error"``: it raises, naming the video.
 
     Returns:
         A :class:`RetrievalEvaluation`.
@@ -106,6 +114,7 @@ def evaluate_retrieval(
         raise ValueError(f"unknown post-processing {sorted(unknown)}; expected names from {POSTPROCESSING}")
     if "qb_norm" in postprocessing and not query_bank:
         raise ValueError("post-processing 'qb_norm' needs query_bank: a list of captions, e.g. the training set's")
+    check_bad_video_policy(on_bad_video)
     captions, videos, text_to_video = _group_by_video(dataset)
     if accelerator is not None:
         model = accelerator.unwrap_model(model)
@@ -121,11 +130,14 @@ def evaluate_retrieval(
     model.eval()
     try:
         with torch.no_grad(), autocast:
-            text_encoding = encode_texts(model, processor, captions, batch_size, device, progress)
-            video_encoding = encode_videos(
+            video_encoding, kept, skipped = encode_videos_skipping_bad(
                 model, processor, videos["video_path"], batch_size, device, videos["start"], videos["end"],
-                num_workers, progress,
+                num_workers, progress, on_bad_video,
             )
+            if skipped:
+                captions, videos, text_to_video = _drop_videos(captions, videos, text_to_video, kept)
+                warn_bad_videos(skipped, len(kept) + len(skipped), "left out of the evaluation with their captions")
+            text_encoding = encode_texts(model, processor, captions, batch_size, device, progress)
             sim = model.score_gallery(text_encoding, video_encoding, **gallery_options)
             bank_sim = None
             if "qb_norm" in postprocessing:
@@ -139,7 +151,8 @@ def evaluate_retrieval(
         metrics.update(
             postprocessed_metrics(sim, text_to_video, postprocessing, bank_sim, postprocessing_options, ties)
         )
-    return RetrievalEvaluation(metrics, videos["video_id"], text_to_video, sim if return_similarity else None)
+    return RetrievalEvaluation(metrics, videos["video_id"], text_to_video, sim if return_similarity else None,
+                               skipped)
 
 
 def encode_texts(
@@ -169,18 +182,61 @@ def encode_videos(
     progress: bool = True,
 ) -> ModelOutput:
     """``model.encode_video`` over ``video_paths`` (clipped to ``starts``/``ends`` seconds where given), decoded in
-    DataLoader workers; the batches' encodings concatenated on ``device``."""
-    collate = _VideoCollator(processor, video_paths, starts, ends)
+    DataLoader workers; the batches' encodings concatenated on ``device``. A video that cannot be decoded raises
+    (see :func:`encode_videos_skipping_bad` to leave such videos out)."""
+    return encode_videos_skipping_bad(model, processor, video_paths, batch_size, device, starts, ends, num_workers,
+                                      progress, on_bad_video="error")[0]
+
+
+def encode_videos_skipping_bad(
+    model: Any,
+    processor: Any,
+    video_paths: Sequence[str],
+    batch_size: int,
+    device: torch.device,
+    starts: Sequence[float | None] | None = None,
+    ends: Sequence[float | None] | None = None,
+    num_workers: int = 0,
+    progress: bool = True,
+    on_bad_video: str = "skip",
+) -> tuple[ModelOutput, list[int], dict[str, str]]:
+    """:func:`encode_videos` that leaves out the videos that cannot be decoded (``on_bad_video="skip"``).
+
+    Returns:
+        ``(encoding, kept, failed)``: the encoding of the decodable videos (rows in ``kept`` order), the positions
+        in ``video_paths`` of those videos, and ``{path: error}`` of the others.
+
+    Raises:
+        ValueError: no video could be decoded (naming the first error).
+    """
+    collate = _VideoCollator(processor, video_paths, starts, ends, on_bad_video)
     loader = DataLoader(range(len(video_paths)), batch_size=batch_size, collate_fn=collate, num_workers=num_workers)
-    encodings = []
-    for inputs in tqdm(loader, desc="encoding videos", disable=not progress):
+    encodings, kept, failed = [], [], {}
+    for inputs, batch_kept, batch_failed in tqdm(loader, desc="encoding videos", disable=not progress):
+        failed.update(batch_failed)
+        if inputs is None:
+            continue
+        kept += batch_kept
         encodings.append(
             model.encode_video(
                 pixel_values_videos=inputs["pixel_values_videos"].to(device),
                 video_mask=inputs["video_mask"].to(device),
             )
         )
-    return concat_encodings(encodings)
+    if not encodings:
+        raise ValueError(f"none of the {len(video_paths)} videos could be decoded; first error: "
+                         f"{next(iter(failed.values()))}")
+    return concat_encodings(encodings), kept, failed
+
+
+def _drop_videos(captions: list[str], videos: dict[str, list], text_to_video: torch.Tensor, kept: list[int]
+                 ) -> tuple[list[str], dict[str, list], torch.Tensor]:
+    """Keep only the videos at positions ``kept`` and the captions of those videos (columns renumbered)."""
+    column = torch.full((len(videos["video_id"]),), -1, dtype=torch.long)
+    column[torch.tensor(kept)] = torch.arange(len(kept))
+    rows = (column[text_to_video] >= 0).nonzero().flatten()
+    videos = {name: [values[position] for position in kept] for name, values in videos.items()}
+    return [captions[row] for row in rows.tolist()], videos, column[text_to_video[rows]]
 
 
 def _group_by_video(dataset) -> tuple[list[str], dict[str, list], torch.Tensor]:
@@ -212,27 +268,30 @@ def _group_by_video(dataset) -> tuple[list[str], dict[str, list], torch.Tensor]:
 
 
 class _VideoCollator:
-    """Decodes a batch of videos with the processor (picklable, so it runs in DataLoader workers)."""
+    """Decodes a batch of videos with the processor (picklable, so it runs in DataLoader workers): the inputs of
+    the decodable videos (or ``None``), their indices, and ``{path: error}`` of the others."""
 
-    def __init__(self, processor: Any, paths: Sequence[str], starts=None, ends=None):
+    def __init__(self, processor: Any, paths: Sequence[str], starts=None, ends=None, on_bad_video: str = "skip"):
         self.processor = processor
         self.paths = list(paths)
         self.starts = list(starts) if starts is not None else [None] * len(self.paths)
         self.ends = list(ends) if ends is not None else [None] * len(self.paths)
+        self.on_bad_video = on_bad_video
 
-    def __call__(self, indices: list[int]) -> Mapping[str, torch.Tensor]:
-        kwargs = {}
+    def __call__(self, indices: list[int]) -> tuple[Mapping[str, torch.Tensor] | None, list[int], dict[str, str]]:
+        starts = ends = None
         # whole-video rows have start = end = None; only clip datasets pass times
         if any(self.starts[i] is not None or self.ends[i] is not None for i in indices):
-            kwargs = {"start": [self.starts[i] for i in indices], "end": [self.ends[i] for i in indices]}
-        return self.processor(videos=[self.paths[i] for i in indices], return_tensors="pt", **kwargs)
+            starts, ends = [self.starts[i] for i in indices], [self.ends[i] for i in indices]
+        decoded = process_videos(self.processor, [self.paths[i] for i in indices], starts, ends, self.on_bad_video)
+        return decoded.inputs, [indices[position] for position in decoded.kept], decoded.failed
 
 
 def save_eval_results(path: str | os.PathLike, metrics: Mapping[str, float], **metadata: Any) -> dict[str, Any]:
     """Write an eval-results JSON: ``metadata`` (e.g. ``dataset="msrvtt"``, ``split="test"``) then the metric keys,
     flat, as ``tvr eval`` writes and ``tvr card`` reads. Returns the written dict."""
+    from ..utils.atomic import atomic_write_text
+
     results = {**metadata, **metrics}
-    with open(path, "w", encoding="utf-8") as file:
-        json.dump(results, file, indent=2)
-        file.write("\n")
+    atomic_write_text(path, json.dumps(results, indent=2) + "\n")
     return results

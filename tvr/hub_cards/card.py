@@ -12,6 +12,7 @@ Metadata choices:
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
@@ -21,6 +22,8 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import yaml
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+from ..utils.atomic import atomic_write_bytes, atomic_write_text
 
 TRAINING_CURVES_FILE = "training_curves.png"
 
@@ -152,7 +155,9 @@ def plot_training_curves(
         ax.grid(alpha=0.3)
     axes[-1].set_xlabel("step")
     output_path = Path(output_path)
-    figure.savefig(output_path, dpi=100)
+    image = io.BytesIO()
+    figure.savefig(image, dpi=100, format=output_path.suffix.lstrip(".") or "png")
+    atomic_write_bytes(output_path, image.getvalue())  # a crash never leaves half an image
     return output_path
 
 
@@ -289,7 +294,7 @@ def write_model_card(
         license=license,
         num_parameters=count_parameters(model_dir),
     )
-    card.save(model_dir / "README.md")
+    atomic_write_text(model_dir / "README.md", str(card))  # what card.save writes, crash-safely
     return card
 
 

@@ -113,6 +113,10 @@ class CLIPRetrievalConfig(PreTrainedConfig):
             raise ValueError(f"loss_type must be one of {sorted(LOSSES)}, got {self.loss_type!r}")
         if self.linear_patch not in LINEAR_PATCHES:
             raise ValueError(f"linear_patch must be one of {LINEAR_PATCHES}, got {self.linear_patch!r}")
+        if self.max_frames < 1:
+            raise ValueError(f"max_frames must be >= 1, got {self.max_frames}")
+        if self.max_words < 3:  # start and end tokens plus at least one word
+            raise ValueError(f"max_words must be >= 3 (start, end and one word token), got {self.max_words}")
 
 
 def _tower_sub_config(tower_type: str, key: str, value: dict | PreTrainedConfig | None) -> PreTrainedConfig:

@@ -1,6 +1,7 @@
 # Copyright 2026 The tvr authors. Licensed under the Apache License, Version 2.0.
 """EMCL-Net configuration: CLIP towers, the temporal head, text-conditioned frame pooling and the EM module."""
 
+import math
 
 from huggingface_hub.dataclasses import strict
 
@@ -55,6 +56,10 @@ class EMCLConfig(CLIPRetrievalConfig):
                 "frame_pooling_temperature and em_temperature must be > 0, got "
                 f"{self.frame_pooling_temperature} and {self.em_temperature}"
             )
+        if not math.isfinite(self.em_beta):
+            raise ValueError(f"em_beta must be a finite number, got {self.em_beta}")
+        if not 0 <= self.em_momentum < 1:
+            raise ValueError(f"em_momentum must be in [0, 1), got {self.em_momentum}")
         if self.eval_block_size is not None and self.eval_block_size < 1:
             raise ValueError(f"eval_block_size must be >= 1 or None, got {self.eval_block_size}")
 

@@ -16,6 +16,8 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from ..utils.atomic import fsync_path
+
 VIDEO_EXTENSIONS = {".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv", ".3gp", ".ogv"}
 
 
@@ -36,7 +38,8 @@ def compress_video(source: str | os.PathLike, target: str | os.PathLike, fps: fl
     """Re-encode one video at ``fps`` frames per second with its shorter side ``size`` (video stream only).
 
     The file is written under a temporary name next to ``target`` and renamed when complete, so an interrupted
-    run never leaves a partial file under the final name.
+    run never leaves a partial file under the final name. A damaged or cut source gives the frames before the
+    damage; a source shorter than one output frame interval (a 1-frame mp4) gives its first frame.
 
     Returns:
         The number of frames written.
@@ -56,32 +59,60 @@ def compress_video(source: str | os.PathLike, target: str | os.PathLike, fps: fl
             stream = container.streams.video[0]
             stream.thread_count = 1  # parallelism comes from the worker processes
             width, height = compressed_size(stream.codec_context.width, stream.codec_context.height, size)
-            graph = av.filter.Graph()
-            graph.link_nodes(
-                graph.add_buffer(template=stream),
-                graph.add("fps", f"fps={fps}"),
-                graph.add("scale", f"{width}:{height}:flags=bicubic"),
-                graph.add("format", "yuv420p"),
-                graph.add("buffersink"),
-            ).configure()
+            graph = _filter_graph(stream, width, height, fps)
             with av.open(os.fspath(partial), mode="w", format="mp4") as output:
                 encoder = output.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
                 encoder.width, encoder.height, encoder.pix_fmt = width, height, "yuv420p"
                 encoder.thread_count = 1
-                written = 0
-                for frame in container.decode(stream):
+                written, first_frame = 0, None
+                for frame in _decodable_frames(container, stream):
+                    if first_frame is None:
+                        first_frame = frame
                     graph.vpush(frame)
                     written += _encode_filtered(graph, encoder, output)
                 graph.vpush(None)
                 written += _encode_filtered(graph, encoder, output)
+                if written == 0 and first_frame is not None:
+                    # shorter than one output interval: the fps filter rounds it to 0 frames; keep the first
+                    single = _filter_graph(stream, width, height, None)
+                    single.vpush(first_frame)
+                    single.vpush(None)
+                    written += _encode_filtered(single, encoder, output)
                 for packet in encoder.encode():
                     output.mux(packet)
         if written == 0:
             raise ValueError("0 decodable frames")
+        fsync_path(partial)  # on disk before the rename, so the final name never holds a partial file
         os.replace(partial, target)
+        fsync_path(target.parent)
         return written
     finally:
         partial.unlink(missing_ok=True)
+
+
+def _filter_graph(stream, width: int, height: int, fps: float | None):
+    """FFmpeg filters ``fps`` (unless ``None``), bicubic ``scale`` and ``yuv420p`` for frames of ``stream``."""
+    import av
+
+    graph = av.filter.Graph()
+    nodes = [graph.add_buffer(template=stream)]
+    if fps is not None:
+        nodes.append(graph.add("fps", f"fps={fps}"))
+    nodes += [graph.add("scale", f"{width}:{height}:flags=bicubic"), graph.add("format", "yuv420p"),
+              graph.add("buffersink")]
+    graph.link_nodes(*nodes).configure()
+    return graph
+
+
+def _decodable_frames(container, stream):
+    """The frames of ``stream`` up to the first damaged packet (a cut file keeps what precedes the cut)."""
+    import av
+
+    try:
+        for packet in container.demux(stream):
+            yield from packet.decode()
+    except av.error.FFmpegError:
+        return
 
 
 def _encode_filtered(graph, encoder, output) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+from typing import Callable
 
 import numpy as np
 from transformers.video_utils import VideoMetadata
@@ -96,26 +97,88 @@ def read_frames(reader, indices: np.ndarray, name: str = "<video>", video: Video
 
 
 def read_frames_pyav(video: VideoFile, indices: np.ndarray, name: str = "<video>") -> np.ndarray:
-    """Decode the frames at increasing ``indices`` with PyAV, from the start up to the last one.
+    """Decode the frames at ``indices`` (any order, repeats allowed) with PyAV, from the start up to the last one.
 
     Returns:
         ``(len(indices), height, width, 3)`` uint8 RGB array.
+
+    Raises:
+        ValueError: some of those frames could not be decoded (the file is damaged or cut before them).
+    """
+    indices = np.asarray(indices, dtype=np.int64)
+    unique, position = np.unique(indices, return_inverse=True)
+    frames, decodable = _decode_pyav(video, set(unique.tolist()))
+    missing = [int(index) for index in unique if index not in frames]
+    if missing:
+        raise ValueError(f"video '{name}': frames {missing} could not be decoded (PyAV decoded {decodable})")
+    return np.stack([frames[int(index)] for index in unique])[position]
+
+
+def read_video_pyav(video: VideoFile, name: str, sample: Callable[[VideoMetadata], np.ndarray]
+                    ) -> tuple[np.ndarray, VideoMetadata, np.ndarray]:
+    """Read a video decord refused with PyAV: describe it, sample with ``sample(metadata) -> indices``, decode.
+
+    A file cut short (a moov-first mp4 whose end is missing) announces more frames than it holds: then the frames
+    PyAV can decode are counted and sampled again from those.
+
+    Returns:
+        ``(frames, metadata, indices)``: ``(len(indices), height, width, 3)`` uint8 RGB frames.
     """
     import av
 
-    wanted = {int(index): position for position, index in enumerate(indices)}
-    frames: list[np.ndarray | None] = [None] * len(wanted)
     source = io.BytesIO(video) if isinstance(video, (bytes, bytearray)) else os.fspath(video)
-    with av.open(source) as container:
-        for index, frame in enumerate(container.decode(video=0)):
-            if index in wanted:
-                frames[wanted[index]] = frame.to_ndarray(format="rgb24")
-            if index >= max(wanted):
-                break
-    missing = [index for index, position in wanted.items() if frames[position] is None]
-    if missing:
-        raise ValueError(f"video '{name}': frames {missing} could not be decoded")
-    return np.stack(frames)
+    try:
+        with av.open(source) as container:
+            if not container.streams.video:
+                raise ValueError(f"video '{name}': no video stream")
+            stream = container.streams.video[0]
+            fps = float(stream.average_rate or stream.guessed_rate or 0)
+            total = int(stream.frames or 0)
+    except av.error.FFmpegError as error:
+        raise ValueError(f"video '{name}': not a video file PyAV can read ({_first_line(error)})") from None
+    if total <= 0:
+        total = _decode_pyav(video, set())[1]
+    metadata = _pyav_metadata(total, fps)
+    indices = sample(metadata)
+    unique = set(np.asarray(indices).tolist())
+    frames, decodable = _decode_pyav(video, unique)
+    if len(frames) < len(unique):  # fewer frames than announced: sample from those that decode
+        if decodable == 0:
+            raise ValueError(f"video '{name}': 0 decodable frames")
+        metadata = _pyav_metadata(decodable, fps)
+        indices = sample(metadata)
+        frames, _ = _decode_pyav(video, set(np.asarray(indices).tolist()))
+    return np.stack([frames[int(index)] for index in indices]), metadata, np.asarray(indices)
+
+
+def _pyav_metadata(total_frames: int, fps: float) -> VideoMetadata:
+    return VideoMetadata(total_num_frames=total_frames, fps=fps or None,
+                         duration=total_frames / fps if fps else None, video_backend="pyav")
+
+
+def _decode_pyav(video: VideoFile, wanted: set[int]) -> tuple[dict[int, np.ndarray], int]:
+    """The frames at ``wanted`` indices that decode, and how many frames decoded in all (up to the last wanted one,
+    or all of them when ``wanted`` is empty). Decoding stops at the first damaged packet: what follows a cut is
+    not trusted."""
+    import av
+
+    frames: dict[int, np.ndarray] = {}
+    last = max(wanted) if wanted else None
+    count = 0
+    source = io.BytesIO(video) if isinstance(video, (bytes, bytearray)) else os.fspath(video)
+    try:
+        with av.open(source) as container:
+            stream = container.streams.video[0]
+            for packet in container.demux(stream):
+                for frame in packet.decode():
+                    if count in wanted:
+                        frames[count] = frame.to_ndarray(format="rgb24")
+                    count += 1
+                    if last is not None and count > last:
+                        return frames, count
+    except (av.error.FFmpegError, IndexError):
+        pass  # a damaged or cut file: keep the frames decoded before the damage
+    return frames, count
 
 
 def _first_line(error: Exception) -> str:

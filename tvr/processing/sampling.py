@@ -36,7 +36,8 @@ def per_second_frame_indices(
     The native rate is truncated to an integer ``r = int(video_fps)``; second ``s`` starts at frame ``int(s * r)``
     and contributes the frames at offsets ``range(0, r, r // fps)[:fps]``. Seconds run from ``start`` (default 0)
     to ``end`` (default: the video's length, ``ceil(total_frames / r)``) inclusive, and reading stops at the first
-    index past the last frame.
+    index past the last frame. A video under 1 fps has at most one frame per second: second ``s`` gives frame
+    ``floor(s * video_fps)`` (each frame once), so clip times stay times.
 
     Args:
         total_frames: number of frames in the video.
@@ -57,7 +58,9 @@ def per_second_frame_indices(
         raise ValueError(f"fps must be a positive integer number of frames per second, got {fps!r}")
     _check_clip(start, end)
     fps = int(fps)
-    rate = max(int(video_fps), 1)
+    if video_fps < 1:  # int(video_fps) would read one frame per second as if the video ran at 1 fps
+        return _slow_video_frame_indices(total_frames, video_fps, start, end)
+    rate = int(video_fps)
     first_second = 0.0 if start is None else float(start)
     duration = math.ceil(total_frames / rate)
     last_second = float(duration) if end is None else min(float(end), duration)
@@ -72,6 +75,20 @@ def per_second_frame_indices(
     if indices.size == 0:
         raise ValueError(_outside_message(start, end, total_frames, video_fps))
     return indices.astype(np.int64)
+
+
+def _slow_video_frame_indices(total_frames: int, video_fps: float, start: float | None, end: float | None
+                              ) -> np.ndarray:
+    """:func:`per_second_frame_indices` of a video under 1 fps: the frame shown at each second of the clip."""
+    first_second = 0.0 if start is None else float(start)
+    duration = total_frames / video_fps
+    last_second = duration if end is None else min(float(end), duration)
+    seconds = first_second + np.arange(max(math.floor(last_second - first_second + 1e-9) + 1, 0))
+    indices = np.unique(np.floor(seconds * video_fps + 1e-9).astype(np.int64))
+    indices = indices[indices < total_frames]
+    if indices.size == 0:
+        raise ValueError(_outside_message(start, end, total_frames, video_fps))
+    return indices
 
 
 def segment_middle_frame_indices(
@@ -210,8 +227,8 @@ def sample_frame_indices(
 def _check_video(total_frames: int, video_fps: float) -> None:
     if total_frames < 1:
         raise ValueError(f"the video has no frames (total_frames={total_frames})")
-    if not video_fps or video_fps <= 0:
-        raise ValueError(f"the video's frame rate must be positive, got {video_fps!r}")
+    if video_fps is None or not math.isfinite(video_fps) or video_fps <= 0:  # NaN / inf: metadata without a rate
+        raise ValueError(f"the video's frame rate must be a positive finite number, got {video_fps!r}")
 
 
 def _check_clip(start: float | None, end: float | None) -> None:

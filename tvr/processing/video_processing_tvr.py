@@ -13,7 +13,7 @@ from transformers.processing_utils import Unpack, VideosKwargs
 from transformers.video_processing_utils import BaseVideoProcessor
 from transformers.video_utils import VideoMetadata
 
-from .decoding import open_video, read_frames, read_metadata, video_name
+from .decoding import open_video, read_frames, read_metadata, read_video_pyav, video_name
 from .sampling import sample_frame_indices
 
 Seconds = int | float
@@ -192,11 +192,19 @@ class TVRVideoProcessor(BaseVideoProcessor):
         for index, video in enumerate(videos):
             name = video_name(video) if _is_file(video) else f"#{index} ({type(video).__name__})"
             options = dict(sampling, start=starts[index], end=ends[index], generator=generator, max_frames=max_frames)
-            if _is_file(video) or _is_decord_reader(video):
-                reader = open_video(video, num_threads=decode_threads) if _is_file(video) else video
-                metadata = read_metadata(reader)
+            if _is_file(video):
+                try:
+                    reader = open_video(video, num_threads=decode_threads)
+                    metadata = read_metadata(reader)
+                    indices = self._frame_indices(metadata, name, do_sample_frames, **options)
+                    frames = read_frames(reader, indices, name, video=video)
+                except ValueError as decord_error:  # before giving up on the video, try the other decoder
+                    frames, metadata, indices = self._read_with_pyav(video, name, decord_error, do_sample_frames,
+                                                                     options)
+            elif _is_decord_reader(video):
+                metadata = read_metadata(video)
                 indices = self._frame_indices(metadata, name, do_sample_frames, **options)
-                frames = read_frames(reader, indices, name, video=video if _is_file(video) else None)
+                frames = read_frames(video, indices, name)
             else:
                 frames = _frames_to_array(video, name)
                 metadata = _metadata_for_frames(given_metadata[index], len(frames))
@@ -208,6 +216,21 @@ class TVRVideoProcessor(BaseVideoProcessor):
             all_metadata.append(metadata)
         return all_frames, all_metadata
 
+    def _read_with_pyav(self, video: Any, name: str, decord_error: ValueError, do_sample_frames: bool,
+                        options: dict) -> tuple[np.ndarray, VideoMetadata, np.ndarray]:
+        """Decode a file decord refused with PyAV (which reads e.g. moov-first mp4 files cut short); when PyAV
+        fails too, the error names both decoders' reasons."""
+        def sample(metadata: VideoMetadata) -> np.ndarray:
+            return self._frame_indices(metadata, name, do_sample_frames, **options)
+
+        try:
+            return read_video_pyav(video, name, sample)
+        except ValueError as pyav_error:
+            if str(pyav_error) == str(decord_error):  # the same sampling error, not a decoding one
+                raise
+            reason = str(pyav_error).removeprefix(f"video '{name}': ")
+            raise ValueError(f"{decord_error}; PyAV could not decode it either: {reason}") from None
+
     def _frame_indices(
         self, metadata: VideoMetadata, name: str, do_sample_frames: bool, max_frames: int, **sampling
     ) -> np.ndarray:
@@ -215,6 +238,8 @@ class TVRVideoProcessor(BaseVideoProcessor):
         try:
             if do_sample_frames:
                 return self.sample_frames(metadata, max_frames=max_frames, **sampling)
+            if metadata.total_num_frames < 1:  # the output must hold at least one real frame per video
+                raise ValueError("0 frames (every video needs at least one)")
             if metadata.total_num_frames > max_frames:
                 raise ValueError(
                     f"{metadata.total_num_frames} frames exceed max_frames={max_frames} and do_sample_frames=False"

@@ -2,7 +2,7 @@
 
 Example::
 
-    tvr index runs/clip4clip/best my_videos/ my_videos.index --batch-size 32
+    tvr index runs/clip4clip/best my_videos/ my_videos.index --batch-size 32   # killed? run it again: it resumes
     tvr search my_videos.index "a man is playing a guitar" --top-k 5
     tvr search my_videos.index "a man is playing a guitar" --top-k 5 --rerank-top-k 50   # model's own scores
 """
@@ -25,6 +25,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                        help="flat: exact inner product; ivf: inverted lists for large collections")
     index.add_argument("--nlist", type=int, default=None, help="IVF cells (default 4 * sqrt(number of videos))")
     index.add_argument("--device", default=None, help="e.g. cuda, cpu (default: cuda when available)")
+    index.add_argument("--on-bad-video", choices=("skip", "error"), default="skip",
+                       help="a video that cannot be decoded: skip it (listed in the output) or stop with an error")
     index.set_defaults(func=run_index)
 
     search = subparsers.add_parser(
@@ -42,12 +44,18 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run_index(args: argparse.Namespace) -> int:
+    import shutil
+
     from .index import VideoIndex
 
+    # encodings in progress go to <index_dir>.partial: a killed run, started again, skips the videos already done
+    partial = args.index_dir.rstrip("/\\") + ".partial"
     index = VideoIndex.from_model_dir(args.model_dir, args.video_dir, device=args.device,
-                                      batch_size=args.batch_size, index_type=args.index_type, nlist=args.nlist)
+                                      batch_size=args.batch_size, index_type=args.index_type, nlist=args.nlist,
+                                      on_bad_video=args.on_bad_video, resume_dir=partial)
     index.save(args.index_dir)
-    print(f"indexed {len(index)} videos into {args.index_dir}")
+    shutil.rmtree(partial, ignore_errors=True)
+    print(f"indexed {len(index)} videos into {args.index_dir}; {len(index.failed)} could not be decoded")
     for path, error in index.failed.items():
         print(f"not indexed (could not decode): {path}: {error}")
     return 0

@@ -8,19 +8,23 @@ encoding for that, so searching never decodes a video again.
 
 Index folder::
 
-    index_config.json       model folder, index type, counts, encoding class
+    index_config.json       model folder, index type, counts, encoding class, size and SHA-256 of the other files
     videos.json             indexed video paths (row order of the index) and the videos that failed to decode
     encodings.safetensors   the video encodings, one tensor per field (``video_embeds`` included)
     index.faiss             the FAISS index
+
+The folder is written under a temporary name and renamed into place (:mod:`tvr.utils.atomic`), so a crash while
+saving leaves the previous index; :meth:`VideoIndex.load` checks every file against the recorded checksums and
+that the FAISS rows, encodings and paths agree, so it never returns wrong videos silently. Building with
+``resume_dir`` keeps the encodings in shards there as it goes, so a killed ``tvr index`` restarts where it stopped.
 """
 
 from __future__ import annotations
 
-import importlib
+import hashlib
 import json
 import math
 import os
-import warnings
 from pathlib import Path
 from typing import Any, NamedTuple, Sequence
 
@@ -29,7 +33,9 @@ import torch
 from tqdm.auto import tqdm
 from transformers.utils import ModelOutput
 
-from ..modeling.outputs import concat_encodings
+from ..modeling.outputs import VideoEncoding, concat_encodings
+from ..processing.bad_videos import check_bad_video_policy, process_videos, warn_bad_videos
+from ..utils.atomic import atomic_directory, atomic_write_bytes, atomic_write_json, recover_directory
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp", ".ts")
 INDEX_TYPES = ("flat", "ivf")
@@ -37,6 +43,7 @@ CONFIG_FILE = "index_config.json"
 VIDEOS_FILE = "videos.json"
 ENCODINGS_FILE = "encodings.safetensors"
 FAISS_FILE = "index.faiss"
+RESUME_FILE = "resume.json"
 
 
 class SearchResult(NamedTuple):
@@ -77,8 +84,14 @@ def load_model_and_processor(model_dir: str | os.PathLike, device: str | torch.d
             f"model folder {os.fspath(model_dir)!r} has no config.json: expected a folder saved with "
             "save_pretrained (model + processor)")
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    model = AutoModel.from_pretrained(model_dir).to(device).eval()
-    return model, AutoProcessor.from_pretrained(model_dir)
+    try:
+        model = AutoModel.from_pretrained(model_dir)
+    except Exception as error:  # noqa: BLE001  (safetensors' and transformers' errors do not name the file)
+        if "safetensors" not in f"{type(error).__module__} {error}".lower():
+            raise
+        raise ValueError(f"model folder {os.fspath(model_dir)!r}: its weights (model.safetensors) could not be read, "
+                         f"the file is truncated or damaged ({type(error).__name__}: {error})") from None
+    return model.to(device).eval(), AutoProcessor.from_pretrained(model_dir)
 
 
 class VideoIndex:
@@ -133,7 +146,8 @@ class VideoIndex:
     @classmethod
     def build(cls, model, processor, videos: str | os.PathLike | Sequence[str], batch_size: int = 16,
               index_type: str = "flat", nlist: int | None = None, model_dir: str | os.PathLike | None = None,
-              progress: bool = True) -> "VideoIndex":
+              progress: bool = True, on_bad_video: str = "skip",
+              resume_dir: str | os.PathLike | None = None) -> "VideoIndex":
         """Encode videos with ``model`` and index them.
 
         Args:
@@ -146,30 +160,39 @@ class VideoIndex:
             nlist: IVF cells (default ``4 * sqrt(num_videos)``, at most ``num_videos // 39`` so each cell trains).
             model_dir: the folder ``model`` was loaded from, saved with the index so :meth:`load` can reload it.
             progress: show a progress bar.
-
-        Videos that fail to decode are left out with a warning and listed in :attr:`failed`.
+            on_bad_video: ``"skip"``: videos that fail to decode are left out with a warning and listed in
+                :attr:`failed`; ``"error"``: the first one raises.
+            resume_dir: a folder for the work in progress: each encoded batch is saved there as a shard
+                (crash-safely), and a later call with the same folder and model skips the videos already done.
+                The caller deletes it once the index is saved (``tvr index`` does).
         """
+        check_bad_video_policy(on_bad_video)
         paths = list_video_files(videos) if isinstance(videos, (str, os.PathLike)) else [os.fspath(p) for p in videos]
         if not paths:
             raise ValueError("no videos to index: the list of video paths is empty")
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        encodings, indexed, failed = [], [], {}
+        shards = _IndexingShards(resume_dir, model) if resume_dir is not None else None
+        encodings, indexed, failed = shards.load(paths) if shards is not None else ([], [], {})
+        done = set(indexed) | set(failed)
+        todo = [path for path in paths if path not in done]
         was_training = model.training
         model.eval()
         try:
-            for start in tqdm(range(0, len(paths), batch_size), desc="indexing videos", disable=not progress):
-                batch = paths[start:start + batch_size]
-                inputs, ok = _decode_batch(processor, batch, failed)
+            for start in tqdm(range(0, len(todo), batch_size), desc="indexing videos", disable=not progress):
+                batch = todo[start:start + batch_size]
+                decoded = process_videos(processor, batch, on_bad_video=on_bad_video)
+                ok = [batch[position] for position in decoded.kept]
+                encoding = _encode_videos(model, decoded.inputs) if ok else None
+                if shards is not None:
+                    shards.add(encoding, ok, decoded.failed)
                 if ok:
-                    encodings.append(_encode_videos(model, inputs))
+                    encodings.append(encoding)
                     indexed += ok
+                failed.update(decoded.failed)
         finally:
             model.train(was_training)
-        if failed:
-            shown = "; ".join(f"{path}: {error}" for path, error in list(failed.items())[:3])
-            warnings.warn(f"{len(failed)} of {len(paths)} videos could not be decoded and are not indexed ({shown}"
-                          f"{'; ...' if len(failed) > 3 else ''})", stacklevel=2)
+        warn_bad_videos(failed, len(paths), "not indexed")
         if not indexed:
             first_error = next(iter(failed.values()))
             raise ValueError(f"none of the {len(paths)} videos could be decoded; first error: {first_error}")
@@ -259,52 +282,77 @@ class VideoIndex:
     # ---------------------------------------------------------------------------------------------- saving
 
     def save(self, index_dir: str | os.PathLike) -> None:
-        """Write the index folder (see the module doc); an existing index there is replaced."""
+        """Write the index folder (see the module doc) crash-safely; an existing index there is replaced only once
+        the new one is complete on disk."""
         import faiss
         from safetensors.torch import save_file
 
-        index_dir = Path(index_dir)
-        index_dir.mkdir(parents=True, exist_ok=True)
         encoding_class = type(self.encoding)
-        tensors = {name: value.detach().cpu().contiguous() for name, value in self.encoding.items()}
-        save_file(tensors, index_dir / ENCODINGS_FILE)
-        faiss.write_index(self.faiss_index, os.fspath(index_dir / FAISS_FILE))
-        _write_json(index_dir / VIDEOS_FILE, {"paths": self.paths, "failed": self.failed})
-        # written last: a folder with a config is a complete index
-        _write_json(index_dir / CONFIG_FILE, {
-            "model_dir": self.model_dir,
-            "index_type": self.index_type,
-            "nlist": self.nlist,
-            "nprobe": self.nprobe,
-            "num_videos": len(self),
-            "dim": int(self.encoding.video_embeds.shape[1]),
-            "encoding_class": f"{encoding_class.__module__}.{encoding_class.__qualname__}",
-        })
+        _encoding_class(f"{encoding_class.__module__}.{encoding_class.__qualname__}", "saving an index")
+        with atomic_directory(index_dir) as staging:
+            tensors = {name: value.detach().cpu().contiguous() for name, value in self.encoding.items()}
+            save_file(tensors, staging / ENCODINGS_FILE)
+            faiss.write_index(self.faiss_index, os.fspath(staging / FAISS_FILE))
+            _write_json(staging / VIDEOS_FILE, {"paths": self.paths, "failed": self.failed})
+            _write_json(staging / CONFIG_FILE, {
+                "model_dir": self.model_dir,
+                "index_type": self.index_type,
+                "nlist": self.nlist,
+                "nprobe": self.nprobe,
+                "num_videos": len(self),
+                "num_failed": len(self.failed),
+                "dim": int(self.encoding.video_embeds.shape[1]),
+                "encoding_class": f"{encoding_class.__module__}.{encoding_class.__qualname__}",
+                "files": {name: {"size": (staging / name).stat().st_size, "sha256": _sha256(staging / name)}
+                          for name in (ENCODINGS_FILE, FAISS_FILE, VIDEOS_FILE)},
+            })
 
     @classmethod
     def load(cls, index_dir: str | os.PathLike, model=None, processor=None,
              device: str | torch.device | None = None) -> "VideoIndex":
-        """Reopen a saved index; the model and processor are loaded from the saved ``model_dir`` unless given."""
+        """Reopen a saved index; the model and processor are loaded from the saved ``model_dir`` unless given.
+
+        Raises:
+            FileNotFoundError: ``index_dir`` is not an index folder.
+            ValueError: a file does not match the checksum written with it, the FAISS index, the encodings and the
+                path list disagree in their counts, or the encoding class is not one of tvr's.
+        """
         import faiss
         from safetensors.torch import load_file
 
         index_dir = Path(index_dir)
+        recover_directory(index_dir)  # a save killed between its two renames left the previous index aside
         if not (index_dir / CONFIG_FILE).is_file():
             raise FileNotFoundError(f"{os.fspath(index_dir)!r} is not an index folder (no {CONFIG_FILE}); "
                                     "build one with `tvr index` or VideoIndex.save")
+        where = f"index {os.fspath(index_dir)!r}"
         config = json.loads((index_dir / CONFIG_FILE).read_text(encoding="utf-8"))
+        if "files" not in config:
+            raise ValueError(f"{where}: {CONFIG_FILE} records no checksums (written by an older tvr); rebuild it "
+                             "with `tvr index`")
+        for name, expected in config["files"].items():
+            path = index_dir / name
+            if not path.is_file():
+                raise ValueError(f"{where}: {name} is missing; rebuild the index with `tvr index`")
+            if path.stat().st_size != expected["size"] or _sha256(path) != expected["sha256"]:
+                raise ValueError(f"{where}: {name} does not match the checksum written with it (changed or "
+                                 "corrupted since); rebuild the index with `tvr index`")
+        encoding_class = _encoding_class(config["encoding_class"], where)
         if model is None or processor is None:
             if config["model_dir"] is None:
-                raise ValueError(f"index {os.fspath(index_dir)!r} was built from an in-memory model: pass model "
-                                 "and processor to VideoIndex.load")
+                raise ValueError(f"{where} was built from an in-memory model: pass model and processor to "
+                                 "VideoIndex.load")
             model, processor = load_model_and_processor(config["model_dir"], device)
-        module_name, _, class_name = config["encoding_class"].rpartition(".")
-        encoding_class = getattr(importlib.import_module(module_name), class_name)
         encoding = encoding_class(**load_file(index_dir / ENCODINGS_FILE))
         videos = json.loads((index_dir / VIDEOS_FILE).read_text(encoding="utf-8"))
+        faiss_index = faiss.read_index(os.fspath(index_dir / FAISS_FILE))
+        counts = {"index_config.json num_videos": config["num_videos"], "videos.json paths": len(videos["paths"]),
+                  "index.faiss vectors": faiss_index.ntotal, "encodings rows": len(encoding.video_embeds)}
+        if len(set(counts.values())) != 1:
+            raise ValueError(f"{where}: its files disagree on the number of videos ({counts}); rebuild it with "
+                             "`tvr index`")
         return cls(model, processor, videos["paths"], encoding, config["index_type"], config["nlist"],
-                   config["nprobe"], faiss.read_index(os.fspath(index_dir / FAISS_FILE)), config["model_dir"],
-                   videos["failed"])
+                   config["nprobe"], faiss_index, config["model_dir"], videos["failed"])
 
 
 def default_nlist(num_videos: int) -> int:
@@ -313,26 +361,86 @@ def default_nlist(num_videos: int) -> int:
     return max(1, min(round(4 * math.sqrt(num_videos)), num_videos // 39))
 
 
-def _decode_batch(processor, paths: list[str], failed: dict[str, str]) -> tuple[Any, list[str]]:
-    """Processor inputs of the decodable videos among ``paths`` (and those paths); the others go to ``failed``.
+class _IndexingShards:
+    """The encodings of a :meth:`VideoIndex.build` in progress: ``shard-<n>.safetensors`` + ``shard-<n>.json``
+    (paths encoded, paths failed) per batch, each written crash-safely, the JSON last (a shard without it does not
+    count), and ``resume.json`` naming the model they belong to."""
 
-    The whole batch is decoded at once; only when that fails is each video tried alone, to name the bad ones.
-    """
-    try:
-        return processor(videos=paths, return_tensors="pt"), paths
-    except Exception:  # noqa: BLE001  (any decoder error: find and report the videos responsible below)
-        pass
-    ok = []
-    for path in paths:
-        try:
-            processor(videos=[path], return_tensors="pt")
-            ok.append(path)
-        except Exception as error:  # noqa: BLE001  (reported to the caller, never swallowed)
-            failed[path] = f"{type(error).__name__}: {error}"
-    return (processor(videos=ok, return_tensors="pt") if ok else None), ok
+    def __init__(self, folder: str | os.PathLike, model):
+        self.folder = Path(folder)
+        self.model_fingerprint = hashlib.sha256(model.config.to_json_string().encode()).hexdigest()
+        self.count = 0
+
+    def load(self, paths: list[str]) -> tuple[list[ModelOutput], list[str], dict[str, str]]:
+        """The encodings, paths and failures of the shards already written (for videos among ``paths``)."""
+        from safetensors.torch import load_file
+
+        self.folder.mkdir(parents=True, exist_ok=True)
+        state_file = self.folder / RESUME_FILE
+        if state_file.is_file():
+            state = json.loads(state_file.read_text(encoding="utf-8"))
+            if state.get("model") != self.model_fingerprint:
+                raise ValueError(f"resume folder {os.fspath(self.folder)!r} holds encodings of another model "
+                                 "(its config differs); delete it or give another folder")
+        else:
+            atomic_write_json(state_file, {"model": self.model_fingerprint})
+        encodings, indexed, failed = [], [], {}
+        wanted = set(paths)
+        while (self.folder / f"shard-{self.count:06d}.json").is_file():
+            shard = json.loads((self.folder / f"shard-{self.count:06d}.json").read_text(encoding="utf-8"))
+            if shard["paths"]:
+                tensors = load_file(self.folder / f"shard-{self.count:06d}.safetensors")
+                encoding = _encoding_class(shard["encoding_class"], f"resume folder {os.fspath(self.folder)!r}")
+                encoding = encoding(**tensors)
+                keep = [row for row, path in enumerate(shard["paths"]) if path in wanted]
+                if keep:
+                    encodings.append(_select(encoding, keep, torch.device("cpu")))
+                    indexed += [shard["paths"][row] for row in keep]
+            failed.update({path: error for path, error in shard["failed"].items() if path in wanted})
+            self.count += 1
+        return encodings, indexed, failed
+
+    def add(self, encoding: ModelOutput | None, paths: list[str], failed: dict[str, str]) -> None:
+        from safetensors.torch import save
+
+        name = f"shard-{self.count:06d}"
+        shard = {"paths": paths, "failed": failed, "encoding_class": None}
+        if encoding is not None:
+            tensors = {field: value.contiguous() for field, value in encoding.items()}
+            atomic_write_bytes(self.folder / f"{name}.safetensors", save(tensors))
+            shard["encoding_class"] = f"{type(encoding).__module__}.{type(encoding).__qualname__}"
+        atomic_write_json(self.folder / f"{name}.json", shard)
+        self.count += 1
+
+
+def _encoding_class(name: str, where: str) -> type:
+    """The tvr video-encoding class called ``name`` (``module.QualName``); nothing else is accepted, so an index
+    folder can never make tvr import a module of its choosing."""
+    import tvr  # noqa: F401  (defines every method's encoding class)
+
+    def subclasses(cls):
+        for sub in cls.__subclasses__():
+            yield sub
+            yield from subclasses(sub)
+
+    allowed = {f"{cls.__module__}.{cls.__qualname__}": cls
+               for cls in (VideoEncoding, *subclasses(VideoEncoding)) if cls.__module__.startswith("tvr.")}
+    if name not in allowed:
+        raise ValueError(f"{where}: encoding_class {name!r} is not a tvr video encoding; expected one of "
+                         f"{sorted(allowed)}")
+    return allowed[name]
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _encode_videos(model, inputs) -> ModelOutput:
+    """``model.encode_video`` of processor outputs, on CPU."""
     device = next(model.parameters()).device
     encoding = model.encode_video(inputs["pixel_values_videos"].to(device), inputs["video_mask"].to(device))
     return type(encoding)(**{name: value.detach().cpu() for name, value in encoding.items()})

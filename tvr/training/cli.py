@@ -25,8 +25,16 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .trainer import train
+    import json
+
+    from .trainer import SKIPPED_VIDEOS_FILE, train
 
     output_dir = train(config_from_args(args))
     print(f"trained model: {output_dir / 'final'} (best by t2v R@1, when evaluated: {output_dir / 'best'})")
+    skipped = output_dir / SKIPPED_VIDEOS_FILE
+    if skipped.is_file():
+        failed = json.loads(skipped.read_text(encoding="utf-8"))
+        print(f"{len(failed)} training videos could not be decoded and were left out (listed in {skipped}):")
+        for path, error in failed.items():
+            print(f"  skipped: {path}: {error}")
     return 0

@@ -57,6 +57,8 @@ class TrainingConfig:
     train_frame_order: str = option("normal", "frame order augmentation: normal, reverse or shuffle")
     cache_videos: bool = option(False, "decode every training video once and keep it in memory")
     num_workers: int = option(0, "DataLoader worker processes")
+    on_bad_video: str = option(
+        "skip", "a video that cannot be decoded: skip (left out of its batch, listed in skipped_videos.json) or error")
 
     # --- optimisation
     epochs: int = option(5, "passes over the training set")
@@ -71,6 +73,8 @@ class TrainingConfig:
     adam_beta2: float = option(0.98, "second-moment decay")
     adam_epsilon: float = option(1e-6, "denominator epsilon")
     max_grad_norm: float | None = option(1.0, "global gradient-norm clip; BertAdam also clips each parameter")
+    max_nonfinite_steps: int = option(
+        3, "steps with a NaN/inf loss or gradient norm are skipped; stop with an error after this many in a row")
     warmup_proportion: float = option(0.1, "fraction of the steps with linear warmup (then cosine)")
     freeze_layer_num: int = option(0, "freeze CLIP embeddings and layers below this index; -1 freezes nothing")
     mixed_precision: str = option("no", "no (fp32), fp16 or bf16 autocast")
@@ -108,6 +112,8 @@ class TrainingConfig:
             (self.save_steps is None or self.save_steps > 0, "save_steps must be positive or None"),
             (0 <= self.warmup_proportion < 1, "warmup_proportion must be in [0, 1)"),
             (self.freeze_layer_num >= -1, "freeze_layer_num must be >= -1"),
+            (self.on_bad_video in ("skip", "error"), "on_bad_video must be 'skip' or 'error'"),
+            (self.max_nonfinite_steps > 0, "max_nonfinite_steps must be positive"),
             (not self.push_to_hub or bool(self.hub_model_id), "push_to_hub needs hub_model_id"),
         ]
         for ok, message in checks:
@@ -135,12 +141,13 @@ class TrainingConfig:
         return dataclasses.asdict(self)
 
     def save(self, path: str | os.PathLike) -> None:
-        """Write the config as YAML (or JSON for a ``.json`` path)."""
-        with open(path, "w", encoding="utf-8") as handle:
-            if os.fspath(path).endswith(".json"):
-                json.dump(self.to_dict(), handle, indent=2)
-            else:
-                yaml.safe_dump(self.to_dict(), handle, sort_keys=False)
+        """Write the config as YAML (or JSON for a ``.json`` path), crash-safely."""
+        from ..utils.atomic import atomic_write_text
+
+        if os.fspath(path).endswith(".json"):
+            atomic_write_text(path, json.dumps(self.to_dict(), indent=2))
+        else:
+            atomic_write_text(path, yaml.safe_dump(self.to_dict(), sort_keys=False))
 
 
 # ---------------------------------------------------------------------------------------------------- CLI

@@ -104,22 +104,30 @@ class CachedVideoProcessor:
     the evaluation harness both use it. For small datasets (the demo trains several epochs on a few hundred short
     videos) where decoding every epoch costs more than the model. Memory: ``max_frames * 3 * height * width * 4``
     bytes per video. Call :meth:`fill` before a DataLoader with workers, whose own copies would not persist.
+    Videos that cannot be decoded are remembered in :attr:`failed` (``{key: error}``) and raise again, naming the
+    video, whenever they are asked for, without another decoding attempt.
     """
 
     def __init__(self, processor):
         self.processor = processor
         self.videos: dict[VideoKey, tuple[torch.Tensor, torch.Tensor]] = {}
+        self.failed: dict[VideoKey, str] = {}
 
     def fill(self, keys: list[VideoKey], batch_size: int = 16, show_progress: bool = True) -> None:
-        """Decode every key not cached yet, ``batch_size`` videos per processor call."""
-        todo = list(dict.fromkeys(key for key in keys if key not in self.videos))
+        """Decode every key not cached (or known bad) yet, ``batch_size`` videos per processor call."""
+        todo = list(dict.fromkeys(key for key in keys if key not in self.videos and key not in self.failed))
         for begin in tqdm(range(0, len(todo), batch_size), desc="decoding videos", disable=not show_progress):
             self._decode(todo[begin:begin + batch_size])
 
     def _decode(self, keys: list[VideoKey]) -> None:
+        from ..processing.bad_videos import process_videos
+
         paths, starts, ends = zip(*keys)
-        outputs = self.processor(videos=list(paths), start=list(starts), end=list(ends), return_tensors="pt")
-        self.videos.update(zip(keys, zip(outputs["pixel_values_videos"], outputs["video_mask"])))
+        decoded = process_videos(self.processor, paths, starts, ends)
+        if decoded.inputs is not None:
+            kept = [keys[position] for position in decoded.kept]
+            self.videos.update(zip(kept, zip(decoded.inputs["pixel_values_videos"], decoded.inputs["video_mask"])))
+        self.failed.update((key, decoded.failed[key[0]]) for key in keys if key[0] in decoded.failed)
 
     def __call__(self, text=None, videos=None, start=None, end=None, return_tensors="pt", **kwargs):
         outputs = {}
@@ -127,9 +135,12 @@ class CachedVideoProcessor:
             outputs.update(self.processor(text=text, return_tensors=return_tensors, **kwargs))
         if videos is not None:
             keys = video_keys(videos, start, end)
-            missing = [key for key in dict.fromkeys(keys) if key not in self.videos]
+            missing = [key for key in dict.fromkeys(keys) if key not in self.videos and key not in self.failed]
             if missing:
                 self._decode(missing)
+            bad = next((key for key in keys if key in self.failed), None)
+            if bad is not None:
+                raise ValueError(self.failed[bad])
             outputs["pixel_values_videos"] = torch.stack([self.videos[key][0] for key in keys])
             outputs["video_mask"] = torch.stack([self.videos[key][1] for key in keys])
         return outputs
@@ -138,23 +149,40 @@ class CachedVideoProcessor:
 class TrainingCollator:
     """Samples of :class:`CaptionVideoSamples` -> model inputs ``input_ids``, ``attention_mask``,
     ``pixel_values_videos`` ``(batch, num_frames, 3, height, width)``, ``video_mask``, with the frame order
-    augmentation applied."""
+    augmentation applied.
 
-    def __init__(self, processor, frame_order: str = "normal"):
+    Samples whose video cannot be decoded are left out of the batch (``on_bad_video="skip"``; never fed to the model)
+    and listed in the batch's ``skipped_videos`` (``{path: error}``, only when any; the loop reports them); a batch
+    without any decodable video has no tensors, only ``skipped_videos``. ``on_bad_video="error"`` raises instead.
+    """
+
+    def __init__(self, processor, frame_order: str = "normal", on_bad_video: str = "skip"):
+        from ..processing.bad_videos import check_bad_video_policy
+
         self.processor = processor
         self.frame_order = frame_order
+        self.on_bad_video = check_bad_video_policy(on_bad_video)
 
-    def __call__(self, samples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+    def __call__(self, samples: list[dict[str, Any]]) -> dict[str, Any]:
+        from ..processing.bad_videos import process_videos
+
         paths, starts, ends = zip(*(sample["video"] for sample in samples))
-        inputs = self.processor(text=[sample["caption"] for sample in samples], videos=list(paths),
-                                start=list(starts), end=list(ends), return_tensors="pt")
+        decoded = process_videos(self.processor, paths, starts, ends, self.on_bad_video)
+        if decoded.inputs is None:
+            return {"skipped_videos": decoded.failed}
+        samples = [samples[position] for position in decoded.kept]
+        text = self.processor(text=[sample["caption"] for sample in samples], return_tensors="pt")
+        video_mask = decoded.inputs["video_mask"]
         pixel_values = torch.stack([
             order_frames(video, mask, self.frame_order, np.random.default_rng(sample["augment_seed"]))
-            for video, mask, sample in zip(inputs["pixel_values_videos"], inputs["video_mask"], samples)
+            for video, mask, sample in zip(decoded.inputs["pixel_values_videos"], video_mask, samples)
         ])
-        return {
-            "input_ids": inputs["input_ids"],
-            "attention_mask": inputs["attention_mask"],
+        batch = {
+            "input_ids": text["input_ids"],
+            "attention_mask": text["attention_mask"],
             "pixel_values_videos": pixel_values,
-            "video_mask": inputs["video_mask"],
+            "video_mask": video_mask,
         }
+        if decoded.failed:
+            batch["skipped_videos"] = decoded.failed
+        return batch

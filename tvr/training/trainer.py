@@ -11,9 +11,15 @@ Output folder (``config.output_dir``)::
     training_config.yaml   the config of the run
     metrics.jsonl          one JSON line per logged step (loss, lr/<group>, grad_norm, samples_per_second) and
                            per evaluation (t2v_R@1, ...)
-    checkpoints/checkpoint-<step>/   accelerate save_state: model, optimiser, scheduler, RNG, progress
+    checkpoints/checkpoint-<step>/   model, optimiser, scheduler, RNG, progress (see :mod:`.checkpointing`)
     best/                  save_pretrained model + processor + README.md card, best t2v R@1 so far
     final/                 the same for the model at the end of training
+    skipped_videos.json    training videos that could not be decoded and were left out of their batches
+
+Every file and folder here is written to a temporary name and renamed into place (:mod:`tvr.utils.atomic`), so a
+run killed at any instant leaves complete checkpoints, ``best/`` and ``final/`` (old or new) and resumes with
+``resume_from="latest"`` (``metrics.jsonl`` is appended to; a torn last line is dropped on resume). Steps whose loss or gradient norm is not finite are skipped and counted; after
+``max_nonfinite_steps`` in a row the run stops with :class:`TrainingDiverged`, and non-finite weights are never saved.
 """
 
 from __future__ import annotations
@@ -22,9 +28,8 @@ import dataclasses
 import json
 import math
 import os
-import re
-import shutil
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Callable
 
@@ -38,9 +43,16 @@ from tqdm.auto import tqdm
 from .config import TrainingConfig
 from .data import CachedVideoProcessor, CaptionVideoSamples, TrainingCollator
 from .gather import gather_encoding
+from .checkpointing import (  # noqa: F401  (list_checkpoints, resolve_checkpoint: part of this module's API)
+    CHECKPOINT_PREFIX,
+    list_checkpoints,
+    load_checkpoint,
+    resolve_checkpoint,
+    save_checkpoint,
+)
 from .optimization import build_optimizer, build_scheduler, freeze_pretrained_layers
 
-CHECKPOINT_PREFIX = "checkpoint-"
+SKIPPED_VIDEOS_FILE = "skipped_videos.json"
 BEST_METRIC = "t2v_R@1"
 MAX_LOGIT_SCALE = math.log(100)
 
@@ -69,14 +81,22 @@ class ContrastiveStep(nn.Module):
         return self.model.compute_loss(text, video).loss
 
 
+class TrainingDiverged(FloatingPointError):
+    """The loss or gradient norm stayed non-finite for ``max_nonfinite_steps`` optimiser steps in a row."""
+
+
 @dataclasses.dataclass
 class TrainingProgress:
-    """Where the run is; saved in every checkpoint (``register_for_checkpointing``)."""
+    """Where the run is; saved as JSON in every checkpoint (``trainer_state.json``)."""
 
     global_step: int = 0  # optimiser steps done
     epoch: int = 0  # current epoch
     batches_in_epoch: int = 0  # batches of the current epoch already trained
     best_metrics: dict[str, float] | None = None  # evaluation of the best model so far (by t2v R@1)
+    accelerator_step: int = 0  # Accelerate's forward-pass counter (decides gradient-accumulation syncs)
+    nonfinite_steps: int = 0  # optimiser steps skipped because the loss or gradient norm was NaN / inf
+    consecutive_nonfinite_steps: int = 0  # ... of them in a row, up to the last step
+    skipped_videos: dict[str, str] = dataclasses.field(default_factory=dict)  # {path: error}, left out of batches
 
     def state_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -140,10 +160,25 @@ def evaluate(model: nn.Module, processor, dataset: Dataset, config: TrainingConf
 
 def save_model(model: nn.Module, processor, directory: Path, config: TrainingConfig,
                metrics: dict[str, float] | None = None, with_curves: bool = False) -> None:
-    """``save_pretrained`` model and processor, and its model card (see :func:`write_card`)."""
-    model.save_pretrained(directory)
-    processor.save_pretrained(directory)
-    write_card(directory, config, metrics, with_curves)
+    """``save_pretrained`` model and processor, and its model card (see :func:`write_card`), into a temporary
+    folder renamed to ``directory`` when complete (a crash leaves the previous version). Refuses non-finite weights.
+    """
+    from ..utils.atomic import atomic_directory
+
+    check_finite_weights(model, f"saving {os.fspath(directory)!r}")
+    with atomic_directory(directory) as staging:
+        model.save_pretrained(staging)
+        processor.save_pretrained(staging)
+        write_card(staging, config, metrics, with_curves)
+
+
+def check_finite_weights(model: nn.Module, doing: str) -> None:
+    """Raise :class:`TrainingDiverged` naming the first parameter with a NaN or inf value."""
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if not torch.isfinite(parameter).all():
+                raise TrainingDiverged(f"{doing}: parameter {name!r} has non-finite values (NaN/inf); refusing to "
+                                       "save weights of a diverged model")
 
 
 def write_card(directory: Path, config: TrainingConfig, metrics: dict[str, float] | None = None,
@@ -168,7 +203,7 @@ def build_train_dataloader(samples: CaptionVideoSamples, processor, config: Trai
         raise ValueError(f"training set has {len(samples)} rows, fewer than batch_size={config.batch_size}")
     return torch.utils.data.DataLoader(
         samples, batch_size=config.batch_size, shuffle=True, drop_last=True, num_workers=config.num_workers,
-        collate_fn=TrainingCollator(processor, config.train_frame_order),
+        collate_fn=TrainingCollator(processor, config.train_frame_order, config.on_bad_video),
         # a private generator: creating a loader iterator must not draw from the global RNG, or a resumed run's
         # dropout stream would differ from the uninterrupted run's
         generator=torch.Generator().manual_seed(config.seed))
@@ -178,64 +213,54 @@ def build_train_dataloader(samples: CaptionVideoSamples, processor, config: Trai
 
 
 class MetricsLog:
-    """``metrics.jsonl``: one JSON object per line, written by the main process only.
+    """``metrics.jsonl``: one JSON object per line, written by the main process only; always valid JSON (a
+    non-finite value is written as ``null``).
 
-    On resume, lines after the checkpoint's step are dropped, so the file reads as one run.
+    On resume, lines after the checkpoint's step are dropped, so the file reads as one run; a torn last line (the
+    run was killed while appending it) is dropped too.
     """
 
     def __init__(self, path: Path, enabled: bool, resume_step: int | None = None):
+        from ..utils.atomic import atomic_write_text
+
         self.path, self.enabled = path, enabled
         if not enabled:
             return
         kept = []
         if resume_step is not None and path.exists():
-            kept = [line for line in path.read_text().splitlines() if json.loads(line)["step"] <= resume_step]
-        path.write_text("".join(line + "\n" for line in kept))
+            kept = [json.dumps(record) for record in _read_jsonl(path) if record["step"] <= resume_step]
+        atomic_write_text(path, "".join(line + "\n" for line in kept))
 
     def write(self, record: dict[str, Any]) -> None:
         if self.enabled:
+            record = {name: _finite_or_none(value) for name, value in record.items()}
             with self.path.open("a", encoding="utf-8") as handle:
-                handle.write(json.dumps(record) + "\n")
+                handle.write(json.dumps(record, allow_nan=False) + "\n")
+
+
+def _finite_or_none(value: Any) -> Any:
+    return None if isinstance(value, float) and not math.isfinite(value) else value
+
+
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """The records of a JSON-lines file; a torn last line is dropped with a warning, a bad line elsewhere raises
+    ``ValueError`` naming the file and line."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    records = []
+    for number, line in enumerate(lines, 1):
+        try:
+            records.append(json.loads(line))
+        except ValueError as error:
+            if number == len(lines):
+                warnings.warn(f"{os.fspath(path)}: dropping the torn last line {number} ({error})", stacklevel=3)
+                break
+            raise ValueError(f"{os.fspath(path)} line {number}: not a JSON object ({error})") from None
+    return records
 
 
 def read_metrics(output_dir: str | os.PathLike) -> list[dict[str, Any]]:
-    """The records of a run's ``metrics.jsonl``."""
-    with open(Path(output_dir) / "metrics.jsonl", encoding="utf-8") as handle:
-        return [json.loads(line) for line in handle]
-
-
-# ------------------------------------------------------------------------------------------------- checkpoints
-
-
-def list_checkpoints(output_dir: str | os.PathLike) -> list[Path]:
-    """Checkpoint folders under ``output_dir/checkpoints``, oldest step first."""
-    root = Path(output_dir) / "checkpoints"
-    if not root.is_dir():
-        return []
-    found = [(int(m.group(1)), path) for path in root.iterdir()
-             if (m := re.fullmatch(re.escape(CHECKPOINT_PREFIX) + r"(\d+)", path.name))]
-    return [path for _, path in sorted(found)]
-
-
-def resolve_checkpoint(resume_from: str, output_dir: str | os.PathLike) -> Path:
-    """``"latest"`` -> the newest checkpoint of ``output_dir``; otherwise the folder given."""
-    if resume_from == "latest":
-        checkpoints = list_checkpoints(output_dir)
-        if not checkpoints:
-            raise FileNotFoundError(f"resume_from='latest': no checkpoint under {Path(output_dir) / 'checkpoints'}")
-        return checkpoints[-1]
-    if not Path(resume_from).is_dir():
-        raise FileNotFoundError(f"resume_from {resume_from!r} is not a checkpoint folder")
-    return Path(resume_from)
-
-
-def save_checkpoint(accelerator: Accelerator, output_dir: Path, step: int, total_limit: int | None) -> None:
-    """``accelerator.save_state`` to ``checkpoints/checkpoint-<step>``, keeping the newest ``total_limit``."""
-    accelerator.save_state(output_dir / "checkpoints" / f"{CHECKPOINT_PREFIX}{step}")
-    if accelerator.is_main_process and total_limit:
-        for old in list_checkpoints(output_dir)[:-total_limit]:
-            shutil.rmtree(old)
-    accelerator.wait_for_everyone()
+    """The records of a run's ``metrics.jsonl`` (a torn last line, from a killed run, is dropped)."""
+    return _read_jsonl(Path(output_dir) / "metrics.jsonl")
 
 
 # ------------------------------------------------------------------------------------------------- the loop
@@ -304,6 +329,8 @@ def train(
         if eval_dataset is not None:
             keys += CaptionVideoSamples(eval_dataset).video_keys()
         data_processor.fill(keys, config.eval_batch_size, accelerator.is_local_main_process)
+        if data_processor.failed and config.on_bad_video == "error":
+            raise ValueError(f"on_bad_video='error': {next(iter(data_processor.failed.values()))}")
     train_loader = build_train_dataloader(samples, data_processor, config)
     optimizer = build_optimizer(model, config.optimizer, config.lr, config.coef_lr, config.weight_decay,
                                 (config.adam_beta1, config.adam_beta2), config.adam_epsilon,
@@ -319,13 +346,23 @@ def train(
         ContrastiveStep(model), optimizer, train_loader, scheduler)
     model = accelerator.unwrap_model(step_module).model
     progress = TrainingProgress()
-    accelerator.register_for_checkpointing(progress)
     if config.resume_from:
-        accelerator.load_state(resolve_checkpoint(config.resume_from, output_dir))
+        load_checkpoint(resolve_checkpoint(config.resume_from, output_dir), accelerator, model, optimizer, scheduler,
+                        progress)
+        accelerator.step = progress.accelerator_step
     metrics_log = MetricsLog(output_dir / "metrics.jsonl", accelerator.is_main_process,
                              resume_step=progress.global_step if config.resume_from else None)
+    skipped_videos = SkippedVideos(output_dir / SKIPPED_VIDEOS_FILE, accelerator, progress.skipped_videos,
+                                   num_videos=len(set(samples.video_paths)))
     bar = tqdm(total=total_steps, initial=progress.global_step, desc="training",
                disable=not accelerator.is_local_main_process)
+
+    def checkpoint() -> None:
+        check_finite_weights(model, f"checkpoint at step {progress.global_step}")
+        progress.accelerator_step = accelerator.step
+        skipped_videos.save()
+        save_checkpoint(accelerator, model, optimizer, scheduler, progress, output_dir, progress.global_step,
+                        config.save_total_limit)
 
     # loop
     samples_per_step = config.batch_size * config.gradient_accumulation_steps
@@ -340,26 +377,41 @@ def train(
         if progress.batches_in_epoch:  # resuming mid-epoch: the same order, minus what was trained
             batches = accelerator.skip_first_batches(train_loader, progress.batches_in_epoch)
         for batch in batches:
+            batch = skipped_videos.take(batch)
+            if batch is None:  # no video of this batch could be decoded: nothing to train on
+                progress.batches_in_epoch += 1
+                continue
             with accelerator.accumulate(step_module):
                 loss = step_module(**batch)
                 accelerator.backward(loss)
+                window_losses.append(loss.detach())
                 if accelerator.sync_gradients:
                     step_lrs = [group["lr"] for group in optimizer.param_groups]  # this step's, before the schedule
-                    grad_norm = None
                     if config.max_grad_norm:
                         grad_norm = accelerator.clip_grad_norm_(step_module.parameters(), config.max_grad_norm)
-                optimizer.step()
-                scheduler.step()
+                    else:
+                        grad_norm = gradient_norm(step_module)
+                    finite = step_is_finite(accelerator, window_losses, grad_norm)
+                    if finite:
+                        optimizer.step()
+                    # the schedule follows global_step, skipped or not, so a resumed run sees the same rates
+                    scheduler.step()
                 optimizer.zero_grad()
             progress.batches_in_epoch += 1
-            window_losses.append(loss.detach())
             if not accelerator.sync_gradients:
                 continue
 
             clamp_logit_scale(model)
             progress.global_step += 1
+            if finite:
+                progress.consecutive_nonfinite_steps = 0
+            else:
+                progress.nonfinite_steps += 1
+                progress.consecutive_nonfinite_steps += 1
             bar.update(1)
-            if progress.global_step % config.logging_steps == 0 or progress.global_step == total_steps:
+            diverged = progress.consecutive_nonfinite_steps >= config.max_nonfinite_steps
+            if progress.global_step % config.logging_steps == 0 or progress.global_step == total_steps \
+                    or not finite:
                 step_loss = accelerator.reduce(torch.stack(window_losses).mean(), "mean").item()
                 record = {
                     "step": progress.global_step,
@@ -370,15 +422,29 @@ def train(
                 }
                 if grad_norm is not None:
                     record["grad_norm"] = float(grad_norm)
+                if progress.nonfinite_steps:
+                    record["nonfinite_steps"] = progress.nonfinite_steps
+                if skipped_videos.count:
+                    record["skipped_videos"] = skipped_videos.count
                 metrics_log.write(record)
                 bar.set_postfix(loss=f"{step_loss:.4f}")
             window_losses.clear()
+            if diverged:
+                bar.close()
+                skipped_videos.save()
+                raise TrainingDiverged(
+                    f"training diverged: the loss or gradient norm was NaN/inf for {config.max_nonfinite_steps} "
+                    f"steps in a row (steps {progress.global_step - config.max_nonfinite_steps + 1}-"
+                    f"{progress.global_step}; last loss {step_loss}, "
+                    f"learning rates {step_lrs}). Those steps were skipped and nothing was saved after them; the "
+                    f"last checkpoint under {output_dir / 'checkpoints'} holds finite weights. Lower lr (now "
+                    f"{config.lr}), check the inputs for NaN/inf values, or raise max_nonfinite_steps.")
             step_start = time.perf_counter()
             if progress.global_step >= total_steps:
                 break
             if config.save_steps and progress.global_step % config.save_steps == 0 \
                     and progress.batches_in_epoch < len(train_loader):  # an epoch's end is saved below
-                save_checkpoint(accelerator, output_dir, progress.global_step, config.save_total_limit)
+                checkpoint()
                 step_start = time.perf_counter()
 
         if progress.batches_in_epoch >= len(train_loader):
@@ -386,15 +452,16 @@ def train(
         if eval_dataset is not None:
             evaluate_and_keep_best(accelerator, model, processor, data_processor, eval_dataset, config, progress,
                                    metrics_log, evaluate_fn)
-        save_checkpoint(accelerator, output_dir, progress.global_step, config.save_total_limit)
+        checkpoint()
         if progress.global_step >= total_steps:
             break
     bar.close()
 
+    skipped_videos.save(warn=True)
     if accelerator.is_main_process:
         save_model(model, processor, output_dir / "final", config, with_curves=True)
         if progress.best_metrics is not None:
-            write_card(output_dir / "best", config, progress.best_metrics, with_curves=True)
+            rewrite_card(output_dir / "best", config, progress.best_metrics, with_curves=True)
         if config.push_to_hub:
             from ..hub_cards import push_to_hub
 
@@ -403,6 +470,87 @@ def train(
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return output_dir
+
+
+def gradient_norm(module: nn.Module) -> torch.Tensor:
+    """The global L2 norm of ``module``'s gradients (what ``clip_grad_norm_`` returns, without clipping)."""
+    grads = [parameter.grad for parameter in module.parameters() if parameter.grad is not None]
+    if not grads:
+        return torch.zeros(())
+    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(grad.float()) for grad in grads]))
+
+
+def step_is_finite(accelerator: Accelerator, losses: list[torch.Tensor], grad_norm: torch.Tensor | None) -> bool:
+    """Whether every process's losses of this optimiser step, and the gradient norm, are finite.
+
+    Under fp16 the gradient scaler already skips steps with inf gradients (and lowers its scale), which is routine,
+    so only the loss is checked there.
+    """
+    bad = sum(float(not torch.isfinite(loss).all()) for loss in losses)
+    if grad_norm is not None and accelerator.scaler is None:
+        bad += float(not torch.isfinite(torch.as_tensor(grad_norm)).all())
+    bad = accelerator.reduce(torch.tensor(bad, device=accelerator.device), "sum")  # the losses are per process
+    return bool(bad.item() == 0)
+
+
+class SkippedVideos:
+    """The training videos left out of their batches because they could not be decoded: ``failed`` (``{path:
+    error}``, the progress's own dict, so checkpoints carry it), gathered from every process into
+    ``skipped_videos.json``."""
+
+    def __init__(self, path: Path, accelerator: Accelerator, failed: dict[str, str], num_videos: int):
+        self.path, self.accelerator, self.num_videos = path, accelerator, num_videos
+        self.failed = failed
+
+    @property
+    def count(self) -> int:
+        return len(self.failed)
+
+    def take(self, batch: dict[str, Any]) -> dict[str, Any] | None:
+        """The batch without its ``skipped_videos`` entry (recorded here); ``None`` when nothing is left to train."""
+        self.failed.update(batch.pop("skipped_videos", None) or {})
+        if self.accelerator.num_processes > 1:
+            # the processes' batches are gathered for the loss, which needs equal sizes: all keep the smallest
+            size = len(batch["input_ids"]) if "input_ids" in batch else 0
+            smallest = int(self.accelerator.gather(torch.tensor([size], device=self.accelerator.device)).min())
+            batch = {name: value[:smallest] for name, value in batch.items()} if smallest else {}
+        if "input_ids" not in batch:
+            return None
+        return batch
+
+    def save(self, warn: bool = False) -> None:
+        from accelerate.utils import gather_object
+
+        from ..processing.bad_videos import warn_bad_videos
+        from ..utils.atomic import atomic_write_json
+
+        for failed in gather_object([self.failed]):
+            self.failed.update(failed)
+        if self.failed and self.accelerator.is_main_process:
+            atomic_write_json(self.path, dict(sorted(self.failed.items())))
+            if warn:
+                warn_bad_videos(self.failed, self.num_videos, f"left out of training (listed in {self.path})")
+
+
+def rewrite_card(directory: Path, config: TrainingConfig, metrics: dict[str, float] | None = None,
+                 with_curves: bool = False) -> None:
+    """Rewrite the model card of a saved model folder crash-safely: a hard-linked copy of the folder gets the new
+    card, then replaces it."""
+    import shutil
+
+    from ..utils.atomic import atomic_directory
+
+    def link_or_copy(source: str, target: str) -> None:
+        try:
+            os.link(source, target)  # no copy of the weights; the card files are replaced, never written through
+        except OSError:
+            shutil.copy2(source, target)
+
+    with atomic_directory(directory) as staging:
+        shutil.copytree(directory, staging, copy_function=link_or_copy, dirs_exist_ok=True)
+        for card_file in ("README.md", "training_curves.png"):  # new files, not writes through the shared links
+            (staging / card_file).unlink(missing_ok=True)
+        write_card(staging, config, metrics, with_curves)
 
 
 def clamp_logit_scale(model: nn.Module) -> None:
