@@ -171,22 +171,23 @@ class InternVideoPreTrainedModel(CLIPRetrievalPreTrainedModel):
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
         super()._init_weights(module)
+        # (the branch initialises its layers: transformers skips modules without parameters of their own)
         if isinstance(module, InternVideoTemporalBranch):
             init.zeros_(module.query)
             init.zeros_(module.balance)
             for convolution in module.position_convs:
                 init.zeros_(convolution.bias)
-        elif isinstance(module, InternVideoExtractorLayer):
-            # the original's fused in_proj (3 * width, width) is Xavier-initialised as one matrix
-            width = module.q_proj.in_features
-            bound = (6.0 / (width + 3 * width)) ** 0.5
-            for projection in (module.q_proj, module.k_proj, module.v_proj):
-                init.uniform_(projection.weight, -bound, bound)
-                init.zeros_(projection.bias)
-            init.xavier_uniform_(module.fc1.weight)
-            for projection in (module.out_proj, module.fc2):
-                init.zeros_(projection.weight)
-                init.zeros_(projection.bias)
+            for layer in module.layers:
+                # the original's fused in_proj (3 * width, width) is Xavier-initialised as one matrix
+                width = layer.q_proj.in_features
+                bound = (6.0 / (width + 3 * width)) ** 0.5
+                for projection in (layer.q_proj, layer.k_proj, layer.v_proj):
+                    init.uniform_(projection.weight, -bound, bound)
+                    init.zeros_(projection.bias)
+                init.xavier_uniform_(layer.fc1.weight)
+                for projection in (layer.out_proj, layer.fc2):
+                    init.zeros_(projection.weight)
+                    init.zeros_(projection.bias)
 
 
 class InternVideoModel(InternVideoPreTrainedModel):
