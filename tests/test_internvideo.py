@@ -182,3 +182,13 @@ def test_tower_returns_the_chosen_layers():
     assert torch.equal(chosen.last_hidden_state, everything.hidden_states[-1])
     with pytest.raises(ValueError, match=r"output_layers \[3\] must be layer numbers in \[0, 3\)"):
         model.clip.encode_frames(pixel_values, output_layers=[3])
+
+
+def test_metaclip_2_tower_and_no_siglip():
+    model = InternVideoModel.from_image_text_model(tiny_image_text_model("metaclip_2"), extractor_layers=[1]).eval()
+    assert model.config.tower_type == "metaclip_2"
+    with torch.no_grad():
+        out = model(**tiny_inputs())
+    assert out.logits_per_text.shape == (3, 3) and torch.isfinite(out.logits_per_text).all()
+    with pytest.raises(Exception, match="no class token"):
+        InternVideoModel.from_image_text_model(tiny_image_text_model("siglip"))
