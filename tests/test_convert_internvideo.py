@@ -217,3 +217,28 @@ def test_merge_weights_on_two_tvr_models():
     ensemble.load_state_dict(merged)
     expected = (finetuned.temporal.balance + pretrained.temporal.balance) / 2
     torch.testing.assert_close(ensemble.temporal.balance, expected, atol=1e-7, rtol=0)
+
+
+def test_vit_l14_checkpoint_layout_gives_the_default_config():
+    # the released checkpoints' shapes (spec §1.6), as zero-stride views: only the config is read
+    def tensor(*shape):
+        return torch.zeros(1).expand(*shape)
+
+    state_dict = {
+        "visual.conv1.weight": tensor(1024, 3, 1, 14, 14), "visual.positional_embedding": tensor(257, 1024),
+        "visual_proj": tensor(1024, 768), "token_embedding.weight": tensor(49408, 768),
+        "positional_embedding": tensor(77, 768), "ln_final.weight": tensor(768), "text_projection": tensor(768, 768),
+        "logit_scale": torch.tensor(4.6052), "visual.transformer.balance": tensor(1024),
+    }
+    for prefix, count in (("visual.transformer.resblocks", 24), ("transformer.resblocks", 12),
+                          ("visual.transformer.dec", 4)):
+        state_dict.update({f"{prefix}.{index}.attn.in_proj_weight": tensor(1) for index in range(count)})
+    config = internvideo_config_from_checkpoint(state_dict)
+    default = tvr.InternVideoConfig()
+    assert config.extractor_layers == default.extractor_layers == [20, 21, 22, 23]
+    assert config.extractor_heads == default.extractor_heads == 16
+    for name in ("hidden_size", "num_hidden_layers", "num_attention_heads", "patch_size", "image_size"):
+        assert getattr(config.vision_config, name) == getattr(default.vision_config, name), name
+    for name in ("hidden_size", "num_hidden_layers", "num_attention_heads", "max_position_embeddings"):
+        assert getattr(config.text_config, name) == getattr(default.text_config, name), name
+    assert config.projection_dim == default.projection_dim == 768 and config.max_words == 77

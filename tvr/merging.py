@@ -46,7 +46,9 @@ def merge_weights(a: StateDict | nn.Module, b: StateDict | nn.Module, weight: fl
             merged[key] = value_b
             continue
         if value_a.shape != value_b.shape:
-            raise ValueError(f"merge_weights: {key!r} has shape {tuple(value_a.shape)} in a, {tuple(value_b.shape)} in b")
+            raise ValueError(
+                f"merge_weights: {key!r} has shape {tuple(value_a.shape)} in a, {tuple(value_b.shape)} in b"
+            )
         if not (value_a.is_floating_point() and value_b.is_floating_point()):
             if not torch.equal(value_a, value_b):
                 raise ValueError(f"merge_weights: non-floating {key!r} differs between a and b")

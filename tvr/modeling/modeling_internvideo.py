@@ -52,7 +52,7 @@ class InternVideoVideoEncoding(VideoEncoding):
 
 
 class InternVideoExtractorLayer(nn.Module):
-    """One layer of the branch (the original's `Extractor`): the query attends to a backbone layer's tokens, then an MLP.
+    """One layer of the branch (the original's `Extractor`): the query attends to a layer's tokens, then an MLP.
 
     `query = query + attn(LN_q(query), LN_c(tokens))`, `query = query + MLP(LN_m(query))` with QuickGELU; standard
     softmax(q k^T / sqrt(d)) attention, no dropout.
