@@ -242,3 +242,23 @@ def test_vit_l14_checkpoint_layout_gives_the_default_config():
     for name in ("hidden_size", "num_hidden_layers", "num_attention_heads", "max_position_embeddings"):
         assert getattr(config.text_config, name) == getattr(default.text_config, name), name
     assert config.projection_dim == default.projection_dim == 768 and config.max_words == 77
+
+
+def test_tokenizer_option_saves_the_original_processor(tmp_path):
+    from transformers import AutoProcessor
+
+    from tvr import train_clip_tokenizer
+
+    train_clip_tokenizer(["a dog runs on the grass", "a cat sleeps"], tmp_path / "tokenizer", vocab_size=530)
+    case = "tiny_w32_f4_ret23"
+    assert main(["convert", "internvideo", str(FIXTURES / case / "pytorch_model.bin"), str(tmp_path / "out"),
+                 *set_options(case), "--tokenizer", str(tmp_path / "tokenizer")]) == 0
+    processor = AutoProcessor.from_pretrained(tmp_path / "out")
+    video_processor = processor.video_processor
+    assert (processor.max_words, processor.text_padding) == (16, "clip4clip")
+    assert (video_processor.frame_sampling, video_processor.max_frames) == ("stride", 4)
+    assert video_processor.crop_size["height"] == 32 and video_processor.slice_framepos == "uniform"
+    ids = processor(text=["a dog runs"], return_tensors="pt")["input_ids"][0].tolist()
+    length = len(ids) - ids.count(0)  # start, text, end, then id-0 padding to max_words, as the original
+    assert len(ids) == 16 and ids[length:] == [0] * (16 - length)
+    assert (ids[0], ids[length - 1]) == (processor.tokenizer.bos_token_id, processor.tokenizer.eos_token_id)

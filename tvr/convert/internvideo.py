@@ -21,6 +21,7 @@ import torch
 
 from ..merging import merge_weights
 from ..modeling import InternVideoConfig, InternVideoModel
+from ..processing import TVRProcessor, TVRVideoProcessor
 from .arguments import add_config_arguments, config_overrides
 from .openai_clip import (
     CLIP_BUFFERS,
@@ -246,6 +247,26 @@ def convert_internvideo_zeroshot(
     return build_internvideo_model(merged, os.fspath(pretrained), dtype, output_dir, **overrides)
 
 
+def internvideo_processor(tokenizer, config: InternVideoConfig) -> TVRProcessor:
+    """The original's preprocessing for a model of `config`: every `round(video_fps)`-th frame, `linspace` down to
+    `config.max_frames`, shorter side resized (bicubic) and centre-cropped to the image size, CLIP mean / std, and
+    `config.max_words`-token captions (start, text, end, zero padding).
+
+    Args:
+        tokenizer: a CLIP tokenizer, or the folder / Hub id it loads from (`openai/clip-vit-large-patch14`).
+        config: the converted model's config.
+    """
+    if isinstance(tokenizer, (str, os.PathLike)):
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(tokenizer)
+    image_size = config.vision_config.image_size
+    video_processor = TVRVideoProcessor(
+        size=image_size, crop_size=image_size, max_frames=config.max_frames, frame_sampling="stride"
+    )
+    return TVRProcessor(video_processor=video_processor, tokenizer=tokenizer, max_words=config.max_words)
+
+
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """`tvr convert internvideo CHECKPOINT OUTPUT_DIR` and `tvr convert internvideo-zeroshot PRETRAINED OUTPUT_DIR
     --clip CLIP_FILE [--merge-weight W]`."""
@@ -271,6 +292,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     for parser, func in ((finetuned, run_finetuned), (zeroshot, run_zeroshot)):
         parser.add_argument("output_dir", help="folder to write the converted model to")
         add_config_arguments(parser)
+        parser.add_argument(
+            "--tokenizer",
+            help="CLIP tokenizer folder or Hub id (openai/clip-vit-large-patch14): also save the original's processor "
+            "(stride frame sampling, max_frames, 77-token captions), so `tvr eval OUTPUT_DIR` runs as is",
+        )
         parser.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="float32")
         parser.set_defaults(func=func)
 
@@ -279,6 +305,7 @@ def run_finetuned(args: argparse.Namespace) -> None:
     model = convert_internvideo_checkpoint(
         args.checkpoint, args.output_dir, dtype=getattr(torch, args.dtype), **config_overrides(args, FLAG_MAP)
     )
+    _save_processor(args, model)
     _report(model, args.output_dir)
 
 
@@ -290,7 +317,13 @@ def run_zeroshot(args: argparse.Namespace) -> None:
     model = convert_internvideo_zeroshot(
         args.checkpoint, args.clip, args.output_dir, merge_weight, dtype=getattr(torch, args.dtype), **overrides
     )
+    _save_processor(args, model)
     _report(model, args.output_dir, f", CLIP share {merge_weight}")
+
+
+def _save_processor(args: argparse.Namespace, model: InternVideoModel) -> None:
+    if args.tokenizer:
+        internvideo_processor(args.tokenizer, model.config).save_pretrained(args.output_dir)
 
 
 def _report(model: InternVideoModel, output_dir: str, extra: str = "") -> None:
@@ -306,5 +339,6 @@ __all__ = [
     "convert_internvideo_state_dict",
     "convert_internvideo_zeroshot",
     "internvideo_config_from_checkpoint",
+    "internvideo_processor",
     "merge_clip_state_dict",
 ]
