@@ -31,15 +31,21 @@ def fixed_batch_loss(model, processor, dataset) -> float:
         return model(**batch, return_loss=True).loss.item()
 
 
-def test_tvr_train_lowers_the_loss_with_the_original_recipe(tmp_path):
-    train_set = make_synthetic_dataset(tmp_path / "data", NUM_VIDEOS, seed=0, split="train", size=32, fps=4,
-                                       duration=4.0, num_events=(1, 2), progress=False)
-    tokenizer = train_clip_tokenizer(list(train_set["caption"]) * 2, tmp_path / "tokenizer", vocab_size=600)
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("internvideo_data")
+    train_set = make_synthetic_dataset(root, NUM_VIDEOS, seed=0, split="train", size=32, fps=4, duration=4.0,
+                                       num_events=(1, 2), progress=False)
+    tokenizer = train_clip_tokenizer(list(train_set["caption"]) * 2, root / "tokenizer", vocab_size=600)
     processor = TVRProcessor(
         video_processor=TVRVideoProcessor(size=32, crop_size=32, max_frames=MAX_FRAMES, frame_sampling="stride"),
         tokenizer=tokenizer,
         max_words=MAX_WORDS,
     )
+    return train_set, processor
+
+
+def tiny_model(tokenizer) -> InternVideoModel:
     text = dict(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
                 num_attention_heads=2, max_position_embeddings=MAX_WORDS, bos_token_id=tokenizer.bos_token_id,
                 eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
@@ -49,7 +55,25 @@ def test_tvr_train_lowers_the_loss_with_the_original_recipe(tmp_path):
     # as a converted checkpoint: the branch is pretrained, so it trains at lr * coef_lr like the tower
     config = InternVideoConfig(text_config=text, vision_config=vision, projection_dim=32, extractor_layers=[0, 1],
                                max_frames=MAX_FRAMES, max_words=MAX_WORDS, temporal_branch_pretrained=True)
-    model = InternVideoModel(config)
+    return InternVideoModel(config)
+
+
+def test_evaluation_reports_dsl_beside_the_plain_metrics(data):
+    from tvr.evaluation import evaluate_retrieval, internvideo_metrics
+
+    train_set, processor = data
+    model = tiny_model(processor.tokenizer)
+    result = evaluate_retrieval(model, processor, train_set, batch_size=4, return_similarity=True, progress=False)
+    assert {"t2v_R@1", "dsl/t2v_R@1", "dsl/v2t_MeanR"} <= set(result.metrics)
+    assert "dsl/t2v_R@1" not in evaluate_retrieval(model, processor, train_set, postprocessing=(), progress=False).metrics
+    original = internvideo_metrics(result.similarity, result.text_to_video, ties="pessimistic")
+    assert original["t2v_R@1"] == result.metrics["t2v_R@1"]  # one caption per video: the protocols agree
+    assert original["dsl/t2v_R@1"] == result.metrics["dsl/t2v_R@1"]
+
+
+def test_tvr_train_lowers_the_loss_with_the_original_recipe(tmp_path, data):
+    train_set, processor = data
+    model = tiny_model(processor.tokenizer)
     with torch.no_grad():
         model.clip.logit_scale.fill_(5.0)  # above ln 100: clamped after the first step
     model.save_pretrained(tmp_path / "init")
