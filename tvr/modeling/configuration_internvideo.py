@@ -46,6 +46,7 @@ class InternVideoConfig(CLIPRetrievalConfig):
     """
 
     model_type = "internvideo"
+    projection_dim: int = 768  # ViT-L/14's shared embedding size
     extractor_layers: list[int] | None = None  # backbone layers (0-based) the branch reads; None: the last 4
     extractor_heads: int | None = None  # attention heads of the extractor; None: the vision tower's (16 for L/14)
     extractor_mlp_ratio: float = 4.0  # MLP width of an extractor layer / vision width
@@ -60,8 +61,6 @@ class InternVideoConfig(CLIPRetrievalConfig):
                 self.text_config = dict(VIT_L14_TEXT)
             if self.vision_config is None:
                 self.vision_config = dict(VIT_L14_VISION)
-                if self.projection_dim == 512:  # the base default; L/14 projects to 768
-                    self.projection_dim = 768
         super().__post_init__(**kwargs)
         if self.extractor_layers is None:
             layers = self.vision_config.num_hidden_layers
