@@ -7,5 +7,6 @@ Importing ``tvr`` registers every config, model and processor with the transform
 from . import modeling, processing
 from .modeling import *  # noqa: F401,F403  (registers every method: tvr.modeling.methods)
 from .processing import *  # noqa: F401,F403
+from .merging import merge_weights  # noqa: F401
 
 __version__ = "0.1.0"

@@ -12,6 +12,7 @@ from .harness import (
     evaluate_retrieval,
     save_eval_results,
 )
+from .internvideo import internvideo_metrics
 from .metrics import compute_retrieval_metrics
 from .postprocessing import POSTPROCESSING, dual_softmax, inverted_softmax, postprocessed_metrics, qb_norm
 
@@ -26,6 +27,7 @@ __all__ = [
     "encode_texts",
     "encode_videos",
     "evaluate_retrieval",
+    "internvideo_metrics",
     "inverted_softmax",
     "postprocessed_metrics",
     "qb_norm",

@@ -65,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
     dataset = _load_split(args, args.split, args.videos)
     postprocessing = [name for name, on in (("dsl", args.dsl), ("inverted_softmax", args.inverted_softmax),
                                             ("qb_norm", args.qb_norm)) if on]
+    postprocessing = postprocessing or None  # none asked for: the model's default (InternVideo reports DSL)
     query_bank = _captions(_load_split(args, args.qb_norm_split, None)) if args.qb_norm else None
 
     result = evaluate_retrieval(

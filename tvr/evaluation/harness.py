@@ -62,7 +62,7 @@ def evaluate_retrieval(
     processor: Any,
     dataset: Any,
     batch_size: int = 16,
-    postprocessing: Sequence[str] = (),
+    postprocessing: Sequence[str] | None = None,
     device: torch.device | str | None = None,
     block_size: int | None = None,
     rerank_top_k: int | None = None,
@@ -89,6 +89,7 @@ def evaluate_retrieval(
             ``caption`` and optionally ``start``, ``end`` (seconds, ``None`` for the whole video).
         batch_size: texts / videos encoded per forward pass.
         postprocessing: names from ``("dsl", "inverted_softmax", "qb_norm")``; reported beside the plain metrics.
+            ``None``: the model's ``default_postprocessing`` if it declares one (InternVideo: ``("dsl",)``), else none.
         device: where to run; default ``accelerator.device``, else the model's device.
         block_size: passed to ``model.score_gallery``, which scores the gallery the way the method is evaluated
             (its own blocks by default: EMCL's ``eval_block_size``, on which its results depend).
@@ -109,6 +110,9 @@ def evaluate_retrieval(
     Returns:
         A :class:`RetrievalEvaluation`.
     """
+    if postprocessing is None:
+        unwrapped = accelerator.unwrap_model(model) if accelerator is not None else model
+        postprocessing = tuple(getattr(unwrapped, "default_postprocessing", ()))
     unknown = set(postprocessing) - set(POSTPROCESSING)
     if unknown:
         raise ValueError(f"unknown post-processing {sorted(unknown)}; expected names from {POSTPROCESSING}")

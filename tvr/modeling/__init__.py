@@ -8,12 +8,14 @@ from .base import CLIPRetrievalPreTrainedModel
 from .configuration_clip4clip import CLIP4ClipConfig, TemporalTransformerConfig
 from .configuration_eercf import EERCFConfig
 from .configuration_emcl import EMCLConfig
+from .configuration_internvideo import InternVideoConfig
 from .heads import MeanPHead, SeqLSTMHead, SeqTransfHead, TemporalTransformer, TightTransfHead
 from .losses import contrastive_loss, sigmoid_loss
 from .methods import METHODS, Method, register_method
 from .modeling_clip4clip import CLIP4ClipModel, CLIP4ClipPreTrainedModel
 from .modeling_eercf import EERCFModel
 from .modeling_emcl import EMCLModel
+from .modeling_internvideo import InternVideoModel, InternVideoPreTrainedModel, InternVideoVideoEncoding
 from .outputs import (
     RetrievalLossOutput,
     RetrievalOutput,
@@ -35,6 +37,10 @@ __all__ = [
     "EMCLConfig",
     "EMCLModel",
     "FrameEncoderOutput",
+    "InternVideoConfig",
+    "InternVideoModel",
+    "InternVideoPreTrainedModel",
+    "InternVideoVideoEncoding",
     "ImageTextTower",
     "METHODS",
     "Method",

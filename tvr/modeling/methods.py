@@ -11,9 +11,11 @@ from ..processing import TVRProcessor, TVRVideoProcessor
 from .configuration_clip4clip import CLIP4ClipConfig
 from .configuration_eercf import EERCFConfig
 from .configuration_emcl import EMCLConfig
+from .configuration_internvideo import InternVideoConfig
 from .modeling_clip4clip import CLIP4ClipModel
 from .modeling_eercf import EERCFModel
 from .modeling_emcl import EMCLModel
+from .modeling_internvideo import InternVideoModel
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,9 @@ for _method in (
     Method("CLIP4Clip", "https://arxiv.org/abs/2104.08860", CLIP4ClipConfig, CLIP4ClipModel, "tvr.convert.clip4clip"),
     Method("EMCL-Net", "https://arxiv.org/abs/2211.11427", EMCLConfig, EMCLModel, "tvr.convert.emcl"),
     Method("EERCF", "https://arxiv.org/abs/2401.00701", EERCFConfig, EERCFModel, "tvr.convert.eercf"),
+    Method(
+        "InternVideo", "https://arxiv.org/abs/2212.03191", InternVideoConfig, InternVideoModel, "tvr.convert.internvideo"
+    ),
 ):
     register_method(_method)
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -136,11 +137,18 @@ class FrameEncoderOutput(ModelOutput):
         hidden_states (`tuple(torch.FloatTensor)`, *optional*, with `output_hidden_states=True`):
             The embeddings (after the pre-LayerNorm, if any) and the output of every encoder layer, each
             `(batch_size * num_frames, num_tokens, vision_width)`, frames of one video contiguous.
+        last_hidden_state (`torch.FloatTensor` of shape `(batch_size * num_frames, num_tokens, vision_width)`):
+            The last encoder layer's output, before the post-LayerNorm.
+        layer_outputs (`tuple(torch.FloatTensor)`, *optional*, with `output_layers`):
+            The outputs of the encoder layers numbered in `output_layers` (0-based), in that order, each shaped like
+            `last_hidden_state`; only these are kept, unlike `hidden_states`.
     """
 
     pooler_output: torch.FloatTensor | None = None
     patch_tokens: torch.FloatTensor | None = None
     hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    last_hidden_state: torch.FloatTensor | None = None
+    layer_outputs: tuple[torch.FloatTensor, ...] | None = None
 
 
 @dataclass
@@ -316,6 +324,7 @@ class ImageTextTower(nn.Module):
         pixel_values_videos: torch.Tensor,
         output_all_tokens: bool = False,
         output_hidden_states: bool = False,
+        output_layers: Sequence[int] | None = None,
     ) -> FrameEncoderOutput:
         """Run the vision tower on every frame (the frames do not see each other).
 
@@ -323,18 +332,29 @@ class ImageTextTower(nn.Module):
             pixel_values_videos: `(batch_size, num_frames, num_channels, image_size, image_size)`.
             output_all_tokens: also return every patch token, projected (`patch_tokens`).
             output_hidden_states: also return the embeddings and every layer's output (`hidden_states`).
+            output_layers: also return the outputs of these encoder layers (0-based; `layer_outputs`), e.g. the
+                layers a temporal branch reads (InternVideo's `extractor_layers`).
 
         Returns:
             A `FrameEncoderOutput`.
         """
         batch_size, num_frames = pixel_values_videos.shape[:2]
         capture = self._capture
+        num_layers = len(self.vision_layers)
+        output_layers = list(output_layers) if output_layers is not None else None
+        if output_layers is not None and not all(0 <= index < num_layers for index in output_layers):
+            raise ValueError(f"output_layers {output_layers} must be layer numbers in [0, {num_layers})")
+        keep_all = output_hidden_states or (capture is not None and bool(capture.output_hidden_states))
         hidden_states = self.embed_frames(pixel_values_videos)
         all_hidden_states = [hidden_states]
+        kept: dict[int, torch.Tensor] = {}
         with self._recording_attentions(capture) as attentions:
-            for layer in self.vision_layers:
+            for index, layer in enumerate(self.vision_layers):
                 hidden_states = layer(hidden_states, None)
-                all_hidden_states.append(hidden_states)
+                if keep_all:
+                    all_hidden_states.append(hidden_states)
+                if output_layers is not None and index in output_layers:
+                    kept[index] = hidden_states
         pooled = self.pool_frames(hidden_states).view(batch_size, num_frames, -1)
         patch_tokens = None
         if output_all_tokens:
@@ -350,13 +370,17 @@ class ImageTextTower(nn.Module):
             capture.vision = BaseModelOutputWithPooling(
                 last_hidden_state=per_video(hidden_states),
                 pooler_output=pooled,
-                hidden_states=_select_hidden_states(tuple(map(per_video, all_hidden_states)), capture.output_hidden_states),
+                hidden_states=_select_hidden_states(
+                    tuple(map(per_video, all_hidden_states)), capture.output_hidden_states
+                ),
                 attentions=weights or None,
             )
         return FrameEncoderOutput(
             pooler_output=pooled,
             patch_tokens=patch_tokens,
             hidden_states=tuple(all_hidden_states) if output_hidden_states else None,
+            last_hidden_state=hidden_states,
+            layer_outputs=tuple(kept[index] for index in output_layers) if output_layers is not None else None,
         )
 
     @contextlib.contextmanager

@@ -5,6 +5,7 @@ The seeds sample frames in two ways, and both are reproduced index for index:
 - **per second** (CLIP4Clip, EMCL-Net): ``fps`` frames from every second, where a second starts at frame
   ``s * int(video_fps)`` (the native rate is truncated, so a 29.97 fps video reads frames 0, 29, 58, ...),
   then, when that gives more than ``max_frames``, a head / tail / uniform slice (CLIP4Clip's ``slice_framepos``).
+- **stride** (InternVideo's decord reader): every ``round(video_fps / fps)``-th frame, then the same uniform slice.
 - **fixed count** (InternVideo / VindLU style): ``num_frames`` segments of equal length, the middle frame of each.
 
 Both take an optional clip ``[start, end]`` in seconds (ActivityNet, DiDeMo, LSMDC). Nothing here decodes video.
@@ -19,9 +20,11 @@ import numpy as np
 
 SlicePosition = Literal["head", "tail", "uniform"]
 FrameOrder = Literal["normal", "reverse", "shuffle"]
+FrameSampling = Literal["per_second", "stride"]
 
 SLICE_POSITIONS = ("head", "tail", "uniform")
 FRAME_ORDERS = ("normal", "reverse", "shuffle")
+FRAME_SAMPLINGS = ("per_second", "stride")
 
 
 def per_second_frame_indices(
@@ -89,6 +92,53 @@ def _slow_video_frame_indices(total_frames: int, video_fps: float, start: float 
     if indices.size == 0:
         raise ValueError(_outside_message(start, end, total_frames, video_fps))
     return indices
+
+
+def stride_frame_indices(
+    total_frames: int,
+    video_fps: float,
+    fps: int = 1,
+    start: float | None = None,
+    end: float | None = None,
+) -> np.ndarray:
+    """Frame indices InternVideo's decord reader takes: every ``round(video_fps / fps)``-th frame of the clip.
+
+    Unlike :func:`per_second_frame_indices` (CLIP4Clip), the native rate is rounded, not truncated, so a 29.97 fps
+    video reads frames 0, 30, 60, ... The clip runs from frame ``int(int(start) * video_fps)`` to
+    ``int(min(int(end) * video_fps, total_frames - 1))`` inclusive: the original truncates clip times to whole
+    seconds, and a clip with ``int(start) == int(end)`` lasts one second. (It also swaps a reversed clip; here that is
+    an error.)
+
+    Args:
+        total_frames: number of frames in the video.
+        video_fps: the video's native frame rate (decord's ``get_avg_fps``).
+        fps: frames per second to take (the original's ``feature_framerate``, 1 in every InternVideo script).
+        start: clip start in seconds, or ``None`` for the video start.
+        end: clip end in seconds, or ``None`` for the video end.
+
+    Returns:
+        ``(num_sampled,)`` int64 array, increasing.
+
+    Example:
+        >>> stride_frame_indices(100, 29.97)
+        array([ 0, 30, 60, 90])
+    """
+    _check_video(total_frames, video_fps)
+    if int(fps) != fps or fps < 1:
+        raise ValueError(f"fps must be a positive integer number of frames per second, got {fps!r}")
+    _check_clip(start, end)
+    stride = int(round(float(video_fps) / int(fps)))
+    if stride < 1:
+        raise ValueError(f"a {video_fps:g} fps video cannot give {fps} frames per second (stride rounds to 0)")
+    first_second = None if start is None else int(start)
+    last_second = None if end is None else int(end)
+    if first_second is not None and last_second is not None and first_second == last_second:
+        last_second = first_second + 1
+    first = 0 if first_second is None else int(first_second * video_fps)
+    last = total_frames - 1 if last_second is None else int(min(last_second * video_fps, total_frames - 1))
+    if last < first:
+        raise ValueError(_outside_message(start, end, total_frames, video_fps))
+    return np.arange(first, last + 1, stride, dtype=np.int64)
 
 
 def segment_middle_frame_indices(
@@ -201,11 +251,14 @@ def sample_frame_indices(
     start: float | None = None,
     end: float | None = None,
     generator: np.random.Generator | None = None,
+    frame_sampling: FrameSampling = "per_second",
 ) -> np.ndarray:
     """All sampling steps in order: choose frames, keep at most ``max_frames``, then order them.
 
     ``num_frames`` selects the fixed-count mode (:func:`segment_middle_frame_indices`); otherwise frames are
-    taken per second (:func:`per_second_frame_indices`) and sliced with ``slice_framepos``.
+    taken per second (``frame_sampling="per_second"``: :func:`per_second_frame_indices`, CLIP4Clip) or every
+    ``round(video_fps / fps)``-th frame (``"stride"``: :func:`stride_frame_indices`, InternVideo) and sliced with
+    ``slice_framepos`` (InternVideo always slices ``"uniform"``).
 
     Returns:
         ``(num_sampled,)`` int64 array with ``1 <= num_sampled <= max_frames``.
@@ -219,7 +272,10 @@ def sample_frame_indices(
             raise ValueError(f"num_frames ({num_frames}) cannot exceed max_frames ({max_frames})")
         indices = segment_middle_frame_indices(total_frames, num_frames, video_fps, start, end)
     else:
-        indices = per_second_frame_indices(total_frames, video_fps, fps, start, end)
+        if frame_sampling not in FRAME_SAMPLINGS:
+            raise ValueError(f"frame_sampling must be one of {FRAME_SAMPLINGS}, got {frame_sampling!r}")
+        choose = stride_frame_indices if frame_sampling == "stride" else per_second_frame_indices
+        indices = choose(total_frames, video_fps, fps, start, end)
         indices = slice_frame_indices(indices, max_frames, slice_framepos)
     return order_frame_indices(indices, frame_order, generator)
 

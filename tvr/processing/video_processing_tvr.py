@@ -30,6 +30,8 @@ class TVRVideosKwargs(VideosKwargs, total=False):
         slice_framepos: which frames to keep when per-second sampling gives more than ``max_frames``:
             ``"head"``, ``"tail"`` or ``"uniform"`` (CLIP4Clip's ``slice_framepos`` 0 / 1 / 2).
         frame_order: ``"normal"``, ``"reverse"`` or ``"shuffle"`` (CLIP4Clip's frame_order 0 / 1 / 2).
+        frame_sampling: ``"per_second"`` (CLIP4Clip: ``fps`` frames from each second of ``int(video_fps)`` frames) or
+            ``"stride"`` (InternVideo: every ``round(video_fps / fps)``-th frame); see :mod:`tvr.processing.sampling`.
         start: clip start in seconds, one value for all videos or one per video (``None`` = video start).
         end: clip end in seconds, likewise (``None`` = video end).
         seed: seed of the generator that shuffles frames (``frame_order="shuffle"``), for reproducibility.
@@ -40,6 +42,7 @@ class TVRVideosKwargs(VideosKwargs, total=False):
     max_frames: int
     slice_framepos: Literal["head", "tail", "uniform"]
     frame_order: Literal["normal", "reverse", "shuffle"]
+    frame_sampling: Literal["per_second", "stride"]
     start: Seconds | list[Seconds | None] | None
     end: Seconds | list[Seconds | None] | None
     seed: int | None
@@ -90,6 +93,7 @@ class TVRVideoProcessor(BaseVideoProcessor):
     max_frames = 12
     slice_framepos = "uniform"
     frame_order = "normal"
+    frame_sampling = "per_second"
     start = None
     end = None
     seed = None
@@ -121,6 +125,7 @@ class TVRVideoProcessor(BaseVideoProcessor):
             max_frames=kwargs["max_frames"],
             slice_framepos=kwargs.pop("slice_framepos"),
             frame_order=kwargs.pop("frame_order"),
+            frame_sampling=kwargs.pop("frame_sampling"),
             start=kwargs.pop("start"),
             end=kwargs.pop("end"),
             decode_threads=kwargs.pop("decode_threads"),
@@ -150,6 +155,7 @@ class TVRVideoProcessor(BaseVideoProcessor):
         max_frames: int | None = None,
         slice_framepos: str | None = None,
         frame_order: str | None = None,
+        frame_sampling: str | None = None,
         start: Seconds | None = None,
         end: Seconds | None = None,
         generator: np.random.Generator | None = None,
@@ -167,6 +173,7 @@ class TVRVideoProcessor(BaseVideoProcessor):
             max_frames=max_frames if max_frames is not None else self.max_frames,
             slice_framepos=slice_framepos or self.slice_framepos,
             frame_order=frame_order or self.frame_order,
+            frame_sampling=frame_sampling or self.frame_sampling,
             start=start,
             end=end,
             generator=generator,
