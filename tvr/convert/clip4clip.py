@@ -26,6 +26,7 @@ from .openai_clip import (
     load_converted_weights,
     raise_on_unknown_keys,
 )
+from .processor import add_tokenizer_argument, save_tokenizer_or_processor
 
 logger = logging.getLogger(__name__)
 
@@ -212,6 +213,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     )
     parser.add_argument("--temporal-layers", type=int, help="layers when the checkpoint has none (derived from --clip)")
     parser.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="float32")
+    add_tokenizer_argument(parser)
     parser.set_defaults(func=run)
     return parser
 
@@ -229,6 +231,7 @@ def run(args: argparse.Namespace) -> None:
         max_words=args.max_words,
     )
     config = model.config
+    save_tokenizer_or_processor(args.tokenizer, model, args.output_dir)
     print(f"wrote CLIP4Clip {config.sim_header}/{config.linear_patch} to {args.output_dir}")
 
 

@@ -19,6 +19,7 @@ from ..modeling.configuration_eercf import EERCFConfig
 from ..modeling.modeling_eercf import EERCFModel
 from .clip4clip import clip4clip_config_from_checkpoint, convert_clip4clip_state_dict
 from .openai_clip import finish_conversion, load_checkpoint_with_clip, load_converted_weights
+from .processor import add_tokenizer_argument, save_tokenizer_or_processor
 
 # EERCF's own keys (original -> tvr); everything else is CLIP4Clip seqTransf.
 EERCF_RENAMES = {"global_mat_weight": "video_logit_weight", "frame_logit_weight": "frame_logit_weight"}
@@ -126,6 +127,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "--temporal-layers", type=int, help="temporal layers when the checkpoint has none (derived from --clip)"
     )
     parser.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="float32")
+    add_tokenizer_argument(parser)
     parser.set_defaults(func=run)
     return parser
 
@@ -142,6 +144,7 @@ def run(args: argparse.Namespace) -> None:
         patch_embeds_dtype=args.patch_dtype,
     )
     config = model.config
+    save_tokenizer_or_processor(args.tokenizer, model, args.output_dir)
     print(
         f"wrote EERCF ({config.max_frames} frames, re-rank top {config.rerank_top_k}, "
         f"{sum(p.numel() for p in model.parameters()):,} parameters) to {args.output_dir}"

@@ -28,6 +28,7 @@ from ..modeling.em import initial_em_bases
 from ..modeling.modeling_emcl import EMCLModel
 from .clip4clip import clip4clip_config_from_checkpoint, convert_clip4clip_state_dict
 from .openai_clip import finish_conversion, load_converted_weights, load_original_state_dict
+from .processor import add_tokenizer_argument, save_tokenizer_or_processor
 
 # The original's --agg_module keys are CLIP4Clip's loose-head keys; CLIP4Clip calls the bare model "meanP".
 SIM_HEADER_TO_TEMPORAL_HEAD = {"meanP": "none", "seqLSTM": "seqLSTM", "seqTransf": "seqTransf"}
@@ -154,6 +155,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         help="EMCLConfig field, JSON value (repeatable), e.g. --set em_num_bases=16 --set frame_pooling_temperature=3",
     )
     parser.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="float32")
+    add_tokenizer_argument(parser)
     parser.set_defaults(func=run)
     return parser
 
@@ -165,6 +167,7 @@ def run(args: argparse.Namespace) -> None:
         dtype=getattr(torch, args.dtype), **parse_set(args.set),
     )
     config = model.config
+    save_tokenizer_or_processor(args.tokenizer, model, args.output_dir)
     print(
         f"wrote EMCLModel ({sum(p.numel() for p in model.parameters()):,} parameters, temporal head "
         f"{config.temporal_head}, K={config.em_num_bases}) to {args.output_dir}"

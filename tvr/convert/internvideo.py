@@ -322,8 +322,9 @@ def run_zeroshot(args: argparse.Namespace) -> None:
 
 
 def _save_processor(args: argparse.Namespace, model: InternVideoModel) -> None:
-    if args.tokenizer:
-        internvideo_processor(args.tokenizer, model.config).save_pretrained(args.output_dir)
+    from .processor import save_tokenizer_or_processor
+
+    save_tokenizer_or_processor(args.tokenizer, model, args.output_dir)
 
 
 def _report(model: InternVideoModel, output_dir: str, extra: str = "") -> None:

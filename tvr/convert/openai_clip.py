@@ -20,6 +20,8 @@ import zipfile
 import torch
 from transformers import CLIPConfig, CLIPModel
 
+from .processor import add_tokenizer_argument, save_tokenizer_or_processor
+
 # Suffix of a key inside an OpenAI residual block -> suffix inside a transformers CLIPEncoderLayer.
 RESBLOCK_RENAMES = {
     "attn.out_proj.weight": "self_attn.out_proj.weight",
@@ -261,6 +263,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("openai_file", help="OpenAI CLIP file: ViT-B-32.pt (JIT archive) or a torch.save'd state dict")
     parser.add_argument("output_dir", help="folder to write the transformers CLIPModel to")
     parser.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="float32")
+    add_tokenizer_argument(parser)
     parser.set_defaults(func=run)
     return parser
 
@@ -268,6 +271,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 def run(args: argparse.Namespace) -> None:
     model = convert_openai_clip(args.openai_file, args.output_dir, dtype=getattr(torch, args.dtype))
     num_parameters = sum(parameter.numel() for parameter in model.parameters())
+    save_tokenizer_or_processor(args.tokenizer, model, args.output_dir)
     print(f"wrote {type(model).__name__} ({num_parameters:,} parameters) to {args.output_dir}")
 
 

@@ -49,6 +49,8 @@ FEATURES = Features(
     }
 )
 
+# a generic annotation file named after one of these holds that split
+SPLIT_NAMES = ("train", "val", "test")
 # EMCL-Net skips these LSMDC clips: their video files are broken in the released data.
 LSMDC_BROKEN_CLIPS = (
     "0017_Pianist_00.23.28.872-00.23.34.843",
@@ -71,6 +73,7 @@ def _build_dataset(
     where: str,
     extra_features: dict[str, Any] | None = None,
     source: str = "",
+    describe: Callable[[str], str] | None = None,
 ) -> Dataset:
     """Attach ``video_path`` to ``rows`` (``find`` is ``None`` when there is no video folder) and build the Dataset.
 
@@ -82,7 +85,7 @@ def _build_dataset(
     if find is None:
         paths = [""] * len(rows)
     else:
-        paths = resolve_video_paths([row["video_id"] for row in rows], find, missing, where)
+        paths = resolve_video_paths([row["video_id"] for row in rows], find, missing, where, describe)
         if missing == "drop":
             rows, paths = [r for r, p in zip(rows, paths) if p], [p for p in paths if p]
             if not rows:
@@ -545,7 +548,7 @@ def _optional_seconds(value: Any, where: str, what: str) -> float | None:
 def load_generic(
     annotation_path: str | os.PathLike,
     video_dir: str | os.PathLike | None = None,
-    split: str = "test",
+    split: str | None = None,
     *,
     missing: MissingPolicy = "warn",
 ) -> Dataset:
@@ -560,12 +563,20 @@ def load_generic(
 
     Args:
         annotation_path: the file, or a folder holding ``{split}.jsonl`` or ``{split}.csv``.
+        split: the split to read from a folder (default ``test``). For a file named after a split
+            (``val.jsonl``) it must be that split (default: the file's), so results are never labelled with a split
+            the file does not hold.
 
     Example::
 
         {"video_id": "cat", "video_path": "clips/cat.mp4", "caption": "a cat jumps", "start": 2.0, "end": 7.5}
     """
     path = os.fspath(annotation_path)
+    file_split = os.path.splitext(os.path.basename(path))[0]
+    if not os.path.isdir(path) and file_split in SPLIT_NAMES and split not in (None, file_split):
+        raise ValueError(f"generic: annotation file {path!r} holds the {file_split!r} split, not {split!r}; pass "
+                         f"split={file_split!r} (--split {file_split}) or the {split} file")
+    split = split or "test"
     if os.path.isdir(path):
         found = first_existing(os.path.join(path, f"{split}.jsonl"), os.path.join(path, f"{split}.csv"))
         if found is None:
@@ -616,12 +627,24 @@ def load_generic(
     if len(file_of) < len({row["video_id"] for row in rows}) and os.path.isdir(root):
         lookup = {**index_video_files(root, "stem"), **index_video_files(root, "name")}
 
+    annotation_folder = os.path.dirname(os.path.abspath(path))
+
+    def candidates(video_id: str) -> list[str]:
+        # under the video folder, else (for the paths of a file written next to its videos, as the demo's) under
+        # the annotation file's folder; join keeps an absolute path as it is
+        relative = file_of[video_id]
+        return list(dict.fromkeys([os.path.join(root, relative), os.path.join(annotation_folder, relative)]))
+
     def find(video_id: str) -> str | None:
         if video_id in file_of:
-            return first_existing(os.path.join(root, file_of[video_id]))  # join keeps an absolute path as it is
+            return first_existing(*candidates(video_id))
         return lookup.get(video_id)
 
-    return _build_dataset(_number_captions(rows), find, missing, f"generic {path}", source=path)
+    def tried(video_id: str) -> str:
+        paths = candidates(video_id) if video_id in file_of else [os.path.join(root, f"{video_id}.*")]
+        return f"{video_id} (tried {' and '.join(paths)})"
+
+    return _build_dataset(_number_captions(rows), find, missing, f"generic {path}", source=path, describe=tried)
 
 
 # -------------------------------------------------------------------------------------------------- registry

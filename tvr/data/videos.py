@@ -38,6 +38,7 @@ def resolve_video_paths(
     find: Callable[[str], str | None],
     missing: MissingPolicy = "warn",
     where: str = "",
+    describe: Callable[[str], str] | None = None,
 ) -> list[str]:
     """Look up the file of each video and report the ones not found.
 
@@ -47,6 +48,7 @@ def resolve_video_paths(
         missing: what to do when some videos are missing: ``"warn"`` warns and keeps the rows with
             ``video_path=""``, ``"drop"`` warns and the caller drops them, ``"error"`` raises ``FileNotFoundError``.
         where: names the dataset and folder in the message.
+        describe: how a missing video is shown (default its id), e.g. with the paths tried.
 
     Returns:
         One path per row, ``""`` where the video is missing.
@@ -59,7 +61,7 @@ def resolve_video_paths(
             found[video_id] = find(video_id) or ""
     absent = [video_id for video_id, path in found.items() if not path]
     if absent:
-        shown = ", ".join(absent[:5]) + (", ..." if len(absent) > 5 else "")
+        shown = ", ".join(map(describe or str, absent[:5])) + (", ..." if len(absent) > 5 else "")
         message = f"{where}: {len(absent)} of {len(found)} videos not found ({shown})"
         if missing == "error":
             raise FileNotFoundError(message)

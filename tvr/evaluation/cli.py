@@ -30,7 +30,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     parser.add_argument("--annotations", required=True, help="annotation folder (csv / jsonl: the file or its folder)")
     parser.add_argument("--videos", default=None, help="video folder (csv / jsonl: default the annotation folder)")
-    parser.add_argument("--split", default="test")
+    parser.add_argument("--split", default=None,
+                        help="split to evaluate (default: test; for a csv / jsonl file named after a split, that split)")
+    parser.add_argument("--processor", default=None,
+                        help="processor folder or Hub id (default: the model folder's; converted folders written "
+                             "without --tokenizer need one)")
     parser.add_argument("--batch-size", type=int, default=16, help="texts / videos per forward pass")
     parser.add_argument("--block-size", type=int, default=None, help="texts x videos per similarity call")
     parser.add_argument("--num-workers", type=int, default=0, help="video decoding workers")
@@ -61,7 +65,8 @@ def run(args: argparse.Namespace) -> int:
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     # names a missing folder or a damaged model.safetensors (transformers' own errors name neither)
-    model, processor = load_model_and_processor(args.model_dir, device)
+    model, processor = load_model_and_processor(args.model_dir, device, processor=args.processor)
+    args.split = args.split or _default_split(args)
     dataset = _load_split(args, args.split, args.videos)
     postprocessing = [name for name, on in (("dsl", args.dsl), ("inverted_softmax", args.inverted_softmax),
                                             ("qb_norm", args.qb_norm)) if on]
@@ -119,6 +124,16 @@ def _load_split(args: argparse.Namespace, split: str, video_dir: str | None):
             path = os.path.join(path, f"{split}.{args.dataset}")
         return load_annotations("generic", path, video_dir, split)
     return load_annotations(args.dataset, args.annotations, video_dir, split)
+
+
+def _default_split(args: argparse.Namespace) -> str:
+    """``test``, or the split a csv / jsonl file is named after (``val.jsonl`` -> ``val``)."""
+    from ..data.readers import SPLIT_NAMES
+
+    stem = os.path.splitext(os.path.basename(args.annotations))[0]
+    if args.dataset in GENERIC_FORMATS and not os.path.isdir(args.annotations) and stem in SPLIT_NAMES:
+        return stem
+    return "test"
 
 
 def _captions(dataset) -> list[str]:

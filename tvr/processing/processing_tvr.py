@@ -117,6 +117,7 @@ def processor_for_image_text_model(
     from transformers import AutoConfig, AutoImageProcessor, AutoTokenizer
 
     from ..modeling.towers import tower_family
+    from .tokenizer import check_tokenizer_fits
 
     config = AutoConfig.from_pretrained(image_text_model)
     family = tower_family(config.model_type)
@@ -133,9 +134,11 @@ def processor_for_image_text_model(
         frames["do_center_crop"] = bool(getattr(image_processor, "do_center_crop", False))  # SigLIP: unset, no crop
     if max_words is None:
         max_words = 32 if family.text_padding == "clip4clip" else config.text_config.max_position_embeddings
+    tokenizer = AutoTokenizer.from_pretrained(image_text_model)
+    check_tokenizer_fits(tokenizer, config.text_config.vocab_size, image_text_model)
     return TVRProcessor(
         TVRVideoProcessor(**{**frames, **video_kwargs}),
-        AutoTokenizer.from_pretrained(image_text_model),
+        tokenizer,
         max_words=max_words,
         text_padding=family.text_padding,
     )

@@ -97,3 +97,34 @@ def _save_and_load(
     merge_pairs = [tuple(merge.split(" ")) for merge in merges]
     CLIPTokenizer(vocab=vocab, merges=merge_pairs, model_max_length=model_max_length).save_pretrained(output_dir)
     return CLIPTokenizer.from_pretrained(output_dir)
+
+
+PROBE_TEXT = "a man is playing a guitar"
+
+
+def check_tokenizer_fits(tokenizer, vocab_size: int, where: str | os.PathLike = "model") -> None:
+    """Raise unless ``tokenizer`` can feed a text tower with ``vocab_size`` token embeddings.
+
+    Two failures are silent otherwise: ids past the embeddings (a larger tokenizer), and a tokenizer without a
+    vocabulary (e.g. the 2-entry ``CLIPTokenizer`` that ``AutoTokenizer`` makes for a folder with a CLIP config but
+    no tokenizer files), which turns every caption into unknown tokens, so training runs at chance.
+
+    Args:
+        tokenizer: a tokenizer, or a processor holding one as ``.tokenizer``.
+        vocab_size: the text tower's ``vocab_size``.
+        where: the model or folder named in the error.
+    """
+    tokenizer = getattr(tokenizer, "tokenizer", tokenizer)
+    where = os.fspath(where)
+    fix = ("use the tokenizer the model was trained with (a folder or Hub id, e.g. `--tokenizer "
+           "openai/clip-vit-base-patch32` for `tvr convert`, `--processor` for `tvr eval` / `tvr index`)")
+    size = len(tokenizer)
+    if size > vocab_size:
+        raise ValueError(f"{where}: the tokenizer has {size} tokens but the model's text tower embeds only "
+                         f"{vocab_size}; {fix}")
+    ids = tokenizer(PROBE_TEXT, add_special_tokens=False)["input_ids"]
+    known = [token for token in ids if token != tokenizer.unk_token_id and token not in tokenizer.all_special_ids]
+    if not known:
+        raise ValueError(f"{where}: the tokenizer ({type(tokenizer).__name__}, {size} tokens) has no vocabulary: "
+                         f"every word of {PROBE_TEXT!r} is an unknown or special token, so every caption would "
+                         f"read the same; {fix}")

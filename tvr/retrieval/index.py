@@ -62,8 +62,8 @@ def list_video_files(video_dir: str | os.PathLike) -> list[str]:
     """
     if not os.path.isdir(video_dir):
         raise FileNotFoundError(f"video folder {os.fspath(video_dir)!r} does not exist or is not a folder")
-    paths = []
-    for root, folders, files in os.walk(video_dir):
+    paths = []  # absolute, so a saved index and search results name the files from any working directory
+    for root, folders, files in os.walk(os.path.abspath(video_dir)):
         folders.sort()
         paths += [os.path.join(root, name) for name in sorted(files)
                   if not name.startswith(".") and name.lower().endswith(VIDEO_EXTENSIONS)]
@@ -72,12 +72,15 @@ def list_video_files(video_dir: str | os.PathLike) -> list[str]:
     return paths
 
 
-def load_model_and_processor(model_dir: str | os.PathLike, device: str | torch.device | None = None):
-    """``AutoModel`` (eval mode, on ``device``; default CUDA when available) and ``AutoProcessor`` of a folder saved
-    with ``save_pretrained``."""
-    from transformers import AutoModel, AutoProcessor
+def load_model_and_processor(model_dir: str | os.PathLike, device: str | torch.device | None = None,
+                             processor: str | os.PathLike | None = None):
+    """``AutoModel`` (eval mode, on ``device``; default CUDA when available) and the processor of a folder saved
+    with ``save_pretrained``: ``processor`` (a processor folder, or a tokenizer folder / Hub id) or the folder's own
+    (:func:`tvr.processing.model_processor.load_processor_for_model`); the tokenizer must fit the model."""
+    from transformers import AutoModel
 
     import tvr  # noqa: F401  (registers the tvr models and processors with the Auto classes)
+    from tvr.processing.model_processor import load_processor_for_model
 
     if not os.path.isfile(os.path.join(model_dir, "config.json")):
         raise FileNotFoundError(
@@ -91,7 +94,7 @@ def load_model_and_processor(model_dir: str | os.PathLike, device: str | torch.d
             raise
         raise ValueError(f"model folder {os.fspath(model_dir)!r}: its weights (model.safetensors) could not be read, "
                          f"the file is truncated or damaged ({type(error).__name__}: {error})") from None
-    return model.to(device).eval(), AutoProcessor.from_pretrained(model_dir)
+    return model.to(device).eval(), load_processor_for_model(model_dir, model.config, processor)
 
 
 class VideoIndex:
@@ -130,6 +133,7 @@ class VideoIndex:
         self.index_type = index_type
         self.model_dir = os.path.abspath(model_dir) if model_dir is not None else None
         self.failed = dict(failed or {})
+        self.processor_source = None  # the processor folder / tokenizer given instead of model_dir's, saved
         self.nlist = (nlist or default_nlist(len(self.paths))) if index_type == "ivf" else None
         self.faiss_index = faiss_index if faiss_index is not None else self._build_faiss_index()
         self.nprobe = nprobe or (max(1, self.nlist // 8) if index_type == "ivf" else None)
@@ -201,10 +205,15 @@ class VideoIndex:
 
     @classmethod
     def from_model_dir(cls, model_dir: str | os.PathLike, videos: str | os.PathLike | Sequence[str],
-                       device: str | torch.device | None = None, **build_kwargs: Any) -> "VideoIndex":
-        """Load a saved model + processor folder and :meth:`build` an index of ``videos`` with it."""
-        model, processor = load_model_and_processor(model_dir, device)
-        return cls.build(model, processor, videos, model_dir=model_dir, **build_kwargs)
+                       device: str | torch.device | None = None, processor: str | os.PathLike | None = None,
+                       **build_kwargs: Any) -> "VideoIndex":
+        """Load a saved model folder and its processor (or ``processor``: a processor folder, or a tokenizer folder /
+        Hub id; saved with the index) and :meth:`build` an index of ``videos`` with it."""
+        model, loaded = load_model_and_processor(model_dir, device, processor)
+        index = cls.build(model, loaded, videos, model_dir=model_dir, **build_kwargs)
+        if processor is not None:
+            index.processor_source = os.path.abspath(processor) if os.path.exists(processor) else os.fspath(processor)
+        return index
 
     def _build_faiss_index(self):
         import faiss
@@ -296,6 +305,7 @@ class VideoIndex:
             _write_json(staging / VIDEOS_FILE, {"paths": self.paths, "failed": self.failed})
             _write_json(staging / CONFIG_FILE, {
                 "model_dir": self.model_dir,
+                "processor": self.processor_source,
                 "index_type": self.index_type,
                 "nlist": self.nlist,
                 "nprobe": self.nprobe,
@@ -342,7 +352,7 @@ class VideoIndex:
             if config["model_dir"] is None:
                 raise ValueError(f"{where} was built from an in-memory model: pass model and processor to "
                                  "VideoIndex.load")
-            model, processor = load_model_and_processor(config["model_dir"], device)
+            model, processor = load_model_and_processor(config["model_dir"], device, config.get("processor"))
         encoding = encoding_class(**load_file(index_dir / ENCODINGS_FILE))
         videos = json.loads((index_dir / VIDEOS_FILE).read_text(encoding="utf-8"))
         faiss_index = faiss.read_index(os.fspath(index_dir / FAISS_FILE))
@@ -351,8 +361,10 @@ class VideoIndex:
         if len(set(counts.values())) != 1:
             raise ValueError(f"{where}: its files disagree on the number of videos ({counts}); rebuild it with "
                              "`tvr index`")
-        return cls(model, processor, videos["paths"], encoding, config["index_type"], config["nlist"],
-                   config["nprobe"], faiss_index, config["model_dir"], videos["failed"])
+        index = cls(model, processor, videos["paths"], encoding, config["index_type"], config["nlist"],
+                    config["nprobe"], faiss_index, config["model_dir"], videos["failed"])
+        index.processor_source = config.get("processor")
+        return index
 
 
 def default_nlist(num_videos: int) -> int:

@@ -95,6 +95,7 @@ class TrainingConfig:
     hub_model_id: str | None = option(None, "Hub repo for push_to_hub, e.g. you/clip4clip-msrvtt")
 
     def __post_init__(self):
+        _convert_field_types(self)
         if self.from_clip is not None:
             if self.from_image_text_model not in (None, self.from_clip):
                 raise ValueError("TrainingConfig: from_clip is an alias of from_image_text_model; give one of them")
@@ -135,7 +136,10 @@ class TrainingConfig:
         unknown = sorted(set(values) - known)
         if unknown:
             raise ValueError(f"{where}: unknown training config keys {unknown}; valid keys: {sorted(known)}")
-        return cls(**values)
+        try:
+            return cls(**values)
+        except ValueError as error:
+            raise ValueError(f"{where}: {error}") from None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -150,11 +154,72 @@ class TrainingConfig:
             atomic_write_text(path, yaml.safe_dump(self.to_dict(), sort_keys=False))
 
 
+def _convert_field_types(config: "TrainingConfig") -> None:
+    """Convert every field to its annotated type, or raise naming the field.
+
+    YAML 1.1 reads ``1e-4`` (an exponent without a dot) as a string and JSON has no integers distinct from floats
+    in some writers, so a number given as text (``"1e-4"``) or an integral float (``5.0`` for an int) is converted;
+    anything else of the wrong type (``lr: fast``, ``epochs: 2.5``, ``cache_videos: 3``) is an error.
+    """
+    hints = typing.get_type_hints(type(config))
+    for config_field in dataclasses.fields(config):
+        hint = hints[config_field.name]
+        args = typing.get_args(hint)
+        optional = type(None) in args
+        base = next((a for a in args if a is not type(None)), hint) if optional else hint
+        origin = typing.get_origin(base) or base
+        value = getattr(config, config_field.name)
+        if value is None and optional:
+            continue
+        try:
+            converted = _convert_value(value, origin)
+        except (TypeError, ValueError, argparse.ArgumentTypeError):
+            expected = {int: "an integer", float: "a number", bool: "true or false", str: "a string",
+                        dict: "a mapping of key: value"}.get(origin, origin.__name__)
+            raise ValueError(f"TrainingConfig: field {config_field.name!r} expects {expected}"
+                             f"{' or null' if optional else ''}, got {value!r}") from None
+        setattr(config, config_field.name, converted)
+
+
+def _convert_value(value: Any, kind: type) -> Any:
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str):
+            return _parse_bool(value)
+        raise TypeError
+    if isinstance(value, bool):  # True is an int in Python, never a number here
+        raise TypeError
+    if kind is float:
+        if isinstance(value, (int, float)):
+            return float(value)
+        if isinstance(value, str):
+            return float(value.strip())
+        raise TypeError
+    if kind is int:
+        if isinstance(value, str):
+            value = float(value.strip()) if any(c in value.lower() for c in ".e") else int(value.strip())
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, int):
+            return value
+        raise TypeError
+    if kind is str:
+        if isinstance(value, (str, os.PathLike)):
+            return os.fspath(value)
+        raise TypeError
+    if kind is dict:
+        if isinstance(value, dict):
+            return value
+        raise TypeError
+    return value
+
+
 # ---------------------------------------------------------------------------------------------------- CLI
 
 
 def _parse_bool(text: str) -> bool:
-    lowered = text.lower()
+    lowered = text.strip().lower()
     if lowered in ("1", "true", "yes", "y", "on"):
         return True
     if lowered in ("0", "false", "no", "n", "off"):

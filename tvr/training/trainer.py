@@ -135,12 +135,18 @@ def build_processor(config: TrainingConfig, model: nn.Module | None = None):
 
     from ..processing import processor_for_image_text_model
 
+    from ..processing.tokenizer import check_tokenizer_fits
+
     source = config.processor or config.init_from
     if source is not None:
-        return AutoProcessor.from_pretrained(source, **config.processor_kwargs)
-    if config.from_image_text_model is None:
+        processor = AutoProcessor.from_pretrained(source, **config.processor_kwargs)
+    elif config.from_image_text_model is None:
         raise ValueError("TrainingConfig: set `processor` (a processor folder) when the model is built from scratch")
-    return processor_for_image_text_model(config.from_image_text_model, **config.processor_kwargs)
+    else:
+        processor = processor_for_image_text_model(config.from_image_text_model, **config.processor_kwargs)
+    if model is not None:  # a tokenizer that does not fit trains at chance, silently
+        check_tokenizer_fits(processor, model.config.text_config.vocab_size, source or config.from_image_text_model)
+    return processor
 
 
 def load_split(data: dict[str, Any]) -> Dataset:
