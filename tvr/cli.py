@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 # command name -> module that defines it (imported only when present, so a partial install still runs)
@@ -42,9 +43,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# what a user's input can cause (a missing file, a bad value, a tokenizer that does not fit): one line, no traceback
+USER_ERRORS = (ValueError, OSError, TypeError, KeyError)
+TRACEBACK_ENV = "TVR_TRACEBACK"
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    code = args.func(args)
+    """Run ``tvr <command>``. Errors caused by the input print ``tvr: error: <message>`` and return 1 (set
+    ``TVR_TRACEBACK=1`` for the traceback); argparse's own usage errors exit with 2 as usual."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code = args.func(args)
+    except KeyboardInterrupt:
+        print("tvr: interrupted", file=sys.stderr)
+        return 130
+    except USER_ERRORS as error:
+        if os.environ.get(TRACEBACK_ENV):
+            raise
+        message = str(error) if not isinstance(error, KeyError) else f"missing key {error}"
+        if isinstance(error, OSError) and error.filename and error.strerror and str(error.filename) not in message:
+            message = f"{error.filename}: {error.strerror}"
+        print(f"tvr: error: {' '.join(message.split()) or type(error).__name__} "
+              f"(set {TRACEBACK_ENV}=1 for the traceback)", file=sys.stderr)
+        return 1
     return int(code or 0)
 
 

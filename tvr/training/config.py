@@ -116,6 +116,10 @@ class TrainingConfig:
             (self.on_bad_video in ("skip", "error"), "on_bad_video must be 'skip' or 'error'"),
             (self.max_nonfinite_steps > 0, "max_nonfinite_steps must be positive"),
             (not self.push_to_hub or bool(self.hub_model_id), "push_to_hub needs hub_model_id"),
+        ] + [
+            (data is None or "split" in data, f"{name} needs a 'split' (train, val or test); without one "
+                                              "tvr.data.load_annotations would read the test split")
+            for name, data in (("train_data", self.train_data), ("eval_data", self.eval_data))
         ]
         for ok, message in checks:
             if not ok:
@@ -233,6 +237,17 @@ def _parse_optional(parse):
     return parse_or_none
 
 
+def _scalar(text: str) -> Any:
+    """A YAML value, with ``1e-4`` read as a number (YAML 1.1 reads an exponent without a dot as a string)."""
+    value = yaml.safe_load(text)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
+
+
 def _parse_key_values(pairs: list[str]) -> dict[str, Any]:
     """``["sim_header=seqTransf", "cross_num_hidden_layers=4"]`` -> a dict; values are read as YAML scalars."""
     values = {}
@@ -240,30 +255,48 @@ def _parse_key_values(pairs: list[str]) -> dict[str, Any]:
         key, sep, value = pair.partition("=")
         if not sep or not key:
             raise argparse.ArgumentTypeError(f"expected key=value, got {pair!r}")
-        values[key] = yaml.safe_load(value)
+        values[key] = _scalar(value)
     return values
 
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--config FILE`` plus one ``--<field>`` per :class:`TrainingConfig` field (dict fields take
-    ``key=value`` pairs, ``none`` clears an optional field). Flags left out keep the file's / default value."""
+    """``--config FILE`` plus one kebab-case ``--<field>`` per :class:`TrainingConfig` field (dict fields take
+    ``key=value`` pairs, ``none`` clears an optional field), ``--set KEY=VALUE`` (a model config field, repeatable, as
+    in ``tvr convert``) and ``--push-to-hub REPO``. Each field's snake_case flag (``--batch_size``) is a hidden alias,
+    so existing commands keep working. Flags left out keep the file's / default value."""
     parser.add_argument("--config", help="YAML or JSON training config; flags override its values")
+    parser.add_argument("--set", action="append", default=argparse.SUPPRESS, metavar="KEY=VALUE", dest="model_set",
+                        help="set a model config field (value read as YAML: 12, 1e-4, [20,21], true), e.g. --set "
+                             "sim_header=seqTransf; repeatable; merged into model_kwargs")
+    parser.add_argument("--push-to-hub", default=argparse.SUPPRESS, metavar="REPO", dest="push_to_hub_repo",
+                        help="upload best/ (final/ without evaluation) with its card to this Hub repo when training "
+                             "ends (as `tvr card --push-to-hub REPO`)")
     hints = typing.get_type_hints(TrainingConfig)
+    defaults = TrainingConfig()
     for config_field in dataclasses.fields(TrainingConfig):
         hint = hints[config_field.name]
         args = typing.get_args(hint)
         optional = type(None) in args
         base = next((a for a in args if a is not type(None)), hint) if optional else hint
         origin = typing.get_origin(base) or base
-        help_text = config_field.metadata.get("help")
-        kwargs: dict[str, Any] = dict(default=argparse.SUPPRESS, help=help_text)
+        help_text = config_field.metadata.get("help") or ""
+        default = getattr(defaults, config_field.name)
+        if default not in (None, {}) and config_field.name != "from_clip":
+            help_text += f" (default: {str(default).lower() if isinstance(default, bool) else default})"
+        kwargs: dict[str, Any] = dict(default=argparse.SUPPRESS, dest=config_field.name)
         if origin is dict:
             kwargs.update(nargs="+", metavar="KEY=VALUE")
         elif origin is bool:
             kwargs.update(type=_parse_bool, metavar="BOOL")
         else:
             kwargs.update(type=_parse_optional(origin) if optional else origin)
-        parser.add_argument(f"--{config_field.name}", **kwargs)
+        kebab = "--" + config_field.name.replace("_", "-")
+        if config_field.name == "push_to_hub":  # --push-to-hub REPO (above); the bool stays --push_to_hub BOOL
+            parser.add_argument("--push_to_hub", help=argparse.SUPPRESS, **kwargs)
+            continue
+        parser.add_argument(kebab, help=help_text, **kwargs)
+        if "_" in config_field.name:
+            parser.add_argument(f"--{config_field.name}", help=argparse.SUPPRESS, **kwargs)
 
 
 def config_from_args(args: argparse.Namespace) -> TrainingConfig:
@@ -275,6 +308,13 @@ def config_from_args(args: argparse.Namespace) -> TrainingConfig:
             if isinstance(value, list):  # a dict field given as key=value pairs
                 value = None if value == ["none"] else _parse_key_values(value)
             overrides[config_field.name] = value
+    if hasattr(args, "push_to_hub_repo"):
+        overrides.update(push_to_hub=True, hub_model_id=args.push_to_hub_repo)
+    model_set = _parse_key_values(getattr(args, "model_set", None) or [])
     if getattr(args, "config", None):
-        return TrainingConfig.from_file(args.config, **overrides)
-    return TrainingConfig.from_dict(overrides, where="command line")
+        config = TrainingConfig.from_file(args.config, **overrides)
+    else:
+        config = TrainingConfig.from_dict(overrides, where="command line")
+    if model_set:
+        config.model_kwargs = {**config.model_kwargs, **model_set}
+    return config

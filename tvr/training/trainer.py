@@ -54,6 +54,7 @@ from .optimization import build_optimizer, build_scheduler, freeze_pretrained_la
 
 SKIPPED_VIDEOS_FILE = "skipped_videos.json"
 BEST_METRIC = "t2v_R@1"
+CONSOLE_METRICS = ("t2v_R@1", "t2v_R@5", "t2v_R@10", "t2v_MedR", "v2t_R@1", "v2t_R@5", "v2t_R@10")
 MAX_LOGIT_SCALE = math.log(100)
 
 
@@ -352,12 +353,17 @@ def train(
         ContrastiveStep(model), optimizer, train_loader, scheduler)
     model = accelerator.unwrap_model(step_module).model
     progress = TrainingProgress()
-    if config.resume_from:
-        load_checkpoint(resolve_checkpoint(config.resume_from, output_dir), accelerator, model, optimizer, scheduler,
+    resume_from = config.resume_from
+    if resume_from == "latest" and not list_checkpoints(output_dir):
+        # one command serves start and restart: nothing saved yet means a fresh start
+        accelerator.print(f"resume_from='latest': no checkpoint under {output_dir / 'checkpoints'} yet; starting fresh")
+        resume_from = None
+    if resume_from:
+        load_checkpoint(resolve_checkpoint(resume_from, output_dir), accelerator, model, optimizer, scheduler,
                         progress)
         accelerator.step = progress.accelerator_step
     metrics_log = MetricsLog(output_dir / "metrics.jsonl", accelerator.is_main_process,
-                             resume_step=progress.global_step if config.resume_from else None)
+                             resume_step=progress.global_step if resume_from else None)
     skipped_videos = SkippedVideos(output_dir / SKIPPED_VIDEOS_FILE, accelerator, progress.skipped_videos,
                                    num_videos=len(set(samples.video_paths)))
     bar = tqdm(total=total_steps, initial=progress.global_step, desc="training",
@@ -580,6 +586,8 @@ def evaluate_and_keep_best(accelerator: Accelerator, model: nn.Module, processor
             metrics[0] = evaluate_fn(model, data_processor, eval_dataset, config)
         model.train()
         metrics_log.write({"step": progress.global_step, "epoch": progress.epoch, **metrics[0]})
+        shown = "  ".join(f"{key} {metrics[0][key]:.2f}" for key in CONSOLE_METRICS if key in metrics[0])
+        accelerator.print(f"evaluation after epoch {progress.epoch} (step {progress.global_step}): {shown}")
     metrics = broadcast_object_list(metrics)[0]
     if progress.best_metrics is None or metrics[BEST_METRIC] >= progress.best_metrics[BEST_METRIC]:
         progress.best_metrics = metrics
