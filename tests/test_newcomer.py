@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from stand_ins import word_tokenizer
 
-from tvr.cli import main
+from tvr.cli import console_main, main
 
 FIXTURES = Path(__file__).parent / "fixtures"
 CLIP_FILE = FIXTURES / "clip4clip" / "clip_openai_state_dict.bin"  # a tiny OpenAI CLIP: 320-token vocabulary
@@ -40,7 +40,7 @@ def last_line(text: str) -> str:
 
 
 def run(args, capsys):
-    code = main([str(arg) for arg in args])
+    code = console_main([str(arg) for arg in args])  # the `tvr` command: user errors are one line
     captured = capsys.readouterr()
     return code, captured.out, captured.err
 
@@ -150,7 +150,7 @@ def test_missing_videos_show_the_paths_tried(demo, tmp_path):
     from tvr.data import load_generic
 
     (tmp_path / "test.jsonl").write_text('{"video_path": "clips/a.mp4", "caption": "a dog"}\n')
-    with pytest.warns(UserWarning, match=r"a\.mp4 \(tried .*clips/a\.mp4"):
+    with pytest.warns(UserWarning, match=r"looked for clips/a\.mp4 at \S*videos/clips/a\.mp4 and"):
         load_generic(tmp_path / "test.jsonl", tmp_path / "videos")
 
 

@@ -184,6 +184,7 @@ def test_index_and_search_commands(corpus, saved_model, tmp_path, capsys):
     query = dataset[0]["caption"]
     assert main(["search", str(tmp_path / "index"), query, "--top-k", "3", "--device", "cpu"]) == 0
     printed = capsys.readouterr().out.splitlines()
+    assert printed.pop(0).startswith("score: cosine")  # what the scores are (the model's own with --rerank-top-k)
     expected = VideoIndex.load(tmp_path / "index", device="cpu").search(query, top_k=3)
     assert printed[0] == f"query: {query}"
     assert [line.split()[0] for line in printed[1:]] == ["1.", "2.", "3."]

@@ -49,12 +49,17 @@ TRACEBACK_ENV = "TVR_TRACEBACK"
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run ``tvr <command>``. Errors caused by the input print ``tvr: error: <message>`` and return 1 (set
-    ``TVR_TRACEBACK=1`` for the traceback); argparse's own usage errors exit with 2 as usual."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    """Run ``tvr <command>`` and return its exit code; errors propagate (for callers and tests)."""
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+def console_main(argv: list[str] | None = None) -> int:
+    """The ``tvr`` command (``python -m tvr``): :func:`main`, where an error caused by the input prints one line,
+    ``tvr: error: <message>``, and returns 1 (``TVR_TRACEBACK=1`` shows the traceback); argparse's own usage
+    errors exit with 2 as usual."""
     try:
-        code = args.func(args)
+        return main(argv)
     except KeyboardInterrupt:
         print("tvr: interrupted", file=sys.stderr)
         return 130
@@ -67,8 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"tvr: error: {' '.join(message.split()) or type(error).__name__} "
               f"(set {TRACEBACK_ENV}=1 for the traceback)", file=sys.stderr)
         return 1
-    return int(code or 0)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(console_main())

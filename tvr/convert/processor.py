@@ -77,7 +77,7 @@ def save_tokenizer_or_processor(tokenizer: str | os.PathLike | None, model, outp
               "openai/clip-vit-base-patch32), or give it to `tvr eval` / `tvr index` as --processor.", file=sys.stderr)
         return False
     if hasattr(config, "max_frames"):  # a tvr model: its processor
-        processor_for_model(config, loaded).save_pretrained(output_dir)
+        processor_for_model(config, loaded, source).save_pretrained(output_dir)
     else:
         check_tokenizer_fits(loaded, config.text_config.vocab_size, source)
         loaded.save_pretrained(output_dir)

@@ -642,7 +642,7 @@ def load_generic(
 
     def tried(video_id: str) -> str:
         paths = candidates(video_id) if video_id in file_of else [os.path.join(root, f"{video_id}.*")]
-        return f"{video_id} (tried {' and '.join(paths)})"
+        return f"{video_id} at {' and '.join(paths)}"
 
     return _build_dataset(_number_captions(rows), find, missing, f"generic {path}", source=path, describe=tried)
 

@@ -61,8 +61,10 @@ def resolve_video_paths(
             found[video_id] = find(video_id) or ""
     absent = [video_id for video_id, path in found.items() if not path]
     if absent:
-        shown = ", ".join(map(describe or str, absent[:5])) + (", ..." if len(absent) > 5 else "")
+        shown = ", ".join(absent[:5]) + (", ..." if len(absent) > 5 else "")
         message = f"{where}: {len(absent)} of {len(found)} videos not found ({shown})"
+        if describe is not None:
+            message += f"; looked for {describe(absent[0])}"
         if missing == "error":
             raise FileNotFoundError(message)
         action = "dropping their rows" if missing == "drop" else "keeping their rows with video_path=''"

@@ -14,7 +14,7 @@ FRAME_SAMPLING = {"internvideo": "stride"}
 PROCESSOR_FILE = "processor_config.json"
 
 
-def processor_for_model(config, tokenizer):
+def processor_for_model(config, tokenizer, where: str | os.PathLike | None = None):
     """A `TVRProcessor` for a model of `config` with `tokenizer` (an object, or a folder / Hub id to load it from).
 
     Raises:
@@ -27,7 +27,7 @@ def processor_for_model(config, tokenizer):
     from .tokenizer import check_tokenizer_fits
     from .video_processing_tvr import TVRVideoProcessor
 
-    where = tokenizer if isinstance(tokenizer, (str, os.PathLike)) else "tokenizer"
+    where = where or (tokenizer if isinstance(tokenizer, (str, os.PathLike)) else "tokenizer")
     if isinstance(tokenizer, (str, os.PathLike)):
         tokenizer = AutoTokenizer.from_pretrained(tokenizer)
     check_tokenizer_fits(tokenizer, config.text_config.vocab_size, where)
