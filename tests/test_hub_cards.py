@@ -158,7 +158,8 @@ def test_write_model_card_into_folder(tmp_path):
     assert "```yaml\nlr: 0.0001\nepochs: 5\n```" in text
     assert "| `parameters` | `0.0M` |" in text  # 3 * 4 + 5 = 17 parameters
     assert "| `sim_header` | `meanP` |" in text
-    assert f'AutoModel.from_pretrained("{folder}")' in text
+    # issue 18: the folder's name, never the machine's path, which means nothing on the Hub
+    assert f'AutoModel.from_pretrained("{folder.name}")' in text and str(tmp_path) not in text
     with pytest.raises(FileNotFoundError, match="config.json not found"):
         write_model_card(tmp_path)
 

@@ -71,6 +71,36 @@ def test_convert_clip_with_tokenizer_trains(demo, tokenizer_dir, tmp_path, capsy
     assert code == 0, err
     assert "evaluation after epoch 1 (step 2): t2v_R@1" in out  # item 8: evaluation numbers on the console
     assert (tmp_path / "run" / "final" / "tokenizer.json").is_file()
+    check_model_card(tmp_path / "run" / "best", "run", tmp_path)
+
+
+def check_model_card(folder, name, tmp_path):
+    """Item 6: a trained model's card is named after the run, licensed, says what it is for and how to use, re-run and
+    publish it, and names the data."""
+    import re
+
+    import yaml
+    from huggingface_hub import ModelCard
+
+    from tvr.training import TrainingConfig
+
+    card = ModelCard.load(folder / "README.md")
+    assert card.data.model_name == name and card.text.lstrip().startswith(f"# {name}\n")
+    assert str(tmp_path) not in card.text.split("## Training")[0]  # no machine path in title, usage, details
+    assert card.data.license == "apache-2.0" and card.data.pipeline_tag  # pipeline_tag: issue 15's
+    for needle in ("## Intended use and limitations", "pip install", "import tvr", "tvr card FOLDER --push-to-hub",
+                   f'from_pretrained("{folder.name}")', "| data/val.jsonl | val |"):
+        assert needle in card.text, needle
+    assert not card.data.datasets  # your own jsonl is no Hub dataset
+    block = re.search(r"```yaml\n(.*?)```", card.text, re.DOTALL)[1]
+    config = TrainingConfig.from_dict(yaml.safe_load(block))  # re-runnable as written
+    assert config.from_image_text_model and config.output_dir == str(tmp_path / "run")
+
+
+def test_the_repository_has_the_license_setup_cfg_declares():
+    root = Path(__file__).resolve().parents[1]
+    assert "Apache License" in (root / "LICENSE").read_text() and "license_files = LICENSE" in (
+        root / "setup.cfg").read_text()
 
 
 def test_tokenizer_larger_than_the_text_tower_is_an_error(demo, tmp_path, capsys):

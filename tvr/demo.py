@@ -189,8 +189,11 @@ def run(args: argparse.Namespace) -> int:
           "50 = blind to frame order)")
 
     step(f"5/6 model folder with card and training curves: {model_dir}")
+    rerun = (f"tvr demo --output DIR --sim-header {args.sim_header} --tower {args.tower} --train-videos "
+             f"{args.train_videos} --val-videos {args.val_videos} --test-videos {args.test_videos} --epochs "
+             f"{args.epochs} --batch-size {args.batch_size} --lr {args.lr} --seed {args.seed}")
     write_model_card(model_dir, eval_results=[eval_results], train_log=output / "training" / "metrics.jsonl",
-                     training_config=config.to_dict())
+                     training_config=config.to_dict(), training_command=rerun)
 
     step("6/6 indexing the test videos and searching them")
     index = VideoIndex.build(model, processor, list(splits["test"]["video_path"]), batch_size=64,

@@ -29,6 +29,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         help="annotation format; csv / jsonl are your own files (columns video_id or video_path, caption, start, end)",
     )
     parser.add_argument("--annotations", required=True, help="annotation folder (csv / jsonl: the file or its folder)")
+    parser.add_argument("--dataset-name", default=None,
+                        help="how results and model cards name the data (default: the benchmark, or for csv / jsonl "
+                             "the annotation file's folder and name)")
     parser.add_argument("--videos", default=None, help="video folder (csv / jsonl: default the annotation folder)")
     parser.add_argument("--split", default=None,
                         help="split to evaluate (default: test; for a csv / jsonl file named after a split, that split)")
@@ -88,9 +91,11 @@ def run(args: argparse.Namespace) -> int:
         return_similarity=args.save_similarity is not None,
         on_bad_video=args.on_bad_video,
     )
+    from ..hub_cards.card import dataset_label
+
     metadata = dict(
         model=os.path.abspath(args.model_dir),
-        dataset=args.dataset,
+        dataset=args.dataset_name or dataset_label(args.dataset, args.annotations),
         split=args.split,
         num_texts=len(result.text_to_video),
         num_videos=len(result.video_ids),

@@ -6,6 +6,12 @@ Metadata choices:
   ``AutoModel`` only knows tvr's model types after ``import tvr``; a ``transformers`` library tag would make the
   Hub show a snippet that fails. The card's own snippet imports tvr.
 - ``pipeline_tag: feature-extraction``: the Hub has no video-retrieval task (``text-to-video`` means generation).
+- The title, ``model_name`` and usage name the Hub repo when known, else the model folder's name (never a temporary
+  or machine-specific path).
+- ``license: apache-2.0`` (tvr's license) unless another is given, a LICENSE-independent statement the owner can change.
+- ``datasets`` lists the named benchmarks only; your own csv / jsonl data is named in the results table.
+- The training config is the fields that differ from ``TrainingConfig``'s defaults, which ``tvr train --config`` reads
+  back as they are.
 - ``model-index`` holds the plain metrics only. DSL / inverted softmax use the whole test query set
   (transductive), so they appear in the README table, marked, and never in the leaderboard metadata.
 """
@@ -26,6 +32,11 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from ..utils.atomic import atomic_write_bytes, atomic_write_text
 
 TRAINING_CURVES_FILE = "training_curves.png"
+DEFAULT_LICENSE = "apache-2.0"
+GENERIC_DATASETS = ("generic", "csv", "jsonl", "custom")
+# run folders whose name says nothing about the model: the card is named after the folder above
+RUN_FOLDER_NAMES = ("best", "final", "model")
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 DATASET_NAMES = {
     "msrvtt": "MSR-VTT",
@@ -169,21 +180,24 @@ def build_model_card(
     training_config: Mapping[str, Any] | None = None,
     training_curves: str | None = None,
     datasets: Sequence[str] | None = None,
-    license: str | None = None,
+    license: str | None = DEFAULT_LICENSE,
     num_parameters: int | None = None,
+    training_command: str | None = None,
 ) -> ModelCard:
     """A model card for a tvr model.
 
     Args:
         model_config: the model's config (``PretrainedConfig`` or its dict / ``config.json``).
-        model_id: Hub repo id or local folder; names the model and is what the usage snippet loads.
+        model_id: Hub repo id or local folder; the card names the repo, or the folder by its name
+            (:func:`card_name`), and the usage snippet loads it.
         eval_results: eval-results dicts (:func:`load_eval_results`); plain metrics go to ``model-index``.
         base_model: the checkpoint the model was initialised from, e.g. ``openai/clip-vit-base-patch32``.
         training_config: training arguments, shown as a YAML block.
         training_curves: file name of the training-curve PNG next to the README (linked when given).
-        datasets: Hub dataset ids for the metadata; default the ``dataset`` of each eval result.
-        license: license id for the metadata.
+        datasets: Hub dataset ids for the metadata; default the ``dataset`` of each named benchmark evaluated on.
+        license: license id for the metadata (default tvr's, ``apache-2.0``).
         num_parameters: shown in the model details when given.
+        training_command: how to re-run the training, when the config alone does not say it (e.g. ``tvr demo``).
 
     Returns:
         ``huggingface_hub.ModelCard``; ``card.save("README.md")`` writes it.
@@ -198,30 +212,76 @@ def build_model_card(
     method, paper = (entry.name, entry.paper) if entry is not None else (model_type, None)
     eval_results = [load_eval_results(result) for result in eval_results]
     if datasets is None:
-        datasets = list(dict.fromkeys(str(result["dataset"]) for result in eval_results))
+        datasets = list(dict.fromkeys(str(result["dataset"]) for result in eval_results
+                                      if str(result["dataset"]) not in GENERIC_DATASETS
+                                      and not str(result["dataset"]).endswith((".csv", ".jsonl"))))
+    name = card_name(model_id)
+    base_on_hub = base_model is not None and card_name(base_model) == os.fspath(base_model).rstrip("/\\") \
+        and HUB_ID.match(card_name(base_model)) is not None
     data = ModelCardData(
         library_name="tvr",
         pipeline_tag="feature-extraction",
         tags=["tvr", "video-text-retrieval", "text-to-video-retrieval", model_type],
         datasets=list(datasets) or None,
-        base_model=base_model,
+        base_model=base_model if base_on_hub else None,  # the Hub reads it as a repo id
         license=license,
-        model_name=model_id,
+        model_name=name,
         eval_results=eval_results_to_model_index(eval_results) or None,
     )
     sections = [
-        f"# {model_id}",
-        _summary(method, paper, model_type, base_model),
+        f"# {name}",
+        _summary(method, paper, model_type, base_model, base_on_hub),
         _model_details(config, num_parameters),
-        "## Usage\n\nLoading needs the `tvr` package: importing it registers the model with transformers' Auto "
-        "classes.\n\n" + usage_snippet(model_id),
+        _usage_section(name, model_id),
+        _intended_use_section(license),
     ]
     if eval_results:
         sections.append(_results_section(eval_results))
-    if training_config or training_curves:
-        sections.append(_training_section(training_config, training_curves))
+    if training_config or training_curves or training_command:
+        sections.append(_training_section(training_config, training_curves, training_command))
     content = f"---\n{data.to_yaml()}\n---\n\n" + "\n\n".join(sections) + "\n"
     return ModelCard(content)
+
+
+def card_name(model_id: str | os.PathLike) -> str:
+    """What a card calls a model: its Hub repo id, else its folder's name (the run's name for ``runs/x/best``)."""
+    text = os.fspath(model_id).rstrip("/\\")
+    if HUB_ID.match(text) and not os.path.exists(text):
+        return text
+    path = Path(os.path.abspath(text))
+    return path.parent.name if path.name in RUN_FOLDER_NAMES and path.parent.name else path.name
+
+
+def _usage_section(name: str, model_id: str | os.PathLike) -> str:
+    on_hub = name == os.fspath(model_id).rstrip("/\\") and HUB_ID.match(name) is not None
+    if not on_hub:  # the folder by its own name, loadable from the folder above it
+        name = Path(os.path.abspath(model_id)).name
+    where = "" if on_hub else (f"\n\nBelow, `{name}` stands for this model's folder: use its path (or, once pushed, "
+                               "its Hub repo id).")
+    return (
+        "## Usage\n\nInstall tvr (from its repository: `pip install -e .`), then `import tvr`: importing it registers "
+        "tvr's models and processor with transformers' Auto classes. Without it, `AutoModel` says it does not "
+        "recognize the architecture and `AutoProcessor` returns a bare tokenizer." + where + "\n\n"
+        + usage_snippet(name)
+        + "\n\nPublish a tvr model folder with `tvr card FOLDER --push-to-hub you/name` (model, processor and this "
+        "card; `tvr train --push-to-hub you/name` does it when training ends). transformers' own "
+        "`model.push_to_hub` uploads neither the processor nor this card."
+    )
+
+
+def _intended_use_section(license: str | None) -> str:
+    text = (
+        "## Intended use and limitations\n\nText-to-video retrieval: ranking videos for a text query (and captions "
+        "for a video), e.g. searching a video collection with `tvr index` / `tvr search`. Scores are similarities "
+        "for ranking, not calibrated probabilities. The model knows what its training data showed: expect lower "
+        "accuracy on other domains, languages other than its captions', long videos (it sees `max_frames` frames) and "
+        "fine temporal order; biases of the data and of the image-text model it was initialised from carry over. "
+        "It is not meant for surveillance or for identifying people."
+    )
+    if license:
+        text += f"\n\nLicense: `{license}` (set in this card's metadata; check it against the licenses of the base "
+        text += "model and the training data)."
+    return text
 
 
 def usage_snippet(model_id: str) -> str:
@@ -257,7 +317,8 @@ def write_model_card(
     model_id: str | None = None,
     base_model: str | None = None,
     datasets: Sequence[str] | None = None,
-    license: str | None = None,
+    license: str | None = DEFAULT_LICENSE,
+    training_command: str | None = None,
 ) -> ModelCard:
     """Write ``README.md`` (and ``training_curves.png`` from ``train_log``) into a saved model folder.
 
@@ -267,7 +328,7 @@ def write_model_card(
         train_log: JSON-lines training log to plot.
         training_config: the training arguments: a dict or a JSON / YAML file.
         model_id: Hub repo id the card refers to; default ``model_dir``.
-        base_model, datasets, license: metadata, see :func:`build_model_card`.
+        base_model, datasets, license, training_command: see :func:`build_model_card`.
 
     Returns:
         The card that was written.
@@ -293,6 +354,7 @@ def write_model_card(
         datasets=datasets,
         license=license,
         num_parameters=count_parameters(model_dir),
+        training_command=training_command,
     )
     atomic_write_text(model_dir / "README.md", str(card))  # what card.save writes, crash-safely
     return card
@@ -313,13 +375,16 @@ def count_parameters(model_dir: str | os.PathLike) -> int | None:
     return total
 
 
-def _summary(method: str, paper: str | None, model_type: str, base_model: str | None) -> str:
+def _summary(method: str, paper: str | None, model_type: str, base_model: str | None, base_on_hub: bool = True
+             ) -> str:
     text = f"A **{method}** text-video retrieval model (`model_type: {model_type}`) made with `tvr`, text-to-video "
     text += "retrieval on transformers."
     if paper:
         text += f" Method: [{method}]({paper})."
-    if base_model:
+    if base_model and base_on_hub:
         text += f" Initialised from [`{base_model}`](https://huggingface.co/{base_model})."
+    elif base_model:
+        text += f" Initialised from a local model, `{Path(os.path.abspath(base_model)).name}`."
     return text
 
 
@@ -363,14 +428,41 @@ def _results_section(eval_results: Sequence[Mapping[str, Any]]) -> str:
     )
 
 
-def _training_section(training_config: Mapping[str, Any] | None, training_curves: str | None) -> str:
+def _training_section(training_config: Mapping[str, Any] | None, training_curves: str | None,
+                      training_command: str | None = None) -> str:
     parts = ["## Training"]
+    if training_command:
+        parts.append(f"Re-run: `{training_command}`")
     if training_config:
-        plain = json.loads(json.dumps(dict(training_config), default=str))  # tuples, paths -> YAML-safe values
+        plain = json.loads(json.dumps(rerunnable_config(training_config), default=str))  # tuples, paths -> YAML
+        if not training_command:
+            parts.append("The training config (the fields that differ from the defaults); save it as `train.yaml` and "
+                         "re-run with `tvr train --config train.yaml`:")
         parts.append("```yaml\n" + yaml.safe_dump(plain, sort_keys=False).rstrip() + "\n```")
     if training_curves:
         parts.append(f"![Training curves]({training_curves})")
     return "\n\n".join(parts)
+
+
+def rerunnable_config(training_config: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields of a ``TrainingConfig`` dict that differ from the defaults (``resume_from`` left out: a re-run
+    starts fresh), so ``TrainingConfig.from_dict`` reads it back; other mappings are returned as they are."""
+    from ..training.config import TrainingConfig
+
+    defaults = TrainingConfig().to_dict()
+    if set(training_config) != set(defaults):  # not a whole TrainingConfig: shown as given
+        return dict(training_config)
+    return {key: value for key, value in training_config.items()
+            if key != "resume_from" and value != defaults[key]}
+
+
+def dataset_label(name: str, annotation_path: str | os.PathLike | None = None) -> str:
+    """How results name a dataset: a benchmark by its reader name (``msrvtt``), your own csv / jsonl file by its
+    folder and file name (``my_clips/test.jsonl``) rather than ``generic``."""
+    if name not in GENERIC_DATASETS or not annotation_path:
+        return name
+    path = Path(os.path.abspath(annotation_path))
+    return f"{path.parent.name}/{path.name}" if path.suffix else path.name
 
 
 def _read_config(path: str | os.PathLike) -> dict[str, Any]:

@@ -24,7 +24,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--config", default=None, help="training config (JSON or YAML) to show in the card")
     parser.add_argument("--base-model", default=None, help="checkpoint the model was initialised from")
     parser.add_argument("--datasets", nargs="+", default=None, help="Hub dataset ids for the card metadata")
-    parser.add_argument("--license", default=None, help="license id for the card metadata, e.g. apache-2.0")
+    parser.add_argument("--license", default="apache-2.0",
+                        help="license id for the card metadata (default: apache-2.0, tvr's; e.g. mit, other)")
     parser.add_argument("--push-to-hub", metavar="REPO_ID", default=None, help="upload the folder to this repo")
     parser.add_argument("--private", action="store_true", help="create the repo private")
     parser.set_defaults(func=run)

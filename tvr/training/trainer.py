@@ -176,7 +176,7 @@ def save_model(model: nn.Module, processor, directory: Path, config: TrainingCon
     with atomic_directory(directory) as staging:
         model.save_pretrained(staging)
         processor.save_pretrained(staging)
-        write_card(staging, config, metrics, with_curves)
+        write_card(staging, config, metrics, with_curves, model_dir=directory)
 
 
 def check_finite_weights(model: nn.Module, doing: str) -> None:
@@ -189,17 +189,21 @@ def check_finite_weights(model: nn.Module, doing: str) -> None:
 
 
 def write_card(directory: Path, config: TrainingConfig, metrics: dict[str, float] | None = None,
-               with_curves: bool = False) -> None:
+               with_curves: bool = False, model_dir: str | os.PathLike | None = None) -> None:
     """README.md of a saved model: its evaluation results, the training config and, ``with_curves``, the run's
     training curves plotted from ``metrics.jsonl`` (plotting takes seconds, so only at the end of training)."""
     from ..hub_cards import write_model_card
 
+    from ..hub_cards.card import dataset_label
+
     eval_data = config.eval_data or {}
-    results = [{"dataset": eval_data.get("name", "custom"), "split": eval_data.get("split", "test"), **metrics}
-               ] if metrics else []
+    dataset = dataset_label(eval_data.get("name", "custom"), eval_data.get("annotation_dir"))
+    results = [{"dataset": dataset, "split": eval_data.get("split", "test"), **metrics}] if metrics else []
     log = Path(config.output_dir) / "metrics.jsonl"
+    # named after the Hub repo or the run (`model_dir`: where `directory`, a temporary folder, is renamed to)
     write_model_card(directory, eval_results=results, train_log=log if with_curves and log.exists() else None,
-                     training_config=config.to_dict(), base_model=config.from_image_text_model or config.init_from)
+                     training_config=config.to_dict(), base_model=config.from_image_text_model or config.init_from,
+                     model_id=config.hub_model_id or os.path.abspath(model_dir or directory))
 
 
 def build_train_dataloader(samples: CaptionVideoSamples, processor, config: TrainingConfig
@@ -562,7 +566,7 @@ def rewrite_card(directory: Path, config: TrainingConfig, metrics: dict[str, flo
         shutil.copytree(directory, staging, copy_function=link_or_copy, dirs_exist_ok=True)
         for card_file in ("README.md", "training_curves.png"):  # new files, not writes through the shared links
             (staging / card_file).unlink(missing_ok=True)
-        write_card(staging, config, metrics, with_curves)
+        write_card(staging, config, metrics, with_curves, model_dir=directory)
 
 
 def clamp_logit_scale(model: nn.Module) -> None:
