@@ -268,7 +268,7 @@ def test_eval_cli_on_a_saved_model(tmp_path):
     expected = evaluate_retrieval(model, processor, dataset, postprocessing=("dsl", "qb_norm"),
                                   query_bank=list(dataset["caption"]), progress=False).metrics
     assert {key: results[key] for key in expected} == pytest.approx(expected)
-    assert [results[key] for key in ("dataset", "split", "num_texts", "num_videos")] == ["jsonl", "test", 5, 5]
+    assert [results[key] for key in ("dataset", "split", "num_texts", "num_videos")] == ["data", "test", 5, 5]
 
 
 def test_eval_cli_two_stage_eercf(tmp_path):

@@ -10,3 +10,19 @@ from .processing import *  # noqa: F401,F403
 from .merging import merge_weights  # noqa: F401
 
 __version__ = "0.1.0"
+
+# the task packages load on first use (`tvr.data`, `tvr.evaluation`, ...), so `import tvr` stays as light as the
+# Auto registration allows and every one of them is still reachable from it
+SUBPACKAGES = ("convert", "data", "evaluation", "hub_cards", "retrieval", "training", "utils")
+
+
+def __getattr__(name: str):
+    if name in SUBPACKAGES:
+        import importlib
+
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(SUBPACKAGES))
