@@ -236,3 +236,14 @@ def test_python_dash_m_tvr_runs_the_cli():
     result = subprocess.run([sys.executable, "-m", "tvr", "--help"], cwd=root, capture_output=True, text=True,
                             timeout=300)
     assert result.returncode == 0 and "usage: tvr" in result.stdout
+
+
+def test_import_tvr_reaches_every_subpackage():
+    """Item 4, in a fresh interpreter (in this one other tests have imported them already)."""
+    root = Path(__file__).resolve().parents[1]
+    code = ("import tvr; tvr.data.load_generic; tvr.evaluation.compute_retrieval_metrics; tvr.retrieval.VideoIndex; "
+            "tvr.training.TrainingConfig; tvr.hub_cards.write_model_card; tvr.convert.convert_openai_clip; "
+            "print(sorted(set(tvr.SUBPACKAGES) - set(dir(tvr))))")
+    result = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "[]"

@@ -12,7 +12,7 @@ from transformers import AutoModel, CLIPImageProcessor, CLIPTextConfig, CLIPText
 from tvr import CLIP4ClipModel, EERCFModel, EMCLModel
 from tvr.modeling import METHODS, sigmoid_loss
 from tvr.modeling.losses import contrastive_loss
-from tvr.processing import processor_for_image_text_model, train_clip_tokenizer
+from tvr.processing import processor_for_image_text_model
 from tvr.training import build_optimizer, parameter_groups
 
 FP32 = dict(rtol=1e-5, atol=1e-5)
