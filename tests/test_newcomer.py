@@ -88,7 +88,8 @@ def check_model_card(folder, name, tmp_path):
     assert card.data.model_name == name and card.text.lstrip().startswith(f"# {name}\n")
     assert str(tmp_path) not in card.text.split("## Training")[0]  # no machine path in title, usage, details
     assert card.data.license == "apache-2.0" and card.data.pipeline_tag  # pipeline_tag: issue 15's
-    for needle in ("## Intended use and limitations", "pip install", "import tvr", "tvr card FOLDER --push-to-hub",
+    for needle in ("## Intended use and limitations", "pip install", "import tvr", "recognize the architecture",
+                   "tvr card FOLDER --push-to-hub",
                    f'from_pretrained("{folder.name}")', "| data/val.jsonl | val |"):
         assert needle in card.text, needle
     assert not card.data.datasets  # your own jsonl is no Hub dataset
@@ -247,3 +248,22 @@ def test_import_tvr_reaches_every_subpackage():
     result = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip() == "[]"
+
+
+def test_every_option_of_every_command_has_help():
+    import argparse
+
+    from tvr.cli import build_parser
+
+    missing = []
+
+    def walk(parser, name):
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for command, subparser in action.choices.items():
+                    walk(subparser, f"{name} {command}")
+            elif action.help is None and action.dest != "help":
+                missing.append(f"{name} {action.option_strings or action.dest}")
+
+    walk(build_parser(), "tvr")
+    assert missing == []

@@ -56,10 +56,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--train-videos", type=int, default=1500, help="synthetic training videos")
     parser.add_argument("--val-videos", type=int, default=100, help="validation videos (picks the best epoch)")
     parser.add_argument("--test-videos", type=int, default=100, help="held-out test videos")
-    parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--epochs", type=int, default=12, help="passes over the training videos")
     parser.add_argument("--batch-size", type=int, default=64, help="contrastive batch (negatives per caption - 1)")
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--lr", type=float, default=1e-3, help="learning rate (the whole model trains at it)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the data, initialisation and training")
     parser.set_defaults(func=run)
     return parser
 

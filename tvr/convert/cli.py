@@ -10,6 +10,9 @@ import argparse
 import importlib
 
 
+DTYPE_HELP = "dtype of the saved weights (default float32: the original's fp16 weights are upcast)"
+
+
 def converter_modules() -> list[str]:
     """`tvr.convert.openai_clip` (`tvr convert clip`), then every registered method's converter."""
     from ..modeling.methods import METHODS
@@ -28,4 +31,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                 raise
             continue
         module.add_parser(formats)
+    for converter in formats.choices.values():  # the option every converter shares, described once
+        for action in converter._actions:
+            if action.dest == "dtype" and action.help is None:
+                action.help = DTYPE_HELP
     return parser

@@ -50,7 +50,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "--rerank-top-k", type=int, default=None,
         help="two-stage models: candidates re-scored per text (default: the model config's; 0: first stage only)",
     )
-    parser.add_argument("--ties", choices=("pessimistic", "optimistic"), default="pessimistic")
+    parser.add_argument("--ties", choices=("pessimistic", "optimistic"), default="pessimistic",
+                        help="a candidate scoring exactly as the ground truth ranks above it (pessimistic, default) "
+                             "or below it (optimistic: the original code's rule)")
     parser.add_argument("--on-bad-video", choices=("skip", "error"), default="skip",
                         help="a video that cannot be decoded: skip it and its captions (listed in the results) or "
                              "stop with an error")
