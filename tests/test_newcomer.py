@@ -149,9 +149,10 @@ def test_yaml_config_numbers_are_converted_and_bad_values_name_the_field(tmp_pat
     from tvr.training import TrainingConfig
 
     path = tmp_path / "train.yaml"
-    path.write_text("lr: 1e-4\ncoef_lr: 1e-3\nepochs: 2\ncache_videos: 'true'\n")
+    path.write_text("lr: 1e-4\ncoef_lr: 1e-3\nepochs: 2\ncache_videos: 'true'\nmax_grad_norm: none\n")
     config = TrainingConfig.from_file(path)
     assert (config.lr, config.coef_lr, config.epochs, config.cache_videos) == (1e-4, 1e-3, 2, True)
+    assert config.max_grad_norm is None
     assert isinstance(config.lr, float)
     path.write_text("lr: fast\n")
     code, _, err = run(["train", "--config", path], capsys)

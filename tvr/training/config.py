@@ -173,7 +173,8 @@ def _convert_field_types(config: "TrainingConfig") -> None:
         base = next((a for a in args if a is not type(None)), hint) if optional else hint
         origin = typing.get_origin(base) or base
         value = getattr(config, config_field.name)
-        if value is None and optional:
+        if optional and (value is None or (isinstance(value, str) and value.strip().lower() in ("none", "null"))):
+            setattr(config, config_field.name, None)
             continue
         try:
             converted = _convert_value(value, origin)
