@@ -155,8 +155,8 @@ class RetrievalModelTester:
 
 def model_testers() -> dict[str, RetrievalModelTester]:
     """A tester for every tvr model class and configuration that changes its parameters: each CLIP4Clip head
-    (and the 3d patch), EMCL, EERCF."""
-    from tvr import CLIP4ClipModel, EERCFModel, EMCLModel
+    (and the 3d patch), EMCL, EERCF, InternVideo."""
+    from tvr import CLIP4ClipModel, EERCFModel, EMCLModel, InternVideoModel
 
     return {
         "clip4clip_meanP": RetrievalModelTester(model_class=CLIP4ClipModel, sim_header="meanP"),
@@ -168,4 +168,5 @@ def model_testers() -> dict[str, RetrievalModelTester]:
         ),
         "emcl": RetrievalModelTester(model_class=EMCLModel, em_num_bases=4, em_num_stages=2),
         "eercf": RetrievalModelTester(model_class=EERCFModel),
+        "internvideo": RetrievalModelTester(model_class=InternVideoModel, extractor_layers=[0, 1]),
     }

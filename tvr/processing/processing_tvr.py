@@ -8,16 +8,16 @@ from typing import Any
 from transformers.feature_extraction_utils import BatchFeature
 from transformers.processing_utils import ProcessingKwargs, ProcessorMixin, Unpack
 
-from .video_processing_tvr import TVRVideoProcessor, TVRVideosKwargs
+from .video_processing_tvr import TVRVideoProcessor, TVRVideoProcessorKwargs
 
 TEXT_PADDINGS = ("clip4clip", "max_length")
 
 
 class TVRProcessorKwargs(ProcessingKwargs, total=False):
-    """Call options of :class:`TVRProcessor`: ``max_words`` plus every :class:`TVRVideosKwargs` option."""
+    """Call options of :class:`TVRProcessor`: ``max_words`` plus every :class:`TVRVideoProcessorKwargs` option."""
 
     max_words: int
-    videos_kwargs: TVRVideosKwargs
+    videos_kwargs: TVRVideoProcessorKwargs
 
 
 class TVRProcessor(ProcessorMixin):
