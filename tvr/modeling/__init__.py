@@ -6,12 +6,14 @@ Importing this package registers every method (`methods.METHODS`) with the Auto 
 
 from .base import CLIPRetrievalPreTrainedModel
 from .configuration_clip4clip import CLIP4ClipConfig, TemporalTransformerConfig
+from .configuration_dual_attention import DualAttentionConfig
 from .configuration_eercf import EERCFConfig
 from .configuration_emcl import EMCLConfig
 from .heads import MeanPHead, SeqLSTMHead, SeqTransfHead, TemporalTransformer, TightTransfHead
 from .losses import contrastive_loss, sigmoid_loss
 from .methods import METHODS, Method, register_method
 from .modeling_clip4clip import CLIP4ClipModel, CLIP4ClipPreTrainedModel
+from .modeling_dual_attention import DualAttentionModel
 from .modeling_eercf import EERCFModel
 from .modeling_emcl import EMCLModel
 from .outputs import (
@@ -30,6 +32,8 @@ __all__ = [
     "CLIP4ClipModel",
     "CLIP4ClipPreTrainedModel",
     "CLIPRetrievalPreTrainedModel",
+    "DualAttentionConfig",
+    "DualAttentionModel",
     "EERCFConfig",
     "EERCFModel",
     "EMCLConfig",

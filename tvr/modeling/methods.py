@@ -9,9 +9,11 @@ from transformers import AutoConfig, AutoModel, AutoProcessor, AutoVideoProcesso
 
 from ..processing import TVRProcessor, TVRVideoProcessor
 from .configuration_clip4clip import CLIP4ClipConfig
+from .configuration_dual_attention import DualAttentionConfig
 from .configuration_eercf import EERCFConfig
 from .configuration_emcl import EMCLConfig
 from .modeling_clip4clip import CLIP4ClipModel
+from .modeling_dual_attention import DualAttentionModel
 from .modeling_eercf import EERCFModel
 from .modeling_emcl import EMCLModel
 
@@ -55,6 +57,8 @@ for _method in (
     Method("CLIP4Clip", "https://arxiv.org/abs/2104.08860", CLIP4ClipConfig, CLIP4ClipModel, "tvr.convert.clip4clip"),
     Method("EMCL-Net", "https://arxiv.org/abs/2211.11427", EMCLConfig, EMCLModel, "tvr.convert.emcl"),
     Method("EERCF", "https://arxiv.org/abs/2401.00701", EERCFConfig, EERCFModel, "tvr.convert.eercf"),
+    Method("DAVRL", "https://github.com/bzy-source/DAVRL", DualAttentionConfig, DualAttentionModel,
+           "tvr.convert.dual_attention"),
 ):
     register_method(_method)
 
