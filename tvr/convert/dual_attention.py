@@ -76,9 +76,10 @@ def _drop_inactive_layers(overrides: dict, num_layers: int) -> dict:
     if "sel_layers" in overrides:
         overrides["sel_layers"] = [layer for layer in overrides["sel_layers"] if 0 < layer < num_layers]
     if "seg_layers" in overrides:
-        keep = [index for index, layer in enumerate(overrides["seg_layers"]) if 0 < layer < num_layers]
-        for name in ("seg_layers", "seg_num", "frame_per_seg"):
-            if name in overrides and len(overrides[name]) == len(overrides["seg_layers"]):
+        layers = overrides["seg_layers"]
+        keep = [index for index, layer in enumerate(layers) if 0 < layer < num_layers]
+        for name in ("seg_num", "frame_per_seg", "seg_layers"):
+            if name in overrides and len(overrides[name]) == len(layers):
                 overrides[name] = [overrides[name][index] for index in keep]
     return overrides
 
