@@ -31,6 +31,8 @@ from torch import nn
 LORA_TARGET_MODULES = ["qkv_proj"]
 GLOBAL_TOKENS_MODULE = "global_tokens"
 ADAPTER_CONFIG_NAME = "adapter_config.json"
+ADAPTER_WEIGHTS_NAME = "adapter_model.safetensors"
+CHECKPOINT_ADAPTER_DIR = "adapter"  # inside an accelerate checkpoint folder
 
 
 def dual_attention_lora_config(config, inference_mode: bool = False):
@@ -81,6 +83,72 @@ def get_dual_attention_peft_model(model: nn.Module):
     return peft_model
 
 
+# model_type -> the function wrapping a model of that type with its adapter (methods that train through peft)
+ADAPTER_METHODS = {"dual_attention": get_dual_attention_peft_model}
+
+
+def needs_adapter(model: nn.Module) -> bool:
+    """Whether `model` is a tvr model of a method that trains a `peft` adapter, not wrapped yet."""
+    model_type = getattr(getattr(model, "config", None), "model_type", None)
+    return model_type in ADAPTER_METHODS and not is_peft_model(model)
+
+
+def prepare_adapter_training(model: nn.Module, base_dir: str | os.PathLike, save_base: bool = True) -> nn.Module:
+    """For a method that trains an adapter (`needs_adapter`): write its frozen base model to `base_dir` (once, the
+    folder every saved adapter points to) and return it wrapped with its adapter; any other model unchanged.
+
+    Args:
+        model: the tvr model built for training.
+        base_dir: where the base is saved (`save_pretrained`) unless it is there already.
+        save_base: whether this process writes it (the main process).
+    """
+    if not needs_adapter(model):
+        return model
+    base_dir = Path(base_dir)
+    if save_base and not (base_dir / "config.json").is_file():
+        model.save_pretrained(base_dir)  # before peft injects its layers into the model's modules
+    return ADAPTER_METHODS[model.config.model_type](model)
+
+
+def _find_peft_model(module: nn.Module):
+    from peft import PeftModel
+
+    return next((sub for sub in module.modules() if isinstance(sub, PeftModel)), None)
+
+
+def register_adapter_checkpointing(accelerator) -> None:
+    """Make `accelerator.save_state` / `load_state` write and read only the adapter of a `PeftModel` among the
+    prepared models (in `CHECKPOINT_ADAPTER_DIR` of the checkpoint), not the frozen base; optimiser, scheduler, RNG
+    and progress are saved as usual."""
+    from peft.utils import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    def save_hook(models, weights, output_dir):
+        for index in reversed(range(len(models))):
+            peft_model = _find_peft_model(models[index])
+            if peft_model is None:
+                continue
+            if accelerator.is_main_process:
+                peft_model.save_pretrained(Path(output_dir) / CHECKPOINT_ADAPTER_DIR)
+            if index < len(weights):
+                weights.pop(index)  # accelerate would write the whole model
+
+    def load_hook(models, input_dir):
+        for index in reversed(range(len(models))):
+            peft_model = _find_peft_model(models[index])
+            if peft_model is None:
+                continue
+            path = Path(input_dir) / CHECKPOINT_ADAPTER_DIR / ADAPTER_WEIGHTS_NAME
+            result = set_peft_model_state_dict(peft_model, load_file(path))
+            if result.unexpected_keys:
+                raise ValueError(f"checkpoint adapter {path} does not fit the model: unexpected keys "
+                                 f"{result.unexpected_keys}")
+            models.pop(index)  # loaded here; accelerate would expect the whole model
+
+    accelerator.register_save_state_pre_hook(save_hook)
+    accelerator.register_load_state_pre_hook(load_hook)
+
+
 def is_peft_model(model: nn.Module) -> bool:
     """Whether `model` is a `peft.PeftModel` (a wrapped base whose `save_pretrained` writes the adapter only)."""
     try:
@@ -127,12 +195,16 @@ def trainable_parameters(model: nn.Module) -> tuple[int, int]:
 
 
 __all__ = [
+    "ADAPTER_METHODS",
     "GLOBAL_TOKENS_MODULE",
     "LORA_TARGET_MODULES",
     "adapter_base_model",
     "dual_attention_lora_config",
     "get_dual_attention_peft_model",
     "is_peft_model",
+    "needs_adapter",
+    "prepare_adapter_training",
+    "register_adapter_checkpointing",
     "save_adapter",
     "set_global_tokens_trainable",
     "trainable_parameters",

@@ -14,6 +14,8 @@ Output folder (``config.output_dir``)::
     checkpoints/checkpoint-<step>/   accelerate save_state: model, optimiser, scheduler, RNG, progress
     best/                  save_pretrained model + processor + README.md card, best t2v R@1 so far
     final/                 the same for the model at the end of training
+    base/                  methods trained through a peft adapter (DAVRL): the frozen base model, written once;
+                           checkpoints, best/ and final/ then hold the adapter only, pointing to it
 """
 
 from __future__ import annotations
@@ -35,12 +37,14 @@ from datasets import Dataset
 from torch import nn
 from tqdm.auto import tqdm
 
+from ..peft import is_peft_model, prepare_adapter_training, register_adapter_checkpointing
 from .config import TrainingConfig
 from .data import CachedVideoProcessor, CaptionVideoSamples, TrainingCollator
 from .gather import gather_encoding
 from .optimization import build_optimizer, build_scheduler, freeze_pretrained_layers
 
 CHECKPOINT_PREFIX = "checkpoint-"
+ADAPTER_BASE_DIR = "base"  # under output_dir: the frozen base every saved adapter of the run points to
 BEST_METRIC = "t2v_R@1"
 MAX_LOGIT_SCALE = math.log(100)
 
@@ -140,8 +144,15 @@ def evaluate(model: nn.Module, processor, dataset: Dataset, config: TrainingConf
 
 def save_model(model: nn.Module, processor, directory: Path, config: TrainingConfig,
                metrics: dict[str, float] | None = None, with_curves: bool = False) -> None:
-    """``save_pretrained`` model and processor, and its model card (see :func:`write_card`)."""
-    model.save_pretrained(directory)
+    """``save_pretrained`` model and processor, and its model card (see :func:`write_card`). A ``peft`` model saves
+    its adapter only, pointing to the base in ``output_dir/base`` (see :func:`tvr.peft.prepare_adapter_training`)."""
+    from ..peft import is_peft_model, save_adapter
+
+    if is_peft_model(model):
+        base_dir = Path(config.output_dir) / ADAPTER_BASE_DIR
+        save_adapter(model, directory, os.path.abspath(base_dir) if (base_dir / "config.json").is_file() else None)
+    else:
+        model.save_pretrained(directory)
     processor.save_pretrained(directory)
     write_card(directory, config, metrics, with_curves)
 
@@ -156,8 +167,14 @@ def write_card(directory: Path, config: TrainingConfig, metrics: dict[str, float
     results = [{"dataset": eval_data.get("name", "custom"), "split": eval_data.get("split", "test"), **metrics}
                ] if metrics else []
     log = Path(config.output_dir) / "metrics.jsonl"
-    write_model_card(directory, eval_results=results, train_log=log if with_curves and log.exists() else None,
-                     training_config=config.to_dict(), base_model=config.from_image_text_model or config.init_from)
+    card_options = dict(eval_results=results, train_log=log if with_curves and log.exists() else None,
+                        training_config=config.to_dict(), base_model=config.from_image_text_model or config.init_from)
+    if (Path(directory) / "adapter_config.json").is_file():
+        from ..hub_cards.card import write_adapter_card
+
+        write_adapter_card(directory, **card_options)
+    else:
+        write_model_card(directory, **card_options)
 
 
 def build_train_dataloader(samples: CaptionVideoSamples, processor, config: TrainingConfig
@@ -286,6 +303,9 @@ def train(
 
     # build
     model = model if model is not None else build_model(config)
+    # methods that train a peft adapter (DAVRL): the frozen base goes to output_dir/base once, training sees the
+    # wrapped model, and checkpoints, best/ and final/ hold the adapter only
+    model = prepare_adapter_training(model, output_dir / ADAPTER_BASE_DIR, accelerator.is_main_process)
     processor = processor if processor is not None else build_processor(config, model)
     if train_dataset is None:
         if config.train_data is None:
@@ -320,6 +340,8 @@ def train(
     model = accelerator.unwrap_model(step_module).model
     progress = TrainingProgress()
     accelerator.register_for_checkpointing(progress)
+    if is_peft_model(model):
+        register_adapter_checkpointing(accelerator)
     if config.resume_from:
         accelerator.load_state(resolve_checkpoint(config.resume_from, output_dir))
     metrics_log = MetricsLog(output_dir / "metrics.jsonl", accelerator.is_main_process,
@@ -406,11 +428,12 @@ def train(
 
 
 def clamp_logit_scale(model: nn.Module) -> None:
-    """Keep every ``logit_scale`` parameter (CLIP's, at ``clip.logit_scale``, or a method's own) at most ln 100 after
-    each step, as CLIP and the seeds do, so the temperature never drops below 1/100."""
+    """Keep every trained ``logit_scale`` parameter (CLIP's, at ``clip.logit_scale``, or a method's own) at most
+    ln 100 after each step, as CLIP and the seeds do, so the temperature never drops below 1/100 (a frozen one, as in
+    DAVRL, is left exactly as loaded)."""
     with torch.no_grad():
         for name, parameter in model.named_parameters():
-            if name == "logit_scale" or name.endswith(".logit_scale"):
+            if parameter.requires_grad and (name == "logit_scale" or name.endswith(".logit_scale")):
                 parameter.clamp_(max=MAX_LOGIT_SCALE)
 
 
