@@ -7,6 +7,7 @@ import pytest
 import torch
 from accelerate.state import AcceleratorState
 from peft import PeftModel
+from safetensors.torch import load_file
 from transformers import AutoModel, CLIPConfig, CLIPModel
 
 from tvr import DualAttentionModel
@@ -169,3 +170,32 @@ def test_frozen_weights_stay_bit_identical_and_resume_reads_the_adapter(tmp_path
     assert sorted(continued) == [3, 4]  # a fresh output folder: only the resumed steps are logged
     for step in (3, 4):
         assert continued[step] == pytest.approx(reference[step], rel=1e-5, abs=1e-6), step
+
+
+def _two_process_worker(config, clip_dir, processor, dataset) -> None:
+    AcceleratorState._reset_state(reset_partial_state=True)  # forked from pytest: forget the parent's state
+    torch.manual_seed(0)  # the global tokens are drawn when the model is built
+    model = DualAttentionModel.from_image_text_model(str(clip_dir), **DAVRL_KWARGS).double()
+    train(config, model=model, processor=processor, train_dataset=dataset)
+    AcceleratorState._reset_state(reset_partial_state=True)
+
+
+def test_two_process_adapter_training_equals_one_process(tmp_path, data, clip_and_processor):
+    """`accelerate launch` with two processes (gloo on CPU, each with half of every batch) follows the one-process
+    run (float64: exact to rounding); the main process writes the adapter checkpoints."""
+    from accelerate import debug_launcher
+
+    _, train_set, _ = data
+    clip_dir, _, processor = clip_and_processor
+    configs = {n: TrainingConfig(**training_values(tmp_path, f"{n}proc", epochs=1, save_steps=1)) for n in (1, 2)}
+    _two_process_worker(configs[1], clip_dir, processor, train_set)
+    debug_launcher(_two_process_worker, args=(configs[2], clip_dir, processor, train_set), num_processes=2)
+    one, two = (step_losses(configs[n].output_dir) for n in (1, 2))
+    assert sorted(one) == sorted(two) == [1, 2]
+    for step in one:
+        assert two[step] == pytest.approx(one[step], rel=1e-9)
+    adapters = [load_file(tmp_path / f"{n}proc" / "final" / "adapter_model.safetensors") for n in (1, 2)]
+    assert adapters[0].keys() == adapters[1].keys() and any(".lora_B." in key for key in adapters[0])
+    for key, value in adapters[0].items():
+        torch.testing.assert_close(adapters[1][key], value, rtol=1e-9, atol=1e-12)
+    assert (list_checkpoints(tmp_path / "2proc")[-1] / "adapter" / "adapter_model.safetensors").is_file()
