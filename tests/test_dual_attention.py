@@ -321,3 +321,26 @@ def test_defaults_are_the_originals_and_frames_must_be_max_frames():
     model = DualAttentionModel(tiny_config())
     with pytest.raises(ValueError, match="exactly max_frames = 4 frames"):
         model.encode_video(torch.zeros(1, 3, 3, 16, 16))
+
+
+def test_activation_checkpointing_gives_the_same_gradients():
+    torch.manual_seed(0)
+    peft_model = get_dual_attention_peft_model(DualAttentionModel(tiny_config()))
+    with torch.no_grad():
+        for name, parameter in peft_model.named_parameters():
+            if "lora_B" in name:
+                parameter.normal_(0, 0.3)
+    inputs = tiny_inputs(batch_size=3, num_frames=4)
+
+    def lora_gradients():
+        peft_model.train().zero_grad()
+        peft_model(**inputs, return_loss=True).loss.backward()
+        return {name: p.grad.clone() for name, p in peft_model.named_parameters() if p.grad is not None}
+
+    plain = lora_gradients()
+    peft_model.activation_checkpointing_enable()
+    assert all(layer.gradient_checkpointing for layer in peft_model.get_base_model().clip.vision_layers)
+    checkpointed = lora_gradients()
+    assert plain.keys() == checkpointed.keys() and len(plain) == 2 * (2 + 4)  # A and B of 2 text + 4 vision layers
+    for name, gradient in plain.items():
+        torch.testing.assert_close(checkpointed[name], gradient, rtol=1e-5, atol=1e-6)

@@ -185,15 +185,6 @@ def adapter_base_model(directory: str | os.PathLike) -> str | None:
     return json.loads(path.read_text(encoding="utf-8")).get("base_model_name_or_path")
 
 
-def trainable_parameters(model: nn.Module) -> tuple[int, int]:
-    """`(trainable, total)` parameter counts of a model (a `PeftModel` counts its base too), as
-    `PeftModel.get_nb_trainable_parameters` counts them."""
-    if hasattr(model, "get_nb_trainable_parameters"):
-        return model.get_nb_trainable_parameters()
-    parameters = list(model.parameters())
-    return sum(p.numel() for p in parameters if p.requires_grad), sum(p.numel() for p in parameters)
-
-
 __all__ = [
     "ADAPTER_METHODS",
     "GLOBAL_TOKENS_MODULE",
@@ -207,5 +198,4 @@ __all__ = [
     "register_adapter_checkpointing",
     "save_adapter",
     "set_global_tokens_trainable",
-    "trainable_parameters",
 ]

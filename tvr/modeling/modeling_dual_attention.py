@@ -25,6 +25,7 @@ original's similarities (fp32, atol 1e-4; tests/test_dual_attention.py).
 
 import math
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -208,9 +209,11 @@ class DualAttentionModel(DualAttentionPreTrainedModel):
                 units = self._select_patches(units, *maps)
             if index in seg_layers:
                 units = self._regroup(units, num_frames // units.shape[1], seg_layers[index])
-            global_tokens, units, maps = self._dual_attention_layer(
-                layer, global_tokens, units, need_maps=index + 1 in sel_layers
-            )
+            run_layer = partial(self._dual_attention_layer, layer, need_maps=index + 1 in sel_layers)
+            if layer.gradient_checkpointing and self.training:  # activation_checkpointing_enable() marks the layers
+                global_tokens, units, maps = layer._gradient_checkpointing_func(run_layer, global_tokens, units)
+            else:
+                global_tokens, units, maps = run_layer(global_tokens, units)
         tokens = self.clip.project_tokens(global_tokens)  # (batch, global, projection)
         if config.visual_output_type == "global_token0":
             return tokens[:, 0]
