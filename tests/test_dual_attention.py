@@ -261,12 +261,19 @@ def reference_video_features(model: DualAttentionModel, pixel_values_videos: tor
             per_head_maps.extend(head[:, 0, 1:] for head in local_heads)
         x = x + torch.cat([global_out, local_out.reshape(-1, batch, width)])
         x = x + layer.mlp(layer.layer_norm2(x))
-    return clip.project_tokens(x[0])
+    # every visual_output_type from the final layout: the global tokens, and each final unit's first token
+    global_tokens, first_tokens = clip.project_tokens(x[:num_global]), clip.project_tokens(x[num_global:][:units])
+    return {
+        "global_token0": global_tokens[0],
+        "average_global_token": global_tokens.mean(dim=0),
+        "average_frame_cls_token": first_tokens.mean(dim=0),
+        "average_global_token_and_frame_cls_token": torch.cat([global_tokens, first_tokens]).mean(dim=0),
+    }
 
 
 def test_two_head_vision_forward_matches_the_originals_layout_and_head_averaged_selection():
     torch.manual_seed(1)
-    model = DualAttentionModel(tiny_config()).eval()
+    model = DualAttentionModel(tiny_config(seg_layers=[2], seg_num=[2], frame_per_seg=[2])).eval()
     assert model.config.vision_config.num_attention_heads == 2
     with torch.no_grad():
         for layer in model.clip.vision_layers:  # larger weights: heads that disagree, peaked maps
@@ -274,8 +281,9 @@ def test_two_head_vision_forward_matches_the_originals_layout_and_head_averaged_
         video = tiny_inputs(batch_size=2, num_frames=4)["pixel_values_videos"]
         per_head = []
         expected = reference_video_features(model, video, per_head)
-        features = model.encode_video(video).video_features
-    torch.testing.assert_close(features, expected, rtol=1e-4, atol=1e-4)
+        for output_type, features in expected.items():  # the last layer runs on 2 segments of 2 frames
+            model.config.visual_output_type = output_type
+            torch.testing.assert_close(model.encode_video(video).video_features, features, rtol=1e-4, atol=1e-4)
     # the test has power: the two heads' CLS rows would select different patches than their average
     ranks = [torch.argsort(row, dim=-1, descending=True)[:, :-5].sort(dim=-1).values for row in per_head]
     assert not torch.equal(ranks[0], ranks[1])

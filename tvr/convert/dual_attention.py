@@ -84,7 +84,9 @@ def _drop_inactive_layers(overrides: dict, num_layers: int) -> dict:
     return overrides
 
 
-def dual_attention_config_from_checkpoint(state_dict: dict[str, torch.Tensor], **config_overrides) -> DualAttentionConfig:
+def dual_attention_config_from_checkpoint(
+    state_dict: dict[str, torch.Tensor], **config_overrides
+) -> DualAttentionConfig:
     """The `DualAttentionConfig` of an original checkpoint: CLIP dims, LoRA rank and global tokens from the tensors,
     the rest from `config_overrides` (see `FLAG_MAP` for the original's flags)."""
     clip_keys = {key[len("clip.") :]: value for key, value in state_dict.items() if key.startswith("clip.")}

@@ -63,7 +63,9 @@ class DualAttentionConfig(CLIPRetrievalConfig):
         if self.select not in SELECT_MODES:
             raise ValueError(f"select must be one of {SELECT_MODES}, got {self.select!r}")
         if self.visual_output_type not in VISUAL_OUTPUT_TYPES:
-            raise ValueError(f"visual_output_type must be one of {VISUAL_OUTPUT_TYPES}, got {self.visual_output_type!r}")
+            raise ValueError(
+                f"visual_output_type must be one of {VISUAL_OUTPUT_TYPES}, got {self.visual_output_type!r}"
+            )
         if not 0 <= self.alpha <= 1:
             raise ValueError(f"alpha must be in [0, 1], got {self.alpha}")
         for name in ("sel_layers", "seg_layers"):

@@ -201,7 +201,6 @@ class DualAttentionModel(DualAttentionPreTrainedModel):
         frames = self.clip.embed_frames(pixel_values_videos)  # (batch * frames, 1 + patches, width)
         units = frames.view(batch_size, num_frames, *frames.shape[1:])  # (batch, units, tokens per unit, width)
         global_tokens = self.global_tokens(batch_size)
-        num_global = global_tokens.shape[1]
         sel_layers, seg_layers = set(config.sel_layers), dict(zip(config.seg_layers, config.seg_num))
         maps = None
         for index, layer in enumerate(self.clip.vision_layers):
