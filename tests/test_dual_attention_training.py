@@ -163,6 +163,15 @@ def test_frozen_weights_stay_bit_identical_and_resume_reads_the_adapter(tmp_path
                                                                           "global_tokens.original_module.")
         assert torch.equal(after.get(name, after.get(moved)), value), name
 
+    # init_from a trained adapter: it loads trainable on its base and training goes on from it
+    config = TrainingConfig(**training_values(tmp_path, "continued", epochs=1, lr=1e-3,
+                                              init_from=str(full / "final")))
+    continued = train(config, processor=processor, train_dataset=train_set)
+    AcceleratorState._reset_state(reset_partial_state=True)
+    assert json.loads((continued / "final" / "adapter_config.json").read_text())["base_model_name_or_path"] == str(
+        (full / "base").resolve())
+    assert step_losses(continued)[1] < step_losses(full)[1] - 0.1
+
     checkpoints = list_checkpoints(full)
     assert [path.name for path in checkpoints] == ["checkpoint-1", "checkpoint-2", "checkpoint-3", "checkpoint-4"]
     _, _, resumed = run("resumed", resume_from=str(checkpoints[1]))  # after step 2 (end of epoch 0)

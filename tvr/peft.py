@@ -110,6 +110,18 @@ def prepare_adapter_training(model: nn.Module, base_dir: str | os.PathLike, save
     return ADAPTER_METHODS[model.config.model_type](model)
 
 
+def load_adapter_for_training(adapter_dir: str | os.PathLike, **base_kwargs) -> nn.Module:
+    """A saved adapter on its base (`base_model_name_or_path`), trainable: `PeftModel.from_pretrained(...,
+    is_trainable=True)`, with the global tokens trainable as the base's config says."""
+    from peft import PeftModel
+    from transformers import AutoModel
+
+    base = AutoModel.from_pretrained(adapter_base_model(adapter_dir), **base_kwargs)
+    peft_model = PeftModel.from_pretrained(base, adapter_dir, is_trainable=True)
+    set_global_tokens_trainable(peft_model, getattr(base.config, "global_tokens_trainable", False))
+    return peft_model
+
+
 def _find_peft_model(module: nn.Module):
     from peft import PeftModel
 
@@ -193,6 +205,7 @@ __all__ = [
     "dual_attention_lora_config",
     "get_dual_attention_peft_model",
     "is_peft_model",
+    "load_adapter_for_training",
     "needs_adapter",
     "prepare_adapter_training",
     "register_adapter_checkpointing",

@@ -37,7 +37,14 @@ from datasets import Dataset
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..peft import is_peft_model, prepare_adapter_training, register_adapter_checkpointing
+from ..peft import (
+    adapter_base_model,
+    is_peft_model,
+    load_adapter_for_training,
+    prepare_adapter_training,
+    register_adapter_checkpointing,
+    save_adapter,
+)
 from .config import TrainingConfig
 from .data import CachedVideoProcessor, CaptionVideoSamples, TrainingCollator
 from .gather import gather_encoding
@@ -94,12 +101,14 @@ class TrainingProgress:
 
 
 def build_model(config: TrainingConfig) -> nn.Module:
-    """The model of a config: ``init_from`` a saved tvr model, ``from_image_text_model`` an image-text model's
-    weights, or random from ``model_type`` + ``model_kwargs``; every registered method works through the Auto
-    classes."""
+    """The model of a config: ``init_from`` a saved tvr model (or a saved adapter, loaded trainable on its base),
+    ``from_image_text_model`` an image-text model's weights, or random from ``model_type`` + ``model_kwargs``; every
+    registered method works through the Auto classes."""
     import tvr  # noqa: F401  (registers the tvr model types with the Auto classes)
     from transformers import CONFIG_MAPPING, MODEL_MAPPING, AutoModel
 
+    if config.init_from and adapter_base_model(config.init_from):  # a saved adapter: train it further
+        return load_adapter_for_training(config.init_from, **config.model_kwargs)
     if config.init_from:
         return AutoModel.from_pretrained(config.init_from, **config.model_kwargs)
     if config.model_type not in CONFIG_MAPPING:
@@ -146,8 +155,6 @@ def save_model(model: nn.Module, processor, directory: Path, config: TrainingCon
                metrics: dict[str, float] | None = None, with_curves: bool = False) -> None:
     """``save_pretrained`` model and processor, and its model card (see :func:`write_card`). A ``peft`` model saves
     its adapter only, pointing to the base in ``output_dir/base`` (see :func:`tvr.peft.prepare_adapter_training`)."""
-    from ..peft import is_peft_model, save_adapter
-
     if is_peft_model(model):
         base_dir = Path(config.output_dir) / ADAPTER_BASE_DIR
         save_adapter(model, directory, os.path.abspath(base_dir) if (base_dir / "config.json").is_file() else None)
