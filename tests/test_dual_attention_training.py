@@ -109,6 +109,21 @@ def test_tvr_train_trains_the_adapter_only_and_writes_an_adapter_best(tmp_path, 
     assert "'architectures'" not in card
     assert "t2v R@1" in card or "t2v_R@1" in card
 
+    # best/ goes to the Hub as it is: adapter, processor, card
+    from tvr.hub_cards import push_to_hub
+
+    class RecordingApi:
+        def create_repo(self, *args, **kwargs):
+            pass
+
+        def create_commit(self, repo_id, operations, **kwargs):
+            self.files = sorted(operation.path_in_repo for operation in operations)
+
+    api = RecordingApi()
+    push_to_hub(output / "best", "me/davrl", api=api)
+    assert {"adapter_config.json", "adapter_model.safetensors", "README.md"} <= set(api.files)
+    assert "config.json" not in api.files
+
     # every checkpoint holds the adapter, not the model
     for checkpoint in list_checkpoints(output):
         assert (checkpoint / "adapter" / "adapter_model.safetensors").is_file()
