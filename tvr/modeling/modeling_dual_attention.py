@@ -122,8 +122,6 @@ class DualAttentionPreTrainedModel(CLIPRetrievalPreTrainedModel):
 
     config: DualAttentionConfig
     base_model_prefix = "dual_attention"
-    _no_split_modules = ["CLIPTextEmbeddings", "CLIPEncoderLayer", "CLIPVisionEmbeddings",
-                         "MetaClip2TextEmbeddings", "MetaClip2EncoderLayer", "MetaClip2VisionEmbeddings"]
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
