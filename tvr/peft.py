@@ -94,18 +94,18 @@ def needs_adapter(model: nn.Module) -> bool:
 
 
 def prepare_adapter_training(model: nn.Module, base_dir: str | os.PathLike, save_base: bool = True) -> nn.Module:
-    """For a method that trains an adapter (`needs_adapter`): write its frozen base model to `base_dir` (once, the
-    folder every saved adapter points to) and return it wrapped with its adapter; any other model unchanged.
+    """For a method that trains an adapter (`needs_adapter`): write its frozen base model to `base_dir` (the folder
+    every adapter the run saves points to) and return it wrapped with its adapter; any other model unchanged.
 
     Args:
         model: the tvr model built for training.
-        base_dir: where the base is saved (`save_pretrained`) unless it is there already.
+        base_dir: where the base is saved (`save_pretrained`, replacing what is there: a resumed run writes the
+            same weights again, a new run in an old folder must not point to an old base).
         save_base: whether this process writes it (the main process).
     """
     if not needs_adapter(model):
         return model
-    base_dir = Path(base_dir)
-    if save_base and not (base_dir / "config.json").is_file():
+    if save_base:
         model.save_pretrained(base_dir)  # before peft injects its layers into the model's modules
     return ADAPTER_METHODS[model.config.model_type](model)
 

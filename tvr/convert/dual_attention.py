@@ -33,7 +33,7 @@ import torch
 
 from ..modeling.configuration_dual_attention import DualAttentionConfig
 from ..modeling.modeling_dual_attention import DualAttentionModel
-from .arguments import add_config_arguments, config_overrides
+from .arguments import add_config_arguments, config_overrides, parse_original_args
 from .openai_clip import (
     clip_config_from_openai,
     convert_openai_clip_state_dict,
@@ -211,7 +211,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     return parser
 
 
+# Flags whose params.py default differs from the training scripts' value (DualAttentionConfig's default).
+SCRIPT_FLAGS = ("max_frames", "sel_layer", "r", "alpha", "seg_layer", "seg_num", "frame_per_seg")
+
+
 def run(args: argparse.Namespace) -> None:
+    given = set(parse_original_args(args.original_args or ""))
+    missing = [flag for flag in SCRIPT_FLAGS if flag not in given]
+    if args.original_args and missing:
+        logger.warning("--original-args lacks %s: using the training scripts' values (DualAttentionConfig defaults), "
+                       "not the original params.py defaults", ", ".join(f"--{flag}" for flag in missing))
     model = convert_dual_attention_checkpoint(
         args.checkpoint, args.output_dir, clip=args.clip, dtype=getattr(torch, args.dtype),
         **config_overrides(args, FLAG_MAP),
