@@ -347,7 +347,7 @@ def test_one_entry_per_method_builds_auto_classes_converters_and_card_names():
     from tvr.convert.cli import converter_modules
     from tvr.hub_cards import build_model_card
 
-    assert sorted(METHODS) == ["clip4clip", "eercf", "emcl", "internvideo"]
+    assert sorted(METHODS) == ["clip4clip", "dual_attention", "eercf", "emcl", "internvideo"]
     for model_type, method in METHODS.items():
         assert CONFIG_MAPPING[model_type] is method.config_class
         assert MODEL_MAPPING[method.config_class] is method.model_class

@@ -298,6 +298,98 @@ def write_model_card(
     return card
 
 
+def write_adapter_card(
+    adapter_dir: str | os.PathLike,
+    eval_results: Sequence[str | os.PathLike | Mapping[str, Any]] = (),
+    train_log: str | os.PathLike | None = None,
+    training_config: str | os.PathLike | Mapping[str, Any] | None = None,
+    model_id: str | None = None,
+    base_model: str | None = None,
+    datasets: Sequence[str] | None = None,
+    license: str | None = None,
+) -> ModelCard:
+    """Write ``README.md`` into a ``peft`` adapter folder (``adapter_config.json`` + ``adapter_model.safetensors``)
+    whose ``base_model_name_or_path`` is a saved tvr base folder: the model card of the base's method, plus what the
+    adapter is (trainable parameters and their share of the base) and how to load it.
+
+    Args: as :func:`write_model_card`; ``base_model`` is the image-text model the base was built from (e.g.
+    ``openai/clip-vit-base-patch32``), which the loading snippet builds the base from.
+    """
+    adapter_dir = Path(adapter_dir)
+    adapter_config = json.loads((adapter_dir / "adapter_config.json").read_text(encoding="utf-8"))
+    base_dir = Path(adapter_config.get("base_model_name_or_path") or "")
+    if not (base_dir / "config.json").is_file():
+        raise FileNotFoundError(f"{adapter_dir}: its base_model_name_or_path {os.fspath(base_dir)!r} is not a saved "
+                                "model folder")
+    config = json.loads((base_dir / "config.json").read_text(encoding="utf-8"))
+    if isinstance(training_config, (str, os.PathLike)):
+        training_config = _read_config(training_config)
+    curves = None
+    if train_log is not None:
+        plot_training_curves(train_log, adapter_dir / TRAINING_CURVES_FILE)
+        curves = TRAINING_CURVES_FILE
+    model_id = model_id or os.fspath(adapter_dir)
+    base_parameters = count_parameters(base_dir) or 0
+    card = build_model_card(config, model_id, eval_results=[load_eval_results(result) for result in eval_results],
+                            base_model=base_model, training_config=training_config, training_curves=curves,
+                            datasets=datasets, license=license, num_parameters=base_parameters)
+    section = adapter_section(adapter_dir, adapter_config, config, base_parameters, model_id, base_model, base_dir)
+    card = ModelCard(card.content.replace("\n## Usage\n", f"\n{section}\n\n## Usage\n", 1))
+    card.save(adapter_dir / "README.md")
+    return card
+
+
+def adapter_section(adapter_dir: Path, adapter_config: Mapping[str, Any], config: Mapping[str, Any],
+                    base_parameters: int, model_id: str, base_model: str | None, base_dir: Path) -> str:
+    """The card section of a LoRA adapter: what it trains, its size and share of the base, how to load it."""
+    from safetensors import safe_open
+
+    from ..modeling.methods import METHODS
+
+    lora = carried = 0
+    with safe_open(adapter_dir / "adapter_model.safetensors", framework="pt") as weights:
+        for name in weights.keys():
+            size = math.prod(weights.get_slice(name).get_shape())
+            lora, carried = (lora + size, carried) if ".lora_" in name else (lora, carried + size)
+    trainable = lora + (carried if config.get("global_tokens_trainable") else 0)
+    entry = METHODS.get(config["model_type"])
+    model_class = entry.model_class.__name__ if entry is not None else "AutoModel"
+    defaults = entry.config_class().to_dict() if entry is not None else {}
+    from transformers import PreTrainedConfig
+
+    skip = {"text_config", "vision_config", "temporal_config", "projection_dim", "logit_scale_init_value"}
+    skip |= set(PreTrainedConfig().to_dict()) | {"architectures", "transformers_version", "dtype", "torch_dtype"}
+    fields = {key: value for key, value in config.items()
+              if key in defaults and key not in skip and value != defaults[key] and _is_plain(value)}
+    modules = ", ".join(f"`{name}`" for name in adapter_config.get("modules_to_save") or [])
+    source = base_model or "IMAGE_TEXT_MODEL"
+    return f"""## Adapter
+
+This repository holds a **LoRA adapter only** (`adapter_config.json` + `adapter_model.safetensors`, \
+{(adapter_dir / "adapter_model.safetensors").stat().st_size / 1e6:.2f} MB), trained with `peft` on a frozen \
+`{model_class}` built from `{source}`: rank {adapter_config.get("r")} on `{adapter_config.get("target_modules")}`, \
+**{trainable:,} trainable parameters, {100 * trainable / max(base_parameters, 1):.3f} % of the base's \
+{base_parameters:,}**. {f"The adapter also carries {modules} ({carried:,} values), so it works on any base built from "
+f"the same image-text model." if modules else ""}
+
+```python
+from peft import PeftModel
+
+import tvr
+
+base = tvr.{model_class}.from_image_text_model("{source}", **{fields!r})
+model = PeftModel.from_pretrained(base, "{model_id}").eval()
+merged = model.merge_and_unload()  # optional: a plain {model_class}, the deltas merged into the weights
+```
+
+Where the base folder recorded in `adapter_config.json` (`{os.fspath(base_dir)}`) exists, \
+`AutoModel.from_pretrained("{model_id}")` loads base and adapter in one call (transformers' PEFT integration)."""
+
+
+def _is_plain(value: Any) -> bool:
+    return _is_scalar(value) or (isinstance(value, list) and all(_is_scalar(item) for item in value))
+
+
 def count_parameters(model_dir: str | os.PathLike) -> int | None:
     """Parameters in a folder's safetensors weights (read from the file headers), or ``None`` without them."""
     from safetensors import safe_open
