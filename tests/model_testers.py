@@ -155,8 +155,8 @@ class RetrievalModelTester:
 
 def model_testers() -> dict[str, RetrievalModelTester]:
     """A tester for every tvr model class and configuration that changes its parameters: each CLIP4Clip head
-    (and the 3d patch), EMCL, EERCF, InternVideo."""
-    from tvr import CLIP4ClipModel, EERCFModel, EMCLModel, InternVideoModel
+    (and the 3d patch), EMCL, EERCF, InternVideo, DAVRL (the base model, without its adapter)."""
+    from tvr import CLIP4ClipModel, DualAttentionModel, EERCFModel, EMCLModel, InternVideoModel
 
     return {
         "clip4clip_meanP": RetrievalModelTester(model_class=CLIP4ClipModel, sim_header="meanP"),
@@ -169,4 +169,8 @@ def model_testers() -> dict[str, RetrievalModelTester]:
         "emcl": RetrievalModelTester(model_class=EMCLModel, em_num_bases=4, em_num_stages=2),
         "eercf": RetrievalModelTester(model_class=EERCFModel),
         "internvideo": RetrievalModelTester(model_class=InternVideoModel, extractor_layers=[0, 1]),
+        "dual_attention": RetrievalModelTester(
+            model_class=DualAttentionModel, vision_config=tiny_vision_config(patch_size=4), num_global_tokens=3,
+            lora_rank=4, sel_layers=[1], r_drop=5, seg_layers=[], seg_num=[], frame_per_seg=[],
+        ),
     }
