@@ -21,6 +21,7 @@ COMMANDS = {
     "search": "tvr.retrieval.cli",
     "card": "tvr.hub_cards.cli",
     "demo": "tvr.demo",
+    "app": "tvr.app.cli",
 }
 
 
