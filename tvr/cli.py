@@ -22,6 +22,7 @@ COMMANDS = {
     "card": "tvr.hub_cards.cli",
     "demo": "tvr.demo",
     "app": "tvr.app.cli",
+    "space": "tvr.app.space",
 }
 
 
