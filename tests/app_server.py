@@ -8,7 +8,6 @@ import json
 import os
 import socket
 import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -59,7 +58,8 @@ def running_app(command: list[str], cwd: Path, tmp_path: Path, port: int | None 
 
 def call_api(url: str, api_name: str, *data, timeout: float = 120) -> list:
     """Call a Gradio endpoint through its HTTP API (POST, then read the event stream); returns its outputs."""
-    request = urllib.request.Request(f"{url}/gradio_api/call/{api_name}", data=json.dumps({"data": list(data)}).encode(),
+    request = urllib.request.Request(f"{url}/gradio_api/call/{api_name}",
+                                     data=json.dumps({"data": list(data)}).encode(),
                                      headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=timeout) as response:
         event_id = json.load(response)["event_id"]

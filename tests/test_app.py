@@ -14,7 +14,6 @@ from tvr.cli import main
 from tvr.data import make_synthetic_dataset
 from tvr.demo import build_demo_model, build_demo_processor
 from tvr.processing import train_clip_tokenizer
-from tvr.retrieval import VideoIndex
 
 NUM_VIDEOS = 4
 CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

@@ -37,8 +37,7 @@ class RetrievalDemo:
         import torch
         from transformers import pipeline
 
-        import tvr  # noqa: F401  (registers the pipelines)
-        from ..pipelines import ZeroShotVideoClassificationPipeline
+        from ..pipelines import ZeroShotVideoClassificationPipeline  # importing it registers both pipelines
         from ..retrieval import VideoIndex
 
         if index is not None and videos is not None:
@@ -82,7 +81,8 @@ class RetrievalDemo:
                    for rank, result in enumerate(results, start=1)]
         rows = [f"| {rank} | {_cell(Path(result['video']).name)} | {result['score']:.3f} |"
                 for rank, result in enumerate(results, start=1)]
-        table = f"Top {len(results)} for *{_cell(query)}*\n\n| rank | video | score |\n|---|---|---|\n" + "\n".join(rows)
+        header = f"Top {len(results)} for *{_cell(query)}*\n\n| rank | video | score |\n|---|---|---|\n"
+        table = header + "\n".join(rows)
         return gallery, table
 
     def analyse(self, video: Any, labels: str = DEFAULT_LABELS, captions: str = "",

@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 APP_FILE = "app.py"
-APP_TEMPLATE = '''"""A tvr Space: text search over videos, zero-shot labels and captions for an uploaded video (`tvr app`)."""
+APP_TEMPLATE = '''"""A tvr Space (the app of `tvr app`): text search over videos, zero-shot labels and captions for an
+uploaded video."""
 
 from tvr.app.demo import RetrievalDemo
 from tvr.app.ui import launch
