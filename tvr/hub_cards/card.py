@@ -5,7 +5,10 @@ Metadata choices:
 - ``library_name: tvr``, not ``transformers``. The weights are a transformers ``PreTrainedModel`` folder, but
   ``AutoModel`` only knows tvr's model types after ``import tvr``; a ``transformers`` library tag would make the
   Hub show a snippet that fails. The card's own snippet imports tvr.
-- ``pipeline_tag: feature-extraction``: the Hub has no video-retrieval task (``text-to-video`` means generation).
+- ``pipeline_tag: video-classification``: the Hub has no video-retrieval task (``text-to-video`` means generation);
+  a tvr model classifies videos zero-shot (``pipeline("zero-shot-video-classification")``), as X-CLIP's cards
+  declare. tvr's own pipeline tasks (``video-text-retrieval``, ``zero-shot-video-classification``) are tags, and the
+  usage section shows both pipelines (registered by ``import tvr``).
 - ``model-index`` holds the plain metrics only. DSL / inverted softmax use the whole test query set
   (transductive), so they appear in the README table, marked, and never in the leaderboard metadata.
 """
@@ -26,6 +29,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from ..utils.atomic import atomic_write_bytes, atomic_write_text
 
 TRAINING_CURVES_FILE = "training_curves.png"
+PIPELINE_TAG = "video-classification"  # the Hub task nearest to tvr's pipelines (see the module doc)
 
 DATASET_NAMES = {
     "msrvtt": "MSR-VTT",
@@ -171,6 +175,7 @@ def build_model_card(
     datasets: Sequence[str] | None = None,
     license: str | None = None,
     num_parameters: int | None = None,
+    space: str | None = None,
 ) -> ModelCard:
     """A model card for a tvr model.
 
@@ -184,6 +189,8 @@ def build_model_card(
         datasets: Hub dataset ids for the metadata; default the ``dataset`` of each eval result.
         license: license id for the metadata.
         num_parameters: shown in the model details when given.
+        space: a Hugging Face Space running the model (``tvr space``), e.g. ``you/clip4clip-demo``: linked from the
+            usage section.
 
     Returns:
         ``huggingface_hub.ModelCard``; ``card.save("README.md")`` writes it.
@@ -201,8 +208,8 @@ def build_model_card(
         datasets = list(dict.fromkeys(str(result["dataset"]) for result in eval_results))
     data = ModelCardData(
         library_name="tvr",
-        pipeline_tag="feature-extraction",
-        tags=["tvr", "video-text-retrieval", "text-to-video-retrieval", model_type],
+        pipeline_tag=PIPELINE_TAG,
+        tags=["tvr", "video-text-retrieval", "text-to-video-retrieval", "zero-shot-video-classification", model_type],
         datasets=list(datasets) or None,
         base_model=base_model,
         license=license,
@@ -214,7 +221,7 @@ def build_model_card(
         _summary(method, paper, model_type, base_model),
         _model_details(config, num_parameters),
         "## Usage\n\nLoading needs the `tvr` package: importing it registers the model with transformers' Auto "
-        "classes.\n\n" + usage_snippet(model_id),
+        "classes and its pipelines.\n\n" + usage_snippet(model_id) + _space_link(space),
     ]
     if eval_results:
         sections.append(_results_section(eval_results))
@@ -225,8 +232,25 @@ def build_model_card(
 
 
 def usage_snippet(model_id: str) -> str:
-    """The Python usage example of the card: load, encode a few texts and videos, score them."""
+    """The Python usage example of the card: the two pipelines, then the model contract (load, encode a few texts
+    and videos, score them)."""
     return f'''```python
+from transformers import pipeline
+
+import tvr  # registers tvr's models, processors and pipelines
+
+retriever = pipeline("video-text-retrieval", model="{model_id}")
+retriever("a dog runs on the beach", videos=["video1.mp4", "video2.mp4"])  # videos ranked, best first
+retriever("a dog runs on the beach", index="my_videos.index", top_k=10)    # search a `tvr index` folder
+retriever(videos=["video1.mp4"], texts=["a person is cooking", "a dog runs"])  # captions ranked for a video
+
+classifier = pipeline("zero-shot-video-classification", model="{model_id}")
+classifier("video1.mp4", candidate_labels=["cooking", "dogs", "sports"], hypothesis_template="a video of {{}}.")
+```
+
+The pipelines score with the model's own gallery scoring (`model.score_gallery`); the same steps by hand:
+
+```python
 import torch
 from transformers import AutoModel, AutoProcessor
 
@@ -249,6 +273,13 @@ index (`tvr index` / `tvr search` build and query one over a video folder), and 
 numbers below.'''
 
 
+def _space_link(space: str | None) -> str:
+    if not space:
+        return ""
+    return (f"\n\nTry it in the browser: [{space}](https://huggingface.co/spaces/{space}), a Gradio Space made with "
+            "`tvr space` (text search over videos, zero-shot labels and captions for an uploaded video).")
+
+
 def write_model_card(
     model_dir: str | os.PathLike,
     eval_results: Sequence[str | os.PathLike | Mapping[str, Any]] = (),
@@ -258,6 +289,7 @@ def write_model_card(
     base_model: str | None = None,
     datasets: Sequence[str] | None = None,
     license: str | None = None,
+    space: str | None = None,
 ) -> ModelCard:
     """Write ``README.md`` (and ``training_curves.png`` from ``train_log``) into a saved model folder.
 
@@ -267,7 +299,7 @@ def write_model_card(
         train_log: JSON-lines training log to plot.
         training_config: the training arguments: a dict or a JSON / YAML file.
         model_id: Hub repo id the card refers to; default ``model_dir``.
-        base_model, datasets, license: metadata, see :func:`build_model_card`.
+        base_model, datasets, license, space: see :func:`build_model_card`.
 
     Returns:
         The card that was written.
@@ -293,6 +325,7 @@ def write_model_card(
         datasets=datasets,
         license=license,
         num_parameters=count_parameters(model_dir),
+        space=space,
     )
     atomic_write_text(model_dir / "README.md", str(card))  # what card.save writes, crash-safely
     return card

@@ -25,6 +25,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--base-model", default=None, help="checkpoint the model was initialised from")
     parser.add_argument("--datasets", nargs="+", default=None, help="Hub dataset ids for the card metadata")
     parser.add_argument("--license", default=None, help="license id for the card metadata, e.g. apache-2.0")
+    parser.add_argument("--space", metavar="SPACE_ID", default=None,
+                        help="a Space running the model (`tvr space`), linked from the card")
     parser.add_argument("--push-to-hub", metavar="REPO_ID", default=None, help="upload the folder to this repo")
     parser.add_argument("--private", action="store_true", help="create the repo private")
     parser.set_defaults(func=run)
@@ -44,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
         base_model=args.base_model,
         datasets=args.datasets,
         license=args.license,
+        space=args.space,
     )
     print(f"wrote {args.model_dir}/README.md")
     if args.push_to_hub:
