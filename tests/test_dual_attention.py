@@ -7,7 +7,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 from conftest import FIXTURES
-from model_testers import TOWER_TYPES, tiny_image_text_model, tiny_inputs, tiny_text_config, tiny_vision_config
+from model_testers import (
+    TOWER_TYPES,
+    RetrievalModelTester,
+    tiny_image_text_model,
+    tiny_inputs,
+    tiny_text_config,
+    tiny_vision_config,
+)
 from huggingface_hub.errors import StrictDataclassClassValidationError
 from peft import PeftModel
 from peft.tuners.lora import LoraLayer
@@ -150,15 +157,16 @@ def test_trainable_global_tokens_go_through_modules_to_save():
 # ------------------------------------------------------------------------------------------------ save / load
 
 
+TESTER = RetrievalModelTester(
+    model_class=DualAttentionModel, vision_config={"num_hidden_layers": 4, "patch_size": 4}, num_global_tokens=3,
+    lora_rank=4, sel_layers=[1], r_drop=5, alpha=0.4, seg_layers=[2, 3], seg_num=[2, 1], frame_per_seg=[2, 4],
+)
+
+
 def tiny_config(**overrides) -> DualAttentionConfig:
     """4 frames of 16 px with 4 px patches (16 patches + CLS), a 4-layer 2-head vision tower: selection before layer 1,
     strided segments before layers 2 and 3."""
-    values = dict(
-        text_config=tiny_text_config(), vision_config=tiny_vision_config(num_hidden_layers=4, patch_size=4),
-        projection_dim=32, max_frames=4, max_words=8, num_global_tokens=3, lora_rank=4, sel_layers=[1], r_drop=5,
-        alpha=0.4, seg_layers=[2, 3], seg_num=[2, 1], frame_per_seg=[2, 4],
-    )
-    return DualAttentionConfig(**{**values, **overrides})
+    return TESTER.get_config(**overrides)
 
 
 def test_adapter_round_trips_through_auto_model_peft_and_merge(tmp_path):

@@ -4,6 +4,7 @@ import math
 
 import pytest
 import torch
+from model_testers import RetrievalModelTester
 
 from tvr.training.optimization import (
     BertAdam,
@@ -136,13 +137,7 @@ def test_build_optimizer_rejects_unknown_name():
 
 
 def tiny_clip4clip(**kwargs):
-    from tvr import CLIP4ClipConfig, CLIP4ClipModel
-
-    text = dict(vocab_size=100, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2,
-                max_position_embeddings=16)
-    vision = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2, image_size=32,
-                  patch_size=16)
-    return CLIP4ClipModel(CLIP4ClipConfig(text_config=text, vision_config=vision, projection_dim=64, **kwargs))
+    return RetrievalModelTester(**kwargs).model().train()
 
 
 def _has(names, suffix):

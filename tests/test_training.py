@@ -7,7 +7,9 @@ import pytest
 import torch
 from accelerate.state import AcceleratorState
 
-from tvr import CLIP4ClipConfig, CLIP4ClipModel
+from model_testers import RetrievalModelTester
+
+from tvr import CLIP4ClipModel
 from tvr.cli import main as tvr_main
 from tvr.data import make_synthetic_dataset
 from tvr.training import TrainingConfig, read_metrics, train
@@ -46,16 +48,12 @@ def processor(tmp_path_factory):
 
 
 def tiny_model(processor) -> CLIP4ClipModel:
-    torch.manual_seed(0)
     tokenizer = processor.tokenizer
-    text = dict(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                num_attention_heads=2, max_position_embeddings=MAX_WORDS, bos_token_id=tokenizer.bos_token_id,
+    text = dict(vocab_size=len(tokenizer), max_position_embeddings=MAX_WORDS, bos_token_id=tokenizer.bos_token_id,
                 eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
-    vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2, image_size=32,
-                  patch_size=16)
-    config = CLIP4ClipConfig(text_config=text, vision_config=vision, projection_dim=32, sim_header="seqTransf",
-                             temporal_config={"num_hidden_layers": 1})
-    return CLIP4ClipModel(config)
+    vision = dict(num_hidden_layers=1, image_size=32, patch_size=16)
+    return RetrievalModelTester(text_config=text, vision_config=vision, sim_header="seqTransf", max_frames=12,
+                                max_words=32).model().train()
 
 
 def base_config(tmp_path, name, **overrides) -> TrainingConfig:
