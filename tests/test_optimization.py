@@ -94,7 +94,8 @@ def test_parameter_groups_coef_lr_and_decay():
         "decay": ["frame_position_embeddings.weight", "head.weight"],
         "no_decay": ["head.bias"],
     }
-    assert groups["pretrained_decay"]["lr"] == pytest.approx(1e-7) and groups["pretrained_no_decay"]["lr"] == pytest.approx(1e-7)
+    assert groups["pretrained_decay"]["lr"] == pytest.approx(1e-7)
+    assert groups["pretrained_no_decay"]["lr"] == pytest.approx(1e-7)
     assert groups["decay"]["lr"] == pytest.approx(1e-4) and groups["no_decay"]["lr"] == pytest.approx(1e-4)
     assert groups["pretrained_decay"]["weight_decay"] == 0.2 and groups["decay"]["weight_decay"] == 0.2
     assert groups["pretrained_no_decay"]["weight_decay"] == 0.0 and groups["no_decay"]["weight_decay"] == 0.0

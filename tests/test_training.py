@@ -327,7 +327,8 @@ def test_tvr_train_from_a_siglip_checkpoint_uses_its_conventions(tmp_path, video
                                                "caption": row["caption"]}) + "\n" for row in train_set))
     code = tvr_main([
         "train", "--from_image_text_model", str(siglip_dir), "--model_kwargs", "sim_header=seqTransf",
-        f"max_frames={MAX_FRAMES}", "temporal_config={num_hidden_layers: 1}", "--processor_kwargs", f"max_frames={MAX_FRAMES}",
+        f"max_frames={MAX_FRAMES}", "temporal_config={num_hidden_layers: 1}",
+        "--processor_kwargs", f"max_frames={MAX_FRAMES}",
         "--train_data", "name=generic", f"annotation_dir={annotations}", "split=train",
         "--output_dir", str(tmp_path / "run"),
         "--batch_size", "4", "--epochs", "1", "--lr", "1e-3", "--coef_lr", "0.1", "--freeze_layer_num", "-1",

@@ -60,7 +60,8 @@ for _method in (
     Method("EMCL-Net", "https://arxiv.org/abs/2211.11427", EMCLConfig, EMCLModel, "tvr.convert.emcl"),
     Method("EERCF", "https://arxiv.org/abs/2401.00701", EERCFConfig, EERCFModel, "tvr.convert.eercf"),
     Method(
-        "InternVideo", "https://arxiv.org/abs/2212.03191", InternVideoConfig, InternVideoModel, "tvr.convert.internvideo"
+        "InternVideo", "https://arxiv.org/abs/2212.03191", InternVideoConfig, InternVideoModel,
+        "tvr.convert.internvideo",
     ),
     Method(
         "DAVRL", "https://github.com/bzy-source/DAVRL", DualAttentionConfig, DualAttentionModel,

@@ -153,7 +153,7 @@ class FrameEncoderOutput(ModelOutput):
 
 @dataclass
 class TowerCapture:
-    """What the tower's towers produced inside `ImageTextTower.capture(...)`: the last text and vision outputs.
+    """What the text and vision towers produced inside `ImageTextTower.capture(...)`: their last outputs.
 
     Attributes:
         output_hidden_states: what was asked for: `True`, or indices of the hidden states to keep (the others are
@@ -245,7 +245,9 @@ class ImageTextTower(nn.Module):
 
     # -------------------------------------------------------------------------------------------------- text
 
-    def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> BaseModelOutputWithPooling:
+    def encode_text(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None
+    ) -> BaseModelOutputWithPooling:
         """Run the text tower.
 
         Args:

@@ -99,7 +99,9 @@ class TVRProcessor(ProcessorMixin):
             encoded = self.tokenizer(texts, **text_kwargs)
         input_ids, attention_mask = encoded["input_ids"], encoded["attention_mask"]
         if self.text_padding == "clip4clip":
-            input_ids = [[i if keep else 0 for i, keep in zip(ids, mask)] for ids, mask in zip(input_ids, attention_mask)]
+            input_ids = [
+                [token if keep else 0 for token, keep in zip(ids, mask)] for ids, mask in zip(input_ids, attention_mask)
+            ]
         return {"input_ids": input_ids, "attention_mask": attention_mask}
 
     @property

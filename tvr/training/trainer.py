@@ -312,7 +312,8 @@ def train(
 
     Example::
 
-        config = TrainingConfig(from_image_text_model="clip-dir", train_data={"name": "msrvtt", ...}, output_dir="runs/a")
+        config = TrainingConfig(from_image_text_model="clip-dir", train_data={"name": "msrvtt", ...},
+                                output_dir="runs/a")
         train(config)   # then AutoModel.from_pretrained("runs/a/best")
     """
     accelerator = Accelerator(
