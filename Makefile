@@ -11,12 +11,15 @@ export TOKENIZERS_PARALLELISM := false
 $(BIN)/tvr: setup.cfg pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -c constraints.txt -e ".[dev]"
+	$(BIN)/pip install -q -c constraints.txt -e ".[dev,app]"
 	touch $(BIN)/tvr
 
 install: $(BIN)/tvr
 
 test: install
+	@# transformers' common tests ship in its sdist only: fetched once into $(VENV)/transformers-tests (a registry
+	@# download like every dependency); without them tests/transformers_common skips with the reason
+	$(BIN)/python tests/transformers_common/fetch_transformers_tests.py || echo "could not fetch transformers' tests"
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 tests
 
 demo: install

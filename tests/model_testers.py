@@ -131,15 +131,21 @@ class RetrievalModelTester:
     hidden_size = 32
     is_training = True
 
-    def __init__(self, parent=None, model_class=None, **config_overrides):
+    def __init__(self, parent=None, model_class=None, text_config=None, vision_config=None, **config_overrides):
+        """`text_config` / `vision_config`: fields that override `tiny_text_config` / `tiny_vision_config`; the
+        other keyword arguments override the method config's fields (`tiny_config_options`)."""
         from tvr import CLIP4ClipModel
 
         self.parent = parent
         self.model_class = model_class or CLIP4ClipModel
-        self.config_overrides = config_overrides
+        self.config_overrides = {
+            "text_config": tiny_text_config(**(text_config or {})),
+            "vision_config": tiny_vision_config(**(vision_config or {})),
+            **config_overrides,
+        }
 
-    def get_config(self):
-        return self.model_class.config_class(**tiny_config_options(**self.config_overrides))
+    def get_config(self, **overrides):
+        return self.model_class.config_class(**tiny_config_options(**{**self.config_overrides, **overrides}))
 
     def prepare_inputs(self, batch_size: int | None = None, seed: int = 0) -> dict[str, torch.Tensor]:
         return tiny_inputs(batch_size or self.batch_size, self.num_frames, self.seq_length, seed=seed)
@@ -147,16 +153,16 @@ class RetrievalModelTester:
     def prepare_config_and_inputs_for_common(self):
         return self.get_config(), {**self.prepare_inputs(), "return_loss": True}
 
-    def model(self, seed: int = 0):
-        """The tester's model, seeded, in eval mode."""
+    def model(self, seed: int = 0, **overrides):
+        """The tester's model (config fields overridden by `overrides`), seeded, in eval mode."""
         torch.manual_seed(seed)
-        return self.model_class(self.get_config()).eval()
+        return self.model_class(self.get_config(**overrides)).eval()
 
 
 def model_testers() -> dict[str, RetrievalModelTester]:
     """A tester for every tvr model class and configuration that changes its parameters: each CLIP4Clip head
-    (and the 3d patch), EMCL, EERCF."""
-    from tvr import CLIP4ClipModel, EERCFModel, EMCLModel
+    (and the 3d patch), EMCL, EERCF, InternVideo, DAVRL (the base model, without its adapter)."""
+    from tvr import CLIP4ClipModel, DualAttentionModel, EERCFModel, EMCLModel, InternVideoModel
 
     return {
         "clip4clip_meanP": RetrievalModelTester(model_class=CLIP4ClipModel, sim_header="meanP"),
@@ -168,4 +174,9 @@ def model_testers() -> dict[str, RetrievalModelTester]:
         ),
         "emcl": RetrievalModelTester(model_class=EMCLModel, em_num_bases=4, em_num_stages=2),
         "eercf": RetrievalModelTester(model_class=EERCFModel),
+        "internvideo": RetrievalModelTester(model_class=InternVideoModel, extractor_layers=[0, 1]),
+        "dual_attention": RetrievalModelTester(
+            model_class=DualAttentionModel, vision_config={"patch_size": 4}, num_global_tokens=3,
+            lora_rank=4, sel_layers=[1], r_drop=5, seg_layers=[], seg_num=[], frame_per_seg=[],
+        ),
     }

@@ -6,22 +6,21 @@ import pytest
 import torch
 from accelerate import Accelerator, DistributedDataParallelKwargs, debug_launcher
 from accelerate.state import AcceleratorState
+from model_testers import RetrievalModelTester
 
-from tvr import CLIP4ClipConfig, CLIP4ClipModel
+from tvr import CLIP4ClipModel
 from tvr.training.trainer import ContrastiveStep
 
 BATCH, FRAMES, WORDS = 4, 3, 6
 
 
 def tiny_model(sim_header: str) -> CLIP4ClipModel:
-    torch.manual_seed(0)
-    text = dict(vocab_size=50, hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
-                max_position_embeddings=WORDS, bos_token_id=48, eos_token_id=49, pad_token_id=0)
-    vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2, image_size=32,
-                  patch_size=16)
-    config = CLIP4ClipConfig(text_config=text, vision_config=vision, projection_dim=32, sim_header=sim_header,
-                             temporal_config={"num_hidden_layers": 1, "hidden_dropout_prob": 0.0})
-    return CLIP4ClipModel(config).double()  # float64: the comparison is then exact to rounding
+    tester = RetrievalModelTester(
+        text_config={"num_hidden_layers": 1, "max_position_embeddings": WORDS},
+        vision_config={"num_hidden_layers": 1, "image_size": 32, "patch_size": 16},
+        sim_header=sim_header, temporal_config={"num_hidden_layers": 1, "hidden_dropout_prob": 0.0},
+    )
+    return tester.model().train().double()  # float64: the comparison is then exact to rounding
 
 
 def whole_batch() -> dict[str, torch.Tensor]:
@@ -110,15 +109,13 @@ def training_data(tmp_path_factory):
 
 def _training_model(processor) -> CLIP4ClipModel:
     tokenizer = processor.tokenizer
-    torch.manual_seed(0)
-    text = dict(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                num_attention_heads=2, max_position_embeddings=WORDS, bos_token_id=tokenizer.bos_token_id,
-                eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
-    vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2, image_size=32,
-                  patch_size=16)
-    config = CLIP4ClipConfig(text_config=text, vision_config=vision, projection_dim=32, sim_header="seqTransf",
-                             temporal_config={"num_hidden_layers": 1})
-    return CLIP4ClipModel(config).double()
+    text = dict(vocab_size=len(tokenizer), num_hidden_layers=1, max_position_embeddings=WORDS,
+                bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                pad_token_id=tokenizer.pad_token_id)
+    vision = dict(num_hidden_layers=1, image_size=32, patch_size=16)
+    tester = RetrievalModelTester(text_config=text, vision_config=vision, sim_header="seqTransf", max_frames=12,
+                                  max_words=32)
+    return tester.model().train().double()
 
 
 def _train_worker(config, processor, dataset) -> None:

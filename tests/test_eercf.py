@@ -5,6 +5,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from model_testers import RetrievalModelTester
 from transformers import AutoConfig, AutoModel, CLIPConfig, CLIPModel
 
 from tvr.modeling.configuration_eercf import EERCFConfig
@@ -26,19 +27,20 @@ AutoModel.register(EERCFConfig, EERCFModel, exist_ok=True)
 MAX_FRAMES, IMAGE_SIZE, PATCH = 4, 16, 8  # 4 patches per frame
 
 
+TESTER = RetrievalModelTester(
+    model_class=EERCFModel,
+    text_config=dict(vocab_size=64, intermediate_size=128, num_attention_heads=1, bos_token_id=62, eos_token_id=63),
+    vision_config=dict(image_size=IMAGE_SIZE, patch_size=PATCH),
+    max_frames=MAX_FRAMES, temporal_config={"num_hidden_layers": 2}, rerank_top_k=2,
+)
+
+
 def tiny_config(**overrides) -> EERCFConfig:
-    text = dict(vocab_size=64, hidden_size=32, intermediate_size=128, num_hidden_layers=2, num_attention_heads=1,
-                max_position_embeddings=16, bos_token_id=62, eos_token_id=63, pad_token_id=0, projection_dim=32)
-    vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-                  image_size=IMAGE_SIZE, patch_size=PATCH, projection_dim=32)
-    fields = dict(text_config=text, vision_config=vision, projection_dim=32, max_frames=MAX_FRAMES,
-                  temporal_config={"num_hidden_layers": 2}, rerank_top_k=2)
-    return EERCFConfig(**{**fields, **overrides})
+    return TESTER.get_config(**overrides)
 
 
 def tiny_model(seed: int = 0, **overrides) -> EERCFModel:
-    torch.manual_seed(seed)
-    model = EERCFModel(tiny_config(**overrides)).eval()
+    model = TESTER.model(seed, **overrides)
     with torch.no_grad():  # away from the identity init, so a wrong matrix shape or transpose shows
         model.video_logit_weight.add_(0.1 * torch.randn_like(model.video_logit_weight))
         model.frame_logit_weight.add_(0.2 * torch.randn_like(model.frame_logit_weight))

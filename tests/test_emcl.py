@@ -7,7 +7,7 @@ import pathlib
 
 import pytest
 import torch
-from model_testers import tiny_config_options, tiny_inputs, tiny_text_config, tiny_vision_config
+from model_testers import RetrievalModelTester, tiny_inputs, tiny_text_config, tiny_vision_config
 from safetensors.torch import load_file, save_file
 from transformers import CLIPModel
 
@@ -115,13 +115,15 @@ def test_em_bases_are_saved_and_set_with_shape_checks():
 # ---------------------------------------------------------------------------------------------- the model
 
 
+TESTER = RetrievalModelTester(model_class=EMCLModel, em_num_bases=4, em_num_stages=3)
+
+
 def tiny_emcl_config(**overrides) -> EMCLConfig:
-    return EMCLConfig(**tiny_config_options(**{"em_num_bases": 4, "em_num_stages": 3, **overrides}))
+    return TESTER.get_config(**overrides)
 
 
 def tiny_emcl_model(seed: int = 0, **overrides) -> EMCLModel:
-    torch.manual_seed(seed)
-    return EMCLModel(tiny_emcl_config(**overrides)).eval()
+    return TESTER.model(seed, **overrides)
 
 
 def random_encodings(num_texts: int, num_videos: int, num_frames: int = 3, dim: int = 32, seed: int = 0):

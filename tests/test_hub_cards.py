@@ -7,9 +7,11 @@ import torch
 from huggingface_hub import ModelCard
 from safetensors.torch import save_file
 
+import tvr
 import tvr.hub_cards.push as push_module
 from test_evaluation_harness import make_tiny_clip4clip
 from tvr.cli import main
+from tvr.retrieval import VideoIndex
 from tvr.hub_cards import (
     build_model_card,
     curve_panel,
@@ -80,8 +82,9 @@ def test_card_metadata_and_model_index():
     card = build_model_card(CONFIG, "me/clip4clip", [EVAL], base_model="openai/clip-vit-base-patch32", license="mit")
     data = ModelCard(str(card)).data  # parse the written text back
     assert data.library_name == "tvr"
-    assert data.pipeline_tag == "feature-extraction"
-    assert data.tags == ["tvr", "video-text-retrieval", "text-to-video-retrieval", "clip4clip"]
+    assert data.pipeline_tag == "video-classification"
+    assert data.tags == ["tvr", "video-text-retrieval", "text-to-video-retrieval", "zero-shot-video-classification",
+                         "clip4clip"]
     assert data.datasets == ["msrvtt"]
     assert data.base_model == "openai/clip-vit-base-patch32"
     assert data.license == "mit"
@@ -100,6 +103,14 @@ def test_card_metadata_and_model_index():
     assert "| MSR-VTT | test | t2v | none | 44.5 | 71.4 | 81.6 | 2.0 | 15.3 |" in card.text
     assert "| MSR-VTT | test | t2v | dsl † | 47.0 |" in card.text
     assert 'AutoModel.from_pretrained("me/clip4clip")' in card.text and "import tvr" in card.text
+    assert 'pipeline("video-text-retrieval", model="me/clip4clip")' in card.text
+    assert 'pipeline("zero-shot-video-classification", model="me/clip4clip")' in card.text
+    assert "huggingface.co/spaces" not in card.text  # no Space given
+
+
+def test_card_links_the_space():
+    card = build_model_card(CONFIG, "me/clip4clip", space="me/clip4clip-demo")
+    assert "[me/clip4clip-demo](https://huggingface.co/spaces/me/clip4clip-demo)" in card.text
 
 
 def test_card_without_results_has_no_model_index():
@@ -236,12 +247,16 @@ def test_usage_snippet_runs_on_a_saved_model(tmp_path, monkeypatch):
     model.save_pretrained(folder)
     processor.save_pretrained(folder)
     card = write_model_card(folder)
-    code = re.search(r"```python\n(.*?)```", card.text, re.DOTALL)[1]
+    pipelines_code, contract_code = re.findall(r"```python\n(.*?)```", card.text, re.DOTALL)[:2]
     for index, path in enumerate(dataset["video_path"], 1):
         shutil.copy(path, tmp_path / f"video{index}.mp4")
+    VideoIndex.build(model, processor, list(dataset["video_path"]), progress=False).save(tmp_path / "my_videos.index")
     monkeypatch.chdir(tmp_path)
     namespace = {}
-    exec(code, namespace)
+    exec(pipelines_code, namespace)  # both pipelines, from the saved folder
+    assert isinstance(namespace["retriever"], tvr.pipelines.VideoTextRetrievalPipeline)
+    namespace = {}
+    exec(contract_code, namespace)
     texts = processor(text=["a person is cooking", "a dog runs on the beach"], return_tensors="pt")
     videos = processor(videos=list(dataset["video_path"]), return_tensors="pt")
     with torch.no_grad():

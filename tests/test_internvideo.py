@@ -3,7 +3,7 @@ roles and freezing, gradient checkpointing, save / load, config checks, and the 
 
 import pytest
 import torch
-from model_testers import tiny_image_text_model, tiny_inputs, tiny_text_config, tiny_vision_config
+from model_testers import RetrievalModelTester, tiny_image_text_model, tiny_inputs, tiny_text_config, tiny_vision_config
 from transformers import AutoModel
 from transformers.modeling_layers import GradientCheckpointingLayer
 
@@ -11,18 +11,13 @@ from tvr import InternVideoConfig, InternVideoModel
 from tvr.training.optimization import parameter_groups
 
 
+TESTER = RetrievalModelTester(model_class=InternVideoModel, vision_config={"num_hidden_layers": 3},
+                              extractor_layers=[1, 2])
+
+
 def tiny_config(**overrides) -> InternVideoConfig:
     """3 vision layers (the branch reads the last 2), 2 extractor heads, 16 px frames with a 2x2 patch grid."""
-    values = dict(
-        text_config=tiny_text_config(),
-        vision_config=tiny_vision_config(num_hidden_layers=3),
-        extractor_layers=[1, 2],
-        projection_dim=32,
-        max_frames=4,
-        max_words=8,
-    )
-    values.update(overrides)
-    return InternVideoConfig(**values)
+    return TESTER.get_config(**overrides)
 
 
 def tiny_model(seed: int = 0, randomize_branch: bool = True, **overrides) -> InternVideoModel:

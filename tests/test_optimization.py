@@ -4,6 +4,7 @@ import math
 
 import pytest
 import torch
+from model_testers import RetrievalModelTester
 
 from tvr.training.optimization import (
     BertAdam,
@@ -93,7 +94,8 @@ def test_parameter_groups_coef_lr_and_decay():
         "decay": ["frame_position_embeddings.weight", "head.weight"],
         "no_decay": ["head.bias"],
     }
-    assert groups["pretrained_decay"]["lr"] == pytest.approx(1e-7) and groups["pretrained_no_decay"]["lr"] == pytest.approx(1e-7)
+    assert groups["pretrained_decay"]["lr"] == pytest.approx(1e-7)
+    assert groups["pretrained_no_decay"]["lr"] == pytest.approx(1e-7)
     assert groups["decay"]["lr"] == pytest.approx(1e-4) and groups["no_decay"]["lr"] == pytest.approx(1e-4)
     assert groups["pretrained_decay"]["weight_decay"] == 0.2 and groups["decay"]["weight_decay"] == 0.2
     assert groups["pretrained_no_decay"]["weight_decay"] == 0.0 and groups["no_decay"]["weight_decay"] == 0.0
@@ -136,13 +138,7 @@ def test_build_optimizer_rejects_unknown_name():
 
 
 def tiny_clip4clip(**kwargs):
-    from tvr import CLIP4ClipConfig, CLIP4ClipModel
-
-    text = dict(vocab_size=100, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2,
-                max_position_embeddings=16)
-    vision = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2, image_size=32,
-                  patch_size=16)
-    return CLIP4ClipModel(CLIP4ClipConfig(text_config=text, vision_config=vision, projection_dim=64, **kwargs))
+    return RetrievalModelTester(**kwargs).model().train()
 
 
 def _has(names, suffix):

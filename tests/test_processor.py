@@ -97,8 +97,11 @@ def test_text_follows_clip4clip_layout(tokenizer):
     assert batch["input_ids"].tolist() == expected
     assert batch["input_ids"].dtype == torch.int64
     assert batch["attention_mask"].tolist() == [[1] * 8, [1] * (len(short) + 2) + [0] * (8 - len(short) - 2)]
-    # max_words per call; HTML entities unescaped as CLIP's basic_clean does
-    assert processor(text="two dogs", max_words=4)["input_ids"] == [[start] + short[:2] + [end]]
+    # the tokenizer's max_length / padding per call; HTML entities unescaped as CLIP's basic_clean does
+    assert processor(text="two dogs", max_length=4)["input_ids"] == [[start] + short[:2] + [end]]
+    longest = processor(text=["two dogs", long_caption], padding="longest", max_length=32)
+    assert [len(ids) for ids in longest["input_ids"]] == [len(bpe) + 2] * 2  # the longest caption's length
+    assert longest["input_ids"][0] == expected[1][: len(short) + 2] + [0] * (len(bpe) - len(short))
     assert processor(text="rock &amp;amp; roll")["input_ids"] == processor(text="rock & roll")["input_ids"]
 
 
@@ -137,3 +140,12 @@ def test_save_and_load_round_trip(tokenizer, video, tmp_path):
         assert actual.keys() == expected.keys()
         for key in expected:
             torch.testing.assert_close(actual[key], expected[key], rtol=0, atol=0)
+
+
+def test_a_call_leaves_no_caption_length_in_the_saved_tokenizer(tokenizer_dir, tmp_path):
+    # a fast tokenizer keeps the last call's truncation in its backend, which save_pretrained writes out
+    tokenizer = CLIPTokenizer.from_pretrained(tokenizer_dir)
+    TVRProcessor(TVRVideoProcessor(), tokenizer, max_words=8)(text=["a red car"])
+    TVRProcessor(TVRVideoProcessor(), tokenizer, max_words=12).save_pretrained(tmp_path)
+    reloaded = TVRProcessor.from_pretrained(tmp_path)
+    assert len(reloaded(text=["a red car"])["input_ids"][0]) == 12

@@ -5,11 +5,11 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from model_testers import tiny_text_config, tiny_vision_config
+from model_testers import RetrievalModelTester
 
 from tvr.cli import main
 from tvr.data import make_synthetic_dataset
-from tvr.modeling import CLIP4ClipConfig, CLIP4ClipModel
+from tvr.modeling import CLIP4ClipModel
 from tvr.processing import TVRProcessor, TVRVideoProcessor, train_clip_tokenizer
 from tvr.retrieval import VideoIndex, default_nlist, list_video_files
 
@@ -31,13 +31,9 @@ def corpus(tmp_path_factory):
 
 def tiny_model(processor, sim_header: str) -> CLIP4ClipModel:
     tokenizer = processor.tokenizer
-    text_config = tiny_text_config(vocab_size=len(tokenizer), max_position_embeddings=MAX_WORDS,
-                                   bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
-    torch.manual_seed(0)
-    config = CLIP4ClipConfig(text_config=text_config, vision_config=tiny_vision_config(), projection_dim=32,
-                             temporal_config={"num_hidden_layers": 1}, sim_header=sim_header, max_frames=4,
-                             max_words=MAX_WORDS)
-    return CLIP4ClipModel(config).eval()
+    text_config = {"vocab_size": len(tokenizer), "max_position_embeddings": MAX_WORDS,
+                   "bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id}
+    return RetrievalModelTester(text_config=text_config, sim_header=sim_header, max_words=MAX_WORDS).model()
 
 
 @pytest.fixture(scope="module")

@@ -267,8 +267,12 @@ def test_default_gallery_scoring_is_blocks_of_similarity(tower_dirs, monkeypatch
         expected = model.similarity(text, video)
         calls = []
         similarity = model.similarity
-        monkeypatch.setattr(model, "similarity", lambda t, v, **kw: calls.append((len(t.text_features),
-                                                                                  len(v.video_mask))) or similarity(t, v))
+
+        def recorded(texts, videos, **kwargs):
+            calls.append((len(texts.text_features), len(videos.video_mask)))
+            return similarity(texts, videos)
+
+        monkeypatch.setattr(model, "similarity", recorded)
         torch.testing.assert_close(model.score_gallery(text, video, block_size=2), expected)
     assert calls == [(2, 2), (2, 2), (2, 1), (2, 2), (2, 2), (2, 1), (1, 2), (1, 2), (1, 1)]
 
@@ -350,7 +354,7 @@ def test_one_entry_per_method_builds_auto_classes_converters_and_card_names():
     from tvr.convert.cli import converter_modules
     from tvr.hub_cards import build_model_card
 
-    assert sorted(METHODS) == ["clip4clip", "eercf", "emcl", "internvideo"]
+    assert sorted(METHODS) == ["clip4clip", "dual_attention", "eercf", "emcl", "internvideo"]
     for model_type, method in METHODS.items():
         assert CONFIG_MAPPING[model_type] is method.config_class
         assert MODEL_MAPPING[method.config_class] is method.model_class

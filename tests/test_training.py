@@ -7,7 +7,9 @@ import pytest
 import torch
 from accelerate.state import AcceleratorState
 
-from tvr import CLIP4ClipConfig, CLIP4ClipModel
+from model_testers import RetrievalModelTester
+
+from tvr import CLIP4ClipModel
 from tvr.cli import main as tvr_main
 from tvr.data import make_synthetic_dataset
 from tvr.training import TrainingConfig, read_metrics, train
@@ -46,16 +48,12 @@ def processor(tmp_path_factory):
 
 
 def tiny_model(processor) -> CLIP4ClipModel:
-    torch.manual_seed(0)
     tokenizer = processor.tokenizer
-    text = dict(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                num_attention_heads=2, max_position_embeddings=MAX_WORDS, bos_token_id=tokenizer.bos_token_id,
+    text = dict(vocab_size=len(tokenizer), max_position_embeddings=MAX_WORDS, bos_token_id=tokenizer.bos_token_id,
                 eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
-    vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2, image_size=32,
-                  patch_size=16)
-    config = CLIP4ClipConfig(text_config=text, vision_config=vision, projection_dim=32, sim_header="seqTransf",
-                             temporal_config={"num_hidden_layers": 1})
-    return CLIP4ClipModel(config)
+    vision = dict(num_hidden_layers=1, image_size=32, patch_size=16)
+    return RetrievalModelTester(text_config=text, vision_config=vision, sim_header="seqTransf", max_frames=12,
+                                max_words=32).model().train()
 
 
 def base_config(tmp_path, name, **overrides) -> TrainingConfig:
@@ -329,7 +327,8 @@ def test_tvr_train_from_a_siglip_checkpoint_uses_its_conventions(tmp_path, video
                                                "caption": row["caption"]}) + "\n" for row in train_set))
     code = tvr_main([
         "train", "--from_image_text_model", str(siglip_dir), "--model_kwargs", "sim_header=seqTransf",
-        f"max_frames={MAX_FRAMES}", "temporal_config={num_hidden_layers: 1}", "--processor_kwargs", f"max_frames={MAX_FRAMES}",
+        f"max_frames={MAX_FRAMES}", "temporal_config={num_hidden_layers: 1}",
+        "--processor_kwargs", f"max_frames={MAX_FRAMES}",
         "--train_data", "name=generic", f"annotation_dir={annotations}", "split=train",
         "--output_dir", str(tmp_path / "run"),
         "--batch_size", "4", "--epochs", "1", "--lr", "1e-3", "--coef_lr", "0.1", "--freeze_layer_num", "-1",

@@ -22,6 +22,8 @@ COMMANDS = {
     "search": "tvr.retrieval.cli",
     "card": "tvr.hub_cards.cli",
     "demo": "tvr.demo",
+    "app": "tvr.app.cli",
+    "space": "tvr.app.space",
 }
 
 

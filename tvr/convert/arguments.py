@@ -72,17 +72,21 @@ def parse_set_arguments(pairs: list[str]) -> dict[str, Any]:
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            raise ValueError(f"--set expects KEY=VALUE, got {pair!r}")
+            raise ValueError(f"--set expects KEY=VALUE (a config field key=value), got {pair!r}")
         values[key] = _scalar(value)
     return values
 
 
-def config_overrides(args: argparse.Namespace, flag_map: FlagMap) -> dict[str, Any]:
-    """Config fields from `--original-args` (through `flag_map`; flags it does not name are ignored) then `--set`.
+def config_overrides(
+    args: argparse.Namespace, flag_map: FlagMap, explicit: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Config fields from `--original-args` (through `flag_map`; flags it does not name are ignored), then `--set`,
+    then `explicit` (a converter's own options, e.g. `--max-frames`; `None` values are left out).
 
     Args:
         args: parsed arguments of a parser given `add_config_arguments`.
         flag_map: original flag -> config field name, or -> `fn(value) -> {field: value, ...}`.
+        explicit: values of the converter's dedicated options, which win when given.
     """
     overrides: dict[str, Any] = {}
     for flag, value in parse_original_args(getattr(args, "original_args", "") or "").items():
@@ -91,6 +95,7 @@ def config_overrides(args: argparse.Namespace, flag_map: FlagMap) -> dict[str, A
             continue
         overrides.update(target(value) if callable(target) else {target: value})
     overrides.update(parse_set_arguments(getattr(args, "set", None) or []))
+    overrides.update({key: value for key, value in (explicit or {}).items() if value is not None})
     return overrides
 
 

@@ -17,6 +17,7 @@ import re
 import torch
 
 from ..modeling import CLIP4ClipConfig, CLIP4ClipModel
+from .arguments import add_config_arguments, config_overrides
 from .openai_clip import (
     clip_config_from_openai,
     convert_openai_clip_state_dict,
@@ -58,6 +59,14 @@ HEAD_POSITIONS = {
 }
 # Keys the original creates but never uses.
 UNUSED_KEYS = {"seqLSTM": ("frame_position_embeddings.weight",)}
+# The original's flags (main_task_retrieval.py) -> options of `convert_clip4clip_checkpoint`; the patch type, layer
+# counts and dims come from the checkpoint's keys.
+FLAG_MAP = {
+    "max_frames": "max_frames",
+    "max_words": "max_words",
+    "sim_header": "sim_header",
+    "cross_num_hidden_layers": "temporal_layers",
+}
 
 
 def infer_sim_header(state_dict: dict[str, torch.Tensor]) -> str:
@@ -195,7 +204,8 @@ def convert_clip4clip_checkpoint(
     return finish_conversion(model, dtype, output_dir)
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """`tvr convert clip4clip CHECKPOINT OUTPUT_DIR [--clip CLIP_STATE_DICT] [--max-frames N] ...`."""
+    """`tvr convert clip4clip CHECKPOINT OUTPUT_DIR [--clip CLIP_STATE_DICT] [--max-frames N] [--original-args "FLAGS"]
+    [--set KEY=VALUE] ...`: dedicated options win over `--set`, which wins over `--original-args`."""
     parser = subparsers.add_parser(
         "clip4clip",
         help="original CLIP4Clip checkpoint (pytorch_model.bin.N) -> tvr CLIP4ClipModel folder",
@@ -205,13 +215,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("checkpoint", help="original checkpoint, e.g. pytorch_model.bin.4")
     parser.add_argument("output_dir", help="folder to write the converted model to")
     parser.add_argument("--clip", help="OpenAI CLIP file filling the CLIP keys the checkpoint lacks")
-    parser.add_argument("--max-frames", type=int, default=12, help="frames per video the model was trained with")
-    parser.add_argument("--max-words", type=int, default=32, help="tokens per caption the model was trained with")
+    parser.add_argument("--max-frames", type=int, help="frames per video the model was trained with (default 12)")
+    parser.add_argument("--max-words", type=int, help="tokens per caption the model was trained with (default 32)")
     parser.add_argument("--sim-header", choices=tuple(HEAD_RENAMES), help="override the head read from the keys")
     parser.add_argument(
         "--temporal-heads", type=int, help="attention heads of seqTransf/tightTransf (default width // 64)"
     )
     parser.add_argument("--temporal-layers", type=int, help="layers when the checkpoint has none (derived from --clip)")
+    add_config_arguments(parser)
     parser.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="float32")
     add_tokenizer_argument(parser)
     parser.set_defaults(func=run)
@@ -219,16 +230,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def run(args: argparse.Namespace) -> None:
+    explicit = {"max_frames": args.max_frames, "max_words": args.max_words, "sim_header": args.sim_header,
+                "temporal_heads": args.temporal_heads, "temporal_layers": args.temporal_layers}
     model = convert_clip4clip_checkpoint(
         args.checkpoint,
         args.output_dir,
         clip=args.clip,
         dtype=getattr(torch, args.dtype),
-        sim_header=args.sim_header,
-        temporal_heads=args.temporal_heads,
-        temporal_layers=args.temporal_layers,
-        max_frames=args.max_frames,
-        max_words=args.max_words,
+        **config_overrides(args, FLAG_MAP, explicit),
     )
     config = model.config
     save_tokenizer_or_processor(args.tokenizer, model, args.output_dir)
@@ -236,6 +245,7 @@ def run(args: argparse.Namespace) -> None:
 
 
 __all__ = [
+    "FLAG_MAP",
     "HEAD_RENAMES",
     "HEAD_RESBLOCKS",
     "clip4clip_config_from_checkpoint",

@@ -17,6 +17,7 @@ import torch
 
 from ..modeling.configuration_eercf import EERCFConfig
 from ..modeling.modeling_eercf import EERCFModel
+from .arguments import add_config_arguments, config_overrides
 from .clip4clip import clip4clip_config_from_checkpoint, convert_clip4clip_state_dict
 from .openai_clip import finish_conversion, load_checkpoint_with_clip, load_converted_weights
 from .processor import add_tokenizer_argument, save_tokenizer_or_processor
@@ -24,6 +25,13 @@ from .processor import add_tokenizer_argument, save_tokenizer_or_processor
 # EERCF's own keys (original -> tvr); everything else is CLIP4Clip seqTransf.
 EERCF_RENAMES = {"global_mat_weight": "video_logit_weight", "frame_logit_weight": "frame_logit_weight"}
 HEAD_PREFIXES = ("temporal.frame_position_embeddings.", "temporal.transformer.")
+# The original's flags -> options of `convert_eercf_checkpoint` (dims, layers and max_frames come from the tensors).
+FLAG_MAP = {
+    "rerantopk": "rerank_top_k",
+    "max_words": "max_words",
+    "max_frames": "max_frames",
+    "cross_num_hidden_layers": "temporal_layers",
+}
 
 
 def eercf_config_from_checkpoint(
@@ -103,7 +111,8 @@ def convert_eercf_checkpoint(
     return finish_conversion(model, dtype, output_dir)
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """`tvr convert eercf CHECKPOINT OUTPUT_DIR [--rerank-top-k K] [--clip CLIP_FILE] ...`."""
+    """`tvr convert eercf CHECKPOINT OUTPUT_DIR [--rerank-top-k K] [--clip CLIP_FILE] [--original-args "FLAGS"]
+    [--set KEY=VALUE] ...`: dedicated options win over `--set`, which wins over `--original-args`."""
     parser = subparsers.add_parser(
         "eercf",
         help="original EERCF checkpoint (pytorch_model.bin.N) -> tvr EERCFModel folder",
@@ -113,9 +122,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("checkpoint", help="original checkpoint, e.g. pytorch_model.bin.0")
     parser.add_argument("output_dir", help="folder to write the converted model to")
     parser.add_argument(
-        "--rerank-top-k", type=int, default=50, help="candidates per query the fine stage re-scores (original: 50)"
+        "--rerank-top-k", type=int, help="candidates per query the fine stage re-scores (original: 50, the default)"
     )
-    parser.add_argument("--max-words", type=int, default=32, help="tokens per caption the model was trained with")
+    parser.add_argument("--max-words", type=int, help="tokens per caption the model was trained with (default 32)")
     parser.add_argument(
         "--patch-dtype",
         choices=("float16", "bfloat16", "float32"),
@@ -126,6 +135,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument(
         "--temporal-layers", type=int, help="temporal layers when the checkpoint has none (derived from --clip)"
     )
+    add_config_arguments(parser)
     parser.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="float32")
     add_tokenizer_argument(parser)
     parser.set_defaults(func=run)
@@ -133,15 +143,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def run(args: argparse.Namespace) -> None:
+    explicit = {"temporal_layers": args.temporal_layers, "rerank_top_k": args.rerank_top_k,
+                "max_words": args.max_words, "patch_embeds_dtype": args.patch_dtype}
     model = convert_eercf_checkpoint(
         args.checkpoint,
         args.output_dir,
         clip=args.clip,
         dtype=getattr(torch, args.dtype),
-        temporal_layers=args.temporal_layers,
-        rerank_top_k=args.rerank_top_k,
-        max_words=args.max_words,
-        patch_embeds_dtype=args.patch_dtype,
+        **config_overrides(args, FLAG_MAP, explicit),
     )
     config = model.config
     save_tokenizer_or_processor(args.tokenizer, model, args.output_dir)
@@ -151,4 +160,4 @@ def run(args: argparse.Namespace) -> None:
     )
 
 
-__all__ = ["EERCF_RENAMES", "convert_eercf_checkpoint", "convert_eercf_state_dict", "eercf_config_from_checkpoint"]
+__all__ = ["EERCF_RENAMES", "FLAG_MAP", "convert_eercf_checkpoint", "convert_eercf_state_dict", "eercf_config_from_checkpoint"]

@@ -8,10 +8,11 @@ things are not in it and come from the command line:
   after `torch.manual_seed(seed)` (seed 0 by default). `--em-bases-seed` reproduces that draw, `--em-bases FILE`
   takes them explicitly (e.g. the running bases of a training run). A loaded model takes new ones with
   `model.set_em_bases(tensor)`.
-- the hyper-parameters of pooling and EM (`--temp`, `--centerK`, ... in the original): `--set em_num_bases=16` etc.,
-  defaults are the paper's (see `EMCLConfig`).
+- the hyper-parameters of pooling and EM (`--temp`, `--centerK`, ... in the original): paste the original run's flags
+  with `--original-args "--temp 3 --centerK 32 --seed 0 ..."` (`FLAG_MAP`), or set fields with
+  `--set em_num_bases=16`; defaults are the paper's (see `EMCLConfig`).
 
-Usage: `tvr convert emcl pytorch_model.bin.best.4 emcl-msrvtt/ --set max_frames=12`.
+Usage: `tvr convert emcl pytorch_model.bin.best.4 emcl-msrvtt/ --original-args "--max_frames 12 --centerK 32"`.
 """
 
 from __future__ import annotations
@@ -26,12 +27,26 @@ from safetensors.torch import load_file
 from ..modeling.configuration_emcl import EMCLConfig
 from ..modeling.em import initial_em_bases
 from ..modeling.modeling_emcl import EMCLModel
+from .arguments import add_config_arguments, config_overrides
 from .clip4clip import clip4clip_config_from_checkpoint, convert_clip4clip_state_dict
 from .openai_clip import finish_conversion, load_converted_weights, load_original_state_dict
 from .processor import add_tokenizer_argument, save_tokenizer_or_processor
 
 # The original's --agg_module keys are CLIP4Clip's loose-head keys; CLIP4Clip calls the bare model "meanP".
 SIM_HEADER_TO_TEMPORAL_HEAD = {"meanP": "none", "seqLSTM": "seqLSTM", "seqTransf": "seqTransf"}
+# The original's flags (main_retrieval.py) -> EMCLConfig fields; --agg_module and the layer counts come from the keys,
+# --seed is the seed of the EM bases draw.
+FLAG_MAP = {
+    "max_frames": "max_frames",
+    "max_words": "max_words",
+    "temp": "frame_pooling_temperature",
+    "centerK": "em_num_bases",
+    "stage_num": "em_num_stages",
+    "lamd": "em_temperature",
+    "beta": "em_beta",
+    "momentum": "em_momentum",
+    "seed": "em_bases_seed",
+}
 
 
 def emcl_config_from_checkpoint(state_dict: dict[str, torch.Tensor], **config_overrides) -> EMCLConfig:
@@ -118,21 +133,6 @@ def convert_emcl(
     return finish_conversion(model, dtype, output_dir)
 
 
-def parse_set(values: list[str]) -> dict:
-    """`["em_num_bases=16", "eval_block_size=null"]` -> `{"em_num_bases": 16, "eval_block_size": None}` (JSON values,
-    bare words as strings)."""
-    overrides = {}
-    for item in values:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ValueError(f"--set expects key=value, got {item!r}")
-        try:
-            overrides[key] = json.loads(value)
-        except json.JSONDecodeError:
-            overrides[key] = value
-    return overrides
-
-
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """`tvr convert emcl CHECKPOINT OUTPUT_DIR [--em-bases-seed N | --em-bases FILE] [--set key=value ...]`."""
     parser = subparsers.add_parser(
@@ -146,14 +146,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("checkpoint", help="original pytorch_model.bin.<epoch> (torch.save of the model state_dict)")
     parser.add_argument("output_dir", help="folder to write the EMCLModel to")
     bases = parser.add_mutually_exclusive_group()
-    bases.add_argument("--em-bases-seed", type=int, default=0, help="the original run's --seed (default 0)")
+    bases.add_argument("--em-bases-seed", type=int, help="the original run's --seed (default 0)")
     bases.add_argument(
         "--em-bases", help="explicit EM bases: FILE.safetensors[:KEY], a saved tensor FILE, or a JSON list"
     )
-    parser.add_argument(
-        "--set", action="append", default=[], metavar="KEY=VALUE",
-        help="EMCLConfig field, JSON value (repeatable), e.g. --set em_num_bases=16 --set frame_pooling_temperature=3",
-    )
+    add_config_arguments(parser)
     parser.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="float32")
     add_tokenizer_argument(parser)
     parser.set_defaults(func=run)
@@ -162,9 +159,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 def run(args: argparse.Namespace) -> None:
     em_bases = load_em_bases(args.em_bases) if args.em_bases else None
+    overrides = config_overrides(args, FLAG_MAP, {"em_bases_seed": args.em_bases_seed})
     model = convert_emcl(
-        args.checkpoint, args.output_dir, em_bases_seed=args.em_bases_seed, em_bases=em_bases,
-        dtype=getattr(torch, args.dtype), **parse_set(args.set),
+        args.checkpoint, args.output_dir, em_bases_seed=overrides.pop("em_bases_seed", 0), em_bases=em_bases,
+        dtype=getattr(torch, args.dtype), **overrides,
     )
     config = model.config
     save_tokenizer_or_processor(args.tokenizer, model, args.output_dir)
@@ -174,4 +172,4 @@ def run(args: argparse.Namespace) -> None:
     )
 
 
-__all__ = ["convert_emcl", "emcl_config_from_checkpoint", "load_em_bases", "parse_set"]
+__all__ = ["FLAG_MAP", "convert_emcl", "emcl_config_from_checkpoint", "load_em_bases"]

@@ -5,7 +5,10 @@ Metadata choices:
 - ``library_name: tvr``, not ``transformers``. The weights are a transformers ``PreTrainedModel`` folder, but
   ``AutoModel`` only knows tvr's model types after ``import tvr``; a ``transformers`` library tag would make the
   Hub show a snippet that fails. The card's own snippet imports tvr.
-- ``pipeline_tag: feature-extraction``: the Hub has no video-retrieval task (``text-to-video`` means generation).
+- ``pipeline_tag: video-classification``: the Hub has no video-retrieval task (``text-to-video`` means generation);
+  a tvr model classifies videos zero-shot (``pipeline("zero-shot-video-classification")``), as X-CLIP's cards
+  declare. tvr's own pipeline tasks (``video-text-retrieval``, ``zero-shot-video-classification``) are tags, and the
+  usage section shows both pipelines (registered by ``import tvr``).
 - The title, ``model_name`` and usage name the Hub repo when known, else the model folder's name (never a temporary
   or machine-specific path).
 - ``license: apache-2.0`` (tvr's license) unless another is given, a LICENSE-independent statement the owner can change.
@@ -37,6 +40,7 @@ GENERIC_DATASETS = ("generic", "csv", "jsonl", "custom")
 # run folders whose name says nothing about the model: the card is named after the folder above
 RUN_FOLDER_NAMES = ("best", "final", "model")
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+PIPELINE_TAG = "video-classification"  # the Hub task nearest to tvr's pipelines (see the module doc)
 
 DATASET_NAMES = {
     "msrvtt": "MSR-VTT",
@@ -183,6 +187,7 @@ def build_model_card(
     license: str | None = DEFAULT_LICENSE,
     num_parameters: int | None = None,
     training_command: str | None = None,
+    space: str | None = None,
 ) -> ModelCard:
     """A model card for a tvr model.
 
@@ -198,6 +203,8 @@ def build_model_card(
         license: license id for the metadata (default tvr's, ``apache-2.0``).
         num_parameters: shown in the model details when given.
         training_command: how to re-run the training, when the config alone does not say it (e.g. ``tvr demo``).
+        space: a Hugging Face Space running the model (``tvr space``), e.g. ``you/clip4clip-demo``: linked from the
+            usage section.
 
     Returns:
         ``huggingface_hub.ModelCard``; ``card.save("README.md")`` writes it.
@@ -220,8 +227,8 @@ def build_model_card(
         and HUB_ID.match(card_name(base_model)) is not None
     data = ModelCardData(
         library_name="tvr",
-        pipeline_tag="feature-extraction",
-        tags=["tvr", "video-text-retrieval", "text-to-video-retrieval", model_type],
+        pipeline_tag=PIPELINE_TAG,
+        tags=["tvr", "video-text-retrieval", "text-to-video-retrieval", "zero-shot-video-classification", model_type],
         datasets=list(datasets) or None,
         base_model=base_model if base_on_hub else None,  # the Hub reads it as a repo id
         license=license,
@@ -232,7 +239,7 @@ def build_model_card(
         f"# {name}",
         _summary(method, paper, model_type, base_model, base_on_hub),
         _model_details(config, num_parameters),
-        _usage_section(name, model_id),
+        _usage_section(name, model_id) + _space_link(space),
         _intended_use_section(license),
     ]
     if eval_results:
@@ -260,7 +267,7 @@ def _usage_section(name: str, model_id: str | os.PathLike) -> str:
                                "its Hub repo id).")
     return (
         "## Usage\n\nInstall tvr (from its repository: `pip install -e .`), then `import tvr`: importing it registers "
-        "tvr's models and processor with transformers' Auto classes. Without it, `AutoModel` says it does not "
+        "tvr's models, processor and pipelines with transformers' Auto classes. Without it, `AutoModel` says it does not "
         "recognize the architecture and `AutoProcessor` returns a bare tokenizer." + where + "\n\n"
         + usage_snippet(name)
         + "\n\nPublish a tvr model folder with `tvr card FOLDER --push-to-hub you/name` (model, processor and this "
@@ -285,8 +292,25 @@ def _intended_use_section(license: str | None) -> str:
 
 
 def usage_snippet(model_id: str) -> str:
-    """The Python usage example of the card: load, encode a few texts and videos, score them."""
+    """The Python usage example of the card: the two pipelines, then the model contract (load, encode a few texts
+    and videos, score them)."""
     return f'''```python
+from transformers import pipeline
+
+import tvr  # registers tvr's models, processors and pipelines
+
+retriever = pipeline("video-text-retrieval", model="{model_id}")
+retriever("a dog runs on the beach", videos=["video1.mp4", "video2.mp4"])  # videos ranked, best first
+retriever("a dog runs on the beach", index="my_videos.index", top_k=10)    # search a `tvr index` folder
+retriever(videos=["video1.mp4"], texts=["a person is cooking", "a dog runs"])  # captions ranked for a video
+
+classifier = pipeline("zero-shot-video-classification", model="{model_id}")
+classifier("video1.mp4", candidate_labels=["cooking", "dogs", "sports"], hypothesis_template="a video of {{}}.")
+```
+
+The pipelines score with the model's own gallery scoring (`model.score_gallery`); the same steps by hand:
+
+```python
 import torch
 from transformers import AutoModel, AutoProcessor
 
@@ -309,6 +333,13 @@ index (`tvr index` / `tvr search` build and query one over a video folder), and 
 numbers below.'''
 
 
+def _space_link(space: str | None) -> str:
+    if not space:
+        return ""
+    return (f"\n\nTry it in the browser: [{space}](https://huggingface.co/spaces/{space}), a Gradio Space made with "
+            "`tvr space` (text search over videos, zero-shot labels and captions for an uploaded video).")
+
+
 def write_model_card(
     model_dir: str | os.PathLike,
     eval_results: Sequence[str | os.PathLike | Mapping[str, Any]] = (),
@@ -319,6 +350,7 @@ def write_model_card(
     datasets: Sequence[str] | None = None,
     license: str | None = DEFAULT_LICENSE,
     training_command: str | None = None,
+    space: str | None = None,
 ) -> ModelCard:
     """Write ``README.md`` (and ``training_curves.png`` from ``train_log``) into a saved model folder.
 
@@ -328,7 +360,7 @@ def write_model_card(
         train_log: JSON-lines training log to plot.
         training_config: the training arguments: a dict or a JSON / YAML file.
         model_id: Hub repo id the card refers to; default ``model_dir``.
-        base_model, datasets, license, training_command: see :func:`build_model_card`.
+        base_model, datasets, license, training_command, space: see :func:`build_model_card`.
 
     Returns:
         The card that was written.
@@ -355,9 +387,102 @@ def write_model_card(
         license=license,
         num_parameters=count_parameters(model_dir),
         training_command=training_command,
+        space=space,
     )
     atomic_write_text(model_dir / "README.md", str(card))  # what card.save writes, crash-safely
     return card
+
+
+def write_adapter_card(
+    adapter_dir: str | os.PathLike,
+    eval_results: Sequence[str | os.PathLike | Mapping[str, Any]] = (),
+    train_log: str | os.PathLike | None = None,
+    training_config: str | os.PathLike | Mapping[str, Any] | None = None,
+    model_id: str | None = None,
+    base_model: str | None = None,
+    datasets: Sequence[str] | None = None,
+    license: str | None = None,
+) -> ModelCard:
+    """Write ``README.md`` into a ``peft`` adapter folder (``adapter_config.json`` + ``adapter_model.safetensors``)
+    whose ``base_model_name_or_path`` is a saved tvr base folder: the model card of the base's method, plus what the
+    adapter is (trainable parameters and their share of the base) and how to load it.
+
+    Args: as :func:`write_model_card`; ``base_model`` is the image-text model the base was built from (e.g.
+    ``openai/clip-vit-base-patch32``), which the loading snippet builds the base from.
+    """
+    adapter_dir = Path(adapter_dir)
+    adapter_config = json.loads((adapter_dir / "adapter_config.json").read_text(encoding="utf-8"))
+    base_dir = Path(adapter_config.get("base_model_name_or_path") or "")
+    if not (base_dir / "config.json").is_file():
+        raise FileNotFoundError(f"{adapter_dir}: its base_model_name_or_path {os.fspath(base_dir)!r} is not a saved "
+                                "model folder")
+    config = json.loads((base_dir / "config.json").read_text(encoding="utf-8"))
+    if isinstance(training_config, (str, os.PathLike)):
+        training_config = _read_config(training_config)
+    curves = None
+    if train_log is not None:
+        plot_training_curves(train_log, adapter_dir / TRAINING_CURVES_FILE)
+        curves = TRAINING_CURVES_FILE
+    model_id = model_id or os.fspath(adapter_dir)
+    base_parameters = count_parameters(base_dir) or 0
+    card = build_model_card(config, model_id, eval_results=[load_eval_results(result) for result in eval_results],
+                            base_model=base_model, training_config=training_config, training_curves=curves,
+                            datasets=datasets, license=license, num_parameters=base_parameters)
+    section = adapter_section(adapter_dir, adapter_config, config, base_parameters, model_id, base_model, base_dir)
+    card = ModelCard(card.content.replace("\n## Usage\n", f"\n{section}\n\n## Usage\n", 1))
+    card.save(adapter_dir / "README.md")
+    return card
+
+
+def adapter_section(adapter_dir: Path, adapter_config: Mapping[str, Any], config: Mapping[str, Any],
+                    base_parameters: int, model_id: str, base_model: str | None, base_dir: Path) -> str:
+    """The card section of a LoRA adapter: what it trains, its size and share of the base, how to load it."""
+    from safetensors import safe_open
+
+    from ..modeling.methods import METHODS
+
+    lora = carried = 0
+    with safe_open(adapter_dir / "adapter_model.safetensors", framework="pt") as weights:
+        for name in weights.keys():
+            size = math.prod(weights.get_slice(name).get_shape())
+            lora, carried = (lora + size, carried) if ".lora_" in name else (lora, carried + size)
+    trainable = lora + (carried if config.get("global_tokens_trainable") else 0)
+    entry = METHODS.get(config["model_type"])
+    model_class = entry.model_class.__name__ if entry is not None else "AutoModel"
+    defaults = entry.config_class().to_dict() if entry is not None else {}
+    from transformers import PreTrainedConfig
+
+    skip = {"text_config", "vision_config", "temporal_config", "projection_dim", "logit_scale_init_value"}
+    skip |= set(PreTrainedConfig().to_dict()) | {"architectures", "transformers_version", "dtype", "torch_dtype"}
+    fields = {key: value for key, value in config.items()
+              if key in defaults and key not in skip and value != defaults[key] and _is_plain(value)}
+    modules = ", ".join(f"`{name}`" for name in adapter_config.get("modules_to_save") or [])
+    source = base_model or "IMAGE_TEXT_MODEL"
+    return f"""## Adapter
+
+This repository holds a **LoRA adapter only** (`adapter_config.json` + `adapter_model.safetensors`, \
+{(adapter_dir / "adapter_model.safetensors").stat().st_size / 1e6:.2f} MB), trained with `peft` on a frozen \
+`{model_class}` built from `{source}`: rank {adapter_config.get("r")} on `{adapter_config.get("target_modules")}`, \
+**{trainable:,} trainable parameters, {100 * trainable / max(base_parameters, 1):.3f} % of the base's \
+{base_parameters:,}**. {f"The adapter also carries {modules} ({carried:,} values), so it works on any base built from "
+f"the same image-text model." if modules else ""}
+
+```python
+from peft import PeftModel
+
+import tvr
+
+base = tvr.{model_class}.from_image_text_model("{source}", **{fields!r})
+model = PeftModel.from_pretrained(base, "{model_id}").eval()
+merged = model.merge_and_unload()  # optional: a plain {model_class}, the deltas merged into the weights
+```
+
+Where the base folder recorded in `adapter_config.json` (`{os.fspath(base_dir)}`) exists, \
+`AutoModel.from_pretrained("{model_id}")` loads base and adapter in one call (transformers' PEFT integration)."""
+
+
+def _is_plain(value: Any) -> bool:
+    return _is_scalar(value) or (isinstance(value, list) and all(_is_scalar(item) for item in value))
 
 
 def count_parameters(model_dir: str | os.PathLike) -> int | None:

@@ -26,6 +26,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--datasets", nargs="+", default=None, help="Hub dataset ids for the card metadata")
     parser.add_argument("--license", default="apache-2.0",
                         help="license id for the card metadata (default: apache-2.0, tvr's; e.g. mit, other)")
+    parser.add_argument("--space", metavar="SPACE_ID", default=None,
+                        help="a Space running the model (`tvr space`), linked from the card")
     parser.add_argument("--push-to-hub", metavar="REPO_ID", default=None, help="upload the folder to this repo")
     parser.add_argument("--private", action="store_true", help="create the repo private")
     parser.set_defaults(func=run)
@@ -45,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
         base_model=args.base_model,
         datasets=args.datasets,
         license=args.license,
+        space=args.space,
     )
     print(f"wrote {args.model_dir}/README.md")
     if args.push_to_hub:

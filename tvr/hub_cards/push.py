@@ -67,8 +67,9 @@ def push_to_hub(
             if processor is not None:
                 raise ValueError("processor is saved with a model object; a folder must already hold its files")
             folder = Path(folder_or_model)
-            if not (folder / "config.json").is_file():
-                raise FileNotFoundError(f"{folder}/config.json not found: expected a folder saved with save_pretrained")
+            if not (folder / "config.json").is_file() and not (folder / "adapter_config.json").is_file():
+                raise FileNotFoundError(f"{folder}/config.json not found: expected a folder saved with save_pretrained "
+                                        "(or a peft adapter folder)")
         else:
             folder = Path(staging)
             folder_or_model.save_pretrained(folder)

@@ -6,6 +6,7 @@ Importing this package registers every method (`methods.METHODS`) with the Auto 
 
 from .base import CLIPRetrievalPreTrainedModel
 from .configuration_clip4clip import CLIP4ClipConfig, TemporalTransformerConfig
+from .configuration_dual_attention import DualAttentionConfig
 from .configuration_eercf import EERCFConfig
 from .configuration_emcl import EMCLConfig
 from .configuration_internvideo import InternVideoConfig
@@ -13,6 +14,7 @@ from .heads import MeanPHead, SeqLSTMHead, SeqTransfHead, TemporalTransformer, T
 from .losses import contrastive_loss, sigmoid_loss
 from .methods import METHODS, Method, register_method
 from .modeling_clip4clip import CLIP4ClipModel, CLIP4ClipPreTrainedModel
+from .modeling_dual_attention import DualAttentionModel
 from .modeling_eercf import EERCFModel
 from .modeling_emcl import EMCLModel
 from .modeling_internvideo import InternVideoModel, InternVideoPreTrainedModel, InternVideoVideoEncoding
@@ -32,6 +34,8 @@ __all__ = [
     "CLIP4ClipModel",
     "CLIP4ClipPreTrainedModel",
     "CLIPRetrievalPreTrainedModel",
+    "DualAttentionConfig",
+    "DualAttentionModel",
     "EERCFConfig",
     "EERCFModel",
     "EMCLConfig",

@@ -302,17 +302,24 @@ class CLIPRetrievalPreTrainedModel(PreTrainedModel):
         Returns:
             `BaseModelOutputWithPooling`: `pooler_output` `(batch_size, projection_dim)` is the mean over valid
             frames of the projected frame features (`encode_video(...).frame_features`, not normalised, before the
-            method's temporal head); `last_hidden_state` `(batch_size, num_frames, num_tokens, vision_width)`, the
+            method's temporal head; a method without per-frame features gives its `video_features`);
+            `last_hidden_state` `(batch_size, num_frames, num_tokens, vision_width)`, the
             last vision layer's output per frame; `hidden_states` / `attentions` per frame when asked. For the
             method's own normalised video embedding (what a vector index stores), use `get_video_embeds`.
         """
         with self.clip.capture(*self._output_flags(output_hidden_states, output_attentions)) as captured:
             video_encoding = self.encode_video(pixel_values_videos, video_mask)
+        frame_features = getattr(video_encoding, "frame_features", None)
+        if frame_features is not None:
+            pooled = masked_mean(frame_features, video_encoding.video_mask)
+        else:  # a method with its own vision loop and no per-frame features (DAVRL): its video feature
+            pooled = video_encoding.video_features
+        vision = captured.vision or BaseModelOutputWithPooling()
         return BaseModelOutputWithPooling(
-            last_hidden_state=captured.vision.last_hidden_state,
-            pooler_output=masked_mean(video_encoding.frame_features, video_encoding.video_mask),
-            hidden_states=captured.vision.hidden_states,
-            attentions=captured.vision.attentions,
+            last_hidden_state=vision.last_hidden_state,
+            pooler_output=pooled,
+            hidden_states=vision.hidden_states,
+            attentions=vision.attentions,
         )
 
     def get_text_embeds(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:

@@ -83,7 +83,8 @@ class TemporalTransformer(nn.Module):
 
 def _shape_difference(shapes: dict, text_shapes: dict) -> str:
     names = sorted(set(shapes) | set(text_shapes))
-    return ", ".join(f"{n}: {shapes.get(n)} vs {text_shapes.get(n)}" for n in names if shapes.get(n) != text_shapes.get(n))
+    differing = [name for name in names if shapes.get(name) != text_shapes.get(name)]
+    return ", ".join(f"{name}: {shapes.get(name)} vs {text_shapes.get(name)}" for name in differing)
 
 
 @torch.no_grad()

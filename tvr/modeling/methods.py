@@ -9,10 +9,12 @@ from transformers import AutoConfig, AutoModel, AutoProcessor, AutoVideoProcesso
 
 from ..processing import TVRProcessor, TVRVideoProcessor
 from .configuration_clip4clip import CLIP4ClipConfig
+from .configuration_dual_attention import DualAttentionConfig
 from .configuration_eercf import EERCFConfig
 from .configuration_emcl import EMCLConfig
 from .configuration_internvideo import InternVideoConfig
 from .modeling_clip4clip import CLIP4ClipModel
+from .modeling_dual_attention import DualAttentionModel
 from .modeling_eercf import EERCFModel
 from .modeling_emcl import EMCLModel
 from .modeling_internvideo import InternVideoModel
@@ -58,7 +60,12 @@ for _method in (
     Method("EMCL-Net", "https://arxiv.org/abs/2211.11427", EMCLConfig, EMCLModel, "tvr.convert.emcl"),
     Method("EERCF", "https://arxiv.org/abs/2401.00701", EERCFConfig, EERCFModel, "tvr.convert.eercf"),
     Method(
-        "InternVideo", "https://arxiv.org/abs/2212.03191", InternVideoConfig, InternVideoModel, "tvr.convert.internvideo"
+        "InternVideo", "https://arxiv.org/abs/2212.03191", InternVideoConfig, InternVideoModel,
+        "tvr.convert.internvideo",
+    ),
+    Method(
+        "DAVRL", "https://github.com/bzy-source/DAVRL", DualAttentionConfig, DualAttentionModel,
+        "tvr.convert.dual_attention",
     ),
 ):
     register_method(_method)

@@ -1,6 +1,6 @@
 # Copyright 2026 The tvr authors. Licensed under the Apache License, Version 2.0.
-"""EMCL-Net (Jin et al., NeurIPS 2022) on a transformers image-text tower: text-conditioned frame pooling + joint EM on text and
-video features.
+"""EMCL-Net (Jin et al., NeurIPS 2022) on a transformers image-text tower: text-conditioned frame pooling + joint EM
+on text and video features.
 
 Reference: github.com/jpthu17/EMCL (video_retrieval/EMCL-Net). A converted original checkpoint with the original's
 initial EM bases gives the original similarity matrix (fp32, atol 1e-5; see tests/test_convert_emcl.py).
@@ -95,8 +95,8 @@ class EMCLPreTrainedModel(CLIPRetrievalPreTrainedModel):
 
 
 class EMCLModel(EMCLPreTrainedModel):
-    """EMCL-Net: an image-text tower (`self.clip`), a temporal head (`self.temporal`), text-conditioned frame pooling and the
-    EM module (`self.em`, bases in the buffer `em.bases`).
+    """EMCL-Net: an image-text tower (`self.clip`), a temporal head (`self.temporal`), text-conditioned frame pooling and
+    the EM module (`self.em`, bases in the buffer `em.bases`).
 
     Example:
 

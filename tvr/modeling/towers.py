@@ -153,7 +153,7 @@ class FrameEncoderOutput(ModelOutput):
 
 @dataclass
 class TowerCapture:
-    """What the tower's towers produced inside `ImageTextTower.capture(...)`: the last text and vision outputs.
+    """What the text and vision towers produced inside `ImageTextTower.capture(...)`: their last outputs.
 
     Attributes:
         output_hidden_states: what was asked for: `True`, or indices of the hidden states to keep (the others are
@@ -245,7 +245,9 @@ class ImageTextTower(nn.Module):
 
     # -------------------------------------------------------------------------------------------------- text
 
-    def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> BaseModelOutputWithPooling:
+    def encode_text(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None
+    ) -> BaseModelOutputWithPooling:
         """Run the text tower.
 
         Args:
@@ -259,13 +261,14 @@ class ImageTextTower(nn.Module):
         """
         mask = attention_mask if self.family.text_uses_attention_mask else None
         capture = self._capture
-        flags = {}
-        if capture is not None:
-            flags = {"output_hidden_states": capture.output_hidden_states, "output_attentions": capture.output_attentions}
-        outputs = self.text_model(input_ids=input_ids, attention_mask=mask, return_dict=True, **flags)
+        flags = {} if capture is None else {"output_hidden_states": capture.output_hidden_states}
+        # attention weights are recorded here, as for the frames, whatever attention module a method puts in a layer
+        with self._recording_attentions(capture, self.text_model.encoder.layers) as attentions:
+            outputs = self.text_model(input_ids=input_ids, attention_mask=mask, return_dict=True, **flags)
         if self.family.has_projections:
             outputs.pooler_output = self.text_projection(outputs.pooler_output)
         if capture is not None:
+            outputs.attentions = tuple(a for a in attentions if a is not None) or None
             capture.text = outputs
         return outputs
 
@@ -348,7 +351,7 @@ class ImageTextTower(nn.Module):
         hidden_states = self.embed_frames(pixel_values_videos)
         all_hidden_states = [hidden_states]
         kept: dict[int, torch.Tensor] = {}
-        with self._recording_attentions(capture) as attentions:
+        with self._recording_attentions(capture, self.vision_layers) as attentions:
             for index, layer in enumerate(self.vision_layers):
                 hidden_states = layer(hidden_states, None)
                 if keep_all:
@@ -383,13 +386,15 @@ class ImageTextTower(nn.Module):
             layer_outputs=tuple(kept[index] for index in output_layers) if output_layers is not None else None,
         )
 
+    @staticmethod
     @contextlib.contextmanager
-    def _recording_attentions(self, capture: TowerCapture | None) -> Iterator[list]:
-        """Collect each vision layer's attention weights while `encode_frames` runs its layers (when captured)."""
+    def _recording_attentions(capture: TowerCapture | None, layers: nn.ModuleList) -> Iterator[list]:
+        """Collect each layer's attention weights while the layers run (when captured; eager attention only: SDPA
+        forms no weights)."""
         attentions: list = []
         handles = []
         if capture is not None and capture.output_attentions:
-            for layer in self.vision_layers:
+            for layer in layers:
                 handles.append(layer.self_attn.register_forward_hook(lambda _, __, out: attentions.append(out[1])))
         try:
             yield attentions

@@ -11,13 +11,14 @@ from .sampling import (
     slice_frame_indices,
 )
 from .tokenizer import train_clip_tokenizer
-from .video_processing_tvr import TVRVideoProcessor, TVRVideosKwargs
+from .video_processing_tvr import TVRVideoProcessor, TVRVideoProcessorKwargs, TVRVideosKwargs
 
 __all__ = [
     "TEXT_PADDINGS",
     "TVRProcessor",
     "TVRProcessorKwargs",
     "TVRVideoProcessor",
+    "TVRVideoProcessorKwargs",
     "TVRVideosKwargs",
     "clip_frame_range",
     "order_frame_indices",

@@ -1,40 +1,45 @@
 """``TVRProcessor``: a tokenizer and a :class:`TVRVideoProcessor` behind one call; the processor of an image-text
 tower with its conventions (:func:`processor_for_image_text_model`)."""
 
+import contextlib
 import html
 import os
-from typing import Any
+from typing import Any, Iterator
 
 from transformers.feature_extraction_utils import BatchFeature
 from transformers.processing_utils import ProcessingKwargs, ProcessorMixin, Unpack
 
-from .video_processing_tvr import TVRVideoProcessor, TVRVideosKwargs
+from .video_processing_tvr import TVRVideoProcessor, TVRVideoProcessorKwargs
 
 TEXT_PADDINGS = ("clip4clip", "max_length")
 
 
 class TVRProcessorKwargs(ProcessingKwargs, total=False):
-    """Call options of :class:`TVRProcessor`: ``max_words`` plus every :class:`TVRVideosKwargs` option."""
+    """Call options of :class:`TVRProcessor`: the tokenizer's (``padding``, ``max_length``, ``truncation``; default
+    ``padding="max_length"`` to the processor's ``max_words``) and every :class:`TVRVideoProcessorKwargs` option."""
 
-    max_words: int
-    videos_kwargs: TVRVideosKwargs
+    videos_kwargs: TVRVideoProcessorKwargs
+    _defaults = {"text_kwargs": {"padding": "max_length", "truncation": True}}
 
 
 class TVRProcessor(ProcessorMixin):
     r"""Captions to ``input_ids`` / ``attention_mask`` and videos to ``pixel_values_videos`` / ``video_mask``.
 
-    Text is tokenised as the tower was trained (``text_padding``): for CLIP as CLIP4Clip does,
-    ``[<|startoftext|>] + bpe[: max_words - 2] + [<|endoftext|>]``, padded with id 0 to ``max_words``
-    (``attention_mask`` is 1 on the real tokens); for SigLIP / MetaCLIP 2 with the tokenizer's own special tokens
-    and pad id, padded to ``max_words`` (``padding="max_length"``). HTML entities are unescaped first, as CLIP's own
-    tokenizer does. Videos go to the :class:`TVRVideoProcessor`, with any of its options passed through this call.
+    Text goes through the tokenizer with ``padding="max_length"``, ``truncation=True`` and ``max_length=max_words``
+    unless the call says otherwise (``padding="longest"``, ``max_length=64``, ...). With ``text_padding="clip4clip"``
+    (CLIP towers) the padding positions hold id 0, CLIP4Clip's layout
+    ``[<|startoftext|>] + bpe[: max_words - 2] + [<|endoftext|>] + [0, ...]``; with ``"max_length"`` (SigLIP,
+    MetaCLIP 2) the tokenizer's own pad id. ``attention_mask`` is 1 on the real tokens. HTML entities are unescaped
+    first, as CLIP's own tokenizer does. Videos go to the :class:`TVRVideoProcessor`, with any of its options
+    passed through this call.
 
     Args:
         video_processor: a :class:`TVRVideoProcessor`.
         tokenizer: the tower's tokenizer (``CLIPTokenizer``: the OpenAI vocabulary or one from
             :func:`train_clip_tokenizer`; SigLIP's; MetaCLIP 2's).
-        max_words: caption length in tokens, special tokens included (CLIP4Clip: 32; paragraphs: 64; SigLIP: 64).
-        text_padding: ``"clip4clip"`` or ``"max_length"``, as above.
+        max_words: caption length in tokens, special tokens included (CLIP4Clip: 32; paragraphs: 64; SigLIP: 64);
+            the default ``max_length`` of a call.
+        text_padding: ``"clip4clip"`` (pad id 0) or ``"max_length"`` (the tokenizer's pad id), as above.
 
     Example:
         >>> processor = TVRProcessor(TVRVideoProcessor(), CLIPTokenizer.from_pretrained(folder))  # doctest: +SKIP
@@ -69,33 +74,62 @@ class TVRProcessor(ProcessorMixin):
         if text is None and videos is None:
             raise ValueError("TVRProcessor needs text, videos or both")
         options = self._merge_kwargs(TVRProcessorKwargs, tokenizer_init_kwargs=self.tokenizer.init_kwargs, **kwargs)
-        return_tensors = kwargs.get("return_tensors")
         data = {}
         if text is not None:
-            data.update(self._tokenize(text, options.get("max_words", self.max_words)))
+            text_kwargs = dict(options["text_kwargs"])
+            if text_kwargs.get("max_length") is None:  # neither the call nor the tokenizer's own settings give one
+                text_kwargs["max_length"] = self.max_words
+            data.update(self._tokenize(text, text_kwargs))
         if videos is not None:
             data.update(self.video_processor(videos, **options["videos_kwargs"]))
+        # a flat or nested return_tensors reaches every modality's kwargs
+        return_tensors = options["text_kwargs"].get("return_tensors") or options["videos_kwargs"].get("return_tensors")
         return BatchFeature(data=data, tensor_type=return_tensors, skip_tensor_conversion=["video_metadata"])
 
-    def _tokenize(self, text: str | list[str], max_words: int) -> dict[str, list[list[int]]]:
-        """Captions -> ``max_words`` ids each, in the ``text_padding`` layout (see the class doc)."""
+    def _tokenize(self, text: str | list[str], text_kwargs: dict[str, Any]) -> dict[str, list[list[int]]]:
+        """Captions -> ids and mask through the tokenizer, in the ``text_padding`` layout (see the class doc)."""
         texts = [text] if isinstance(text, str) else text
         if not isinstance(texts, (list, tuple)) or not all(isinstance(item, str) for item in texts):
             raise TypeError(f"text must be a string or a list of strings, got {type(text).__name__}")
         # CLIP's basic_clean unescapes HTML entities twice (CLIPTokenizer's normaliser does not)
         texts = [html.unescape(html.unescape(item)) for item in texts]
-        if self.text_padding == "max_length":
-            encoded = self.tokenizer(texts, padding="max_length", truncation=True, max_length=max_words)
-            return {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]}
-        # truncation keeps the special tokens: [start] + bpe[: max_words - 2] + [end]
-        encoded = self.tokenizer(texts, truncation=True, max_length=max_words, add_special_tokens=True)["input_ids"]
-        input_ids = [ids + [0] * (max_words - len(ids)) for ids in encoded]
-        attention_mask = [[1] * len(ids) + [0] * (max_words - len(ids)) for ids in encoded]
+        text_kwargs.pop("return_tensors", None)
+        # truncation keeps the special tokens: [start] + bpe[: max_length - 2] + [end]
+        with _backend_settings_kept(self.tokenizer):
+            encoded = self.tokenizer(texts, **text_kwargs)
+        input_ids, attention_mask = encoded["input_ids"], encoded["attention_mask"]
+        if self.text_padding == "clip4clip":
+            input_ids = [
+                [token if keep else 0 for token, keep in zip(ids, mask)] for ids, mask in zip(input_ids, attention_mask)
+            ]
         return {"input_ids": input_ids, "attention_mask": attention_mask}
 
     @property
     def model_input_names(self) -> list[str]:
         return ["input_ids", "attention_mask", "pixel_values_videos", "video_mask"]
+
+
+@contextlib.contextmanager
+def _backend_settings_kept(tokenizer: Any) -> Iterator[None]:
+    """Undo the truncation / padding a call leaves in a fast tokenizer's backend: otherwise the next save writes the
+    last call's ``max_length`` into the folder, and the reloaded tokenizer imposes it on every later call."""
+    backend = getattr(tokenizer, "_tokenizer", None)
+    if backend is None:
+        yield
+        return
+    truncation, padding = backend.truncation, backend.padding
+    try:
+        yield
+    finally:
+        if truncation is None:
+            backend.no_truncation()
+        else:
+            backend.enable_truncation(**truncation)
+        if padding is None:
+            backend.no_padding()
+        else:
+            backend.enable_padding(**{key: value for key, value in padding.items() if key != "pad_type_id"},
+                                   pad_type_id=padding.get("pad_type_id", 0))
 
 
 def processor_for_image_text_model(

@@ -19,7 +19,7 @@ from .sampling import sample_frame_indices
 Seconds = int | float
 
 
-class TVRVideosKwargs(VideosKwargs, total=False):
+class TVRVideoProcessorKwargs(VideosKwargs, total=False):
     """Options of :class:`TVRVideoProcessor` beyond transformers' ``VideosKwargs``.
 
     ``fps`` (frames per second, default 1) and ``num_frames`` (fixed count, default ``None``) come from
@@ -88,6 +88,7 @@ class TVRVideoProcessor(BaseVideoProcessor):
     do_rescale = True
     do_normalize = True
     do_sample_frames = True
+    do_convert_rgb = True  # every frame becomes RGB (grey repeated, alpha dropped)
     fps = 1
     num_frames = None
     max_frames = 12
@@ -98,19 +99,21 @@ class TVRVideoProcessor(BaseVideoProcessor):
     end = None
     seed = None
     decode_threads = 1
-    valid_kwargs = TVRVideosKwargs
+    valid_kwargs = TVRVideoProcessorKwargs
     model_input_names = ["pixel_values_videos", "video_mask"]
 
-    def __init__(self, **kwargs: Unpack[TVRVideosKwargs]) -> None:
+    def __init__(self, **kwargs: Unpack[TVRVideoProcessorKwargs]) -> None:
         super().__init__(**kwargs)
 
-    def preprocess(self, videos: Any, **kwargs: Unpack[TVRVideosKwargs]) -> BatchFeature:
+    def preprocess(self, videos: Any, **kwargs: Unpack[TVRVideoProcessorKwargs]) -> BatchFeature:
         """Turn one video or a batch of videos into ``pixel_values_videos`` and ``video_mask`` (see the class doc)."""
         validate_kwargs(
             captured_kwargs=kwargs.keys(),
             valid_processor_keys=list(self.valid_kwargs.__annotations__) + ["return_tensors"],
         )
         validate_typed_dict(self.valid_kwargs, kwargs)
+        # the seeds' layout pads every video to max_frames; a call that asks for its own frame count gets that many
+        pad_to_max_frames = "num_frames" not in kwargs and "fps" not in kwargs
         for name in self.valid_kwargs.__annotations__:
             kwargs.setdefault(name, getattr(self, name, None))
 
@@ -140,7 +143,7 @@ class TVRVideoProcessor(BaseVideoProcessor):
         max_frames = kwargs.pop("max_frames")
         processed = self._preprocess(videos=frames, return_tensors=None, **kwargs)["pixel_values_videos"]
 
-        pixel_values, video_mask = _pad_frames(processed, max_frames)
+        pixel_values, video_mask = _pad_frames(processed, max_frames if pad_to_max_frames else None)
         data = {"pixel_values_videos": pixel_values, "video_mask": video_mask}
         if return_metadata:
             data["video_metadata"] = metadata
@@ -244,6 +247,11 @@ class TVRVideoProcessor(BaseVideoProcessor):
         """Frame indices to decode from one video; errors name the video."""
         try:
             if do_sample_frames:
+                num_frames = sampling.get("num_frames") or self.num_frames
+                if num_frames is not None and num_frames > metadata.total_num_frames:
+                    raise ValueError(
+                        f"num_frames={num_frames} asks for more frames than the video's {metadata.total_num_frames}"
+                    )
                 return self.sample_frames(metadata, max_frames=max_frames, **sampling)
             if metadata.total_num_frames < 1:  # the output must hold at least one real frame per video
                 raise ValueError("0 frames (every video needs at least one)")
@@ -306,22 +314,38 @@ def _describe(value: Any) -> str:
 
 
 def _frames_to_array(video: Any, name: str) -> np.ndarray:
-    """Frames given in memory -> ``(num_frames, height, width, 3)`` uint8 array."""
+    """Frames given in memory -> ``(num_frames, height, width, 3)`` uint8 RGB array.
+
+    Arrays and tensors may be channels-last ``(T, H, W, C)`` or channels-first ``(T, C, H, W)`` (read as such when
+    the last axis is not a channel count and the second is); grey (1 channel) and RGBA (4, alpha dropped) frames
+    are converted to RGB, as PIL frames are (``do_convert_rgb``).
+    """
     if isinstance(video, (list, tuple)):
         video = [np.asarray(frame.convert("RGB")) if hasattr(frame, "convert") else frame for frame in video]
-        video = np.stack([frame.numpy() if isinstance(frame, torch.Tensor) else frame for frame in video])
+        video = np.stack([frame.cpu().numpy() if isinstance(frame, torch.Tensor) else frame for frame in video])
     elif isinstance(video, torch.Tensor):
         video = video.cpu().numpy()
-    if video.dtype != np.uint8 or video.shape[-1] != 3:
+    if video.ndim == 4 and video.shape[-1] not in _CHANNELS and video.shape[1] in _CHANNELS:
+        video = video.transpose(0, 2, 3, 1)
+    if video.dtype != np.uint8 or video.ndim != 4 or video.shape[-1] not in _CHANNELS:
         raise ValueError(
-            f"video '{name}': expected uint8 RGB frames of shape (num_frames, height, width, 3), "
-            f"got {video.dtype} of shape {video.shape}"
+            f"video '{name}': expected uint8 frames of shape (num_frames, height, width, channels) or (num_frames, "
+            f"channels, height, width) with 1, 3 or 4 channels, got {video.dtype} of shape {video.shape}"
         )
-    return video
+    if video.shape[-1] == 1:
+        video = np.repeat(video, 3, axis=-1)
+    return np.ascontiguousarray(video[..., :3])
+
+
+_CHANNELS = (1, 3, 4)
 
 
 def _metadata_for_frames(metadata: VideoMetadata | dict | None, total_frames: int) -> VideoMetadata:
-    """Metadata of in-memory frames: the given frame rate, or 1 fps (each frame is one second) without one."""
+    """Metadata of in-memory frames: the given frame rate, or 1 fps (each frame is one second) without one.
+
+    A video's metadata may come wrapped in a one-element list, as transformers' processors nest it."""
+    if isinstance(metadata, (list, tuple)) and len(metadata) == 1:
+        metadata = metadata[0]
     if isinstance(metadata, dict):
         metadata = VideoMetadata(**metadata)
     fps = metadata.fps if metadata is not None and metadata.fps else 1.0
@@ -337,9 +361,10 @@ def _per_video(name: str, value: Any, batch_size: int) -> list:
     return [value] * batch_size
 
 
-def _pad_frames(videos: list[torch.Tensor], max_frames: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _pad_frames(videos: list[torch.Tensor], max_frames: int | None) -> tuple[torch.Tensor, torch.Tensor]:
     """Stack ``(num_frames_i, 3, H, W)`` videos into zero-padded ``(batch, max_frames, 3, H, W)`` values and a
-    ``(batch, max_frames)`` mask."""
+    ``(batch, max_frames)`` mask (``max_frames=None``: as many frames as the longest video)."""
+    max_frames = max_frames or max(len(video) for video in videos)
     shapes = {tuple(video.shape[1:]) for video in videos}
     if len(shapes) > 1:
         raise ValueError(f"processed frames differ in size {sorted(shapes)}; enable do_center_crop to batch them")
@@ -351,4 +376,7 @@ def _pad_frames(videos: list[torch.Tensor], max_frames: int) -> tuple[torch.Tens
     return pixel_values, video_mask
 
 
-__all__ = ["TVRVideoProcessor", "TVRVideosKwargs"]
+# tvr 0.1's name of the options class (transformers names it after the processor)
+TVRVideosKwargs = TVRVideoProcessorKwargs
+
+__all__ = ["TVRVideoProcessor", "TVRVideoProcessorKwargs", "TVRVideosKwargs"]

@@ -187,9 +187,7 @@ def save_checkpoint(accelerator, model: nn.Module, optimizer, scheduler, progres
     accelerator.wait_for_everyone()
     staging = staging_directory(final, unique=False)  # every process writes its RNG state here
     if accelerator.is_main_process:
-        from safetensors.torch import save_model
-
-        save_model(model, os.fspath(staging / MODEL_FILE))
+        _save_weights(model, staging / MODEL_FILE)
         _phase_done("model")
         torch.save(optimizer.state_dict(), staging / OPTIMIZER_FILE)
         _phase_done("optimizer")
@@ -224,6 +222,37 @@ def save_checkpoint(accelerator, model: nn.Module, optimizer, scheduler, progres
     return final
 
 
+def _save_weights(model: nn.Module, path: Path) -> None:
+    """The model's weights, or only the adapter of a ``peft`` model (its base is frozen and saved once)."""
+    from safetensors.torch import save_file, save_model
+
+    from ..peft import is_peft_model
+
+    if is_peft_model(model):
+        from peft.utils import get_peft_model_state_dict
+
+        save_file({key: value.contiguous() for key, value in get_peft_model_state_dict(model).items()}, path)
+    else:
+        save_model(model, os.fspath(path))
+
+
+def _load_weights(model: nn.Module, path: Path) -> None:
+    from safetensors.torch import load_file, load_model
+
+    from ..peft import is_peft_model
+
+    device = str(next(model.parameters()).device)
+    if not is_peft_model(model):
+        load_model(model, os.fspath(path), device=device)
+        return
+    from peft.utils import set_peft_model_state_dict
+
+    result = set_peft_model_state_dict(model, load_file(path, device=device))
+    if result.unexpected_keys:
+        raise ValueError(f"checkpoint adapter {os.fspath(path)!r} does not fit the model: unexpected keys "
+                         f"{result.unexpected_keys}")
+
+
 # ------------------------------------------------------------------------------------------------- loading
 
 
@@ -235,12 +264,11 @@ def load_checkpoint(checkpoint: str | os.PathLike, accelerator, model: nn.Module
     A missing RNG state (e.g. more processes than the run that saved it) is warned about loudly: the run then
     continues on another random trajectory (dropout, augmentation) than the uninterrupted one.
     """
-    from safetensors.torch import load_file, load_model
+    from safetensors.torch import load_file
 
     checkpoint = Path(checkpoint)
     manifest = verify_checkpoint(checkpoint)
-    device = next(model.parameters()).device
-    load_model(model, os.fspath(checkpoint / MODEL_FILE), device=str(device))
+    _load_weights(model, checkpoint / MODEL_FILE)
     optimizer.load_state_dict(torch.load(checkpoint / OPTIMIZER_FILE, map_location="cpu", weights_only=True))
     scheduler.load_state_dict(json.loads((checkpoint / SCHEDULER_FILE).read_text(encoding="utf-8")))
     if accelerator.scaler is not None and (checkpoint / SCALER_FILE).is_file():

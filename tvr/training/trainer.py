@@ -15,6 +15,8 @@ Output folder (``config.output_dir``)::
     best/                  save_pretrained model + processor + README.md card, best t2v R@1 so far
     final/                 the same for the model at the end of training
     skipped_videos.json    training videos that could not be decoded and were left out of their batches
+    base/                  methods trained through a peft adapter (DAVRL): the frozen base model, written once;
+                           checkpoints, best/ and final/ then hold the adapter only, pointing to it
 
 Every file and folder here is written to a temporary name and renamed into place (:mod:`tvr.utils.atomic`), so a
 run killed at any instant leaves complete checkpoints, ``best/`` and ``final/`` (old or new) and resumes with
@@ -40,6 +42,13 @@ from datasets import Dataset
 from torch import nn
 from tqdm.auto import tqdm
 
+from ..peft import (
+    adapter_base_model,
+    is_peft_model,
+    load_adapter_for_training,
+    prepare_adapter_training,
+    save_adapter,
+)
 from .config import TrainingConfig
 from .data import CachedVideoProcessor, CaptionVideoSamples, TrainingCollator
 from .gather import gather_encoding
@@ -53,6 +62,7 @@ from .checkpointing import (  # noqa: F401  (list_checkpoints, resolve_checkpoin
 from .optimization import build_optimizer, build_scheduler, freeze_pretrained_layers
 
 SKIPPED_VIDEOS_FILE = "skipped_videos.json"
+ADAPTER_BASE_DIR = "base"  # under output_dir: the frozen base every saved adapter of the run points to
 BEST_METRIC = "t2v_R@1"
 CONSOLE_METRICS = ("t2v_R@1", "t2v_R@5", "t2v_R@10", "t2v_MedR", "v2t_R@1", "v2t_R@5", "v2t_R@10")
 MAX_LOGIT_SCALE = math.log(100)
@@ -111,12 +121,14 @@ class TrainingProgress:
 
 
 def build_model(config: TrainingConfig) -> nn.Module:
-    """The model of a config: ``init_from`` a saved tvr model, ``from_image_text_model`` an image-text model's
-    weights, or random from ``model_type`` + ``model_kwargs``; every registered method works through the Auto
-    classes."""
+    """The model of a config: ``init_from`` a saved tvr model (or a saved adapter, loaded trainable on its base),
+    ``from_image_text_model`` an image-text model's weights, or random from ``model_type`` + ``model_kwargs``; every
+    registered method works through the Auto classes."""
     import tvr  # noqa: F401  (registers the tvr model types with the Auto classes)
     from transformers import CONFIG_MAPPING, MODEL_MAPPING, AutoModel
 
+    if config.init_from and adapter_base_model(config.init_from):  # a saved adapter: train it further
+        return load_adapter_for_training(config.init_from, **config.model_kwargs)
     if config.init_from:
         return AutoModel.from_pretrained(config.init_from, **config.model_kwargs)
     if config.model_type not in CONFIG_MAPPING:
@@ -169,12 +181,17 @@ def save_model(model: nn.Module, processor, directory: Path, config: TrainingCon
                metrics: dict[str, float] | None = None, with_curves: bool = False) -> None:
     """``save_pretrained`` model and processor, and its model card (see :func:`write_card`), into a temporary
     folder renamed to ``directory`` when complete (a crash leaves the previous version). Refuses non-finite weights.
-    """
+    A ``peft`` model saves its adapter only, pointing to the base in ``output_dir/base``
+    (see :func:`tvr.peft.prepare_adapter_training`)."""
     from ..utils.atomic import atomic_directory
 
     check_finite_weights(model, f"saving {os.fspath(directory)!r}")
     with atomic_directory(directory) as staging:
-        model.save_pretrained(staging)
+        if is_peft_model(model):
+            base_dir = Path(config.output_dir) / ADAPTER_BASE_DIR
+            save_adapter(model, staging, os.path.abspath(base_dir) if (base_dir / "config.json").is_file() else None)
+        else:
+            model.save_pretrained(staging)
         processor.save_pretrained(staging)
         write_card(staging, config, metrics, with_curves, model_dir=directory)
 
@@ -201,9 +218,15 @@ def write_card(directory: Path, config: TrainingConfig, metrics: dict[str, float
     results = [{"dataset": dataset, "split": eval_data.get("split", "test"), **metrics}] if metrics else []
     log = Path(config.output_dir) / "metrics.jsonl"
     # named after the Hub repo or the run (`model_dir`: where `directory`, a temporary folder, is renamed to)
-    write_model_card(directory, eval_results=results, train_log=log if with_curves and log.exists() else None,
-                     training_config=config.to_dict(), base_model=config.from_image_text_model or config.init_from,
-                     model_id=config.hub_model_id or os.path.abspath(model_dir or directory))
+    card_options = dict(eval_results=results, train_log=log if with_curves and log.exists() else None,
+                        training_config=config.to_dict(), base_model=config.from_image_text_model or config.init_from,
+                        model_id=config.hub_model_id or os.path.abspath(model_dir or directory))
+    if (Path(directory) / "adapter_config.json").is_file():
+        from ..hub_cards.card import write_adapter_card
+
+        write_adapter_card(directory, **card_options)
+    else:
+        write_model_card(directory, **card_options)
 
 
 def build_train_dataloader(samples: CaptionVideoSamples, processor, config: TrainingConfig
@@ -300,7 +323,8 @@ def train(
 
     Example::
 
-        config = TrainingConfig(from_image_text_model="clip-dir", train_data={"name": "msrvtt", ...}, output_dir="runs/a")
+        config = TrainingConfig(from_image_text_model="clip-dir", train_data={"name": "msrvtt", ...},
+                                output_dir="runs/a")
         train(config)   # then AutoModel.from_pretrained("runs/a/best")
     """
     accelerator = Accelerator(
@@ -322,6 +346,9 @@ def train(
 
     # build
     model = model if model is not None else build_model(config)
+    # methods that train a peft adapter (DAVRL): the frozen base goes to output_dir/base once, training sees the
+    # wrapped model, and checkpoints, best/ and final/ hold the adapter only
+    model = prepare_adapter_training(model, output_dir / ADAPTER_BASE_DIR, accelerator.is_main_process)
     processor = processor if processor is not None else build_processor(config, model)
     if train_dataset is None:
         if config.train_data is None:
@@ -570,11 +597,12 @@ def rewrite_card(directory: Path, config: TrainingConfig, metrics: dict[str, flo
 
 
 def clamp_logit_scale(model: nn.Module) -> None:
-    """Keep every ``logit_scale`` parameter (CLIP's, at ``clip.logit_scale``, or a method's own) at most ln 100 after
-    each step, as CLIP and the seeds do, so the temperature never drops below 1/100."""
+    """Keep every trained ``logit_scale`` parameter (CLIP's, at ``clip.logit_scale``, or a method's own) at most
+    ln 100 after each step, as CLIP and the seeds do, so the temperature never drops below 1/100 (a frozen one, as in
+    DAVRL, is left exactly as loaded)."""
     with torch.no_grad():
         for name, parameter in model.named_parameters():
-            if name == "logit_scale" or name.endswith(".logit_scale"):
+            if parameter.requires_grad and (name == "logit_scale" or name.endswith(".logit_scale")):
                 parameter.clamp_(max=MAX_LOGIT_SCALE)
 
 

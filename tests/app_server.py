@@ -1,0 +1,83 @@
+"""Start a tvr Gradio app in a child process on 127.0.0.1 and a free port, wait for it, always stop it; call its
+API over loopback (used by test_app.py and test_space.py)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+START_TIMEOUT = 240  # seconds: importing gradio + torch and indexing on a busy 2-core machine
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def running_app(command: list[str], cwd: Path, tmp_path: Path, port: int | None = None):
+    """Run ``command`` (a Python command line serving a Gradio app) with ``GRADIO_SERVER_NAME=127.0.0.1`` and
+    ``GRADIO_SERVER_PORT`` set; yield its URL once it answers; kill it on exit, whatever happened."""
+    port = port or free_port()
+    env = {**os.environ, "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port),
+           "GRADIO_ANALYTICS_ENABLED": "False", "GRADIO_TEMP_DIR": str(tmp_path / "gradio"),
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
+    log = open(tmp_path / f"app-{port}.log", "w+b")
+    process = subprocess.Popen(command, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"the app exited with {process.returncode}:\n{_tail(log)}")
+            try:
+                with urllib.request.urlopen(url + "/", timeout=5):
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"the app did not answer within {START_TIMEOUT} s:\n{_tail(log)}") from None
+                time.sleep(0.5)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=20)
+        log.close()
+
+
+def call_api(url: str, api_name: str, *data, timeout: float = 120) -> list:
+    """Call a Gradio endpoint through its HTTP API (POST, then read the event stream); returns its outputs."""
+    request = urllib.request.Request(f"{url}/gradio_api/call/{api_name}",
+                                     data=json.dumps({"data": list(data)}).encode(),
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        event_id = json.load(response)["event_id"]
+    with urllib.request.urlopen(f"{url}/gradio_api/call/{api_name}/{event_id}", timeout=timeout) as response:
+        event = None
+        for raw in response:
+            line = raw.decode().strip()
+            if line.startswith("event:"):
+                event = line.split(":", 1)[1].strip()
+            elif line.startswith("data:") and event in ("complete", "error"):
+                payload = json.loads(line.split(":", 1)[1])
+                if event == "error":
+                    raise RuntimeError(f"{api_name} failed: {payload}")
+                return payload
+    raise RuntimeError(f"{api_name}: the event stream ended without a result")
+
+
+def _tail(log) -> str:
+    log.flush()
+    log.seek(0)
+    return log.read().decode(errors="replace")[-3000:]

@@ -1,0 +1,47 @@
+"""``tvr app``: a browser app for a tvr model: search a video collection with text, label an uploaded video
+zero-shot and rank captions for it. Needs gradio: ``pip install tvr[app]``.
+
+Example::
+
+    tvr app runs/clip4clip/best --videos my_videos/              # index the folder in memory, then serve
+    tvr app runs/clip4clip/best --index my_videos.index --port 8080
+"""
+
+from __future__ import annotations
+
+import argparse
+
+INSTALL_HINT = "tvr app needs gradio: pip install 'tvr[app]' (or pip install gradio)"
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "app", help="serve a browser app: text search over videos, zero-shot labels and captions for an upload",
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("model", help="folder saved with save_pretrained (model + processor), or a Hub id")
+    gallery = parser.add_mutually_exclusive_group()
+    gallery.add_argument("--index", default=None, help="folder written by `tvr index` with this model")
+    gallery.add_argument("--videos", default=None, help="folder of videos to index in memory at start")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    parser.add_argument("--port", type=int, default=7860, help="port to serve on")
+    parser.add_argument("--device", default=None, help="e.g. cuda, cpu (default: cuda when available)")
+    parser.add_argument("--batch-size", type=int, default=8, help="videos per forward pass")
+    parser.set_defaults(func=run)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        from . import ui
+    except ImportError as error:
+        if error.name != "gradio" and not (error.name or "").startswith("gradio."):
+            raise
+        raise SystemExit(f"tvr: error: {INSTALL_HINT}") from None
+    from .demo import RetrievalDemo
+
+    demo = RetrievalDemo(args.model, index=args.index, videos=args.videos, device=args.device,
+                         batch_size=args.batch_size)
+    print(f"tvr app: serving {args.model} at http://{args.host}:{args.port}", flush=True)
+    ui.launch(demo, host=args.host, port=args.port)
+    return 0

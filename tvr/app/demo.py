@@ -1,0 +1,120 @@
+"""What the app does, without the UI: :class:`RetrievalDemo` loads a model once, keeps a video index in memory and
+answers the app's two questions through tvr's pipelines. Every answer is text a person can read, bad inputs
+included, so the UI (:mod:`tvr.app.ui`) only lays it out."""
+
+from __future__ import annotations
+
+import html
+import os
+from pathlib import Path
+from typing import Any
+
+DEFAULT_TOP_K = 5
+DEFAULT_LABELS = "red, green, blue, yellow, white"
+DEFAULT_TEMPLATE = "a video of {}."
+MAX_CAPTIONS_SHOWN = 5
+
+
+class RetrievalDemo:
+    """A tvr model behind the app: text search over a video collection, and zero-shot labels and the best captions
+    for an uploaded video.
+
+    Args:
+        model: a folder saved with ``save_pretrained`` (model + processor) or a Hub id.
+        index: a folder written by ``tvr index`` (built with this model) to search.
+        videos: a folder of videos to index in memory at start (when no ``index`` is given).
+        device: e.g. ``"cpu"``, ``"cuda"`` (default: CUDA when available).
+        batch_size: videos per forward pass when indexing and labelling.
+
+    Example::
+
+        demo = RetrievalDemo("runs/clip4clip/best", videos="my_videos/")
+        gallery, table = demo.search("a dog runs", top_k=3)
+    """
+
+    def __init__(self, model: str | os.PathLike, index: str | os.PathLike | None = None,
+                 videos: str | os.PathLike | None = None, device: str | None = None, batch_size: int = 8):
+        import torch
+        from transformers import pipeline
+
+        from ..pipelines import ZeroShotVideoClassificationPipeline  # importing it registers both pipelines
+        from ..retrieval import VideoIndex
+
+        if index is not None and videos is not None:
+            raise ValueError("give an index (--index) or a video folder to index (--videos), not both")
+        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.model_name = os.fspath(model)
+        self.retriever = pipeline("video-text-retrieval", model=self.model_name, device=device, batch_size=batch_size)
+        self.classifier = ZeroShotVideoClassificationPipeline(
+            model=self.retriever.model, processor=self.retriever.processor, device=self.retriever.device,
+            batch_size=batch_size, task="zero-shot-video-classification")
+        if index is not None:
+            self.index = self.retriever.load_index(index)
+        elif videos is not None:
+            self.index = VideoIndex.build(self.retriever.model, self.retriever.processor, videos,
+                                          batch_size=batch_size, model_dir=None)
+        else:
+            self.index = None
+
+    @property
+    def video_folders(self) -> list[str]:
+        """Folders holding the indexed videos (the app may serve files from these)."""
+        if self.index is None:
+            return []
+        return sorted({os.path.dirname(os.path.abspath(path)) for path in self.index.paths})
+
+    def describe(self) -> str:
+        model = self.retriever.model
+        gallery = f"{len(self.index)} videos indexed" if self.index is not None else "no videos indexed"
+        return (f"**{type(model).__name__}** (`{model.config.model_type}`) from `{self.model_name}`, on "
+                f"{self.retriever.device}; {gallery}.")
+
+    def search(self, query: str, top_k: int = DEFAULT_TOP_K) -> tuple[list[tuple[str, str]], str]:
+        """The ``top_k`` videos for ``query``: ``(gallery items (path, caption), a Markdown table)``."""
+        query = (query or "").strip()
+        if self.index is None:
+            return [], "No videos to search: start the app with `--index INDEX_DIR` or `--videos DIR`."
+        if not query:
+            return [], "Type what happens in the video you are looking for."
+        results = self.retriever(query, index=self.index, top_k=int(top_k))
+        gallery = [(result["video"], f"{rank}. {Path(result['video']).name} ({result['score']:.3f})")
+                   for rank, result in enumerate(results, start=1)]
+        rows = [f"| {rank} | {_cell(Path(result['video']).name)} | {result['score']:.3f} |"
+                for rank, result in enumerate(results, start=1)]
+        header = f"Top {len(results)} for *{_cell(query)}*\n\n| rank | video | score |\n|---|---|---|\n"
+        table = header + "\n".join(rows)
+        return gallery, table
+
+    def analyse(self, video: Any, labels: str = DEFAULT_LABELS, captions: str = "",
+                template: str = DEFAULT_TEMPLATE) -> tuple[dict[str, float], str]:
+        """Zero-shot labels for an uploaded video (comma-separated ``labels``) and its best captions among
+        ``captions`` (one per line): ``({label: probability}, Markdown)``; a video that cannot be read gives no labels
+        and a message saying why."""
+        if video is None:
+            return {}, "Upload a video first."
+        label_list = [label.strip() for label in (labels or "").split(",") if label.strip()]
+        caption_list = [line.strip() for line in (captions or "").splitlines() if line.strip()]
+        if not label_list and not caption_list:
+            return {}, "Give some labels (comma-separated) or captions (one per line)."
+        name = Path(os.fspath(video)).name
+        try:
+            scores = {}
+            if label_list:
+                results = self.classifier(os.fspath(video), candidate_labels=label_list,
+                                          hypothesis_template=template or "{}")
+                scores = {result["label"]: result["score"] for result in results}
+            message = f"**{_cell(name)}**"
+            if caption_list:
+                ranked = self.retriever(videos=os.fspath(video), texts=caption_list)[:MAX_CAPTIONS_SHOWN]
+                rows = [f"| {rank} | {_cell(result['text'])} | {result['score']:.3f} |"
+                        for rank, result in enumerate(ranked, start=1)]
+                message += "\n\nBest captions\n\n| rank | caption | score |\n|---|---|---|\n" + "\n".join(rows)
+            return scores, message
+        except Exception as error:  # noqa: BLE001  (any decoding error: the app answers with it and keeps running)
+            reason = str(error).replace(os.fspath(video), name)
+            return {}, f"Could not read the uploaded file **{_cell(name)}** as a video: {_cell(reason)}"
+
+
+def _cell(text: str) -> str:
+    """Text safe inside a Markdown table cell."""
+    return html.escape(str(text)).replace("|", "\\|").replace("\n", " ")

@@ -1,0 +1,87 @@
+"""``pipeline("zero-shot-video-classification")``: label videos with any captions, like transformers'
+zero-shot-image-classification."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .base import VideoTextPipeline, as_text_list, as_video_list, check_top_k, ranked
+
+DEFAULT_HYPOTHESIS_TEMPLATE = "a video of {}."
+
+
+class ZeroShotVideoClassificationPipeline(VideoTextPipeline):
+    """Zero-shot video classification with any tvr model: each candidate label, put into ``hypothesis_template``,
+    is a caption; the model scores every caption against the video (``model.score_gallery``) and the scores become
+    probabilities over the labels (softmax; sigmoid per label for models trained with SigLIP's sigmoid loss, as
+    transformers does for SigLIP).
+
+    Example:
+
+    ```python
+    >>> import tvr  # registers the pipelines
+    >>> from transformers import pipeline
+    >>> classifier = pipeline("zero-shot-video-classification", model="runs/clip4clip/best")  # doctest: +SKIP
+    >>> classifier("beach.mp4", candidate_labels=["a dog", "a cat", "cooking"])  # doctest: +SKIP
+    [{'score': 0.93, 'label': 'a dog'}, {'score': 0.05, 'label': 'cooking'}, {'score': 0.02, 'label': 'a cat'}]
+    ```
+    """
+
+    def __call__(self, videos: Any = None, candidate_labels: list[str] | None = None, **kwargs):
+        """Label ``videos``.
+
+        Args:
+            videos: one video or a list (a path, bytes or a ``(frames, height, width, 3)`` uint8 array each).
+            candidate_labels: the labels, formatted with ``hypothesis_template`` (pass ``"{}"`` when they are
+                already captions).
+            hypothesis_template: default ``"a video of {}."``.
+            top_k: labels returned per video (default all).
+            batch_size: videos / captions per forward pass.
+            progress: show a progress bar while decoding (default: for more than 32 videos).
+
+        Returns:
+            For one video, a list of ``{"score", "label"}`` best first (scores sum to 1 with softmax); for a list of
+            videos, one such list each.
+        """
+        if videos is None:
+            videos = kwargs.pop("video", None)
+        if videos is None:
+            raise ValueError("zero-shot-video-classification needs a video (or a list of videos)")
+        if candidate_labels is None:
+            raise ValueError("zero-shot-video-classification needs candidate_labels=[...]")
+        labels, _ = as_text_list(candidate_labels, "candidate_labels")
+        videos, single = as_video_list(videos)
+        return super().__call__({"videos": videos, "labels": labels, "single": single}, **kwargs)
+
+    def _sanitize_parameters(self, hypothesis_template: str | None = None, top_k: int | None = None,
+                             progress: bool | None = None, **kwargs):
+        if kwargs:
+            raise TypeError(f"zero-shot-video-classification got unexpected arguments {sorted(kwargs)}")
+        preprocess, postprocess = {}, {}
+        if hypothesis_template is not None:
+            if "{}" not in hypothesis_template:
+                raise ValueError(f"hypothesis_template must contain '{{}}' where the label goes, got "
+                                 f"{hypothesis_template!r}")
+            preprocess["hypothesis_template"] = hypothesis_template
+        if progress is not None:
+            preprocess["progress"] = progress
+        if top_k is not None:
+            postprocess["top_k"] = check_top_k(top_k)
+        return preprocess, {}, postprocess
+
+    def preprocess(self, inputs: dict, batch_size: int, hypothesis_template: str = DEFAULT_HYPOTHESIS_TEMPLATE,
+                   progress: bool | None = None) -> dict:
+        captions = [hypothesis_template.format(label) for label in inputs["labels"]]
+        return {**inputs, "text_batches": self.text_batches(captions, batch_size),
+                "video_batches": self.video_batches(inputs["videos"], batch_size, progress)}
+
+    def _forward(self, model_inputs: dict) -> dict:
+        return {**model_inputs, "logits": self.score(model_inputs["text_batches"], model_inputs["video_batches"]).t()}
+
+    def postprocess(self, model_outputs: dict, top_k: int | None = None):
+        logits = model_outputs["logits"]  # (num_videos, num_labels)
+        sigmoid = getattr(self.model.config, "loss_type", "softmax") == "sigmoid"
+        probabilities = (logits.sigmoid() if sigmoid else logits.softmax(dim=-1)).tolist()
+        labels = model_outputs["labels"]
+        results = [[{"score": row[j], "label": labels[j]} for j in ranked(row, top_k)] for row in probabilities]
+        return results[0] if model_outputs["single"] else results
