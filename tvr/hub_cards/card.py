@@ -11,7 +11,7 @@ Metadata choices:
   usage section shows both pipelines (registered by ``import tvr``).
 - The title, ``model_name`` and usage name the Hub repo when known, else the model folder's name (never a temporary
   or machine-specific path).
-- ``license: apache-2.0`` (tvr's license) unless another is given, a LICENSE-independent statement the owner can change.
+- ``license: apache-2.0`` (tvr's own license) unless another is given; the owner of the weights can change it.
 - ``datasets`` lists the named benchmarks only; your own csv / jsonl data is named in the results table.
 - The training config is the fields that differ from ``TrainingConfig``'s defaults, which ``tvr train --config`` reads
   back as they are.
