@@ -34,6 +34,7 @@ import torch
 from ..modeling.configuration_dual_attention import DualAttentionConfig
 from ..modeling.modeling_dual_attention import DualAttentionModel
 from .arguments import add_config_arguments, config_overrides, parse_original_args
+from .processor import add_tokenizer_argument, save_tokenizer_or_processor
 from .openai_clip import (
     clip_config_from_openai,
     convert_openai_clip_state_dict,
@@ -207,6 +208,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     add_config_arguments(parser)
     parser.add_argument("--clip", help="OpenAI CLIP file filling the CLIP keys the checkpoint lacks")
     parser.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="float32")
+    add_tokenizer_argument(parser)
     parser.set_defaults(func=run)
     return parser
 
@@ -225,6 +227,10 @@ def run(args: argparse.Namespace) -> None:
         args.checkpoint, args.output_dir, clip=args.clip, dtype=getattr(torch, args.dtype),
         **config_overrides(args, FLAG_MAP),
     )
+    # the processor goes with the adapter (what AutoProcessor.from_pretrained(OUTPUT_DIR) reads) and with the base
+    for folder in (args.output_dir, Path(args.output_dir) / "base"):
+        if not save_tokenizer_or_processor(args.tokenizer, model.get_base_model(), folder):
+            break  # nothing to save: the warning says what to pass
     trainable, total = model.get_nb_trainable_parameters()
     config = model.config
     print(f"wrote DAVRL base ({args.output_dir}/base) and LoRA r={config.lora_rank} adapter ({trainable:,} of "
