@@ -1,0 +1,168 @@
+"""Resumable, multi-process encoding of a video collection into shards on disk.
+
+The video list is cut into fixed shards of ``shard_size`` videos (shard ``i`` holds videos ``i * shard_size`` to
+``(i + 1) * shard_size - 1``); process ``rank`` of ``world_size`` encodes the shards ``i`` with
+``i % world_size == rank`` (one process per GPU, or CPU workers, under ``accelerate launch`` / ``torchrun``). A shard
+is two files, each written crash-safely, the JSON last (a shard without it does not count)::
+
+    manifest.json               the model (config fingerprint), the number of videos and shard size, a hash of the list
+    shard-000000.safetensors    the encodings of the shard's decodable videos, one tensor per field
+    shard-000000.json           the shard's decoded paths, its undecodable ones with their errors, the encoding class
+
+A restart (with any number of processes) skips the finished shards; since shard boundaries do not depend on the
+number of processes or on interruptions, the result is the same as one uninterrupted run's.
+:func:`read_shards` gathers them in video order for the final index.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from tqdm.auto import tqdm
+from transformers.utils import ModelOutput
+
+from ..processing.bad_videos import process_videos
+from ..utils.atomic import atomic_write_bytes, atomic_write_json
+
+MANIFEST_FILE = "manifest.json"
+
+
+def model_fingerprint(model) -> str:
+    return hashlib.sha256(model.config.to_json_string().encode()).hexdigest()
+
+
+def _list_hash(paths: Sequence[str]) -> str:
+    return hashlib.sha256("\n".join(paths).encode()).hexdigest()
+
+
+def open_shard_folder(folder: str | os.PathLike, model, paths: Sequence[str], shard_size: int) -> Path:
+    """Create ``folder`` with its manifest, or check that the one there is for the same model, videos and shard size.
+
+    Raises:
+        ValueError: the folder holds shards of another model or another video list / shard size.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    manifest = {"model": model_fingerprint(model), "num_videos": len(paths), "shard_size": shard_size,
+                "videos_sha256": _list_hash(paths)}
+    manifest_file = folder / MANIFEST_FILE
+    if manifest_file.is_file():
+        found = json.loads(manifest_file.read_text(encoding="utf-8"))
+        if found.get("model") != manifest["model"]:
+            raise ValueError(f"resume folder {os.fspath(folder)!r} holds encodings of another model (its config "
+                             "differs); delete it or give another folder")
+        if found != manifest:
+            raise ValueError(f"resume folder {os.fspath(folder)!r} holds shards of another video list or shard size "
+                             f"({found['num_videos']} videos in shards of {found['shard_size']}); delete it or give "
+                             "another folder")
+    else:
+        atomic_write_json(manifest_file, manifest)  # several processes may write it: same content, atomic
+    return folder
+
+
+def num_shards(num_videos: int, shard_size: int) -> int:
+    return -(-num_videos // shard_size)
+
+
+def shard_done(folder: Path, shard: int) -> bool:
+    return (folder / f"shard-{shard:06d}.json").is_file()
+
+
+def encode_shards(model, processor, paths: Sequence[str], folder: str | os.PathLike, shard_size: int = 256,
+                  batch_size: int = 16, rank: int = 0, world_size: int = 1, on_bad_video: str = "skip",
+                  progress: bool = True) -> list[int]:
+    """Encode this process's unfinished shards of ``paths`` into ``folder``; returns the shards it encoded.
+
+    Args:
+        model, processor: a tvr model (``encode_video``) and its processor.
+        shard_size: videos per shard (the unit of resumption); must stay the same across restarts.
+        batch_size: videos decoded and encoded per forward pass.
+        rank, world_size: this process and the number of processes sharing the work.
+        on_bad_video: ``"skip"`` (listed in the shard) or ``"error"``.
+    """
+    if shard_size < 1 or batch_size < 1:
+        raise ValueError(f"shard_size and batch_size must be >= 1, got {shard_size} and {batch_size}")
+    paths = list(paths)
+    folder = open_shard_folder(folder, model, paths, shard_size)
+    mine = [shard for shard in range(rank, num_shards(len(paths), shard_size), world_size)
+            if not shard_done(folder, shard)]
+    was_training = model.training
+    model.eval()
+    try:
+        for shard in tqdm(mine, desc=f"encoding shards (process {rank})", disable=not progress):
+            videos = paths[shard * shard_size:(shard + 1) * shard_size]
+            encodings, indexed, failed = [], [], {}
+            for start in range(0, len(videos), batch_size):
+                batch = videos[start:start + batch_size]
+                decoded = process_videos(processor, batch, on_bad_video=on_bad_video)
+                failed.update(decoded.failed)
+                if decoded.kept:
+                    encodings.append(encode_videos(model, decoded.inputs))
+                    indexed += [batch[position] for position in decoded.kept]
+            write_shard(folder, shard, encodings, indexed, failed)
+    finally:
+        model.train(was_training)
+    return mine
+
+
+def write_shard(folder: Path, shard: int, encodings: list[ModelOutput], paths: list[str],
+                failed: dict[str, str]) -> None:
+    from safetensors.torch import save
+
+    from ..modeling.outputs import concat_encodings
+
+    record = {"paths": paths, "failed": failed, "encoding_class": None}
+    if encodings:
+        encoding = concat_encodings(encodings)
+        atomic_write_bytes(folder / f"shard-{shard:06d}.safetensors",
+                           save({field: value.contiguous() for field, value in encoding.items()}))
+        record["encoding_class"] = f"{type(encoding).__module__}.{type(encoding).__qualname__}"
+    atomic_write_json(folder / f"shard-{shard:06d}.json", record)
+
+
+def read_shards(folder: str | os.PathLike, paths: Sequence[str]):
+    """The encodings (concatenated in video order), indexed paths and ``{path: error}`` failures of a finished
+    shard folder.
+
+    Raises:
+        ValueError: a shard is missing (some process has not finished).
+    """
+    from safetensors.torch import load_file
+
+    from ..modeling.outputs import concat_encodings
+    from .index import _encoding_class
+
+    folder = Path(folder)
+    manifest = json.loads((folder / MANIFEST_FILE).read_text(encoding="utf-8"))
+    if manifest["videos_sha256"] != _list_hash(list(paths)):
+        raise ValueError(f"shard folder {os.fspath(folder)!r} holds shards of another video list")
+    count = num_shards(manifest["num_videos"], manifest["shard_size"])
+    missing = [shard for shard in range(count) if not shard_done(folder, shard)]
+    if missing:
+        raise ValueError(f"shard folder {os.fspath(folder)!r}: {len(missing)} of {count} shards are not finished "
+                         f"(first: shard-{missing[0]:06d}); run the indexing again to finish them")
+    encodings, indexed, failed = [], [], {}
+    for shard in range(count):
+        record = json.loads((folder / f"shard-{shard:06d}.json").read_text(encoding="utf-8"))
+        if record["paths"]:
+            encoding_class = _encoding_class(record["encoding_class"], f"shard folder {os.fspath(folder)!r}")
+            encodings.append(encoding_class(**load_file(folder / f"shard-{shard:06d}.safetensors")))
+            indexed += record["paths"]
+        failed.update(record["failed"])
+    return (concat_encodings(encodings) if encodings else None), indexed, failed
+
+
+def encode_videos(model, inputs) -> ModelOutput:
+    """``model.encode_video`` of processor outputs, on CPU."""
+    device = next(model.parameters()).device
+    with torch.no_grad():
+        encoding = model.encode_video(inputs["pixel_values_videos"].to(device), inputs["video_mask"].to(device))
+    return type(encoding)(**{name: value.detach().cpu() for name, value in encoding.items()})
+
+
+__all__ = ["encode_shards", "open_shard_folder", "read_shards", "write_shard"]
