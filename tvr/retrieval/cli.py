@@ -5,6 +5,14 @@ Example::
     tvr index runs/clip4clip/best my_videos/ my_videos.index --batch-size 32   # killed? run it again: it resumes
     tvr search my_videos.index "a man is playing a guitar" --top-k 5
     tvr search my_videos.index "a man is playing a guitar" --top-k 5 --rerank-top-k 50   # model's own scores
+    tvr search my_videos.index --info                                    # index type, nprobe, measured recall
+
+    # several processes (one per GPU, or CPU workers) encode shards; the main process builds the index
+    accelerate launch --num-processes 2 -m tvr.retrieval index runs/clip4clip/best videos.txt big.index
+
+The videos are a folder (searched recursively), a list file (``.txt``, one path a line, relative to the file), or a
+dataset saved with ``save_to_disk`` / a tvr annotation file (``.jsonl``) with ``video_id`` and ``video_path``
+columns (its ``test`` split when it has several).
 """
 
 from __future__ import annotations
@@ -18,15 +26,20 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     index.add_argument("model_dir", help="folder saved with save_pretrained (model + processor)")
-    index.add_argument("video_dir", help="folder of videos (searched recursively)")
+    index.add_argument("video_dir", help="folder of videos (searched recursively), list file (.txt) or dataset")
     index.add_argument("index_dir", help="folder to write the index into")
     index.add_argument("--batch-size", type=int, default=16, help="videos per forward pass")
-    index.add_argument("--index-type", choices=("flat", "ivf"), default="flat",
-                       help="flat: exact inner product; ivf: inverted lists for large collections")
+    index.add_argument("--index-type", choices=("auto", "flat", "ivf", "ivf-hnsw"), default="auto",
+                       help="auto: flat below 50,000 videos, else ivf-hnsw; flat: exact inner product; ivf: inverted "
+                            "lists; ivf-hnsw: inverted lists, HNSW quantizer, 8-bit vectors, nprobe tuned")
     index.add_argument("--nlist", type=int, default=None, help="IVF cells (default 4 * sqrt(number of videos))")
     index.add_argument("--device", default=None, help="e.g. cuda, cpu (default: cuda when available)")
     index.add_argument("--on-bad-video", choices=("skip", "error"), default="skip",
                        help="a video that cannot be decoded: skip it (listed in the output) or stop with an error")
+    index.add_argument("--target-recall", type=float, default=0.95,
+                       help="recall@10 against exact search that the tuned ivf-hnsw index reaches")
+    index.add_argument("--shard-size", type=int, default=None,
+                       help="videos per shard of encodings (the unit of resumption; default: --batch-size)")
     index.set_defaults(func=run_index)
 
     search = subparsers.add_parser(
@@ -34,11 +47,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     search.add_argument("index_dir", help="folder written by `tvr index`")
-    search.add_argument("query", nargs="+", help="query text; several quoted queries are searched one by one")
+    search.add_argument("query", nargs="*", help="query text; several quoted queries are searched one by one")
     search.add_argument("--top-k", type=int, default=10, help="videos shown per query")
     search.add_argument("--rerank-top-k", type=int, default=None,
                         help="re-rank this many index candidates with the model's own similarity")
     search.add_argument("--device", default=None, help="e.g. cuda, cpu (default: cuda when available)")
+    search.add_argument("--info", action="store_true",
+                        help="show the index (videos, FAISS index type and parameters, measured recall) and exit")
     search.set_defaults(func=run_search)
     return index
 
@@ -46,13 +61,26 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def run_index(args: argparse.Namespace) -> int:
     import shutil
 
-    from .index import VideoIndex
+    from accelerate import PartialState
 
-    # encodings in progress go to <index_dir>.partial: a killed run, started again, skips the videos already done
+    from .index import VideoIndex, load_model_and_processor
+    from .shards import encode_shards, video_inputs
+
+    # one process, or those of `accelerate launch` / `torchrun`: each encodes its share of the shards
+    state = PartialState(cpu=args.device == "cpu")
+    paths, ids = video_inputs(args.video_dir)
+    model, processor = load_model_and_processor(args.model_dir, args.device or state.device)
+    # shards go to <index_dir>.partial: a killed run, started again (with any number of processes), skips them
     partial = args.index_dir.rstrip("/\\") + ".partial"
-    index = VideoIndex.from_model_dir(args.model_dir, args.video_dir, device=args.device,
-                                      batch_size=args.batch_size, index_type=args.index_type, nlist=args.nlist,
-                                      on_bad_video=args.on_bad_video, resume_dir=partial)
+    encode_shards(model, processor, paths, partial, shard_size=args.shard_size or args.batch_size,
+                  batch_size=args.batch_size, rank=state.process_index, world_size=state.num_processes,
+                  on_bad_video=args.on_bad_video, progress=state.is_local_main_process)
+    state.wait_for_everyone()
+    if not state.is_main_process:
+        return 0
+    index = VideoIndex.from_shards(model, processor, paths, partial, index_type=args.index_type, nlist=args.nlist,
+                                   model_dir=args.model_dir, target_recall=args.target_recall)
+    index.ids = ids
     index.save(args.index_dir)
     shutil.rmtree(partial, ignore_errors=True)
     print(f"indexed {len(index)} videos into {args.index_dir}; {len(index.failed)} could not be decoded")
@@ -64,6 +92,11 @@ def run_index(args: argparse.Namespace) -> int:
 def run_search(args: argparse.Namespace) -> int:
     from .index import VideoIndex
 
+    if args.info:
+        print(format_info(args.index_dir))
+        return 0
+    if not args.query:
+        raise SystemExit("tvr: error: search: give at least one query (or --info)")
     index = VideoIndex.load(args.index_dir, device=args.device)
     for query, results in zip(args.query, index.search(args.query, args.top_k, args.rerank_top_k)):
         print(format_results(query, results))
@@ -74,4 +107,17 @@ def format_results(query: str, results) -> str:
     """``query`` and its ranked ``(path, score)`` results as printed by ``tvr search``."""
     lines = [f"query: {query}"]
     lines += [f"{rank:>4}. {score:9.4f}  {path}" for rank, (path, score) in enumerate(results, start=1)]
+    return "\n".join(lines)
+
+
+def format_info(index_dir: str) -> str:
+    """What ``tvr search --info`` prints: the index's size, model and FAISS index (type, parameters, recall)."""
+    import json
+    import os
+
+    config = json.load(open(os.path.join(index_dir, "index_config.json"), encoding="utf-8"))
+    faiss_info = config.get("faiss") or {key: config[key] for key in ("index_type", "nlist", "nprobe")}
+    lines = [f"index: {index_dir}", f"videos: {config['num_videos']} ({config['num_failed']} could not be decoded)",
+             f"model: {config['model_dir']}", f"dim: {config['dim']}"]
+    lines += [f"{key}: {value}" for key, value in faiss_info.items()]
     return "\n".join(lines)

@@ -132,6 +132,8 @@ class VideoIndex:
         self.encoding = encoding
         self.model_dir = os.path.abspath(model_dir) if model_dir is not None else None
         self.failed = dict(failed or {})
+        #: ``{path: video_id}`` when the videos came from a dataset (``tvr index`` of a test split), else ``None``
+        self.ids: dict[str, str] | None = None
         if faiss_index is None:
             faiss_index, faiss_info = build_faiss_index(_as_faiss_array(encoding.video_embeds), index_type, nlist,
                                                         nprobe, target_recall)
@@ -300,7 +302,8 @@ class VideoIndex:
             tensors = {name: value.detach().cpu().contiguous() for name, value in self.encoding.items()}
             save_file(tensors, staging / ENCODINGS_FILE)
             faiss.write_index(self.faiss_index, os.fspath(staging / FAISS_FILE))
-            _write_json(staging / VIDEOS_FILE, {"paths": self.paths, "failed": self.failed})
+            _write_json(staging / VIDEOS_FILE, {"paths": self.paths, "failed": self.failed,
+                                                **({"ids": self.ids} if self.ids is not None else {})})
             _write_json(staging / CONFIG_FILE, {
                 "model_dir": self.model_dir,
                 "index_type": self.index_type,
@@ -360,8 +363,10 @@ class VideoIndex:
             raise ValueError(f"{where}: its files disagree on the number of videos ({counts}); rebuild it with "
                              "`tvr index`")
         faiss_info = config.get("faiss") or {key: config[key] for key in ("index_type", "nlist", "nprobe")}
-        return cls(model, processor, videos["paths"], encoding, config["index_type"], config["nlist"],
-                   config["nprobe"], faiss_index, config["model_dir"], videos["failed"], faiss_info=faiss_info)
+        index = cls(model, processor, videos["paths"], encoding, config["index_type"], config["nlist"],
+                    config["nprobe"], faiss_index, config["model_dir"], videos["failed"], faiss_info=faiss_info)
+        index.ids = videos.get("ids")
+        return index
 
 
 _SAFETENSORS_DTYPES = {"F64": np.float64, "F32": np.float32, "F16": np.float16, "BF16": np.int16, "I64": np.int64,

@@ -157,6 +157,47 @@ def read_shards(folder: str | os.PathLike, paths: Sequence[str]):
     return (concat_encodings(encodings) if encodings else None), indexed, failed
 
 
+def video_inputs(source) -> tuple[list[str], dict[str, str] | None]:
+    """The video paths of ``source`` and ``{path: video_id}`` when it has ids.
+
+    ``source`` is a folder of videos (searched recursively), a list file (``.txt``, one path a line, relative to the
+    file's folder), a ``datasets.Dataset`` / a dataset folder saved with ``save_to_disk`` / a tvr annotation file
+    (``.jsonl``) with ``video_id`` and ``video_path`` columns (the ``test`` split of a ``DatasetDict``). A video
+    captioned several times is indexed once.
+    """
+    from .index import list_video_files
+
+    if isinstance(source, (str, os.PathLike)):
+        source = os.fspath(source)
+        if os.path.isfile(source) and source.endswith(".txt"):
+            root = os.path.dirname(os.path.abspath(source))
+            with open(source, encoding="utf-8") as handle:
+                lines = [line.strip() for line in handle if line.strip() and not line.startswith("#")]
+            if not lines:
+                raise ValueError(f"video list {source!r} names no videos")
+            return [os.path.join(root, line) for line in lines], None
+        if os.path.isfile(source) and source.endswith(".jsonl"):
+            from ..data.readers import load_generic
+
+            source = load_generic(source, video_dir=os.path.dirname(os.path.abspath(source)))
+        elif os.path.isfile(os.path.join(source, "dataset_info.json")) or \
+                os.path.isfile(os.path.join(source, "dataset_dict.json")):
+            from datasets import load_from_disk
+
+            source = load_from_disk(source)
+        else:
+            return list_video_files(source), None
+    if hasattr(source, "keys") and "test" in source.keys():  # a DatasetDict
+        source = source["test"]
+    missing = {"video_id", "video_path"} - set(source.column_names)
+    if missing:
+        raise ValueError(f"dataset has no {sorted(missing)} column(s); its columns are {source.column_names}")
+    ids = dict(zip(source["video_path"], source["video_id"]))  # keeps the first occurrence's order
+    if not ids:
+        raise ValueError("dataset holds no videos")
+    return list(ids), {path: str(video_id) for path, video_id in ids.items()}
+
+
 def encode_videos(model, inputs) -> ModelOutput:
     """``model.encode_video`` of processor outputs, on CPU."""
     device = next(model.parameters()).device
@@ -165,4 +206,4 @@ def encode_videos(model, inputs) -> ModelOutput:
     return type(encoding)(**{name: value.detach().cpu() for name, value in encoding.items()})
 
 
-__all__ = ["encode_shards", "open_shard_folder", "read_shards", "write_shard"]
+__all__ = ["encode_shards", "open_shard_folder", "read_shards", "video_inputs", "write_shard"]
