@@ -188,8 +188,12 @@ def test_two_processes_killed_halfway_and_restarted_give_the_uninterrupted_index
     loaded = VideoIndex.load(index_dir, device="cpu")
     assert loaded.paths == reference.paths
     assert sorted(loaded.failed) == sorted(str(root / name) for name in ("broken-a.mp4", "broken-b.mp4"))
-    for name, value in reference.encoding.items():
-        torch.testing.assert_close(getattr(loaded.encoding, name), value)
+    # the encodings `tvr index` stores in float16
+    half = type(reference.encoding)(**{name: value.to(torch.float16) if value.is_floating_point() else value
+                                       for name, value in reference.encoding.items()})
+    for name, value in half.items():
+        assert torch.equal(getattr(loaded.encoding, name), value)
+    reference = VideoIndex(model, processor, reference.paths, half)
     captions = ["a red circle moves", "a blue square"]
     assert [ranking(r) for r in loaded.search(captions, top_k=10)] == \
         [ranking(r) for r in reference.search(captions, top_k=10)]

@@ -40,6 +40,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                        help="recall@10 against exact search that the tuned ivf-hnsw index reaches")
     index.add_argument("--shard-size", type=int, default=None,
                        help="videos per shard of encodings (the unit of resumption; default: --batch-size)")
+    index.add_argument("--encoding-dtype", choices=("float16", "float32"), default="float16",
+                       help="dtype of the stored video encodings (read from disk when re-ranking)")
     index.set_defaults(func=run_index)
 
     search = subparsers.add_parser(
@@ -61,6 +63,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def run_index(args: argparse.Namespace) -> int:
     import shutil
 
+    import torch
     from accelerate import PartialState
 
     from .index import VideoIndex, load_model_and_processor
@@ -74,7 +77,8 @@ def run_index(args: argparse.Namespace) -> int:
     partial = args.index_dir.rstrip("/\\") + ".partial"
     encode_shards(model, processor, paths, partial, shard_size=args.shard_size or args.batch_size,
                   batch_size=args.batch_size, rank=state.process_index, world_size=state.num_processes,
-                  on_bad_video=args.on_bad_video, progress=state.is_local_main_process)
+                  on_bad_video=args.on_bad_video, progress=state.is_local_main_process,
+                  dtype=getattr(torch, args.encoding_dtype))
     state.wait_for_everyone()
     if not state.is_main_process:
         return 0

@@ -276,7 +276,8 @@ class VideoIndex:
             for query, candidate_rows in enumerate(rows):
                 candidate_rows = candidate_rows[candidate_rows >= 0]  # IVF may find fewer than asked
                 logits = self.model.score_gallery(_select(text_encoding, [query], self.device),
-                                                  _select(self.encoding, candidate_rows, self.device))[0]
+                                                  _select(self.encoding, candidate_rows, self.device,
+                                                          self.dtype))[0]
                 order = torch.argsort(logits, descending=True, stable=True)[:top_k].numpy()
                 results.append(self._results(candidate_rows[order], logits.numpy()[order]))
         return results[0] if single else results
@@ -287,6 +288,10 @@ class VideoIndex:
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.model.parameters()).dtype
 
     # ---------------------------------------------------------------------------------------------- saving
 
@@ -419,10 +424,13 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _select(encoding: ModelOutput, rows, device: torch.device) -> ModelOutput:
-    """Rows of every field of an encoding, on ``device``."""
+def _select(encoding: ModelOutput, rows, device: torch.device, dtype: torch.dtype | None = None) -> ModelOutput:
+    """Rows of every field of an encoding, on ``device``; floating fields in ``dtype`` when given (encodings stored
+    in float16 are scored in the model's dtype)."""
     rows = torch.as_tensor(np.asarray(rows), dtype=torch.long)
-    return type(encoding)(**{name: value[rows.to(value.device)].to(device) for name, value in encoding.items()})
+    return type(encoding)(**{
+        name: value[rows.to(value.device)].to(device, dtype if dtype is not None and value.is_floating_point() else None)
+        for name, value in encoding.items()})
 
 
 def _as_faiss_array(embeddings: torch.Tensor) -> np.ndarray:
