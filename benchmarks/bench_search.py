@@ -18,7 +18,7 @@ import time
 import faiss
 import numpy as np
 
-from tvr.retrieval.faiss_index import build_faiss_index, recall_at
+from tvr.retrieval.faiss_index import build_faiss_index, recall_at, search_index
 
 
 def clustered(rng, centres, count, noise=1.0):
@@ -78,20 +78,21 @@ def main() -> None:
                                         tune_queries=tune_queries if index_type == "ivf-hnsw" else None)
         build = time.perf_counter() - start
         size_mb = faiss.serialize_index(index).nbytes / 1e6
-        _, rows = index.search(queries, 10)
+        _, rows = search_index(index, info, queries, 10, videos)
         recall = recall_at(rows, truth)
         cells = []
         for threads in (1, 2):
             faiss.omp_set_num_threads(threads)
             single = queries[:args.single_queries]
-            _, low, median = timed(lambda: [index.search(single[i:i + 1], 10) for i in range(len(single))],
-                                   args.repeats)
+            _, low, median = timed(lambda: [search_index(index, info, single[i:i + 1], 10, videos)
+                                            for i in range(len(single))], args.repeats)
             cells.append(f"{1000 * low / len(single):.2f} / {1000 * median / len(single):.2f}")
         for threads in (1, 2):
             faiss.omp_set_num_threads(threads)
-            _, low, median = timed(lambda: index.search(queries, 10), args.repeats)
+            _, low, median = timed(lambda: search_index(index, info, queries, 10, videos), args.repeats)
             cells.append(f"{1000 * low / len(queries):.2f} / {1000 * median / len(queries):.2f}")
-        params = info["factory"] + (f", nprobe {info['nprobe']}" if info["nprobe"] else "")
+        params = info["factory"] + (f", nprobe {info['nprobe']}" if info["nprobe"] else "") + (
+            f", exact re-scoring of {info['refine']}x10 candidates" if info.get("refine") else "")
         if info["measured_recall"] is not None and index_type != "flat":
             params += f" (tuned recall {info['measured_recall']})"
         print(f"| {index_type} | {params} | {build:.1f} | {size_mb:.0f} | {recall:.3f} | {' | '.join(cells)} |",

@@ -38,7 +38,7 @@ from transformers.utils import ModelOutput
 from ..modeling.outputs import VideoEncoding, concat_encodings
 from ..processing.bad_videos import check_bad_video_policy, process_videos, warn_bad_videos
 from ..utils.atomic import atomic_directory, recover_directory
-from .faiss_index import INDEX_TYPES, build_faiss_index, default_nlist, set_search_parameters
+from .faiss_index import INDEX_TYPES, build_faiss_index, default_nlist, search_index, set_search_parameters
 from .shards import encode_shards, encode_videos as _encode_videos, read_shards
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp", ".ts")
@@ -268,7 +268,8 @@ class VideoIndex:
             input_ids = inputs["input_ids"].to(self.device)
             attention_mask = inputs["attention_mask"].to(self.device)
             query_embeds = _as_faiss_array(self.model.get_text_embeds(input_ids, attention_mask))
-            scores, rows = self.faiss_index.search(query_embeds, num_candidates)
+            scores, rows = search_index(self.faiss_index, self.faiss_info, query_embeds, num_candidates,
+                                        self.encoding.video_embeds)
             if rerank_top_k is None:
                 results += [self._results(r, s) for r, s in zip(rows, scores)]
                 continue
