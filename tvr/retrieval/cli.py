@@ -7,8 +7,10 @@ Example::
     tvr search my_videos.index "a man is playing a guitar" --top-k 5 --rerank-top-k 50   # model's own scores
     tvr search my_videos.index --info                                    # index type, nprobe, measured recall
 
-    # several processes (one per GPU, or CPU workers) encode shards; the main process builds the index
-    accelerate launch --num-processes 2 -m tvr.retrieval index runs/clip4clip/best videos.txt big.index
+    # several processes encode shards; the main process builds the index (CPU workers: torchrun, as
+    # `accelerate launch --cpu` starts one process)
+    accelerate launch --num-processes 4 -m tvr.retrieval index runs/clip4clip/best videos.txt big.index   # 4 GPUs
+    torchrun --standalone --nproc-per-node 2 -m tvr.retrieval index runs/clip4clip/best videos.txt big.index --device cpu
 
 The videos are a folder (searched recursively), a list file (``.txt``, one path a line, relative to the file), or a
 dataset saved with ``save_to_disk`` / a tvr annotation file (``.jsonl``) with ``video_id`` and ``video_path``
