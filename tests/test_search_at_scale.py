@@ -1,7 +1,6 @@
 """Search at scale: the tuned FAISS index, re-ranking from memory-mapped encodings, EERCF's two stages, shards
 encoded by two processes (killed and restarted), and a collection served from two processes."""
 
-import json
 import os
 import signal
 import subprocess

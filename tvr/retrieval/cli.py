@@ -10,7 +10,7 @@ Example::
     # several processes encode shards; the main process builds the index (CPU workers: torchrun, as
     # `accelerate launch --cpu` starts one process)
     accelerate launch --num-processes 4 -m tvr.retrieval index runs/clip4clip/best videos.txt big.index   # 4 GPUs
-    torchrun --standalone --nproc-per-node 2 -m tvr.retrieval index runs/clip4clip/best videos.txt big.index --device cpu
+    torchrun --standalone --nproc-per-node 2 -m tvr.retrieval index --device cpu my-model/ videos.txt big.index
 
 The videos are a folder (searched recursively), a list file (``.txt``, one path a line, relative to the file), or a
 dataset saved with ``save_to_disk`` / a tvr annotation file (``.jsonl``) with ``video_id`` and ``video_path``

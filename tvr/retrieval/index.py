@@ -429,9 +429,11 @@ def _select(encoding: ModelOutput, rows, device: torch.device, dtype: torch.dtyp
     """Rows of every field of an encoding, on ``device``; floating fields in ``dtype`` when given (encodings stored
     in float16 are scored in the model's dtype)."""
     rows = torch.as_tensor(np.asarray(rows), dtype=torch.long)
-    return type(encoding)(**{
-        name: value[rows.to(value.device)].to(device, dtype if dtype is not None and value.is_floating_point() else None)
-        for name, value in encoding.items()})
+    def gather(value: torch.Tensor) -> torch.Tensor:
+        cast = dtype if dtype is not None and value.is_floating_point() else None
+        return value[rows.to(value.device)].to(device, cast)
+
+    return type(encoding)(**{name: gather(value) for name, value in encoding.items()})
 
 
 def _as_faiss_array(embeddings: torch.Tensor) -> np.ndarray:
