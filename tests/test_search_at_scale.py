@@ -125,6 +125,10 @@ def test_video_inputs_from_a_list_file_and_a_dataset(corpus, tmp_path):  # noqa:
     paths, ids = video_inputs(dataset)
     assert paths == list(dict.fromkeys(dataset["video_path"]))
     assert ids == {path: video_id for path, video_id in zip(dataset["video_path"], dataset["video_id"])}
+    # a tvr annotation file (what the synthetic dataset was written as)
+    paths, ids = video_inputs(video_dir.parent / "test.jsonl")
+    assert [os.path.realpath(path) for path in paths] == [os.path.realpath(path) for path in videos]
+    assert sorted(ids.values()) == sorted(dataset["video_id"])
 
 
 # ------------------------------------------------------------------------------------------------ two processes
