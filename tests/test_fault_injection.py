@@ -325,7 +325,7 @@ class CountingProcessor:
 
 
 def test_killed_indexing_resumes_without_redoing_finished_videos(tmp_path, corpus):
-    from tvr.retrieval import index as index_module
+    from tvr.retrieval import shards as shards_module
 
     _, processor_, video_dir = corpus
     paths = list_video_files(video_dir)
@@ -333,7 +333,7 @@ def test_killed_indexing_resumes_without_redoing_finished_videos(tmp_path, corpu
     resume_dir = tmp_path / "videos.index.partial"
 
     def killed_build():
-        kill_after(index_module._IndexingShards, "add", occurrence=2)  # two batches of 2 done, then killed
+        kill_after(shards_module, "write_shard", occurrence=2)  # two shards of 2 done, then killed
         index_of(corpus, paths, resume_dir=resume_dir)
 
     run_killed(killed_build)

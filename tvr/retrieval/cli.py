@@ -5,6 +5,16 @@ Example::
     tvr index runs/clip4clip/best my_videos/ my_videos.index --batch-size 32   # killed? run it again: it resumes
     tvr search my_videos.index "a man is playing a guitar" --top-k 5
     tvr search my_videos.index "a man is playing a guitar" --top-k 5 --rerank-top-k 50   # model's own scores
+    tvr search my_videos.index --info                                    # index type, nprobe, measured recall
+
+    # several processes encode shards; the main process builds the index (CPU workers: torchrun, as
+    # `accelerate launch --cpu` starts one process)
+    accelerate launch --num-processes 4 -m tvr.retrieval index runs/clip4clip/best videos.txt big.index   # 4 GPUs
+    torchrun --standalone --nproc-per-node 2 -m tvr.retrieval index --device cpu my-model/ videos.txt big.index
+
+The videos are a folder (searched recursively), a list file (``.txt``, one path a line, relative to the file), or a
+dataset saved with ``save_to_disk`` / a tvr annotation file (``.jsonl``) with ``video_id`` and ``video_path``
+columns (its ``test`` split when it has several).
 """
 
 from __future__ import annotations
@@ -18,18 +28,25 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     index.add_argument("model_dir", help="folder saved with save_pretrained (model + processor)")
-    index.add_argument("video_dir", help="folder of videos (searched recursively)")
+    index.add_argument("video_dir", help="folder of videos (searched recursively), list file (.txt) or dataset")
     index.add_argument("index_dir", help="folder to write the index into")
     index.add_argument("--processor", default=None,
                        help="processor folder, or the model's tokenizer (folder or Hub id), for a model folder without "
                             "one (saved with the index)")
     index.add_argument("--batch-size", type=int, default=16, help="videos per forward pass")
-    index.add_argument("--index-type", choices=("flat", "ivf"), default="flat",
-                       help="flat: exact inner product; ivf: inverted lists for large collections")
+    index.add_argument("--index-type", choices=("auto", "flat", "ivf", "ivf-hnsw"), default="auto",
+                       help="auto: flat below 50,000 videos, else ivf-hnsw; flat: exact inner product; ivf: inverted "
+                            "lists; ivf-hnsw: inverted lists, HNSW quantizer, 8-bit vectors, nprobe tuned")
     index.add_argument("--nlist", type=int, default=None, help="IVF cells (default 4 * sqrt(number of videos))")
     index.add_argument("--device", default=None, help="e.g. cuda, cpu (default: cuda when available)")
     index.add_argument("--on-bad-video", choices=("skip", "error"), default="skip",
                        help="a video that cannot be decoded: skip it (listed in the output) or stop with an error")
+    index.add_argument("--target-recall", type=float, default=0.95,
+                       help="recall@10 against exact search that the tuned ivf-hnsw index reaches")
+    index.add_argument("--shard-size", type=int, default=None,
+                       help="videos per shard of encodings (the unit of resumption; default: --batch-size)")
+    index.add_argument("--encoding-dtype", choices=("float16", "float32"), default="float16",
+                       help="dtype of the stored video encodings (read from disk when re-ranking)")
     index.set_defaults(func=run_index)
 
     search = subparsers.add_parser(
@@ -37,27 +54,48 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     search.add_argument("index_dir", help="folder written by `tvr index`")
-    search.add_argument("query", nargs="+", help="query text; several quoted queries are searched one by one")
+    search.add_argument("query", nargs="*", help="query text; several quoted queries are searched one by one")
     search.add_argument("--top-k", type=int, default=10, help="videos shown per query")
     search.add_argument("--rerank-top-k", type=int, default=None,
                         help="re-rank this many index candidates with the model's own similarity")
     search.add_argument("--device", default=None, help="e.g. cuda, cpu (default: cuda when available)")
     search.add_argument("--json", action="store_true",
                         help="print one JSON list: [{query, score, results: [{rank, path, score}]}]")
+    search.add_argument("--info", action="store_true",
+                        help="show the index (videos, FAISS index type and parameters, measured recall) and exit")
     search.set_defaults(func=run_search)
     return index
 
 
 def run_index(args: argparse.Namespace) -> int:
+    import os
     import shutil
 
-    from .index import VideoIndex
+    import torch
+    from accelerate import PartialState
 
-    # encodings in progress go to <index_dir>.partial: a killed run, started again, skips the videos already done
+    from .index import VideoIndex, load_model_and_processor
+    from .shards import encode_shards, video_inputs
+
+    # one process, or those of `accelerate launch` / `torchrun`: each encodes its share of the shards
+    state = PartialState(cpu=args.device == "cpu")
+    paths, ids = video_inputs(args.video_dir)
+    model, processor = load_model_and_processor(args.model_dir, args.device or state.device, args.processor)
+    # shards go to <index_dir>.partial: a killed run, started again (with any number of processes), skips them
     partial = args.index_dir.rstrip("/\\") + ".partial"
-    index = VideoIndex.from_model_dir(args.model_dir, args.video_dir, device=args.device,
-                                      batch_size=args.batch_size, index_type=args.index_type, nlist=args.nlist,
-                                      on_bad_video=args.on_bad_video, resume_dir=partial, processor=args.processor)
+    encode_shards(model, processor, paths, partial, shard_size=args.shard_size or args.batch_size,
+                  batch_size=args.batch_size, rank=state.process_index, world_size=state.num_processes,
+                  on_bad_video=args.on_bad_video, progress=state.is_local_main_process,
+                  dtype=getattr(torch, args.encoding_dtype))
+    state.wait_for_everyone()
+    if not state.is_main_process:
+        return 0
+    index = VideoIndex.from_shards(model, processor, paths, partial, index_type=args.index_type, nlist=args.nlist,
+                                   model_dir=args.model_dir, target_recall=args.target_recall)
+    index.ids = ids
+    if args.processor is not None:  # saved with the index, so `tvr search` loads the same processor
+        index.processor_source = (os.path.abspath(args.processor) if os.path.exists(args.processor)
+                                  else os.fspath(args.processor))
     index.save(args.index_dir)
     shutil.rmtree(partial, ignore_errors=True)
     print(f"indexed {len(index)} videos into {args.index_dir}; {len(index.failed)} could not be decoded")
@@ -71,6 +109,11 @@ def run_search(args: argparse.Namespace) -> int:
 
     import json
 
+    if args.info:
+        print(format_info(args.index_dir))
+        return 0
+    if not args.query:
+        raise SystemExit("tvr: error: search: give at least one query (or --info)")
     index = VideoIndex.load(args.index_dir, device=args.device)
     score = score_name(args.rerank_top_k)
     answers = list(zip(args.query, index.search(args.query, args.top_k, args.rerank_top_k)))
@@ -97,4 +140,17 @@ def format_results(query: str, results) -> str:
     """``query`` and its ranked ``(path, score)`` results as printed by ``tvr search``."""
     lines = [f"query: {query}"]
     lines += [f"{rank:>4}. {score:9.4f}  {path}" for rank, (path, score) in enumerate(results, start=1)]
+    return "\n".join(lines)
+
+
+def format_info(index_dir: str) -> str:
+    """What ``tvr search --info`` prints: the index's size, model and FAISS index (type, parameters, recall)."""
+    import json
+    import os
+
+    config = json.load(open(os.path.join(index_dir, "index_config.json"), encoding="utf-8"))
+    faiss_info = config.get("faiss") or {key: config[key] for key in ("index_type", "nlist", "nprobe")}
+    lines = [f"index: {index_dir}", f"videos: {config['num_videos']} ({config['num_failed']} could not be decoded)",
+             f"model: {config['model_dir']}", f"dim: {config['dim']}"]
+    lines += [f"{key}: {value}" for key, value in faiss_info.items()]
     return "\n".join(lines)

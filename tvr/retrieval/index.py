@@ -1,10 +1,12 @@
 """``VideoIndex``: encode a video collection once, then search it with text ("search my videos").
 
 The first stage is a FAISS inner-product index over the model's pooled video embeddings (``video_embeds``, what
-``get_video_embeds`` returns), queried with ``get_text_embeds``: exact (``IndexFlatIP``) by default, inverted
-lists (``IndexIVFFlat``) for large collections. Heads whose score is not a dot product (tightTransf, EMCL, EERCF)
-re-rank the first stage's candidates with the model's own ``similarity``; the index keeps every video's full
-encoding for that, so searching never decodes a video again.
+``get_video_embeds`` returns), queried with ``get_text_embeds``: exact below 50,000 videos, above that inverted lists
+with an HNSW coarse quantizer and 8-bit vectors whose ``nprobe`` is tuned to a recall target at build time
+(:mod:`tvr.retrieval.faiss_index`). Heads whose score is not a dot product (tightTransf, EMCL, EERCF) re-rank the
+first stage's candidates with the model's own gallery scoring (``score_gallery``); the index keeps every video's
+full encoding on disk for that, memory-mapped when loaded, so re-ranking reads only the candidates' rows and
+searching never decodes a video again.
 
 Index folder::
 
@@ -16,14 +18,14 @@ Index folder::
 The folder is written under a temporary name and renamed into place (:mod:`tvr.utils.atomic`), so a crash while
 saving leaves the previous index; :meth:`VideoIndex.load` checks every file against the recorded checksums and
 that the FAISS rows, encodings and paths agree, so it never returns wrong videos silently. Building with
-``resume_dir`` keeps the encodings in shards there as it goes, so a killed ``tvr index`` restarts where it stopped.
+``resume_dir`` keeps the encodings in shards there as it goes (:mod:`tvr.retrieval.shards`), so a killed ``tvr index``
+restarts where it stopped.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 from pathlib import Path
 from typing import Any, NamedTuple, Sequence
@@ -35,15 +37,15 @@ from transformers.utils import ModelOutput
 
 from ..modeling.outputs import VideoEncoding, concat_encodings
 from ..processing.bad_videos import check_bad_video_policy, process_videos, warn_bad_videos
-from ..utils.atomic import atomic_directory, atomic_write_bytes, atomic_write_json, recover_directory
+from ..utils.atomic import atomic_directory, recover_directory
+from .faiss_index import INDEX_TYPES, build_faiss_index, default_nlist, search_index, set_search_parameters
+from .shards import encode_shards, encode_videos as _encode_videos, read_shards
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp", ".ts")
-INDEX_TYPES = ("flat", "ivf")
 CONFIG_FILE = "index_config.json"
 VIDEOS_FILE = "videos.json"
 ENCODINGS_FILE = "encodings.safetensors"
 FAISS_FILE = "index.faiss"
-RESUME_FILE = "resume.json"
 
 
 class SearchResult(NamedTuple):
@@ -120,9 +122,10 @@ class VideoIndex:
         model_dir: the folder the model was loaded from (saved with the index), or ``None``.
     """
 
-    def __init__(self, model, processor, paths: Sequence[str], encoding: ModelOutput, index_type: str = "flat",
+    def __init__(self, model, processor, paths: Sequence[str], encoding: ModelOutput, index_type: str = "auto",
                  nlist: int | None = None, nprobe: int | None = None, faiss_index=None,
-                 model_dir: str | os.PathLike | None = None, failed: dict[str, str] | None = None):
+                 model_dir: str | os.PathLike | None = None, failed: dict[str, str] | None = None,
+                 target_recall: float = 0.95, faiss_info: dict[str, Any] | None = None):
         if index_type not in INDEX_TYPES:
             raise ValueError(f"index_type must be one of {INDEX_TYPES}, got {index_type!r}")
         if len(paths) != len(encoding.video_embeds):
@@ -130,13 +133,19 @@ class VideoIndex:
         self.model, self.processor = model, processor
         self.paths = list(paths)
         self.encoding = encoding
-        self.index_type = index_type
         self.model_dir = os.path.abspath(model_dir) if model_dir is not None else None
         self.failed = dict(failed or {})
         self.processor_source = None  # the processor folder / tokenizer given instead of model_dir's, saved
-        self.nlist = (nlist or default_nlist(len(self.paths))) if index_type == "ivf" else None
-        self.faiss_index = faiss_index if faiss_index is not None else self._build_faiss_index()
-        self.nprobe = nprobe or (max(1, self.nlist // 8) if index_type == "ivf" else None)
+        #: ``{path: video_id}`` when the videos came from a dataset (``tvr index`` of a test split), else ``None``
+        self.ids: dict[str, str] | None = None
+        if faiss_index is None:
+            faiss_index, faiss_info = build_faiss_index(_as_faiss_array(encoding.video_embeds), index_type, nlist,
+                                                        nprobe, target_recall)
+        #: what the FAISS index is: type, factory string, nlist, nprobe, target and measured recall@10, build time
+        self.faiss_info = dict(faiss_info or {"index_type": index_type, "nlist": nlist, "nprobe": nprobe})
+        self.faiss_index = faiss_index
+        self.index_type, self.nlist, self.nprobe = (self.faiss_info["index_type"], self.faiss_info["nlist"],
+                                                    self.faiss_info["nprobe"])
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -149,9 +158,9 @@ class VideoIndex:
 
     @classmethod
     def build(cls, model, processor, videos: str | os.PathLike | Sequence[str], batch_size: int = 16,
-              index_type: str = "flat", nlist: int | None = None, model_dir: str | os.PathLike | None = None,
+              index_type: str = "auto", nlist: int | None = None, model_dir: str | os.PathLike | None = None,
               progress: bool = True, on_bad_video: str = "skip",
-              resume_dir: str | os.PathLike | None = None) -> "VideoIndex":
+              resume_dir: str | os.PathLike | None = None, target_recall: float = 0.95) -> "VideoIndex":
         """Encode videos with ``model`` and index them.
 
         Args:
@@ -160,15 +169,19 @@ class VideoIndex:
             processor: its processor (``processor(videos=[paths], return_tensors="pt")``).
             videos: a folder (searched recursively for video files) or a list of video paths.
             batch_size: videos decoded and encoded per forward pass.
-            index_type: ``"flat"`` (exact inner product) or ``"ivf"`` (inverted lists, for large collections).
+            index_type: ``"auto"`` (exact below 50,000 videos, else ``"ivf-hnsw"``), ``"flat"`` (exact inner
+                product), ``"ivf"`` (inverted lists of exact vectors) or ``"ivf-hnsw"`` (HNSW coarse quantizer,
+                8-bit vectors, ``nprobe`` tuned to ``target_recall``); see :mod:`tvr.retrieval.faiss_index`.
             nlist: IVF cells (default ``4 * sqrt(num_videos)``, at most ``num_videos // 39`` so each cell trains).
+            target_recall: recall@10 against exact search that the tuned ``ivf-hnsw`` index reaches.
             model_dir: the folder ``model`` was loaded from, saved with the index so :meth:`load` can reload it.
             progress: show a progress bar.
             on_bad_video: ``"skip"``: videos that fail to decode are left out with a warning and listed in
                 :attr:`failed`; ``"error"``: the first one raises.
             resume_dir: a folder for the work in progress: each encoded batch is saved there as a shard
-                (crash-safely), and a later call with the same folder and model skips the videos already done.
-                The caller deletes it once the index is saved (``tvr index`` does).
+                (crash-safely, :mod:`tvr.retrieval.shards`), and a later call with the same folder, model and
+                videos skips the shards already done. The caller deletes it once the index is saved (``tvr index``
+                does).
         """
         check_bad_video_policy(on_bad_video)
         paths = list_video_files(videos) if isinstance(videos, (str, os.PathLike)) else [os.fspath(p) for p in videos]
@@ -176,32 +189,44 @@ class VideoIndex:
             raise ValueError("no videos to index: the list of video paths is empty")
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        shards = _IndexingShards(resume_dir, model) if resume_dir is not None else None
-        encodings, indexed, failed = shards.load(paths) if shards is not None else ([], [], {})
-        done = set(indexed) | set(failed)
-        todo = [path for path in paths if path not in done]
+        if resume_dir is not None:
+            encode_shards(model, processor, paths, resume_dir, shard_size=batch_size, batch_size=batch_size,
+                          on_bad_video=on_bad_video, progress=progress)
+            return cls.from_shards(model, processor, paths, resume_dir, index_type=index_type, nlist=nlist,
+                                   model_dir=model_dir, target_recall=target_recall)
+        encodings, indexed, failed = [], [], {}
         was_training = model.training
         model.eval()
         try:
-            for start in tqdm(range(0, len(todo), batch_size), desc="indexing videos", disable=not progress):
-                batch = todo[start:start + batch_size]
+            for start in tqdm(range(0, len(paths), batch_size), desc="indexing videos", disable=not progress):
+                batch = paths[start:start + batch_size]
                 decoded = process_videos(processor, batch, on_bad_video=on_bad_video)
-                ok = [batch[position] for position in decoded.kept]
-                encoding = _encode_videos(model, decoded.inputs) if ok else None
-                if shards is not None:
-                    shards.add(encoding, ok, decoded.failed)
-                if ok:
-                    encodings.append(encoding)
-                    indexed += ok
+                if decoded.kept:
+                    encodings.append(_encode_videos(model, decoded.inputs))
+                    indexed += [batch[position] for position in decoded.kept]
                 failed.update(decoded.failed)
         finally:
             model.train(was_training)
+        return cls._from_encodings(model, processor, paths, encodings and concat_encodings(encodings), indexed,
+                                   failed, index_type=index_type, nlist=nlist, model_dir=model_dir,
+                                   target_recall=target_recall)
+
+    @classmethod
+    def from_shards(cls, model, processor, paths: Sequence[str], shard_dir: str | os.PathLike,
+                    **index_kwargs: Any) -> "VideoIndex":
+        """The index of the finished shards of ``paths`` in ``shard_dir`` (written by
+        :func:`tvr.retrieval.shards.encode_shards`, by one or several processes)."""
+        paths = [os.fspath(path) for path in paths]
+        encoding, indexed, failed = read_shards(shard_dir, paths)
+        return cls._from_encodings(model, processor, paths, encoding, indexed, failed, **index_kwargs)
+
+    @classmethod
+    def _from_encodings(cls, model, processor, paths, encoding, indexed, failed, **index_kwargs) -> "VideoIndex":
         warn_bad_videos(failed, len(paths), "not indexed")
         if not indexed:
             first_error = next(iter(failed.values()))
             raise ValueError(f"none of the {len(paths)} videos could be decoded; first error: {first_error}")
-        return cls(model, processor, indexed, concat_encodings(encodings), index_type, nlist, model_dir=model_dir,
-                   failed=failed)
+        return cls(model, processor, indexed, encoding, failed=failed, **index_kwargs)
 
     @classmethod
     def from_model_dir(cls, model_dir: str | os.PathLike, videos: str | os.PathLike | Sequence[str],
@@ -213,21 +238,6 @@ class VideoIndex:
         index = cls.build(model, loaded, videos, model_dir=model_dir, **build_kwargs)
         if processor is not None:
             index.processor_source = os.path.abspath(processor) if os.path.exists(processor) else os.fspath(processor)
-        return index
-
-    def _build_faiss_index(self):
-        import faiss
-
-        embeddings = _as_faiss_array(self.encoding.video_embeds)
-        dim = embeddings.shape[1]
-        if self.index_type == "flat":
-            index = faiss.IndexFlatIP(dim)
-        else:
-            if self.nlist > len(embeddings):
-                raise ValueError(f"nlist={self.nlist} IVF cells need at least as many videos, got {len(embeddings)}")
-            index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, self.nlist, faiss.METRIC_INNER_PRODUCT)
-            index.train(embeddings)
-        index.add(embeddings)
         return index
 
     # ---------------------------------------------------------------------------------------------- searching
@@ -259,8 +269,7 @@ class VideoIndex:
             raise ValueError(f"rerank_top_k ({rerank_top_k}) must be >= top_k ({top_k}): it is the number of "
                              "candidates re-ranked, of which the top_k best are returned")
         num_candidates = min(rerank_top_k or top_k, len(self))
-        if self.index_type == "ivf":
-            self.faiss_index.nprobe = self.nprobe
+        set_search_parameters(self.faiss_index, {**self.faiss_info, "nprobe": self.nprobe})
         results = []
         for start in range(0, len(texts), batch_size):
             batch = texts[start:start + batch_size]
@@ -268,7 +277,8 @@ class VideoIndex:
             input_ids = inputs["input_ids"].to(self.device)
             attention_mask = inputs["attention_mask"].to(self.device)
             query_embeds = _as_faiss_array(self.model.get_text_embeds(input_ids, attention_mask))
-            scores, rows = self.faiss_index.search(query_embeds, num_candidates)
+            scores, rows = search_index(self.faiss_index, self.faiss_info, query_embeds, num_candidates,
+                                        self.encoding.video_embeds)
             if rerank_top_k is None:
                 results += [self._results(r, s) for r, s in zip(rows, scores)]
                 continue
@@ -276,7 +286,8 @@ class VideoIndex:
             for query, candidate_rows in enumerate(rows):
                 candidate_rows = candidate_rows[candidate_rows >= 0]  # IVF may find fewer than asked
                 logits = self.model.score_gallery(_select(text_encoding, [query], self.device),
-                                                  _select(self.encoding, candidate_rows, self.device))[0]
+                                                  _select(self.encoding, candidate_rows, self.device,
+                                                          self.dtype))[0]
                 order = torch.argsort(logits, descending=True, stable=True)[:top_k].numpy()
                 results.append(self._results(candidate_rows[order], logits.numpy()[order]))
         return results[0] if single else results
@@ -287,6 +298,10 @@ class VideoIndex:
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.model.parameters()).dtype
 
     # ---------------------------------------------------------------------------------------------- saving
 
@@ -302,13 +317,15 @@ class VideoIndex:
             tensors = {name: value.detach().cpu().contiguous() for name, value in self.encoding.items()}
             save_file(tensors, staging / ENCODINGS_FILE)
             faiss.write_index(self.faiss_index, os.fspath(staging / FAISS_FILE))
-            _write_json(staging / VIDEOS_FILE, {"paths": self.paths, "failed": self.failed})
+            _write_json(staging / VIDEOS_FILE, {"paths": self.paths, "failed": self.failed,
+                                                **({"ids": self.ids} if self.ids is not None else {})})
             _write_json(staging / CONFIG_FILE, {
                 "model_dir": self.model_dir,
                 "processor": self.processor_source,
                 "index_type": self.index_type,
                 "nlist": self.nlist,
                 "nprobe": self.nprobe,
+                "faiss": {**self.faiss_info, "nprobe": self.nprobe},
                 "num_videos": len(self),
                 "num_failed": len(self.failed),
                 "dim": int(self.encoding.video_embeds.shape[1]),
@@ -328,7 +345,6 @@ class VideoIndex:
                 path list disagree in their counts, or the encoding class is not one of tvr's.
         """
         import faiss
-        from safetensors.torch import load_file
 
         index_dir = Path(index_dir)
         recover_directory(index_dir)  # a save killed between its two renames left the previous index aside
@@ -353,7 +369,8 @@ class VideoIndex:
                 raise ValueError(f"{where} was built from an in-memory model: pass model and processor to "
                                  "VideoIndex.load")
             model, processor = load_model_and_processor(config["model_dir"], device, config.get("processor"))
-        encoding = encoding_class(**load_file(index_dir / ENCODINGS_FILE))
+        # memory-mapped: re-ranking gathers the candidates' rows only, the rest stays on disk
+        encoding = encoding_class(**mmap_safetensors(index_dir / ENCODINGS_FILE))
         videos = json.loads((index_dir / VIDEOS_FILE).read_text(encoding="utf-8"))
         faiss_index = faiss.read_index(os.fspath(index_dir / FAISS_FILE))
         counts = {"index_config.json num_videos": config["num_videos"], "videos.json paths": len(videos["paths"]),
@@ -361,68 +378,36 @@ class VideoIndex:
         if len(set(counts.values())) != 1:
             raise ValueError(f"{where}: its files disagree on the number of videos ({counts}); rebuild it with "
                              "`tvr index`")
+        faiss_info = config.get("faiss") or {key: config[key] for key in ("index_type", "nlist", "nprobe")}
         index = cls(model, processor, videos["paths"], encoding, config["index_type"], config["nlist"],
-                    config["nprobe"], faiss_index, config["model_dir"], videos["failed"])
+                    config["nprobe"], faiss_index, config["model_dir"], videos["failed"], faiss_info=faiss_info)
+        index.ids = videos.get("ids")
         index.processor_source = config.get("processor")
         return index
 
 
-def default_nlist(num_videos: int) -> int:
-    """IVF cells for ``num_videos``: ``4 * sqrt(n)`` (FAISS's rule of thumb), with at least 39 videos per cell so
-    that k-means can train each one."""
-    return max(1, min(round(4 * math.sqrt(num_videos)), num_videos // 39))
+_SAFETENSORS_DTYPES = {"F64": np.float64, "F32": np.float32, "F16": np.float16, "BF16": np.int16, "I64": np.int64,
+                       "I32": np.int32, "I16": np.int16, "I8": np.int8, "U8": np.uint8, "BOOL": np.bool_}
 
 
-class _IndexingShards:
-    """The encodings of a :meth:`VideoIndex.build` in progress: ``shard-<n>.safetensors`` + ``shard-<n>.json``
-    (paths encoded, paths failed) per batch, each written crash-safely, the JSON last (a shard without it does not
-    count), and ``resume.json`` naming the model they belong to."""
-
-    def __init__(self, folder: str | os.PathLike, model):
-        self.folder = Path(folder)
-        self.model_fingerprint = hashlib.sha256(model.config.to_json_string().encode()).hexdigest()
-        self.count = 0
-
-    def load(self, paths: list[str]) -> tuple[list[ModelOutput], list[str], dict[str, str]]:
-        """The encodings, paths and failures of the shards already written (for videos among ``paths``)."""
-        from safetensors.torch import load_file
-
-        self.folder.mkdir(parents=True, exist_ok=True)
-        state_file = self.folder / RESUME_FILE
-        if state_file.is_file():
-            state = json.loads(state_file.read_text(encoding="utf-8"))
-            if state.get("model") != self.model_fingerprint:
-                raise ValueError(f"resume folder {os.fspath(self.folder)!r} holds encodings of another model "
-                                 "(its config differs); delete it or give another folder")
+def mmap_safetensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """The tensors of a safetensors file, memory-mapped (copy-on-write): indexing rows reads only those rows."""
+    with open(path, "rb") as handle:
+        header_size = int.from_bytes(handle.read(8), "little")
+        header = json.loads(handle.read(header_size))
+    tensors = {}
+    for name, entry in header.items():
+        if name == "__metadata__":
+            continue
+        begin, end = entry["data_offsets"]
+        dtype = _SAFETENSORS_DTYPES[entry["dtype"]]
+        if end == begin:
+            array = np.empty(entry["shape"], dtype=dtype)
         else:
-            atomic_write_json(state_file, {"model": self.model_fingerprint})
-        encodings, indexed, failed = [], [], {}
-        wanted = set(paths)
-        while (self.folder / f"shard-{self.count:06d}.json").is_file():
-            shard = json.loads((self.folder / f"shard-{self.count:06d}.json").read_text(encoding="utf-8"))
-            if shard["paths"]:
-                tensors = load_file(self.folder / f"shard-{self.count:06d}.safetensors")
-                encoding = _encoding_class(shard["encoding_class"], f"resume folder {os.fspath(self.folder)!r}")
-                encoding = encoding(**tensors)
-                keep = [row for row, path in enumerate(shard["paths"]) if path in wanted]
-                if keep:
-                    encodings.append(_select(encoding, keep, torch.device("cpu")))
-                    indexed += [shard["paths"][row] for row in keep]
-            failed.update({path: error for path, error in shard["failed"].items() if path in wanted})
-            self.count += 1
-        return encodings, indexed, failed
-
-    def add(self, encoding: ModelOutput | None, paths: list[str], failed: dict[str, str]) -> None:
-        from safetensors.torch import save
-
-        name = f"shard-{self.count:06d}"
-        shard = {"paths": paths, "failed": failed, "encoding_class": None}
-        if encoding is not None:
-            tensors = {field: value.contiguous() for field, value in encoding.items()}
-            atomic_write_bytes(self.folder / f"{name}.safetensors", save(tensors))
-            shard["encoding_class"] = f"{type(encoding).__module__}.{type(encoding).__qualname__}"
-        atomic_write_json(self.folder / f"{name}.json", shard)
-        self.count += 1
+            array = np.memmap(path, dtype=dtype, mode="c", offset=8 + header_size + begin, shape=tuple(entry["shape"]))
+        tensor = torch.from_numpy(array)
+        tensors[name] = tensor.view(torch.bfloat16) if entry["dtype"] == "BF16" else tensor
+    return tensors
 
 
 def _encoding_class(name: str, where: str) -> type:
@@ -451,17 +436,15 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _encode_videos(model, inputs) -> ModelOutput:
-    """``model.encode_video`` of processor outputs, on CPU."""
-    device = next(model.parameters()).device
-    encoding = model.encode_video(inputs["pixel_values_videos"].to(device), inputs["video_mask"].to(device))
-    return type(encoding)(**{name: value.detach().cpu() for name, value in encoding.items()})
-
-
-def _select(encoding: ModelOutput, rows, device: torch.device) -> ModelOutput:
-    """Rows of every field of an encoding, on ``device``."""
+def _select(encoding: ModelOutput, rows, device: torch.device, dtype: torch.dtype | None = None) -> ModelOutput:
+    """Rows of every field of an encoding, on ``device``; floating fields in ``dtype`` when given (encodings stored
+    in float16 are scored in the model's dtype)."""
     rows = torch.as_tensor(np.asarray(rows), dtype=torch.long)
-    return type(encoding)(**{name: value[rows.to(value.device)].to(device) for name, value in encoding.items()})
+    def gather(value: torch.Tensor) -> torch.Tensor:
+        cast = dtype if dtype is not None and value.is_floating_point() else None
+        return value[rows.to(value.device)].to(device, cast)
+
+    return type(encoding)(**{name: gather(value) for name, value in encoding.items()})
 
 
 def _as_faiss_array(embeddings: torch.Tensor) -> np.ndarray:
@@ -474,4 +457,5 @@ def _write_json(path: Path, value: Any) -> None:
         file.write("\n")
 
 
-__all__ = ["SearchResult", "VideoIndex", "default_nlist", "list_video_files", "load_model_and_processor"]
+__all__ = ["SearchResult", "VideoIndex", "default_nlist", "list_video_files", "load_model_and_processor",
+           "mmap_safetensors"]

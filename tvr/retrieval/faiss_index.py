@@ -1,0 +1,202 @@
+"""The first-stage FAISS index of a :class:`~tvr.retrieval.VideoIndex`, chosen by collection size and tuned to a
+recall target.
+
+- ``flat``: exact inner product (``IndexFlatIP``), what ``auto`` picks below :data:`EXACT_BELOW` videos;
+- ``ivf``: inverted lists over exact vectors (``IndexIVFFlat``, the index of tvr before the ``ivf-hnsw`` type);
+- ``ivf-hnsw``: what ``auto`` picks above the threshold: inverted lists whose coarse quantizer is an HNSW graph and
+  whose vectors are compressed to 8 bits per dimension (FAISS factory ``IVF<nlist>_HNSW32,SQ8``: 512 bytes per
+  512-d video, so about 0.5 GB per million). 8-bit scores alone cap recall@10 near 0.95 on crowded collections, so
+  :func:`search_index` takes ``REFINE_FACTOR`` times more candidates and re-scores them exactly with their full
+  vectors, gathered from the encodings on disk (memory-mapped: only those rows are read; FAISS's ``IndexRefineFlat``
+  would keep every full vector in RAM). ``nprobe`` is tuned at build time: the smallest number of probed cells whose
+  recall@10 against exact search on held-out queries reaches ``target_recall`` (what ``autofaiss`` does; FAISS is
+  used directly, one dependency fewer).
+
+The chosen parameters and the measured recall are returned as a plain dict (stored in ``index_config.json`` and
+shown by ``tvr search --info``).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import numpy as np
+
+INDEX_TYPES = ("auto", "flat", "ivf", "ivf-hnsw")
+EXACT_BELOW = 50_000  # below this many videos exact search is fast enough (about 4 ms/query at 512-d, 1 thread)
+RECALL_AT = 10
+REFINE_FACTOR = 4  # ivf-hnsw: candidates re-scored exactly per result asked
+
+
+def default_nlist(num_videos: int) -> int:
+    """IVF cells for ``num_videos``: ``4 * sqrt(n)`` (FAISS's rule of thumb), with at least 39 videos per cell so
+    that k-means can train each one."""
+    return max(1, min(round(4 * math.sqrt(num_videos)), num_videos // 39))
+
+
+def build_faiss_index(embeddings: np.ndarray, index_type: str = "auto", nlist: int | None = None,
+                      nprobe: int | None = None, target_recall: float = 0.95, tune_queries: np.ndarray | None = None,
+                      num_tune_queries: int = 500, exact_below: int = EXACT_BELOW, seed: int = 0):
+    """Build the inner-product index of ``embeddings`` ``(num_videos, dim)`` (float32, L2-normalised).
+
+    Args:
+        index_type: one of :data:`INDEX_TYPES`; ``auto`` is ``flat`` below ``exact_below`` videos, else ``ivf-hnsw``.
+        nlist: IVF cells (default :func:`default_nlist`).
+        nprobe: cells probed per query; default: tuned to ``target_recall`` (``ivf-hnsw``) or ``nlist // 8`` (``ivf``).
+        target_recall: recall@10 against exact search that the tuned ``nprobe`` reaches on the held-out queries.
+        tune_queries: ``(num_queries, dim)`` query vectors to tune with (e.g. text embeddings of captions); default:
+            ``num_tune_queries`` rows of ``embeddings`` drawn at random, their own row left out of both rankings.
+        seed: the random draws (training sample, tuning queries).
+
+    Returns:
+        ``(index, info)``: the FAISS index and a dict of what was chosen (``index_type``, ``factory``, ``nlist``,
+        ``nprobe``, ``target_recall``, ``measured_recall``, ``build_seconds``).
+    """
+    import faiss
+
+    if index_type not in INDEX_TYPES:
+        raise ValueError(f"index_type must be one of {INDEX_TYPES}, got {index_type!r}")
+    if not 0 < target_recall <= 1:
+        raise ValueError(f"target_recall must be in (0, 1], got {target_recall}")
+    embeddings = np.ascontiguousarray(embeddings, dtype=np.float32)
+    num_videos, dim = embeddings.shape
+    if index_type == "auto":
+        index_type = "flat" if num_videos < exact_below else "ivf-hnsw"
+    start = time.perf_counter()
+    info: dict[str, Any] = {"index_type": index_type, "nlist": None, "nprobe": None, "target_recall": None,
+                            "measured_recall": None}
+    if index_type == "flat":
+        index = faiss.IndexFlatIP(dim)
+        index.add(embeddings)
+        info.update(factory="Flat", measured_recall=1.0)
+        info["build_seconds"] = round(time.perf_counter() - start, 3)
+        return index, info
+    nlist = nlist or default_nlist(num_videos)
+    if nlist > num_videos:
+        raise ValueError(f"nlist={nlist} IVF cells need at least as many videos, got {num_videos}")
+    rng = np.random.default_rng(seed)
+    if index_type == "ivf":
+        factory = f"IVF{nlist},Flat"
+        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
+    else:
+        factory = f"IVF{nlist}_HNSW32,SQ8"
+        index = faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)
+    # k-means needs ~40 points per cell; more only costs time
+    train_rows = rng.choice(num_videos, 50 * nlist, replace=False) \
+        if num_videos > 50 * nlist else slice(None)
+    index.train(embeddings[train_rows])
+    ivf = faiss.extract_index_ivf(index)
+    if index_type == "ivf-hnsw":  # assign each video to its nearest cell (HNSW's default efSearch 16 often misses it)
+        faiss.downcast_index(ivf.quantizer).hnsw.efSearch = 128
+    index.add(embeddings)
+    info.update(factory=factory, nlist=nlist, refine=REFINE_FACTOR if index_type == "ivf-hnsw" else None)
+    if nprobe is None and index_type == "ivf":
+        nprobe = max(1, nlist // 8)
+    if nprobe is None:
+        nprobe, recall = tune_nprobe(index, embeddings, target_recall, tune_queries, num_tune_queries, rng,
+                                     info["refine"])
+        info.update(target_recall=target_recall, measured_recall=round(recall, 4))
+    ivf.nprobe = nprobe
+    if index_type == "ivf-hnsw":
+        # the HNSW graph over the centroids must return at least nprobe of them
+        faiss.downcast_index(ivf.quantizer).hnsw.efSearch = max(64, 2 * nprobe)
+    info["nprobe"] = int(nprobe)
+    info["build_seconds"] = round(time.perf_counter() - start, 3)
+    return index, info
+
+
+def set_search_parameters(index, info: dict[str, Any]) -> None:
+    """Apply the stored ``nprobe`` (and the HNSW quantizer's ``efSearch``) to a loaded index; FAISS does not save
+    them with the index."""
+    import faiss
+
+    if info.get("nprobe") is None:
+        return
+    ivf = faiss.extract_index_ivf(index)
+    ivf.nprobe = int(info["nprobe"])
+    if info.get("index_type") == "ivf-hnsw":
+        faiss.downcast_index(ivf.quantizer).hnsw.efSearch = max(64, 2 * int(info["nprobe"]))
+
+
+def search_index(index, info: dict[str, Any], queries: np.ndarray, k: int, vectors) -> tuple[np.ndarray, np.ndarray]:
+    """``(scores, rows)`` ``(num_queries, k)`` of an index built by :func:`build_faiss_index`: FAISS's answer, or for
+    an index with ``info["refine"]``, its ``refine * k`` candidates re-scored exactly with their rows of ``vectors``
+    ``(num_videos, dim)`` (a NumPy array or a tensor, e.g. memory-mapped: only the candidates' rows are read). Rows
+    are ``-1`` where fewer than ``k`` were found."""
+    import torch
+
+    refine = info.get("refine")
+    if not refine:
+        return index.search(queries, k)
+    _, candidates = index.search(queries, refine * k)
+    found = candidates >= 0
+    gathered = torch.as_tensor(vectors)[torch.as_tensor(np.where(found, candidates, 0))].float()
+    scores = torch.einsum("qcd,qd->qc", gathered, torch.as_tensor(queries, dtype=torch.float32)).numpy()
+    scores = np.where(found, scores, -np.inf)
+    order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    rows = np.take_along_axis(candidates, order, axis=1)
+    scores = np.take_along_axis(scores, order, axis=1)
+    return np.where(rows >= 0, scores, -np.inf).astype(np.float32), rows
+
+
+def recall_at(found: np.ndarray, exact: np.ndarray) -> float:
+    """Mean fraction of each row of ``exact`` ``(num_queries, k)`` that the same row of ``found`` holds."""
+    return float(np.mean([len(np.intersect1d(f, e)) / len(e) for f, e in zip(found, exact)]))
+
+
+def tune_nprobe(index, embeddings: np.ndarray, target_recall: float, tune_queries: np.ndarray | None,
+                num_tune_queries: int, rng: np.random.Generator, refine: int | None = None) -> tuple[int, float]:
+    """The smallest ``nprobe`` (doubling, then bisection) whose recall@10 against exact search reaches
+    ``target_recall``, and that recall; all cells when none does."""
+    import faiss
+
+    ivf = faiss.extract_index_ivf(index)
+    quantizer = faiss.downcast_index(ivf.quantizer)
+    k = min(RECALL_AT, len(embeddings) - 1)
+    own_rows = None
+    if tune_queries is None:
+        own_rows = rng.choice(len(embeddings), min(num_tune_queries, len(embeddings)), replace=False)
+        queries = embeddings[own_rows]
+    else:
+        queries = np.ascontiguousarray(tune_queries, dtype=np.float32)
+    exact_index = faiss.IndexFlatIP(embeddings.shape[1])
+    exact_index.add(embeddings)
+    exact = _top(exact_index, queries, k, own_rows)
+
+    def recall(nprobe: int) -> float:
+        ivf.nprobe = nprobe
+        if hasattr(quantizer, "hnsw"):
+            quantizer.hnsw.efSearch = max(64, 2 * nprobe)
+        return recall_at(_top(index, queries, k, own_rows, {"refine": refine}, embeddings), exact)
+
+    low, high = 0, 1
+    measured = {}
+    while high < ivf.nlist:
+        measured[high] = recall(high)
+        if measured[high] >= target_recall:
+            break
+        low, high = high, min(2 * high, ivf.nlist)
+    else:
+        measured[high] = recall(high)
+        if measured[high] < target_recall:
+            return high, measured[high]
+    while high - low > 1:
+        middle = (low + high) // 2
+        measured[middle] = recall(middle)
+        low, high = (low, middle) if measured[middle] >= target_recall else (middle, high)
+    return high, measured[high]
+
+
+def _top(index, queries: np.ndarray, k: int, own_rows: np.ndarray | None, info: dict[str, Any] | None = None,
+         vectors: np.ndarray | None = None) -> np.ndarray:
+    """Top-``k`` rows per query, leaving out each query's own row when the queries are indexed rows."""
+    _, rows = search_index(index, info or {}, queries, k + (own_rows is not None), vectors)
+    if own_rows is None:
+        return rows
+    return np.stack([row[row != own][:k] for row, own in zip(rows, own_rows)])
+
+
+__all__ = ["EXACT_BELOW", "INDEX_TYPES", "REFINE_FACTOR", "build_faiss_index", "default_nlist", "recall_at",
+           "search_index", "set_search_parameters", "tune_nprobe"]
