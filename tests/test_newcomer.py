@@ -268,3 +268,26 @@ def test_every_option_of_every_command_has_help():
 
     walk(build_parser(), "tvr")
     assert missing == []
+
+
+# ------------------------------------------------------------------------------------------- `tvr --help` is quick
+
+
+def test_tvr_help_lists_every_command_without_importing_torch(capsys):
+    import tvr_launcher
+
+    parser = __import__("tvr.cli", fromlist=["build_parser"]).build_parser()
+    subcommands = next(action for action in parser._actions if action.dest == "command")
+    declared = {choice.dest: choice.help for choice in subcommands._choices_actions}
+    assert tvr_launcher.COMMAND_HELP == declared  # the launcher's list is each command's own help
+    capsys.readouterr()
+    assert tvr_launcher.main(["--help"]) == 0
+    printed = capsys.readouterr().out
+    assert all(f"  {name}  " in printed or f"  {name} " in printed for name in declared)
+    assert tvr_launcher.main([]) == 2 and "give a command" in capsys.readouterr().err
+    # in a fresh interpreter, as the console script runs it: nothing heavy is imported for the help
+    probe = ("import sys, tvr_launcher; tvr_launcher.main(['--help']); "
+             "print(sorted(m for m in ('torch', 'transformers', 'tvr') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
+                            cwd=Path(__file__).resolve().parents[1])
+    assert result.stdout.strip().splitlines()[-1] == "[]"

@@ -28,7 +28,9 @@ COMMANDS = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tvr", description="Text-to-video retrieval on transformers.")
+    from tvr_launcher import DESCRIPTION  # the console command's launcher lists the commands without importing tvr
+
+    parser = argparse.ArgumentParser(prog="tvr", description=DESCRIPTION)
     subparsers = parser.add_subparsers(dest="command", required=True)
     seen = set()
     for module_name in COMMANDS.values():
