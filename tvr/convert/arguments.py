@@ -12,7 +12,7 @@ import argparse
 import shlex
 from typing import Any, Callable, Mapping
 
-import yaml
+from ..utils.values import parse_key_values, parse_scalar
 
 FlagMap = Mapping[str, str | Callable[[Any], dict[str, Any]]]
 
@@ -52,29 +52,23 @@ def parse_original_args(text: str) -> dict[str, Any]:
             name, sep, value = token[2:].partition("=")
             if not name:
                 raise ValueError(f"--original-args: empty flag name in {text!r}")
-            values[name] = _scalar(value) if sep else True
+            values[name] = parse_scalar(value) if sep else True
             if sep:
                 name = None
         elif name is None:
             raise ValueError(f"--original-args: {token!r} is not a flag and follows no flag (in {text!r})")
         elif values[name] is True:
-            values[name] = _scalar(token)
+            values[name] = parse_scalar(token)
         elif isinstance(values[name], list):
-            values[name].append(_scalar(token))
+            values[name].append(parse_scalar(token))
         else:
-            values[name] = [values[name], _scalar(token)]
+            values[name] = [values[name], parse_scalar(token)]
     return values
 
 
 def parse_set_arguments(pairs: list[str]) -> dict[str, Any]:
     """`["max_frames=12", "extractor_layers=[20,21]"]` -> `{"max_frames": 12, "extractor_layers": [20, 21]}`."""
-    values = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise ValueError(f"--set expects KEY=VALUE (a config field key=value), got {pair!r}")
-        values[key] = _scalar(value)
-    return values
+    return parse_key_values(pairs, "--set")
 
 
 def config_overrides(
@@ -97,21 +91,6 @@ def config_overrides(
     overrides.update(parse_set_arguments(getattr(args, "set", None) or []))
     overrides.update({key: value for key, value in (explicit or {}).items() if value is not None})
     return overrides
-
-
-def _scalar(text: str) -> Any:
-    """A flag value as argparse's `type=int/float` would read it: YAML scalars, and `1e-4` as a float (YAML 1.1
-    reads exponents without a dot as strings)."""
-    try:
-        value = yaml.safe_load(text)
-    except yaml.YAMLError:
-        return text
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            return value
-    return value
 
 
 __all__ = ["FlagMap", "add_config_arguments", "config_overrides", "parse_original_args", "parse_set_arguments"]

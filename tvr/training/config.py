@@ -18,6 +18,8 @@ from typing import Any
 
 import yaml
 
+from ..utils.values import parse_key_values
+
 MIXED_PRECISIONS = ("no", "fp16", "bf16")
 OPTIMIZERS = ("adamw", "bertadam")
 FRAME_ORDERS = ("normal", "reverse", "shuffle")
@@ -238,28 +240,6 @@ def _parse_optional(parse):
     return parse_or_none
 
 
-def _scalar(text: str) -> Any:
-    """A YAML value, with ``1e-4`` read as a number (YAML 1.1 reads an exponent without a dot as a string)."""
-    value = yaml.safe_load(text)
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            return value
-    return value
-
-
-def _parse_key_values(pairs: list[str]) -> dict[str, Any]:
-    """``["sim_header=seqTransf", "cross_num_hidden_layers=4"]`` -> a dict; values are read as YAML scalars."""
-    values = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise argparse.ArgumentTypeError(f"expected key=value, got {pair!r}")
-        values[key] = _scalar(value)
-    return values
-
-
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     """``--config FILE`` plus one kebab-case ``--<field>`` per :class:`TrainingConfig` field (dict fields take
     ``key=value`` pairs, ``none`` clears an optional field), ``--set KEY=VALUE`` (a model config field, repeatable, as
@@ -307,11 +287,11 @@ def config_from_args(args: argparse.Namespace) -> TrainingConfig:
         if hasattr(args, config_field.name):
             value = getattr(args, config_field.name)
             if isinstance(value, list):  # a dict field given as key=value pairs
-                value = None if value == ["none"] else _parse_key_values(value)
+                value = None if value == ["none"] else parse_key_values(value)
             overrides[config_field.name] = value
     if hasattr(args, "push_to_hub_repo"):
         overrides.update(push_to_hub=True, hub_model_id=args.push_to_hub_repo)
-    model_set = _parse_key_values(getattr(args, "model_set", None) or [])
+    model_set = parse_key_values(getattr(args, "model_set", None) or [], "--set")
     if getattr(args, "config", None):
         config = TrainingConfig.from_file(args.config, **overrides)
     else:
