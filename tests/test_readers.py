@@ -129,6 +129,21 @@ def test_msvd_every_caption_is_a_row_in_both_caption_formats(msvd):
     ]
 
 
+class _RunsCode:
+    def __reduce__(self):
+        return (os.system, ("echo pwned > pwned.txt",))
+
+
+def test_msvd_caption_pickle_cannot_run_code(msvd, tmp_path, monkeypatch):
+    pkl_dir, _, videos, _ = msvd
+    monkeypatch.chdir(tmp_path)
+    with open(pkl_dir / "raw-captions.pkl", "wb") as file:
+        pickle.dump({"abc_1_5": [["a", "cat"]], "evil": _RunsCode()}, file)
+    with pytest.raises(ValueError, match="refusing to load .*system from a caption pickle"):
+        load_annotations("msvd", pkl_dir, videos, "test")
+    assert not (tmp_path / "pwned.txt").exists()
+
+
 def test_msvd_listed_video_without_captions_raises(msvd):
     pkl_dir, json_dir, videos, paths = msvd
     (json_dir / "val_list.txt").write_text("abc_1_5\nnot_there\n")

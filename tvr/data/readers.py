@@ -284,6 +284,20 @@ def read_msrvtt_sentences(path: str) -> list[tuple[str, str]]:
 
 
 # ------------------------------------------------------------------------------------------------------ MSVD
+class _DataOnlyUnpickler(pickle.Unpickler):
+    """Reads a pickle of plain data (dicts, lists, strings, numbers) and refuses anything that names a class or a
+    function, which is how a pickle runs code: the published ``raw-captions.pkl`` holds data only."""
+
+    def __init__(self, file, path: str):
+        super().__init__(file)
+        self.path = path
+
+    def find_class(self, module: str, name: str):
+        raise ValueError(f"{self.path}: refusing to load {module}.{name} from a caption pickle: MSVD's "
+                         "raw-captions.pkl holds only {video_id: [[token, ...], ...]} (use captions_msvd.json "
+                         "otherwise)")
+
+
 def read_msvd_captions(path: str | os.PathLike) -> dict[str, list[str]]:
     """MSVD captions as ``{video_id: [sentence, ...]}`` from either published format.
 
@@ -292,9 +306,8 @@ def read_msvd_captions(path: str | os.PathLike) -> dict[str, list[str]]:
     """
     path = os.fspath(path)
     if path.endswith(".pkl"):
-        # pickle runs code from the file: only for the published annotation file, never untrusted input
         with open(path, "rb") as file:
-            captions = pickle.load(file)
+            captions = _DataOnlyUnpickler(file, path).load()
     else:
         captions = _read_json(path)
     _expect(captions, dict, path, "a mapping {video_id: [caption, ...]}")
