@@ -81,3 +81,22 @@ def _tail(log) -> str:
     log.flush()
     log.seek(0)
     return log.read().decode(errors="replace")[-3000:]
+
+
+def save_demo_model(root: Path, num_videos: int) -> tuple[Path, Path, list[str]]:
+    """``(model_dir, video_dir, captions)``: the demo's tiny (untrained) model saved with its processor under
+    ``root``, and ``num_videos`` synthetic videos."""
+    import torch
+
+    from tvr.data import make_synthetic_dataset
+    from tvr.demo import build_demo_model, build_demo_processor
+    from tvr.processing import train_clip_tokenizer
+
+    dataset = make_synthetic_dataset(root / "data", num_videos, size=32, fps=2, duration=4.0, num_events=2,
+                                     progress=False)
+    tokenizer = train_clip_tokenizer(list(dataset["caption"]), root / "tokenizer", vocab_size=600)
+    torch.manual_seed(0)
+    model_dir = root / "model"
+    build_demo_model(tokenizer).save_pretrained(model_dir)
+    build_demo_processor(tokenizer).save_pretrained(model_dir)
+    return model_dir, root / "data" / "videos", list(dataset["caption"])

@@ -6,14 +6,10 @@ import shutil
 import sys
 
 import pytest
-import torch
-from app_server import REPO_ROOT, free_port, running_app
+from app_server import REPO_ROOT, free_port, running_app, save_demo_model
 
 from tvr.app import RetrievalDemo
 from tvr.cli import main
-from tvr.data import make_synthetic_dataset
-from tvr.demo import build_demo_model, build_demo_processor
-from tvr.processing import train_clip_tokenizer
 
 NUM_VIDEOS = 4
 CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -24,15 +20,7 @@ CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first
 def demo_model(tmp_path_factory):
     """``(model_dir, video_dir, captions)``: the demo's tiny (untrained) model saved with its processor, and a few
     synthetic videos."""
-    root = tmp_path_factory.mktemp("app")
-    dataset = make_synthetic_dataset(root / "data", NUM_VIDEOS, size=32, fps=2, duration=4.0, num_events=2,
-                                     progress=False)
-    tokenizer = train_clip_tokenizer(list(dataset["caption"]), root / "tokenizer", vocab_size=600)
-    torch.manual_seed(0)
-    model_dir = root / "model"
-    build_demo_model(tokenizer).save_pretrained(model_dir)
-    build_demo_processor(tokenizer).save_pretrained(model_dir)
-    return model_dir, root / "data" / "videos", list(dataset["caption"])
+    return save_demo_model(tmp_path_factory.mktemp("app"), NUM_VIDEOS)
 
 
 def expected_top_video(demo: RetrievalDemo, query: str) -> str:

@@ -5,30 +5,19 @@ import os
 import sys
 
 import pytest
-import torch
 import yaml
-from app_server import call_api, running_app
+from app_server import call_api, running_app, save_demo_model
 
 import tvr
 from tvr.app.space import push_space, write_space
 from tvr.cli import main
-from tvr.data import make_synthetic_dataset
-from tvr.demo import build_demo_model, build_demo_processor
-from tvr.processing import train_clip_tokenizer
 from tvr.retrieval import VideoIndex, load_model_and_processor
 
 
 @pytest.fixture(scope="module")
 def demo_model(tmp_path_factory):
     """``(model_dir, video_dir, captions)``: the demo's tiny model with its processor, and 3 synthetic videos."""
-    root = tmp_path_factory.mktemp("space")
-    dataset = make_synthetic_dataset(root / "data", 3, size=32, fps=2, duration=4.0, num_events=2, progress=False)
-    tokenizer = train_clip_tokenizer(list(dataset["caption"]), root / "tokenizer", vocab_size=600)
-    torch.manual_seed(0)
-    model_dir = root / "model"
-    build_demo_model(tokenizer).save_pretrained(model_dir)
-    build_demo_processor(tokenizer).save_pretrained(model_dir)
-    return model_dir, root / "data" / "videos", list(dataset["caption"])
+    return save_demo_model(tmp_path_factory.mktemp("space"), 3)
 
 
 def read_metadata(readme) -> dict:
