@@ -56,10 +56,7 @@ def per_second_frame_indices(
         >>> per_second_frame_indices(100, 29.97)
         array([ 0, 29, 58, 87])
     """
-    _check_video(total_frames, video_fps)
-    if int(fps) != fps or fps < 1:
-        raise ValueError(f"fps must be a positive integer number of frames per second, got {fps!r}")
-    _check_clip(start, end)
+    _check_request(total_frames, video_fps, fps, start, end)
     fps = int(fps)
     if video_fps < 1:  # int(video_fps) would read one frame per second as if the video ran at 1 fps
         return _slow_video_frame_indices(total_frames, video_fps, start, end)
@@ -123,10 +120,7 @@ def stride_frame_indices(
         >>> stride_frame_indices(100, 29.97)
         array([ 0, 30, 60, 90])
     """
-    _check_video(total_frames, video_fps)
-    if int(fps) != fps or fps < 1:
-        raise ValueError(f"fps must be a positive integer number of frames per second, got {fps!r}")
-    _check_clip(start, end)
+    _check_request(total_frames, video_fps, fps, start, end)
     stride = int(round(float(video_fps) / int(fps)))
     if stride < 1:
         raise ValueError(f"a {video_fps:g} fps video cannot give {fps} frames per second (stride rounds to 0)")
@@ -278,6 +272,14 @@ def sample_frame_indices(
         indices = choose(total_frames, video_fps, fps, start, end)
         indices = slice_frame_indices(indices, max_frames, slice_framepos)
     return order_frame_indices(indices, frame_order, generator)
+
+
+def _check_request(total_frames: int, video_fps: float, fps: int, start: float | None, end: float | None) -> None:
+    """The checks every per-second rule starts with: the video, the requested rate, the clip times."""
+    _check_video(total_frames, video_fps)
+    if int(fps) != fps or fps < 1:
+        raise ValueError(f"fps must be a positive integer number of frames per second, got {fps!r}")
+    _check_clip(start, end)
 
 
 def _check_video(total_frames: int, video_fps: float) -> None:
