@@ -54,6 +54,72 @@ def test_bertadam_differs_from_adamw_by_bias_correction():
     assert parameter.item() == pytest.approx(0.5 - 0.01 * 0.1 / math.sqrt(0.02), abs=1e-6)
 
 
+def loop_bertadam_step(parameters, states, lr, betas, eps, weight_decay, max_grad_norm):
+    """BertAdam as the seeds write it: one parameter at a time (the reference for the multi-tensor version)."""
+    with torch.no_grad():
+        for parameter, state in zip(parameters, states):
+            if parameter.grad is None:
+                continue
+            torch.nn.utils.clip_grad_norm_(parameter, max_grad_norm)
+            state.setdefault("exp_avg", torch.zeros_like(parameter))
+            state.setdefault("exp_avg_sq", torch.zeros_like(parameter))
+            state["exp_avg"].mul_(betas[0]).add_(parameter.grad, alpha=1 - betas[0])
+            state["exp_avg_sq"].mul_(betas[1]).addcmul_(parameter.grad, parameter.grad, value=1 - betas[1])
+            update = state["exp_avg"] / (state["exp_avg_sq"].sqrt() + eps) + weight_decay * parameter
+            parameter.add_(update, alpha=-lr)
+
+
+def test_multi_tensor_bertadam_equals_the_per_parameter_loop():
+    # mixed shapes and dtypes, gradients above and below the clip norm, a parameter without a gradient
+    generator = torch.Generator().manual_seed(0)
+    shapes = [(7, 5), (5,), (3, 4, 2), (1,), (6,)]
+    dtypes = [torch.float32, torch.float32, torch.float64, torch.float32, torch.float64]
+    ours = [torch.nn.Parameter(torch.randn(shape, generator=generator, dtype=dtype))
+            for shape, dtype in zip(shapes, dtypes)]
+    reference = [torch.nn.Parameter(parameter.detach().clone()) for parameter in ours]
+    optimizer = BertAdam(ours, lr=0.05, betas=(0.9, 0.98), eps=1e-6, weight_decay=0.2, max_grad_norm=1.0)
+    states = [{} for _ in reference]
+    for step in range(3):
+        for index, (mine, theirs) in enumerate(zip(ours, reference)):
+            if index == 3 and step < 2:  # no gradient: left alone, no state
+                mine.grad = theirs.grad = None
+                continue
+            grad = torch.randn(mine.shape, generator=generator, dtype=mine.dtype) * (3.0 if index % 2 else 0.1)
+            mine.grad, theirs.grad = grad.clone(), grad.clone()
+        optimizer.step()
+        loop_bertadam_step(reference, states, 0.05, (0.9, 0.98), 1e-6, 0.2, 1.0)
+        for mine, theirs in zip(ours, reference):
+            # equal up to float rounding (the multi-tensor norm and fused add round in their own order)
+            torch.testing.assert_close(mine.detach(), theirs.detach(), rtol=1e-6, atol=1e-8)
+    assert optimizer.state[ours[3]]["step"] == 1 and optimizer.state[ours[0]]["step"] == 3
+
+
+def test_adamw_uses_the_fused_kernel_and_matches_the_unfused_update():
+    model = TwoGroupModel()
+    optimizer = build_optimizer(model, "adamw", lr=1e-2, coef_lr=0.5, weight_decay=0.2)
+    assert all(group["fused"] for group in optimizer.param_groups)
+    reference_model = TwoGroupModel()
+    reference_model.load_state_dict(model.state_dict())
+    reference = torch.optim.AdamW(parameter_groups(reference_model, 1e-2, 0.5, 0.2), lr=1e-2, betas=(0.9, 0.98),
+                                  eps=1e-6, weight_decay=0.2, foreach=False)
+    generator = torch.Generator().manual_seed(1)
+    for _ in range(3):
+        for mine, theirs in zip(model.parameters(), reference_model.parameters()):
+            mine.grad = torch.randn(mine.shape, generator=generator)
+            theirs.grad = mine.grad.clone()
+        optimizer.step()
+        reference.step()
+    for mine, theirs in zip(model.parameters(), reference_model.parameters()):
+        torch.testing.assert_close(mine, theirs, rtol=1e-6, atol=1e-7)
+
+
+def test_fused_kernels_are_not_asked_for_integer_parameters():
+    from tvr.training.optimization import fused_kernels_fit
+
+    assert fused_kernels_fit([[torch.zeros(2)], [torch.zeros(1, dtype=torch.float64)]])
+    assert not fused_kernels_fit([[torch.zeros(2)], [torch.zeros(2, dtype=torch.long)]])
+
+
 @pytest.mark.parametrize("progress, warmup, expected", [
     (0.0, 0.1, 0.0),
     (0.05, 0.1, 0.5),  # half of the warmup

