@@ -194,8 +194,8 @@ def gloo_group():
     if dist.is_initialized():
         yield
         return
-    with tempfile.NamedTemporaryFile() as rendezvous:
-        dist.init_process_group("gloo", init_method=f"file://{rendezvous.name}", rank=0, world_size=1)
+    with tempfile.TemporaryDirectory() as folder:  # the file store deletes its file itself
+        dist.init_process_group("gloo", init_method=f"file://{folder}/rendezvous", rank=0, world_size=1)
         try:
             yield
         finally:

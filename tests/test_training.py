@@ -448,3 +448,26 @@ def test_flags_md_example_is_a_valid_config():
     example = re.search(r"```yaml\n(.*?)```", text, re.S).group(1)
     config = TrainingConfig.from_dict(yaml.safe_load(example))
     assert config.model_kwargs["sim_header"] == "meanP" and config.processor_kwargs["slice_framepos"] == "uniform"
+
+
+def test_torch_compile_trains_on_the_same_losses(tmp_path, videos, processor, monkeypatch):
+    # the compiled step (inductor, on the CPU here) is the eager step: same losses, same weights at the end
+    train_set, _ = videos
+    eager = train(base_config(tmp_path, "eager", epochs=1), model=tiny_model(processor), processor=processor,
+                  train_dataset=train_set)
+    compiled_calls = []
+    compile_module = torch.nn.Module.compile
+    monkeypatch.setattr(torch.nn.Module, "compile",
+                        lambda module, *args, **kwargs: (compiled_calls.append(type(module).__name__),
+                                                         compile_module(module, *args, **kwargs))[1])
+    AcceleratorState._reset_state(reset_partial_state=True)
+    compiled = train(base_config(tmp_path, "compiled", epochs=1, torch_compile=True), model=tiny_model(processor),
+                     processor=processor, train_dataset=train_set)
+    assert compiled_calls == ["ContrastiveStep"]
+    eager_losses, compiled_losses = losses(eager), losses(compiled)
+    assert sorted(compiled_losses) == sorted(eager_losses) == [1, 2]
+    for step, loss in eager_losses.items():
+        assert compiled_losses[step] == pytest.approx(loss, rel=1e-4), step
+    eager_weights = CLIP4ClipModel.from_pretrained(eager / "final").state_dict()
+    for name, value in CLIP4ClipModel.from_pretrained(compiled / "final").state_dict().items():
+        torch.testing.assert_close(value, eager_weights[name], rtol=1e-4, atol=1e-5)

@@ -81,6 +81,9 @@ class TrainingConfig:
     freeze_layer_num: int = option(0, "freeze CLIP embeddings and layers below this index; -1 freezes nothing")
     mixed_precision: str = option("no", "no (fp32), fp16 or bf16 autocast")
     gradient_checkpointing: bool = option(False, "recompute activations in backward to save memory")
+    torch_compile: bool = option(
+        False, "compile the training step with torch.compile (inductor): faster steps after a compilation of "
+               "about a minute; worth it for long runs on GPU")
     seed: int = option(42, "seed of initialisation, data order and augmentation")
     ddp_find_unused_parameters: bool = option(
         True, "DDP looks for parameters without gradient (tightTransf never uses logit_scale); false is faster "

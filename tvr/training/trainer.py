@@ -380,8 +380,11 @@ def train(
     group_names = [group["name"] for group in optimizer.param_groups]
 
     # prepare
+    step_module = ContrastiveStep(model)
+    if config.torch_compile:
+        step_module.compile()  # in place: the module, its parameters and its state dict keys stay as they are
     step_module, optimizer, train_loader, scheduler = accelerator.prepare(
-        ContrastiveStep(model), optimizer, train_loader, scheduler)
+        step_module, optimizer, train_loader, scheduler)
     model = accelerator.unwrap_model(step_module).model
     progress = TrainingProgress()
     resume_from = config.resume_from
