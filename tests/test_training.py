@@ -147,15 +147,19 @@ def test_cached_processor_matches_decoding(videos, processor):
     cached = CachedVideoProcessor(processor)
     paths = list(train_set["video_path"][:3])
     cached.fill([(path, None, None) for path in paths], batch_size=2, show_progress=False)
-    assert len(cached.videos) == 3
+    assert len(cached.store) == 3
     direct = processor(text=["a red circle"], videos=paths, return_tensors="pt")
     from_cache = cached(text=["a red circle"], videos=paths, return_tensors="pt")
     for key in ("input_ids", "attention_mask", "pixel_values_videos", "video_mask"):
-        torch.testing.assert_close(from_cache[key], direct[key])
+        torch.testing.assert_close(from_cache[key], direct[key], rtol=0, atol=1e-6)
+    uint8 = processor(videos=paths, do_rescale=False, do_normalize=False, return_tensors="pt")
+    assert torch.equal(cached(videos=paths, do_rescale=False, do_normalize=False)["pixel_values_videos"],
+                       uint8["pixel_values_videos"])
 
     collator = TrainingCollator(cached, "normal")
     batch = collator([{"caption": "a red circle", "video": (path, None, None), "augment_seed": 0} for path in paths])
     assert batch["pixel_values_videos"].shape == (3, MAX_FRAMES, 3, 32, 32)
+    assert torch.equal(batch["pixel_values_videos"], uint8["pixel_values_videos"])  # uint8, normalised on device
     assert batch["input_ids"].shape == (3, MAX_WORDS)
 
 
@@ -176,7 +180,7 @@ def one_step_gradients(processor, batch, checkpointing: bool) -> tuple[dict[str,
 
     mlp.forward = counting_forward
     model.train()
-    ContrastiveStep(model)(**batch).backward()
+    ContrastiveStep(model, processor.video_processor)(**batch).backward()
     return {name: p.grad for name, p in model.named_parameters() if p.grad is not None}, len(calls)
 
 
