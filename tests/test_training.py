@@ -163,6 +163,47 @@ def test_cached_processor_matches_decoding(videos, processor):
     assert batch["input_ids"].shape == (3, MAX_WORDS)
 
 
+def test_epochs_reach_persistent_workers():
+    """Workers keep their copy of the dataset across epochs; the epoch (caption choice, augmentation seeds) is
+    shared memory, so their samples still change with it."""
+    from datasets import Dataset
+
+    dataset = Dataset.from_dict({"video_path": ["a.mp4"] * 4, "caption": ["x"] * 4,
+                                 "captions": [[f"c{i}" for i in range(50)]] * 4})
+    samples = CaptionVideoSamples(dataset, seed=1)
+    loader = torch.utils.data.DataLoader(samples, batch_size=4, num_workers=1, persistent_workers=True,
+                                         collate_fn=lambda batch: [sample["augment_seed"] for sample in batch])
+    seen = []
+    for epoch in range(2):
+        samples.set_epoch(epoch)
+        seen.append(next(iter(loader)))
+        assert seen[-1] == [samples[index]["augment_seed"] for index in range(4)]
+    assert seen[0] != seen[1]
+
+
+def test_frame_cache_dir_trains_the_same_and_a_second_run_reads_it(tmp_path, videos, processor, monkeypatch):
+    from tvr.processing.video_processing_tvr import TVRVideoProcessor
+
+    train_set, _ = videos
+    decoded = train(base_config(tmp_path, "decoded", epochs=2, cache_videos=False), model=tiny_model(processor),
+                    processor=processor, train_dataset=train_set)
+    cache = tmp_path / "frames"
+    cached = train(base_config(tmp_path, "cached", epochs=2, cache_videos=False, frame_cache_dir=str(cache)),
+                   model=tiny_model(processor), processor=processor, train_dataset=train_set)
+    assert len(list(cache.rglob("*.npy"))) == NUM_VIDEOS
+    assert losses(cached) == losses(decoded) and len(losses(decoded)) == 4
+
+    def no_decoding(*args, **kwargs):
+        raise RuntimeError("decoder called")
+
+    monkeypatch.setattr(TVRVideoProcessor, "_decode_and_sample_videos", no_decoding)
+    AcceleratorState._reset_state(reset_partial_state=True)
+    again = train(base_config(tmp_path, "again", epochs=2, cache_videos=False, frame_cache_dir=str(cache),
+                              on_bad_video="error"),
+                  model=tiny_model(processor), processor=processor, train_dataset=train_set)
+    assert losses(again) == losses(decoded)
+
+
 # ------------------------------------------------------------------------------------------------ loop features
 
 
