@@ -258,12 +258,19 @@ def stack_frames(videos: Sequence[np.ndarray], max_frames: int | None) -> tuple[
     shapes = {tuple(video.shape[1:]) for video in videos}
     if len(shapes) > 1:
         raise ValueError(f"cached frames differ in size {sorted(shapes)}; enable do_center_crop to batch them")
-    pixel_values = np.zeros((len(videos), max_frames, *shapes.pop()), dtype=np.uint8)
-    video_mask = np.zeros((len(videos), max_frames), dtype=np.int64)
+    shape = (len(videos), max_frames, *shapes.pop())
+    if torch.utils.data.get_worker_info() is None:
+        pixel_values = torch.empty(shape, dtype=torch.uint8)
+    else:  # in a DataLoader worker, build the batch in shared memory (as default_collate does): no copy to get there
+        storage = torch.UntypedStorage._new_shared(int(np.prod(shape)))
+        pixel_values = torch.empty(0, dtype=torch.uint8).set_(storage).view(shape)
+    video_mask = torch.zeros(shape[:2], dtype=torch.int64)
+    frames = pixel_values.numpy()
     for index, video in enumerate(videos):
-        pixel_values[index, :len(video)] = video  # reads a memory-mapped entry's pages here
+        frames[index, :len(video)] = video  # reads a memory-mapped entry's pages here
+        frames[index, len(video):] = 0
         video_mask[index, :len(video)] = 1
-    return torch.from_numpy(pixel_values), torch.from_numpy(video_mask)
+    return pixel_values, video_mask
 
 
 __all__ = ["CachedVideoProcessor", "FrameCache", "InMemoryFrameCache", "frame_cache_key", "frame_settings",

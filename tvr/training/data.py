@@ -116,11 +116,10 @@ class TrainingCollator:
             return {"skipped_videos": decoded.failed}
         samples = [samples[position] for position in decoded.kept]
         text = self.processor(text=[sample["caption"] for sample in samples], return_tensors="pt")
-        video_mask = decoded.inputs["video_mask"]
-        pixel_values = torch.stack([
-            order_frames(video, mask, self.frame_order, np.random.default_rng(sample["augment_seed"]))
-            for video, mask, sample in zip(decoded.inputs["pixel_values_videos"], video_mask, samples)
-        ])
+        video_mask, pixel_values = decoded.inputs["video_mask"], decoded.inputs["pixel_values_videos"]
+        if self.frame_order != "normal":  # in place: a cached batch is built in a worker's shared memory, keep it there
+            for video, mask, sample in zip(pixel_values, video_mask, samples):
+                video.copy_(order_frames(video, mask, self.frame_order, np.random.default_rng(sample["augment_seed"])))
         batch = {
             "input_ids": text["input_ids"],
             "attention_mask": text["attention_mask"],
