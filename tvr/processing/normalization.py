@@ -35,8 +35,8 @@ def normalize_videos(pixel_values_videos: torch.Tensor, video_mask: torch.Tensor
 
     Example:
         >>> batch = processor(videos=paths, do_rescale=False, do_normalize=False, return_tensors="pt")  # doctest: +SKIP
-        >>> frames = batch["pixel_values_videos"].to("cuda", non_blocking=True)  # doctest: +SKIP
-        >>> pixel_values = normalize_videos(frames, batch["video_mask"].to("cuda"), processor.video_processor)  # doctest: +SKIP
+        >>> frames, mask = batch["pixel_values_videos"].cuda(), batch["video_mask"].cuda()  # doctest: +SKIP
+        >>> pixel_values = normalize_videos(frames, mask, processor.video_processor)  # doctest: +SKIP
     """
     if pixel_values_videos.ndim != 5 or pixel_values_videos.shape[2] != 3:
         raise ValueError(f"pixel_values_videos must be (batch_size, num_frames, 3, height, width) frames, got "
