@@ -72,10 +72,11 @@ def original_step(model, modules, inputs: dict, total_steps: int = 1000):
 
 def tvr_step(model, inputs: dict, optimizer_name: str, bf16: bool, compile_step: bool, device: str):
     """One `tvr train` optimiser step (one process, no accumulation), as a closure."""
+    from tvr import TVRVideoProcessor
     from tvr.training.optimization import build_optimizer, build_scheduler
     from tvr.training.trainer import ContrastiveStep, clamp_logit_scale
 
-    step_module = ContrastiveStep(model)
+    step_module = ContrastiveStep(model, TVRVideoProcessor())  # normalises the uint8 frames on the device
     optimizer = build_optimizer(model, optimizer_name, lr=1e-4, coef_lr=1e-3, weight_decay=0.2)
     scheduler = build_scheduler(optimizer, 1000, 0.1)
     forward = torch.compile(step_module) if compile_step else step_module
@@ -95,17 +96,6 @@ def tvr_step(model, inputs: dict, optimizer_name: str, bf16: bool, compile_step:
         return value
 
     return step
-
-
-def tvr_inputs(batch: dict, device: str) -> dict:
-    """tvr's batch on the device: uint8 frames when the training step normalises on the device, else normalised
-    float32 frames (what the collator hands over)."""
-    from tvr.training.trainer import ContrastiveStep
-
-    inputs = {name: value.to(device) for name, value in batch.items()}
-    if not getattr(ContrastiveStep, "normalizes_on_device", False):
-        inputs["pixel_values_videos"] = reference.normalise(inputs["pixel_values_videos"])
-    return inputs
 
 
 def main() -> None:
@@ -136,7 +126,7 @@ def main() -> None:
                 if variant == "original":
                     steps[variant] = original_step(original, sys_modules(), original_inputs)
                 else:
-                    steps[variant] = tvr_step(model, tvr_inputs(batch, device),
+                    steps[variant] = tvr_step(model, {name: value.to(device) for name, value in batch.items()},
                                               "bertadam" if variant == "tvr-bertadam" else "adamw",
                                               bf16="bf16" in variant, compile_step="compile" in variant,
                                               device=device)

@@ -8,7 +8,7 @@ from accelerate import Accelerator, DistributedDataParallelKwargs, debug_launche
 from accelerate.state import AcceleratorState
 from model_testers import RetrievalModelTester
 
-from tvr import CLIP4ClipModel
+from tvr import CLIP4ClipModel, TVRVideoProcessor
 from tvr.training.trainer import ContrastiveStep
 
 BATCH, FRAMES, WORDS = 4, 3, 6
@@ -60,7 +60,7 @@ def _gradient_worker(sim_header: str) -> None:
     local = {key: value[accelerator.process_index * half:(accelerator.process_index + 1) * half]
              for key, value in batch.items()}
 
-    step = accelerator.prepare(ContrastiveStep(model))
+    step = accelerator.prepare(ContrastiveStep(model, TVRVideoProcessor()))  # float frames: used as given
     loss = step(**local)
     accelerator.backward(loss)
     distributed = gradients(model)

@@ -156,9 +156,10 @@ def test_clips_pass_start_and_end():
     processor = FakeProcessor()
     evaluate_retrieval(FakeModel(), processor, dataset, batch_size=2, progress=False)
     video_calls = [call for call in processor.calls if call["videos"]]
+    uint8 = {"do_rescale": False, "do_normalize": False}  # frames are normalised on the device
     assert video_calls == [
-        {"text": None, "videos": ["b.mp4", "a.mp4"], "start": [1.0, None], "end": [3.0, None]},
-        {"text": None, "videos": ["c.mp4"], "start": [2.5], "end": [4.0]},
+        {"text": None, "videos": ["b.mp4", "a.mp4"], "start": [1.0, None], "end": [3.0, None], **uint8},
+        {"text": None, "videos": ["c.mp4"], "start": [2.5], "end": [4.0], **uint8},
     ]
 
 
@@ -269,6 +270,35 @@ def test_eval_cli_on_a_saved_model(tmp_path):
                                   query_bank=list(dataset["caption"]), progress=False).metrics
     assert {key: results[key] for key in expected} == pytest.approx(expected)
     assert [results[key] for key in ("dataset", "split", "num_texts", "num_videos")] == ["data", "test", 5, 5]
+
+
+def test_frame_cache_gives_the_same_similarity_and_is_read_back(tmp_path, monkeypatch):
+    from tvr.cli import main
+    from tvr.processing.video_processing_tvr import TVRVideoProcessor
+
+    model, processor, dataset = make_tiny_clip4clip(tmp_path)
+    plain = evaluate_retrieval(model, processor, dataset, batch_size=2, return_similarity=True, progress=False)
+    cache = tmp_path / "frames"
+    cached = evaluate_retrieval(model, processor, dataset, batch_size=2, return_similarity=True, progress=False,
+                                frame_cache_dir=cache)
+    assert len(list(cache.rglob("*.npy"))) == 5
+    assert torch.equal(cached.similarity, plain.similarity) and cached.metrics == plain.metrics
+
+    def no_decoding(*args, **kwargs):
+        raise RuntimeError("decoder called")
+
+    monkeypatch.setattr(TVRVideoProcessor, "_decode_and_sample_videos", no_decoding)
+    again = evaluate_retrieval(model, processor, dataset, batch_size=2, return_similarity=True, progress=False,
+                               frame_cache_dir=cache, on_bad_video="error")
+    assert torch.equal(again.similarity, plain.similarity)
+    model.save_pretrained(tmp_path / "model")
+    processor.save_pretrained(tmp_path / "model")
+    saved = tmp_path / "similarity.pt"
+    assert main(["eval", str(tmp_path / "model"), "--dataset", "jsonl", "--annotations", str(tmp_path / "data"),
+                 "--batch-size", "2", "--device", "cpu", "--frame-cache", str(cache), "--on-bad-video", "error",
+                 "--save-similarity", str(saved)]) == 0
+    # (the reloaded model may differ from the in-memory one in float rounding)
+    torch.testing.assert_close(torch.load(saved)["similarity"], plain.similarity, rtol=1e-5, atol=1e-6)
 
 
 def test_eval_cli_two_stage_eercf(tmp_path):

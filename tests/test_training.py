@@ -147,16 +147,61 @@ def test_cached_processor_matches_decoding(videos, processor):
     cached = CachedVideoProcessor(processor)
     paths = list(train_set["video_path"][:3])
     cached.fill([(path, None, None) for path in paths], batch_size=2, show_progress=False)
-    assert len(cached.videos) == 3
+    assert len(cached.store) == 3
     direct = processor(text=["a red circle"], videos=paths, return_tensors="pt")
     from_cache = cached(text=["a red circle"], videos=paths, return_tensors="pt")
     for key in ("input_ids", "attention_mask", "pixel_values_videos", "video_mask"):
-        torch.testing.assert_close(from_cache[key], direct[key])
+        torch.testing.assert_close(from_cache[key], direct[key], rtol=0, atol=1e-6)
+    uint8 = processor(videos=paths, do_rescale=False, do_normalize=False, return_tensors="pt")
+    assert torch.equal(cached(videos=paths, do_rescale=False, do_normalize=False)["pixel_values_videos"],
+                       uint8["pixel_values_videos"])
 
     collator = TrainingCollator(cached, "normal")
     batch = collator([{"caption": "a red circle", "video": (path, None, None), "augment_seed": 0} for path in paths])
     assert batch["pixel_values_videos"].shape == (3, MAX_FRAMES, 3, 32, 32)
+    assert torch.equal(batch["pixel_values_videos"], uint8["pixel_values_videos"])  # uint8, normalised on device
     assert batch["input_ids"].shape == (3, MAX_WORDS)
+
+
+def test_epochs_reach_persistent_workers():
+    """Workers keep their copy of the dataset across epochs; the epoch (caption choice, augmentation seeds) is
+    shared memory, so their samples still change with it."""
+    from datasets import Dataset
+
+    dataset = Dataset.from_dict({"video_path": ["a.mp4"] * 4, "caption": ["x"] * 4,
+                                 "captions": [[f"c{i}" for i in range(50)]] * 4})
+    samples = CaptionVideoSamples(dataset, seed=1)
+    loader = torch.utils.data.DataLoader(samples, batch_size=4, num_workers=1, persistent_workers=True,
+                                         collate_fn=lambda batch: [sample["augment_seed"] for sample in batch])
+    seen = []
+    for epoch in range(2):
+        samples.set_epoch(epoch)
+        seen.append(next(iter(loader)))
+        assert seen[-1] == [samples[index]["augment_seed"] for index in range(4)]
+    assert seen[0] != seen[1]
+
+
+def test_frame_cache_dir_trains_the_same_and_a_second_run_reads_it(tmp_path, videos, processor, monkeypatch):
+    from tvr.processing.video_processing_tvr import TVRVideoProcessor
+
+    train_set, _ = videos
+    decoded = train(base_config(tmp_path, "decoded", epochs=2, cache_videos=False), model=tiny_model(processor),
+                    processor=processor, train_dataset=train_set)
+    cache = tmp_path / "frames"
+    cached = train(base_config(tmp_path, "cached", epochs=2, cache_videos=False, frame_cache_dir=str(cache)),
+                   model=tiny_model(processor), processor=processor, train_dataset=train_set)
+    assert len(list(cache.rglob("*.npy"))) == NUM_VIDEOS
+    assert losses(cached) == losses(decoded) and len(losses(decoded)) == 4
+
+    def no_decoding(*args, **kwargs):
+        raise RuntimeError("decoder called")
+
+    monkeypatch.setattr(TVRVideoProcessor, "_decode_and_sample_videos", no_decoding)
+    AcceleratorState._reset_state(reset_partial_state=True)
+    again = train(base_config(tmp_path, "again", epochs=2, cache_videos=False, frame_cache_dir=str(cache),
+                              on_bad_video="error"),
+                  model=tiny_model(processor), processor=processor, train_dataset=train_set)
+    assert losses(again) == losses(decoded)
 
 
 # ------------------------------------------------------------------------------------------------ loop features
@@ -176,7 +221,7 @@ def one_step_gradients(processor, batch, checkpointing: bool) -> tuple[dict[str,
 
     mlp.forward = counting_forward
     model.train()
-    ContrastiveStep(model)(**batch).backward()
+    ContrastiveStep(model, processor.video_processor)(**batch).backward()
     return {name: p.grad for name, p in model.named_parameters() if p.grad is not None}, len(calls)
 
 

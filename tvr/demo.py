@@ -104,7 +104,7 @@ def time_reversal_accuracy(model, processor, dataset, batch_size: int = 64, tole
     appears <-> disappears). Near-ties (within ``tolerance``) count half, so 50 is chance: a head blind to frame
     order (meanP) scores a video and its reverse alike and gets exactly 50.
     """
-    import functools
+    import copy
 
     import torch
 
@@ -112,7 +112,8 @@ def time_reversal_accuracy(model, processor, dataset, batch_size: int = 64, tole
 
     captions, paths = list(dataset["caption"]), list(dataset["video_path"])
     device = next(model.parameters()).device
-    backwards = functools.partial(processor, frame_order="reverse")
+    backwards = copy.deepcopy(processor)
+    backwards.video_processor.frame_order = "reverse"
     with torch.no_grad():
         text = encode_texts(model, processor, captions, batch_size, device, progress=False)
         forward_scores = model.similarity(text, encode_videos(model, processor, paths, batch_size, device,

@@ -41,6 +41,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=int, default=16, help="texts / videos per forward pass")
     parser.add_argument("--block-size", type=int, default=None, help="texts x videos per similarity call")
     parser.add_argument("--num-workers", type=int, default=0, help="video decoding workers")
+    parser.add_argument("--frame-cache", default=None, metavar="DIR",
+                        help="folder caching the decoded frames on disk: later evaluations of the same videos with "
+                             "the same video settings read them instead of decoding")
     parser.add_argument("--device", default=None, help="e.g. cuda, cpu (default: cuda when available)")
     parser.add_argument("--dsl", action="store_true", help="also report dual-softmax (transductive) metrics")
     parser.add_argument("--inverted-softmax", action="store_true", help="also report inverted-softmax metrics")
@@ -92,6 +95,7 @@ def run(args: argparse.Namespace) -> int:
         num_workers=args.num_workers,
         return_similarity=args.save_similarity is not None,
         on_bad_video=args.on_bad_video,
+        frame_cache_dir=args.frame_cache,
     )
     from ..hub_cards.card import dataset_label
 

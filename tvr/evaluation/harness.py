@@ -32,6 +32,7 @@ from transformers.utils import ModelOutput
 
 from ..modeling.outputs import concat_encodings
 from ..processing.bad_videos import check_bad_video_policy, process_videos, warn_bad_videos
+from ..processing.normalization import normalize_videos
 from .metrics import compute_retrieval_metrics
 from .postprocessing import POSTPROCESSING, postprocessed_metrics
 
@@ -74,6 +75,7 @@ def evaluate_retrieval(
     return_similarity: bool = False,
     progress: bool = True,
     on_bad_video: str = "skip",
+    frame_cache_dir: str | os.PathLike | None = None,
 ) -> RetrievalEvaluation:
     """Encode a caption dataset, score every text against every video and compute retrieval metrics.
 
@@ -82,9 +84,12 @@ def evaluate_retrieval(
 
     Args:
         model: a tvr model (or one wrapped by ``accelerator.prepare``).
-        processor: callable as ``processor(text=[...], return_tensors="pt")`` -> ``input_ids``,
-            ``attention_mask`` and ``processor(videos=[paths], start=[...], end=[...], return_tensors="pt")`` ->
-            ``pixel_values_videos``, ``video_mask``.
+        processor: a ``TVRProcessor`` (or a processor wrapping one, with its ``video_processor``), callable as
+            ``processor(text=[...], return_tensors="pt")`` -> ``input_ids``, ``attention_mask`` and
+            ``processor(videos=[paths], start=[...], end=[...], do_rescale=False, do_normalize=False,
+            return_tensors="pt")`` -> uint8 ``pixel_values_videos``, ``video_mask``; uint8 frames are normalised on
+            ``device`` with the ``video_processor``'s settings (:func:`~tvr.processing.normalize_videos`), float
+            frames used as given.
         dataset: a ``datasets.Dataset`` (or dict of lists) with columns ``video_id``, ``video_path``,
             ``caption`` and optionally ``start``, ``end`` (seconds, ``None`` for the whole video).
         batch_size: texts / videos encoded per forward pass.
@@ -106,6 +111,9 @@ def evaluate_retrieval(
         progress: show tqdm progress bars (main process only).
         on_bad_video: ``"skip"``: a video that cannot be decoded (by decord or PyAV) is left out with its captions,
             warned about and listed in ``skipped_videos``; ``"error"``: it raises, naming the video.
+        frame_cache_dir: a folder caching the decoded frames of every video on disk (see
+            :class:`~tvr.data.frame_cache.CachedVideoProcessor`): later evaluations of the same videos with the same
+            video settings read them instead of decoding; ``None``: decode every time.
 
     Returns:
         A :class:`RetrievalEvaluation`.
@@ -120,6 +128,10 @@ def evaluate_retrieval(
         raise ValueError("post-processing 'qb_norm' needs query_bank: a list of captions, e.g. the training set's")
     check_bad_video_policy(on_bad_video)
     captions, videos, text_to_video = _group_by_video(dataset)
+    if frame_cache_dir is not None:
+        from ..data.frame_cache import CachedVideoProcessor
+
+        processor = CachedVideoProcessor(processor, frame_cache_dir)
     if accelerator is not None:
         model = accelerator.unwrap_model(model)
         device = device or accelerator.device
@@ -186,8 +198,9 @@ def encode_videos(
     progress: bool = True,
 ) -> ModelOutput:
     """``model.encode_video`` over ``video_paths`` (clipped to ``starts``/``ends`` seconds where given), decoded in
-    DataLoader workers; the batches' encodings concatenated on ``device``. A video that cannot be decoded raises
-    (see :func:`encode_videos_skipping_bad` to leave such videos out)."""
+    DataLoader workers to uint8 frames that are normalised on ``device``; the batches' encodings concatenated on
+    ``device``. A video that cannot be decoded raises (see :func:`encode_videos_skipping_bad` to leave such videos
+    out)."""
     return encode_videos_skipping_bad(model, processor, video_paths, batch_size, device, starts, ends, num_workers,
                                       progress, on_bad_video="error")[0]
 
@@ -213,20 +226,22 @@ def encode_videos_skipping_bad(
     Raises:
         ValueError: no video could be decoded (naming the first error).
     """
+    device = torch.device(device)
+    video_processor = getattr(processor, "video_processor", processor)
     collate = _VideoCollator(processor, video_paths, starts, ends, on_bad_video)
-    loader = DataLoader(range(len(video_paths)), batch_size=batch_size, collate_fn=collate, num_workers=num_workers)
+    loader = DataLoader(range(len(video_paths)), batch_size=batch_size, collate_fn=collate, num_workers=num_workers,
+                        pin_memory=device.type == "cuda")
     encodings, kept, failed = [], [], {}
     for inputs, batch_kept, batch_failed in tqdm(loader, desc="encoding videos", disable=not progress):
         failed.update(batch_failed)
         if inputs is None:
             continue
         kept += batch_kept
-        encodings.append(
-            model.encode_video(
-                pixel_values_videos=inputs["pixel_values_videos"].to(device),
-                video_mask=inputs["video_mask"].to(device),
-            )
-        )
+        video_mask = inputs["video_mask"].to(device, non_blocking=True)
+        pixel_values = inputs["pixel_values_videos"].to(device, non_blocking=True)
+        if pixel_values.dtype == torch.uint8:  # float frames come from a processor that normalised them itself
+            pixel_values = normalize_videos(pixel_values, video_mask, video_processor)
+        encodings.append(model.encode_video(pixel_values_videos=pixel_values, video_mask=video_mask))
     if not encodings:
         raise ValueError(f"none of the {len(video_paths)} videos could be decoded; first error: "
                          f"{next(iter(failed.values()))}")
@@ -272,8 +287,8 @@ def _group_by_video(dataset) -> tuple[list[str], dict[str, list], torch.Tensor]:
 
 
 class _VideoCollator:
-    """Decodes a batch of videos with the processor (picklable, so it runs in DataLoader workers): the inputs of
-    the decodable videos (or ``None``), their indices, and ``{path: error}`` of the others."""
+    """Decodes a batch of videos to uint8 frames with the processor (picklable, so it runs in DataLoader workers):
+    the inputs of the decodable videos (or ``None``), their indices, and ``{path: error}`` of the others."""
 
     def __init__(self, processor: Any, paths: Sequence[str], starts=None, ends=None, on_bad_video: str = "skip"):
         self.processor = processor
@@ -287,7 +302,8 @@ class _VideoCollator:
         # whole-video rows have start = end = None; only clip datasets pass times
         if any(self.starts[i] is not None or self.ends[i] is not None for i in indices):
             starts, ends = [self.starts[i] for i in indices], [self.ends[i] for i in indices]
-        decoded = process_videos(self.processor, [self.paths[i] for i in indices], starts, ends, self.on_bad_video)
+        decoded = process_videos(self.processor, [self.paths[i] for i in indices], starts, ends, self.on_bad_video,
+                                 do_rescale=False, do_normalize=False)
         return decoded.inputs, [indices[position] for position in decoded.kept], decoded.failed
 
 

@@ -1,6 +1,7 @@
 """Video and text processing: frame sampling, decord decoding, the video processor, the processor, a tokenizer
 trainer and the ``tvr compress`` command."""
 
+from .normalization import normalize_videos
 from .processing_tvr import TEXT_PADDINGS, TVRProcessor, TVRProcessorKwargs, processor_for_image_text_model
 from .sampling import (
     clip_frame_range,
@@ -21,6 +22,7 @@ __all__ = [
     "TVRVideoProcessorKwargs",
     "TVRVideosKwargs",
     "clip_frame_range",
+    "normalize_videos",
     "order_frame_indices",
     "processor_for_image_text_model",
     "per_second_frame_indices",

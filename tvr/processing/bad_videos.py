@@ -37,9 +37,10 @@ class DecodedVideos(NamedTuple):
 
 
 def process_videos(processor: Any, videos: Sequence[Any], start: Sequence[Any] | None = None,
-                   end: Sequence[Any] | None = None, on_bad_video: str = "skip") -> DecodedVideos:
-    """``processor(videos=..., start=..., end=..., return_tensors="pt")`` that leaves out the videos it cannot
-    decode (``on_bad_video="skip"``) instead of failing the batch.
+                   end: Sequence[Any] | None = None, on_bad_video: str = "skip", **options: Any) -> DecodedVideos:
+    """``processor(videos=..., start=..., end=..., return_tensors="pt", **options)`` that leaves out the videos it
+    cannot decode (``on_bad_video="skip"``) instead of failing the batch. ``options`` go to every processor call,
+    e.g. ``do_rescale=False, do_normalize=False`` for uint8 frames.
 
     The batch is processed at once; only when that fails is each video processed alone, to find the bad ones (the
     good ones' outputs are concatenated, which equals one call on them).
@@ -52,7 +53,8 @@ def process_videos(processor: Any, videos: Sequence[Any], start: Sequence[Any] |
     times = {} if start is None and end is None else {"start": _per_video(start, len(videos)),
                                                       "end": _per_video(end, len(videos))}
     try:
-        return DecodedVideos(processor(videos=videos, return_tensors="pt", **times), list(range(len(videos))), {})
+        return DecodedVideos(processor(videos=videos, return_tensors="pt", **times, **options),
+                             list(range(len(videos))), {})
     except Exception:  # noqa: BLE001  (any decoder error: find the videos responsible below)
         if on_bad_video == "error":
             raise
@@ -60,7 +62,7 @@ def process_videos(processor: Any, videos: Sequence[Any], start: Sequence[Any] |
     for position, video in enumerate(videos):
         alone = {name: [values[position]] for name, values in times.items()}
         try:
-            outputs.append(processor(videos=[video], return_tensors="pt", **alone))
+            outputs.append(processor(videos=[video], return_tensors="pt", **alone, **options))
             kept.append(position)
         except Exception as error:  # noqa: BLE001  (reported to the caller, never swallowed)
             failed[str(video)] = f"{type(error).__name__}: {error}"

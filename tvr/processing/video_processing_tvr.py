@@ -65,7 +65,9 @@ class TVRVideoProcessor(BaseVideoProcessor):
 
     Returns a ``BatchFeature`` with
 
-    - ``pixel_values_videos``: ``(batch_size, max_frames, 3, crop_height, crop_width)`` float32, zero-padded;
+    - ``pixel_values_videos``: ``(batch_size, max_frames, 3, crop_height, crop_width)`` float32, zero-padded; with
+      ``do_rescale=False`` and ``do_normalize=False``, the resized and cropped uint8 frames (turned into the float
+      values on the model's device by :func:`tvr.processing.normalize_videos`);
     - ``video_mask``: ``(batch_size, max_frames)`` int64, 1 for real frames (every video has at least one);
     - ``video_metadata`` (with ``return_metadata=True``): per video, a ``VideoMetadata`` whose
       ``frames_indices`` are the decoded frame indices in output order.
@@ -363,12 +365,13 @@ def _per_video(name: str, value: Any, batch_size: int) -> list:
 
 def _pad_frames(videos: list[torch.Tensor], max_frames: int | None) -> tuple[torch.Tensor, torch.Tensor]:
     """Stack ``(num_frames_i, 3, H, W)`` videos into zero-padded ``(batch, max_frames, 3, H, W)`` values and a
-    ``(batch, max_frames)`` mask (``max_frames=None``: as many frames as the longest video)."""
+    ``(batch, max_frames)`` mask (``max_frames=None``: as many frames as the longest video); the values keep the
+    frames' dtype (uint8 frames that were not rescaled stay uint8)."""
     max_frames = max_frames or max(len(video) for video in videos)
     shapes = {tuple(video.shape[1:]) for video in videos}
     if len(shapes) > 1:
         raise ValueError(f"processed frames differ in size {sorted(shapes)}; enable do_center_crop to batch them")
-    pixel_values = videos[0].new_zeros((len(videos), max_frames, *shapes.pop()), dtype=torch.float32)
+    pixel_values = videos[0].new_zeros((len(videos), max_frames, *shapes.pop()))
     video_mask = torch.zeros((len(videos), max_frames), dtype=torch.long, device=pixel_values.device)
     for index, video in enumerate(videos):
         pixel_values[index, : len(video)] = video

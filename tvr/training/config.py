@@ -57,8 +57,13 @@ class TrainingConfig:
     eval_data: dict[str, Any] | None = option(
         None, "keyword arguments of tvr.data.load_annotations for the split evaluated after every epoch")
     train_frame_order: str = option("normal", "frame order augmentation: normal, reverse or shuffle")
-    cache_videos: bool = option(False, "decode every training video once and keep it in memory")
+    cache_videos: bool = option(
+        False, "decode every training and evaluation video once before training and keep its uint8 frames in memory")
+    frame_cache_dir: str | None = option(
+        None, "folder of an on-disk cache of decoded uint8 frames (memory-mapped), filled as videos are first "
+              "decoded and reused by later epochs and runs; several runs may share it")
     num_workers: int = option(0, "DataLoader worker processes")
+    prefetch_factor: int = option(2, "batches each DataLoader worker prepares ahead (with num_workers > 0)")
     on_bad_video: str = option(
         "skip", "a video that cannot be decoded: skip (left out of its batch, listed in skipped_videos.json) or error")
 
@@ -119,6 +124,9 @@ class TrainingConfig:
             (0 <= self.warmup_proportion < 1, "warmup_proportion must be in [0, 1)"),
             (self.freeze_layer_num >= -1, "freeze_layer_num must be >= -1"),
             (self.on_bad_video in ("skip", "error"), "on_bad_video must be 'skip' or 'error'"),
+            (not (self.cache_videos and self.frame_cache_dir), "give at most one of cache_videos (frames in memory) "
+                                                               "and frame_cache_dir (frames on disk)"),
+            (self.prefetch_factor > 0, "prefetch_factor must be positive"),
             (self.max_nonfinite_steps > 0, "max_nonfinite_steps must be positive"),
             (not self.push_to_hub or bool(self.hub_model_id), "push_to_hub needs hub_model_id"),
         ] + [

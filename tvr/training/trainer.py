@@ -49,6 +49,7 @@ from ..peft import (
     prepare_adapter_training,
     save_adapter,
 )
+from ..processing.normalization import normalize_videos
 from .config import TrainingConfig
 from .data import CachedVideoProcessor, CaptionVideoSamples, TrainingCollator
 from .gather import gather_encoding
@@ -71,20 +72,29 @@ MAX_LOGIT_SCALE = math.log(100)
 class ContrastiveStep(nn.Module):
     """The training forward: the loss of a batch of (caption, video) pairs.
 
-    Encodes the local batch; for embedding heads (``model.gather_for_loss``) gathers the encodings of every
-    process with gradients, so the similarity matrix and the loss (``model.compute_loss``: the symmetric
-    contrastive loss, or a method's own such as EERCF's) cover the global batch (see :mod:`tvr.training.gather` for
-    why the gradient equals one process on the whole batch); pair-scoring heads (tightTransf) use the local batch,
-    as the original. A module rather than a function so that DDP (gradient sync) and Accelerate's autocast wrap this
-    forward.
+    Turns the batch's uint8 frames into the model's float inputs on the device (the video processor's rescale and
+    normalisation, :func:`~tvr.processing.normalize_videos`: the host never holds float frames); encodes the local
+    batch; for embedding heads (``model.gather_for_loss``) gathers the encodings of every process with gradients, so
+    the similarity matrix and the loss (``model.compute_loss``: the symmetric contrastive loss, or a method's own
+    such as EERCF's) cover the global batch (see :mod:`tvr.training.gather` for why the gradient equals one process
+    on the whole batch); pair-scoring heads (tightTransf) use the local batch, as the original. A module rather than
+    a function so that DDP (gradient sync) and Accelerate's autocast wrap this forward.
+
+    Args:
+        model: a tvr model.
+        video_processor: the processor that made the frames; its rescale / normalisation settings apply to uint8
+            ``pixel_values_videos`` (float ones are taken as already normalised).
     """
 
-    def __init__(self, model: nn.Module):
+    def __init__(self, model: nn.Module, video_processor: Any):
         super().__init__()
         self.model = model
+        self.video_processor = video_processor
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, pixel_values_videos: torch.Tensor,
                 video_mask: torch.Tensor) -> torch.Tensor:
+        if pixel_values_videos.dtype == torch.uint8:
+            pixel_values_videos = normalize_videos(pixel_values_videos, video_mask, self.video_processor)
         text = self.model.encode_text(input_ids, attention_mask)
         video = self.model.encode_video(pixel_values_videos, video_mask)
         if self.model.gather_for_loss:
@@ -232,12 +242,16 @@ def write_card(directory: Path, config: TrainingConfig, metrics: dict[str, float
 def build_train_dataloader(samples: CaptionVideoSamples, processor, config: TrainingConfig
                            ) -> torch.utils.data.DataLoader:
     """Shuffled batches of ``config.batch_size`` samples (the global batch; Accelerate splits it over processes),
-    the last incomplete batch dropped as in the original."""
+    the last incomplete batch dropped as in the original. Batches hold uint8 frames, in pinned memory on CUDA
+    machines (copied to the device without blocking); workers persist across epochs and each prepares
+    ``config.prefetch_factor`` batches ahead."""
     if len(samples) < config.batch_size:
         raise ValueError(f"training set has {len(samples)} rows, fewer than batch_size={config.batch_size}")
+    workers = dict(prefetch_factor=config.prefetch_factor, persistent_workers=True) if config.num_workers else {}
     return torch.utils.data.DataLoader(
         samples, batch_size=config.batch_size, shuffle=True, drop_last=True, num_workers=config.num_workers,
         collate_fn=TrainingCollator(processor, config.train_frame_order, config.on_bad_video),
+        pin_memory=torch.cuda.is_available(), **workers,
         # a private generator: creating a loader iterator must not draw from the global RNG, or a resumed run's
         # dropout stream would differ from the uninterrupted run's
         generator=torch.Generator().manual_seed(config.seed))
@@ -331,8 +345,9 @@ def train(
         mixed_precision=config.mixed_precision,
         gradient_accumulation_steps=config.gradient_accumulation_steps,
         # split_batches: config.batch_size is the global batch, so every process count sees the same batches
+        # non_blocking: pinned uint8 batches are copied to the device while it computes
         dataloader_config=DataLoaderConfiguration(split_batches=True, use_seedable_sampler=True,
-                                                  data_seed=config.seed),
+                                                  data_seed=config.seed, non_blocking=True),
         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=config.ddp_find_unused_parameters)],
     )
     if config.batch_size % accelerator.num_processes:
@@ -361,7 +376,9 @@ def train(
         model.activation_checkpointing_enable()  # transformers 5's name; non-reentrant, so DDP-safe
     samples = CaptionVideoSamples(train_dataset, seed=config.seed)
     data_processor = processor
-    if config.cache_videos:
+    if config.frame_cache_dir:  # filled by the DataLoader workers as they decode, reused by later epochs and runs
+        data_processor = CachedVideoProcessor(processor, config.frame_cache_dir)
+    elif config.cache_videos:
         data_processor = CachedVideoProcessor(processor)
         keys = samples.video_keys()
         if eval_dataset is not None:
@@ -380,7 +397,7 @@ def train(
     group_names = [group["name"] for group in optimizer.param_groups]
 
     # prepare
-    step_module = ContrastiveStep(model)
+    step_module = ContrastiveStep(model, processor.video_processor)
     if config.torch_compile:
         step_module.compile()  # in place: the module, its parameters and its state dict keys stay as they are
     step_module, optimizer, train_loader, scheduler = accelerator.prepare(
