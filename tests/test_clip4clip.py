@@ -222,6 +222,59 @@ def test_tight_transf_scores_every_pair_in_chunks():
     torch.testing.assert_close(chunked[1, 2], pair_1_2[0])
 
 
+@pytest.mark.parametrize("training", [False, True])
+def test_first_token_only_equals_the_full_transformer_at_position_0(training):
+    # the tight head pools position 0 only; its last layer computes just what position 0 needs
+    model = tiny_clip4clip_model("tightTransf").train(training)
+    transformer = model.cross.transformer
+    generator = torch.Generator().manual_seed(0)
+    tokens = torch.randn(5, 4, 32, generator=generator, requires_grad=True)
+    mask = torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0], [1, 0, 0, 0], [1, 1, 1, 0], [1, 1, 1, 1]])
+    full = transformer(tokens, mask)[:, :1]
+    first = transformer(tokens, mask, first_token_only=True)
+    assert first.shape == (5, 1, 32)
+    torch.testing.assert_close(first, full, rtol=1e-5, atol=1e-6)
+    full_grads = torch.autograd.grad(full.square().sum(), [tokens, *transformer.parameters()])
+    first_grads = torch.autograd.grad(first.square().sum(), [tokens, *transformer.parameters()])
+    for ours, reference in zip(first_grads, full_grads):
+        torch.testing.assert_close(ours, reference, rtol=1e-4, atol=1e-6)
+
+
+def test_pair_chunk_size_follows_the_memory_budget():
+    from tvr.modeling.heads import CPU_PAIR_BUDGET_BYTES, pair_chunk_size
+
+    config = tiny_clip4clip_model("tightTransf").config.temporal_config  # width 32, MLP 64, 2 heads
+    # 5 tokens: 5 * (6 * 32 + 2 * 64) + 2 * 25 = 1650 values a pair; 4 bytes in fp32, 2 in bf16
+    assert (config.hidden_size, config.intermediate_size, config.num_attention_heads) == (32, 64, 2)
+    assert pair_chunk_size(config, 5, "cpu") == CPU_PAIR_BUDGET_BYTES // (1650 * 4)
+    assert pair_chunk_size(config, 5, "cpu", torch.bfloat16) == CPU_PAIR_BUDGET_BYTES // (1650 * 2)
+    wide = type(config)(hidden_size=4096, intermediate_size=16384, num_attention_heads=32)
+    assert pair_chunk_size(wide, 1000, "cpu") == 64  # never fewer than MIN_PAIR_CHUNK pairs
+
+
+def test_tight_transf_default_chunks_score_like_single_pairs(monkeypatch):
+    import tvr.modeling.heads as heads
+
+    model = tiny_clip4clip_model("tightTransf")
+    assert model.config.cross_chunk_size is None
+    inputs = tiny_inputs()
+    with torch.no_grad():
+        text = model.encode_text(inputs["input_ids"], inputs["attention_mask"])
+        video = model.encode_video(inputs["pixel_values_videos"], inputs["video_mask"])
+        chunk_sizes = []
+        budget = heads.pair_chunk_size
+
+        def recording_budget(*args, **kwargs):
+            chunk_sizes.append(budget(*args, **kwargs))
+            return chunk_sizes[-1]
+
+        monkeypatch.setattr(heads, "pair_chunk_size", recording_budget)
+        scores = model.similarity(text, video)
+        model.config.cross_chunk_size = 1
+        torch.testing.assert_close(scores, model.similarity(text, video))
+    assert chunk_sizes and chunk_sizes[0] > 9  # all 3 x 3 pairs in one call
+
+
 @pytest.mark.parametrize("sim_header", HEADS)
 def test_video_without_valid_frames_gives_finite_scores_and_gradients(sim_header):
     model = tiny_clip4clip_model(sim_header).train()

@@ -301,6 +301,33 @@ def test_frame_cache_gives_the_same_similarity_and_is_read_back(tmp_path, monkey
     torch.testing.assert_close(torch.load(saved)["similarity"], plain.similarity, rtol=1e-5, atol=1e-6)
 
 
+def test_bf16_evaluation_runs_under_autocast_and_stays_close(tmp_path, monkeypatch):
+    from tvr.cli import main
+
+    model, processor, dataset = make_tiny_clip4clip(tmp_path)
+    plain = evaluate_retrieval(model, processor, dataset, batch_size=2, return_similarity=True, progress=False)
+    encode_video, dtypes = model.encode_video, []
+
+    def recording_encode_video(*args, **kwargs):
+        dtypes.append(torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else None)
+        return encode_video(*args, **kwargs)
+
+    monkeypatch.setattr(model, "encode_video", recording_encode_video)
+    bf16 = evaluate_retrieval(model, processor, dataset, batch_size=2, return_similarity=True, progress=False,
+                              mixed_precision="bf16")
+    assert dtypes == [torch.bfloat16] * 3  # 5 videos in batches of 2
+    assert not torch.equal(bf16.similarity, plain.similarity)  # really computed in bf16 ...
+    torch.testing.assert_close(bf16.similarity, plain.similarity, rtol=0.05, atol=0.05)  # ... within its precision
+    with pytest.raises(ValueError, match="'fp8'"):
+        evaluate_retrieval(model, processor, dataset, mixed_precision="fp8", progress=False)
+    model.save_pretrained(tmp_path / "model")
+    processor.save_pretrained(tmp_path / "model")
+    saved = tmp_path / "similarity.pt"
+    assert main(["eval", str(tmp_path / "model"), "--dataset", "jsonl", "--annotations", str(tmp_path / "data"),
+                 "--device", "cpu", "--mixed-precision", "bf16", "--save-similarity", str(saved)]) == 0
+    torch.testing.assert_close(torch.load(saved)["similarity"], bf16.similarity, rtol=0.05, atol=0.05)
+
+
 def test_eval_cli_two_stage_eercf(tmp_path):
     """`tvr eval --rerank-top-k K` on a saved EERCF model: the top-k is taken over the whole gallery even when the
     harness scores texts in blocks, so the matrix equals `similarity(all texts, all videos, rerank_top_k=K)`."""

@@ -45,6 +45,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         help="folder caching the decoded frames on disk: later evaluations of the same videos with "
                              "the same video settings read them instead of decoding")
     parser.add_argument("--device", default=None, help="e.g. cuda, cpu (default: cuda when available)")
+    parser.add_argument("--mixed-precision", choices=("no", "bf16", "fp16"), default="no",
+                        help="encode and score under bf16 / fp16 autocast (faster on GPUs; scores change within "
+                             "the precision)")
     parser.add_argument("--dsl", action="store_true", help="also report dual-softmax (transductive) metrics")
     parser.add_argument("--inverted-softmax", action="store_true", help="also report inverted-softmax metrics")
     parser.add_argument("--qb-norm", action="store_true", help="also report QB-Norm metrics (bank: --qb-norm-split)")
@@ -96,6 +99,7 @@ def run(args: argparse.Namespace) -> int:
         return_similarity=args.save_similarity is not None,
         on_bad_video=args.on_bad_video,
         frame_cache_dir=args.frame_cache,
+        mixed_precision=args.mixed_precision,
     )
     from ..hub_cards.card import dataset_label
 

@@ -29,7 +29,9 @@ class CLIP4ClipConfig(CLIPRetrievalConfig):
 
     model_type = "clip4clip"
     sim_header: str = "meanP"  # meanP | seqLSTM | seqTransf | tightTransf
-    cross_chunk_size: int = 4096  # tightTransf: (text, video) pairs scored per cross-encoder call (bounds memory)
+    # tightTransf: (text, video) pairs per cross-encoder call when scoring; None: what fits the device's memory
+    # budget (`tvr.modeling.heads.pair_chunk_size`)
+    cross_chunk_size: int | None = None
 
     def validate_architecture(self):
         super().validate_architecture()
@@ -40,7 +42,7 @@ class CLIP4ClipConfig(CLIPRetrievalConfig):
                 f"sim_header {self.sim_header!r} works on projected features: temporal_config.hidden_size "
                 f"({self.temporal_config.hidden_size}) must equal projection_dim ({self.projection_dim})"
             )
-        if self.cross_chunk_size < 1:
+        if self.cross_chunk_size is not None and self.cross_chunk_size < 1:
             raise ValueError(f"cross_chunk_size must be >= 1, got {self.cross_chunk_size}")
 
 

@@ -13,6 +13,7 @@ attention and gradient checkpointing for free.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from transformers import PreTrainedModel
@@ -50,12 +51,36 @@ class TemporalTransformer(nn.Module):
         super().__init__()
         self.layers = nn.ModuleList([CLIPEncoderLayer(config) for _ in range(config.num_hidden_layers)])
 
-    def forward(self, hidden_states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """`hidden_states` `(batch_size, seq_len, hidden_size)`, `mask` `(batch_size, seq_len)` -> same shape."""
+    def forward(self, hidden_states: torch.Tensor, mask: torch.Tensor, first_token_only: bool = False) -> torch.Tensor:
+        """`hidden_states` `(batch_size, seq_len, hidden_size)`, `mask` `(batch_size, seq_len)` -> same shape.
+
+        `first_token_only`: return only position 0, `(batch_size, 1, hidden_size)`. The last layer then computes
+        keys and values of every position but queries, attention output and MLP of position 0 alone: the same
+        values (up to rounding) for about a fifth less work in a 4-layer cross encoder that pools its first token.
+        """
         attention_mask = additive_key_mask(mask, hidden_states.dtype)
-        for layer in self.layers:
+        layers = self.layers[:-1] if first_token_only else self.layers
+        for layer in layers:
             hidden_states = layer(hidden_states, attention_mask)
+        if first_token_only:
+            return self._first_token_of_layer(self.layers[-1], hidden_states, attention_mask)
         return hidden_states
+
+    def _first_token_of_layer(self, layer: CLIPEncoderLayer, hidden_states: torch.Tensor,
+                              attention_mask: torch.Tensor) -> torch.Tensor:
+        """`layer(hidden_states, attention_mask)[:, :1]`, computing only what position 0 depends on."""
+        attention = layer.self_attn
+        batch_size, seq_len, _ = hidden_states.shape
+        normed = layer.layer_norm1(hidden_states)
+
+        def heads(states: torch.Tensor) -> torch.Tensor:
+            return states.view(batch_size, -1, attention.num_heads, attention.head_dim).transpose(1, 2)
+
+        attended = F.scaled_dot_product_attention(
+            heads(attention.q_proj(normed[:, :1])), heads(attention.k_proj(normed)), heads(attention.v_proj(normed)),
+            attn_mask=attention_mask, dropout_p=attention.dropout if self.training else 0.0, scale=attention.scale)
+        first = hidden_states[:, :1] + attention.out_proj(attended.transpose(1, 2).reshape(batch_size, 1, -1))
+        return first + layer.mlp(layer.layer_norm2(first))
 
     @torch.no_grad()
     def copy_text_layers(self, text_model: PreTrainedModel) -> None:
@@ -170,6 +195,7 @@ class TightTransfHead(nn.Module):
         self.pooler_dense = nn.Linear(hidden_size, hidden_size)
         self.pooler_activation = ACT2FN["quick_gelu"]
         self.similarity_dense = nn.Linear(hidden_size, 1)
+        self.config = config
 
     def forward(
         self, text_features: torch.Tensor, frame_features: torch.Tensor, video_mask: torch.Tensor
@@ -187,12 +213,13 @@ class TightTransfHead(nn.Module):
         tokens = torch.cat([text_features.unsqueeze(1), frame_features], dim=1)
         tokens = self.dropout(tokens + self.position_embeddings.weight[: tokens.shape[1]])
         mask = torch.cat([torch.ones_like(video_mask[:, :1]), video_mask], dim=1)
-        hidden_states = self.transformer(tokens, mask)
-        pooled = self.pooler_activation(self.pooler_dense(self.pooler_norm(hidden_states[:, 0])))
+        text_token = self.transformer(tokens, mask, first_token_only=True)[:, 0]  # the pooler reads only it
+        pooled = self.pooler_activation(self.pooler_dense(self.pooler_norm(text_token)))
         return self.similarity_dense(pooled).squeeze(-1)
 
     def score_all_pairs(
-        self, text_features: torch.Tensor, frame_features: torch.Tensor, video_mask: torch.Tensor, chunk_size: int
+        self, text_features: torch.Tensor, frame_features: torch.Tensor, video_mask: torch.Tensor,
+        chunk_size: int | None = None,
     ) -> torch.Tensor:
         """Score every text against every video, at most `chunk_size` pairs per cross-encoder call.
 
@@ -200,12 +227,19 @@ class TightTransfHead(nn.Module):
             text_features: `(num_texts, dim)`.
             frame_features: `(num_videos, num_frames, dim)`.
             video_mask: `(num_videos, num_frames)`.
-            chunk_size: pairs per call; bounds activation memory (num_pairs * (1 + num_frames) tokens).
+            chunk_size: pairs per call; bounds activation memory (num_pairs * (1 + num_frames) tokens). `None`:
+                as many as fit the device's budget (:func:`pair_chunk_size`).
 
         Returns:
             `(num_texts, num_videos)` scores.
         """
         num_texts, num_videos = text_features.shape[0], frame_features.shape[0]
+        if chunk_size is None:
+            compute_dtype = frame_features.dtype
+            if torch.is_autocast_enabled(frame_features.device.type):
+                compute_dtype = torch.get_autocast_dtype(frame_features.device.type)
+            chunk_size = pair_chunk_size(self.config, 1 + frame_features.shape[1], frame_features.device,
+                                         compute_dtype)
         text_index = torch.arange(num_texts, device=text_features.device).repeat_interleave(num_videos)
         video_index = torch.arange(num_videos, device=text_features.device).repeat(num_texts)
         scores = [
@@ -219,6 +253,32 @@ class TightTransfHead(nn.Module):
         random."""
         _copy_positions(self.position_embeddings, text_model)
         self.transformer.copy_text_layers(text_model)
+
+
+# Working set of one cross-encoder call. On a CPU, calls that stay within the caches run fastest (ViT-B/32 head,
+# 2 cores: 128-256 pairs take 8.6 s per 4,000 pairs, 4,096 pairs 10.6 s); on a GPU, a share of the free memory.
+CPU_PAIR_BUDGET_BYTES = 48 * 2**20
+GPU_FREE_MEMORY_SHARE = 0.25
+MIN_PAIR_CHUNK = 64
+
+
+def pair_chunk_size(config: TemporalTransformerConfig, num_tokens: int, device: torch.device | str,
+                    dtype: torch.dtype = torch.float32) -> int:
+    """Pairs per cross-encoder call that fit the device's memory budget.
+
+    One pair holds, per layer, about `num_tokens * (6 * hidden + 2 * intermediate)` activation values (hidden
+    states, LayerNorm, q / k / v, attention output, MLP in and out) plus `heads * num_tokens**2` attention scores.
+    The budget is `GPU_FREE_MEMORY_SHARE` of the free memory on a CUDA device, else `CPU_PAIR_BUDGET_BYTES`.
+    """
+    device = torch.device(device)
+    values = num_tokens * (6 * config.hidden_size + 2 * config.intermediate_size)
+    values += config.num_attention_heads * num_tokens**2
+    pair_bytes = values * torch.empty((), dtype=dtype).element_size()
+    if device.type == "cuda":
+        budget = torch.cuda.mem_get_info(device)[0] * GPU_FREE_MEMORY_SHARE
+    else:
+        budget = CPU_PAIR_BUDGET_BYTES
+    return max(MIN_PAIR_CHUNK, int(budget // pair_bytes))
 
 
 LOOSE_HEADS = {"meanP": MeanPHead, "seqLSTM": SeqLSTMHead, "seqTransf": SeqTransfHead}
@@ -241,4 +301,5 @@ __all__ = [
     "TightTransfHead",
     "additive_key_mask",
     "build_loose_head",
+    "pair_chunk_size",
 ]

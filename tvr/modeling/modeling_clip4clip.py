@@ -125,7 +125,11 @@ class CLIP4ClipModel(CLIP4ClipPreTrainedModel):
             `similarity`).
         """
         video_mask = self._check_video(pixel_values_videos, video_mask)
-        frame_features = self.clip.encode_frames(pixel_values_videos).pooler_output
+        return self.encode_frame_features(self.clip.encode_frames(pixel_values_videos).pooler_output, video_mask)
+
+    def encode_frame_features(self, frame_features: torch.Tensor, video_mask: torch.Tensor) -> VideoEncoding:
+        """The video encoding of the tower's projected frame features `(batch_size, num_frames, projection_dim)`:
+        the loose head applied once per video (what `encode_video` does after the tower)."""
         if self.config.sim_header == "tightTransf":
             head_features = frame_features  # scored pairwise later; pool the tower's frames for a first stage
         else:
