@@ -7,7 +7,8 @@
 
 Two measurements per head (the original needs `.original/CLIP4Clip`, see benchmarks/original.py):
 
-- encode: `--encode-videos` videos (`--frames` frames each) and `--encode-texts` captions in batches of
+- encode (with the first head only: the towers are the same for every head): `--encode-videos` videos
+  (`--frames` frames each) and `--encode-texts` captions in batches of
   `--batch-size-val` (the README's 16). Original: `get_sequence_output` / `get_visual_output` per loader batch,
   frames handed over as its loader makes them (float64, normalised). tvr: what `evaluate_retrieval` does per batch:
   uint8 frames normalised on the device (`normalize_videos`), `encode_video`, `encode_text`. One random batch is
@@ -127,7 +128,7 @@ def main() -> None:
             return contextlib.nullcontext()
 
         works = {}
-        if args.encode_videos:
+        if args.encode_videos and spec == args.heads[0]:  # the towers are the same for every head
             works[f"encode {args.encode_videos} videos + {args.encode_texts} texts"] = {
                 "original": lambda: original_encode(original, original_inputs, args.encode_videos,
                                                     args.encode_texts, args.batch_size_val),

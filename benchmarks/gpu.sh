@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The GPU side of issue 17, as one prepared run (about 8 minutes on one H100/H200):
+#   tvr vs the original CLIP4Clip, training step at 64 videos x 12 frames (meanP, seqTransf) and 1k x 1k evaluation.
+#
+# Prepare here (the device machine reaches no registry):
+#   1. the original code: git clone <ArrowLuo/CLIP4Clip @ 508ffa3> .original/CLIP4Clip   (ignored by git)
+#   2. wheels of what the device image lacks or has too old (see .library/device/KINDS.md: it has torch, accelerate,
+#      peft, tokenizers, an older transformers; not datasets, decord, evaluate), into the ignored folder .whl/:
+#        python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+#          --platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64 -d .whl \
+#          transformers==5.23.0 datasets decord2 evaluate dill multiprocess xxhash
+# then run it with the device tool: run(command="bash benchmarks/gpu.sh", carry=[".original", ".whl"], timeout_s=600)
+# and copy the tables from $OUT into benchmarks/RESULTS.md with the machine line they print.
+set -euo pipefail
+OUT=${OUT:-/tmp/tvr-gpu-out}
+mkdir -p "$OUT"
+PYTHON=${PYTHON:-python3}
+if [ -d .whl ]; then
+  "$PYTHON" -m pip install -q --no-index --find-links .whl --no-deps .whl/*.whl
+fi
+export PYTHONPATH=$PWD HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$OUT/machine.txt"
+"$PYTHON" -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__)" \
+  | tee -a "$OUT/machine.txt"
+
+"$PYTHON" benchmarks/bench_train.py --device cuda --batch-size 64 --repeats 20 --warmup 5 \
+  --sim-headers meanP seqTransf --variants original tvr-fp32 tvr-bertadam tvr-bf16 tvr-bf16-compile \
+  2>&1 | grep -v -i warn | tee "$OUT/bench_train.md"
+
+"$PYTHON" benchmarks/bench_eval.py --device cuda --encode-videos 1000 --encode-texts 1000 --batch-size-val 16 \
+  --heads meanP:1000x1000 seqTransf:1000x1000 tightTransf:1000x1000 --repeats 2 \
+  2>&1 | grep -v -i warn | tee "$OUT/bench_eval.md"
