@@ -58,10 +58,18 @@ def ranking(results) -> list[str]:
     return [path for path, _ in results]
 
 
-def test_search_is_the_brute_force_ranking_of_the_model(corpus, saved_model):
+def test_search_is_the_brute_force_ranking_of_the_model(corpus, saved_model, monkeypatch):
     dataset, processor, video_dir = corpus
     _, model = saved_model
+    # frames leave the processor as uint8 and are normalised on the model's device (the index equals the float path)
+    import tvr.processing.normalization as normalization
+
+    normalized_dtypes, normalize = [], normalization.normalize_videos
+    monkeypatch.setattr(normalization, "normalize_videos",
+                        lambda frames, *args, **kwargs: (normalized_dtypes.append(frames.dtype),
+                                                         normalize(frames, *args, **kwargs))[1])
     index = VideoIndex.build(model, processor, video_dir, batch_size=4, progress=False)
+    assert normalized_dtypes == [torch.uint8] * 2  # 6 videos in batches of 4
     paths = sorted(str(path) for path in video_dir.glob("*.mp4"))
     assert index.paths == paths  # the folder's videos, sorted
     captions = list(dataset["caption"])

@@ -235,11 +235,12 @@ class CachedVideoProcessor:
         """Decode ``keys`` (one processor call; the bad ones alone), cache and return the frames of the good ones
         and record the errors of the others in :attr:`failed`."""
         from ..processing.bad_videos import process_videos
+        from ..processing.normalization import UINT8_FRAMES
 
         if not keys:
             return {}
         paths, starts, ends = zip(*keys)
-        decoded = process_videos(self.video_processor, paths, starts, ends, do_rescale=False, do_normalize=False)
+        decoded = process_videos(self.video_processor, paths, starts, ends, **UINT8_FRAMES)
         frames = {}
         if decoded.inputs is not None:
             for row, position in enumerate(decoded.kept):

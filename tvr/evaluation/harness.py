@@ -32,7 +32,7 @@ from transformers.utils import ModelOutput
 
 from ..modeling.outputs import concat_encodings
 from ..processing.bad_videos import check_bad_video_policy, process_videos, warn_bad_videos
-from ..processing.normalization import normalize_videos
+from ..processing.normalization import UINT8_FRAMES, video_inputs_on_device
 from .metrics import compute_retrieval_metrics
 from .postprocessing import POSTPROCESSING, postprocessed_metrics
 
@@ -255,10 +255,7 @@ def encode_videos_skipping_bad(
         if inputs is None:
             continue
         kept += batch_kept
-        video_mask = inputs["video_mask"].to(device, non_blocking=True)
-        pixel_values = inputs["pixel_values_videos"].to(device, non_blocking=True)
-        if pixel_values.dtype == torch.uint8:  # float frames come from a processor that normalised them itself
-            pixel_values = normalize_videos(pixel_values, video_mask, video_processor)
+        pixel_values, video_mask = video_inputs_on_device(inputs, video_processor, device)
         encodings.append(model.encode_video(pixel_values_videos=pixel_values, video_mask=video_mask))
     if not encodings:
         raise ValueError(f"none of the {len(video_paths)} videos could be decoded; first error: "
@@ -321,7 +318,7 @@ class _VideoCollator:
         if any(self.starts[i] is not None or self.ends[i] is not None for i in indices):
             starts, ends = [self.starts[i] for i in indices], [self.ends[i] for i in indices]
         decoded = process_videos(self.processor, [self.paths[i] for i in indices], starts, ends, self.on_bad_video,
-                                 do_rescale=False, do_normalize=False)
+                                 **UINT8_FRAMES)
         return decoded.inputs, [indices[position] for position in decoded.kept], decoded.failed
 
 

@@ -12,6 +12,9 @@ from typing import Any
 
 import torch
 
+# processor options for uint8 frames: resized and cropped, left for `normalize_videos` to rescale and normalise
+UINT8_FRAMES = {"do_rescale": False, "do_normalize": False}
+
 
 def normalize_videos(pixel_values_videos: torch.Tensor, video_mask: torch.Tensor, video_processor: Any,
                      dtype: torch.dtype = torch.float32) -> torch.Tensor:
@@ -51,6 +54,18 @@ def normalize_videos(pixel_values_videos: torch.Tensor, video_mask: torch.Tensor
     return normalized if dtype == torch.float32 else normalized.to(dtype)
 
 
+def video_inputs_on_device(inputs: Any, video_processor: Any, device: torch.device | str
+                           ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(pixel_values_videos, video_mask)`` of a processor output moved to ``device`` (asynchronously from pinned
+    memory) and, for uint8 frames, normalised there with :func:`normalize_videos`; float frames come from a
+    processor that normalised them itself and are left as they are."""
+    video_mask = inputs["video_mask"].to(device, non_blocking=True)
+    pixel_values = inputs["pixel_values_videos"].to(device, non_blocking=True)
+    if pixel_values.dtype == torch.uint8:
+        pixel_values = normalize_videos(pixel_values, video_mask, video_processor)
+    return pixel_values, video_mask
+
+
 def _normalization_settings(video_processor: Any) -> tuple[float, tuple[float, ...], tuple[float, ...]]:
     """``(rescale_factor, mean, std)`` of a processor, with 1 / 0 / 1 for the steps it does not do."""
     rescale = float(video_processor.rescale_factor) if video_processor.do_rescale else 1.0
@@ -73,4 +88,4 @@ def _scale_and_shift(rescale: float, mean: tuple[float, ...], std: tuple[float, 
     return scale.to(device), shift.to(device)
 
 
-__all__ = ["normalize_videos"]
+__all__ = ["UINT8_FRAMES", "normalize_videos", "video_inputs_on_device"]

@@ -39,6 +39,7 @@ from ..modeling.outputs import VideoEncoding, concat_encodings
 from ..processing.bad_videos import check_bad_video_policy, process_videos, warn_bad_videos
 from ..utils.atomic import atomic_directory, recover_directory
 from .faiss_index import INDEX_TYPES, build_faiss_index, default_nlist, search_index, set_search_parameters
+from ..processing.normalization import UINT8_FRAMES
 from .shards import encode_shards, encode_videos as _encode_videos, read_shards
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp", ".ts")
@@ -200,9 +201,9 @@ class VideoIndex:
         try:
             for start in tqdm(range(0, len(paths), batch_size), desc="indexing videos", disable=not progress):
                 batch = paths[start:start + batch_size]
-                decoded = process_videos(processor, batch, on_bad_video=on_bad_video)
+                decoded = process_videos(processor, batch, on_bad_video=on_bad_video, **UINT8_FRAMES)
                 if decoded.kept:
-                    encodings.append(_encode_videos(model, decoded.inputs))
+                    encodings.append(_encode_videos(model, processor, decoded.inputs))
                     indexed += [batch[position] for position in decoded.kept]
                 failed.update(decoded.failed)
         finally:

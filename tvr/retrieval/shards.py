@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 from transformers.utils import ModelOutput
 
 from ..processing.bad_videos import process_videos
+from ..processing.normalization import UINT8_FRAMES, video_inputs_on_device
 from ..utils.atomic import atomic_write_bytes, atomic_write_json
 
 MANIFEST_FILE = "manifest.json"
@@ -101,10 +102,10 @@ def encode_shards(model, processor, paths: Sequence[str], folder: str | os.PathL
             encodings, indexed, failed = [], [], {}
             for start in range(0, len(videos), batch_size):
                 batch = videos[start:start + batch_size]
-                decoded = process_videos(processor, batch, on_bad_video=on_bad_video)
+                decoded = process_videos(processor, batch, on_bad_video=on_bad_video, **UINT8_FRAMES)
                 failed.update(decoded.failed)
                 if decoded.kept:
-                    encodings.append(encode_videos(model, decoded.inputs))
+                    encodings.append(encode_videos(model, processor, decoded.inputs))
                     indexed += [batch[position] for position in decoded.kept]
             write_shard(folder, shard, encodings, indexed, failed, dtype)
     finally:
@@ -201,11 +202,12 @@ def video_inputs(source) -> tuple[list[str], dict[str, str] | None]:
     return list(ids), {path: str(video_id) for path, video_id in ids.items()}
 
 
-def encode_videos(model, inputs) -> ModelOutput:
-    """``model.encode_video`` of processor outputs, on CPU."""
+def encode_videos(model, processor, inputs) -> ModelOutput:
+    """``model.encode_video`` of processor outputs (uint8 frames normalised on the model's device), on CPU."""
     device = next(model.parameters()).device
     with torch.no_grad():
-        encoding = model.encode_video(inputs["pixel_values_videos"].to(device), inputs["video_mask"].to(device))
+        encoding = model.encode_video(
+            *video_inputs_on_device(inputs, getattr(processor, "video_processor", processor), device))
     return type(encoding)(**{name: value.detach().cpu() for name, value in encoding.items()})
 
 

@@ -108,10 +108,10 @@ class TrainingCollator:
 
     def __call__(self, samples: list[dict[str, Any]]) -> dict[str, Any]:
         from ..processing.bad_videos import process_videos
+        from ..processing.normalization import UINT8_FRAMES
 
         paths, starts, ends = zip(*(sample["video"] for sample in samples))
-        decoded = process_videos(self.processor, paths, starts, ends, self.on_bad_video, do_rescale=False,
-                                 do_normalize=False)
+        decoded = process_videos(self.processor, paths, starts, ends, self.on_bad_video, **UINT8_FRAMES)
         if decoded.inputs is None:
             return {"skipped_videos": decoded.failed}
         samples = [samples[position] for position in decoded.kept]
