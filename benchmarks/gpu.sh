@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The GPU side of issue 17, as one prepared run (about 8 minutes on one H100/H200):
-#   tvr vs the original CLIP4Clip, training step at 64 videos x 12 frames (meanP, seqTransf) and 1k x 1k evaluation.
+# The GPU side of issue 17, as one prepared run (about 8 minutes on one H100/H200): the CUDA tests
+# (tests/test_gpu.py), then tvr vs the original CLIP4Clip, training step at 64 videos x 12 frames (meanP, seqTransf)
+# and 1k x 1k evaluation.
 #
 # Prepare here (the device machine reaches no registry):
 #   1. the original code: git clone <ArrowLuo/CLIP4Clip @ 508ffa3> .original/CLIP4Clip   (ignored by git)
@@ -22,6 +23,8 @@ export PYTHONPATH=$PWD HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$OUT/machine.txt"
 "$PYTHON" -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__)" \
   | tee -a "$OUT/machine.txt"
+
+"$PYTHON" -m pytest -q -p no:cacheprovider tests/test_gpu.py 2>&1 | tail -15 | tee "$OUT/test_gpu.txt"
 
 "$PYTHON" benchmarks/bench_train.py --device cuda --batch-size 64 --repeats 20 --warmup 5 \
   --sim-headers meanP seqTransf --variants original tvr-fp32 tvr-bertadam tvr-bf16 tvr-bf16-compile \
