@@ -47,7 +47,10 @@ def normalize_videos(pixel_values_videos: torch.Tensor, video_mask: torch.Tensor
     if pixel_values_videos.dtype != torch.uint8:
         raise ValueError(f"pixel_values_videos must be uint8 frames (the processor's output with do_rescale=False "
                          f"and do_normalize=False), got {pixel_values_videos.dtype}")
-    scale, shift = _scale_and_shift(*_normalization_settings(video_processor), pixel_values_videos.device)
+    settings = (*_normalization_settings(video_processor), pixel_values_videos.device)
+    # under torch.compile the constants are folded into the graph; the cache is for eager steps
+    make = _scale_and_shift.__wrapped__ if torch.compiler.is_compiling() else _scale_and_shift
+    scale, shift = make(*settings)
     # the mask folded into scale and shift: padded frames give 0 * frame + 0, whatever their content
     mask = video_mask.to(device=pixel_values_videos.device, dtype=torch.float32)[:, :, None, None, None]
     normalized = torch.addcmul(shift * mask, pixel_values_videos, scale * mask)
