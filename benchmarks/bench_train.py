@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import math
+import sys
 import time
 
 import torch
@@ -38,8 +39,10 @@ from original import PeakMemory, summarise, synchronize
 VARIANTS = ("original", "tvr-fp32", "tvr-bertadam", "tvr-bf16", "tvr-bf16-compile")
 
 
-def original_step(model, modules, inputs: dict, total_steps: int = 1000):
-    """The original's `prep_optimizer` + one `train_epoch` iteration, as a closure."""
+def original_step(model, optimization, inputs: dict, method: str = "clip4clip", total_steps: int = 1000,
+                  anomaly_detection: bool = True):
+    """The original's `prep_optimizer` + one `train_epoch` iteration, as a closure (EMCL-Net's loop is
+    CLIP4Clip's with its own forward arguments and `backward` under `torch.autograd.detect_anomaly()`)."""
     named = list(model.named_parameters())
     no_decay = ["bias", "LayerNorm.bias", "LayerNorm.weight"]
     decay = [(n, p) for n, p in named if not any(nd in n for nd in no_decay)]
@@ -51,15 +54,23 @@ def original_step(model, modules, inputs: dict, total_steps: int = 1000):
         {"params": [p for n, p in no_decay_params if "clip." in n], "weight_decay": 0.0, "lr": lr * coef_lr},
         {"params": [p for n, p in no_decay_params if "clip." not in n], "weight_decay": 0.0},
     ]
-    optimizer = modules.optimization.BertAdam(groups, lr=lr, warmup=0.1, schedule="warmup_cosine", b1=0.9, b2=0.98,
+    optimizer = optimization.BertAdam(groups, lr=lr, warmup=0.1, schedule="warmup_cosine", b1=0.9, b2=0.98,
                                               e=1e-6, t_total=total_steps, weight_decay=weight_decay,
                                               max_grad_norm=1.0)
     model.train()
-    args = [inputs[name] for name in ("input_ids", "segment_ids", "input_mask", "video", "video_mask")]
+    if method == "emcl":  # text_ids, text_mask, video (B, T, 3, H, W), video_mask, idx, global_step
+        batch_size = inputs["input_ids"].shape[0]
+        args = [inputs["input_ids"].view(batch_size, -1), inputs["input_mask"].view(batch_size, -1),
+                inputs["video"].view(batch_size, -1, *inputs["video"].shape[-3:]).float(),
+                inputs["video_mask"].view(batch_size, -1), torch.arange(batch_size), 0]
+    else:
+        args = [inputs[name] for name in ("input_ids", "segment_ids", "input_mask", "video", "video_mask")]
+    detect = torch.autograd.detect_anomaly if method == "emcl" and anomaly_detection else contextlib.nullcontext
 
     def step() -> float:
         loss = model(*args)
-        loss.backward()
+        with detect():
+            loss.backward()
         value = float(loss)
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
@@ -100,7 +111,11 @@ def tvr_step(model, inputs: dict, optimizer_name: str, bf16: bool, compile_step:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--original", default=reference.DEFAULT_ORIGINAL, help="the original CLIP4Clip checkout")
+    parser.add_argument("--method", choices=("clip4clip", "emcl"), default="clip4clip")
+    parser.add_argument("--original", default=None, help="the original's checkout (default .original/CLIP4Clip, "
+                                                          ".original/EMCL)")
+    parser.add_argument("--no-anomaly-detection", action="store_true",
+                        help="EMCL-Net: time its step without the detect_anomaly() its train loop wraps backward in")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--sim-headers", nargs="+", default=["meanP", "seqTransf"])
     parser.add_argument("--variants", nargs="+", default=["original", "tvr-fp32", "tvr-bf16"], choices=VARIANTS)
@@ -113,18 +128,31 @@ def main() -> None:
     print(f"# {reference.machine_line(device)} | batch {args.batch_size} x {args.frames} frames, ViT-B/32")
     print("| head | variant | ms/step min / median | clips/s | peak memory | speed-up vs original |")
     print("|---|---|---|---|---|---|")
-    for sim_header in args.sim_headers:
-        original, model = reference.build_models(args.original, sim_header, device=device,
-                                                 original_fp16=device.startswith("cuda"), max_frames=args.frames)
+    sim_headers = args.sim_headers if args.method == "clip4clip" else ["seqTransf"]
+    for sim_header in sim_headers:
+        label = sim_header if args.method == "clip4clip" else f"EMCL-Net ({sim_header})"
         original_inputs, batch = reference.random_batch(args.batch_size, args.frames)
-        difference = reference.check_parity(original, model, original_inputs, batch)
-        print(f"# {sim_header}: max |similarity difference| original vs tvr (fp32, eval) = {difference:.2e}")
+        if args.method == "emcl":
+            original, model = reference.build_emcl_models(args.original or reference.ORIGINALS / "EMCL",
+                                                          device=device, original_fp16=device.startswith("cuda"),
+                                                          max_frames=args.frames)
+            difference = reference.check_emcl_parity(original, model, batch)
+            optimization = sys.modules["emcl_original"].models.optimization
+        else:
+            original, model = reference.build_models(args.original or reference.DEFAULT_ORIGINAL, sim_header,
+                                                     device=device, original_fp16=device.startswith("cuda"),
+                                                     max_frames=args.frames)
+            difference = reference.check_parity(original, model, original_inputs, batch)
+            optimization = sys.modules["modules"].optimization
+        print(f"# {args.method} {sim_header}: max |similarity difference| original vs tvr (fp32, eval) = "
+              f"{difference:.2e}")
         original_inputs = {name: value.to(device) for name, value in original_inputs.items()}
         steps, compile_seconds = {}, None
         with reference.gloo_group():
             for variant in args.variants:
                 if variant == "original":
-                    steps[variant] = original_step(original, sys_modules(), original_inputs)
+                    steps[variant] = original_step(original, optimization, original_inputs, args.method,
+                                                   anomaly_detection=not args.no_anomaly_detection)
                 else:
                     steps[variant] = tvr_step(model, {name: value.to(device) for name, value in batch.items()},
                                               "bertadam" if variant == "tvr-bertadam" else "adamw",
@@ -154,17 +182,11 @@ def main() -> None:
         for variant in steps:
             fastest, median = summarise(times[variant])
             ratio = f"{base / median:.2f}x" if base else "-"
-            print(f"| {sim_header} | {variant} | {fastest * 1e3:.0f} / {median * 1e3:.0f} | "
+            print(f"| {label} | {variant} | {fastest * 1e3:.0f} / {median * 1e3:.0f} | "
                   f"{args.batch_size / median:.2f} | {peaks[variant] / 2**20:.0f} MiB | {ratio} |")
         if compile_seconds is not None:
-            print(f"# {sim_header}: tvr-bf16-compile first step (compilation) {compile_seconds:.1f} s")
+            print(f"# {label}: tvr-bf16-compile first step (compilation) {compile_seconds:.1f} s")
         del original, model, steps
-
-
-def sys_modules():
-    import sys
-
-    return sys.modules["modules"]
 
 
 if __name__ == "__main__":

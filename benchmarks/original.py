@@ -27,9 +27,19 @@ from types import SimpleNamespace
 
 import torch
 
-DEFAULT_ORIGINAL = Path(__file__).resolve().parent.parent / ".original" / "CLIP4Clip"
+ORIGINALS = Path(__file__).resolve().parent.parent / ".original"
+DEFAULT_ORIGINAL = ORIGINALS / "CLIP4Clip"
 FETCH_HINT = ("clone github ArrowLuo/CLIP4Clip (commit 508ffa3) into .original/CLIP4Clip (ignored by git), or pass "
               "--original DIR")
+# EMCL-Net lives in a sub-folder of github jpthu17/EMCL (commit 3af1794); its package is called `tvr` too, so it is
+# imported under another name
+EMCL_PACKAGE = Path("video_retrieval") / "EMCL-Net" / "tvr"
+EMCL_HINT = ("export github jpthu17/EMCL (commit 3af1794) video_retrieval/EMCL-Net into .original/EMCL (keeping that "
+             "path), or pass --original DIR")
+# EMCL's main_retrieval.py defaults (its README's MSR-VTT recipe)
+EMCL_ARGS = dict(base_encoder="ViT-B/32", agg_module="seqTransf", num_hidden_layers=4, temp=3.0, centerK=32,
+                 stage_num=9, momentum=0.9, lamd=1.0, beta=3, t2v_temp=0.01, v2t_temp=0.01, world_size=1,
+                 local_rank=0, max_words=32, max_frames=12)
 
 # ViT-B/32 as OpenAI ships it (gpu_baseline.md's workload)
 VIT_B_32 = dict(embed_dim=512, image_resolution=224, vision_layers=12, vision_width=768, vision_patch_size=32,
@@ -96,6 +106,64 @@ def build_models(original_dir, sim_header: str, seed: int = 42, device: str = "c
     original.to(device)
     tvr_model = tvr_from_original(original, sim_header, max_frames).to(device)
     return original, tvr_model
+
+
+def import_emcl(original_dir: str | os.PathLike) -> types.ModuleType:
+    """Import EMCL-Net's `tvr.models.modeling` as `emcl_original.models.modeling` (timm, used only for a drop path
+    of rate 0, stubbed when missing)."""
+    import importlib.util
+
+    package = Path(original_dir).resolve() / EMCL_PACKAGE
+    if not (package / "models" / "modeling.py").is_file():
+        raise SystemExit(f"the original EMCL-Net code is not at {package}: {EMCL_HINT}")
+    try:
+        import timm.models.layers  # noqa: F401
+    except ImportError:
+        for name in ("timm", "timm.models", "timm.models.layers"):
+            sys.modules[name] = types.ModuleType(name)
+        sys.modules["timm.models.layers"].drop_path = lambda x, drop_prob=0.0, training=False: x
+    spec = importlib.util.spec_from_file_location("emcl_original", package / "__init__.py",
+                                                  submodule_search_locations=[os.fspath(package)])
+    sys.modules["emcl_original"] = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sys.modules["emcl_original"])
+    import emcl_original.models.modeling  # noqa: F401
+    import emcl_original.models.optimization  # noqa: F401
+
+    if not torch.cuda.is_available():  # its EM module moves its bases with `.cuda(embds.device)`, even on a CPU
+        torch.Tensor.cuda = lambda tensor, device=None, *args, **kwargs: tensor.to(device)
+    return sys.modules["emcl_original"].models
+
+
+def build_emcl_models(original_dir, seed: int = 42, device: str = "cpu", original_fp16: bool = False,
+                      max_frames: int = 12):
+    """`(original, tvr_model)` EMCL-Net with the same random ViT-B/32 weights: the original reads its CLIP from
+    `models/ViT-B-32.pt` beside its code, so the random weights are written there (an ignored folder); tvr's
+    converter (`--original-args` flag map) then reads the original's state dict and EM bases."""
+    from tvr.convert.emcl import FLAG_MAP, SIM_HEADER_TO_TEMPORAL_HEAD, emcl_config_from_checkpoint
+    from tvr.convert.clip4clip import convert_clip4clip_state_dict
+    from tvr.convert.openai_clip import load_converted_weights
+    from tvr.modeling import EMCLModel
+
+    models = import_emcl(original_dir)
+    torch.manual_seed(seed)
+    clip_state = models.module_clip.CLIP(**VIT_B_32).state_dict()
+    torch.save(clip_state, Path(models.modeling.__file__).parent / models.module_clip._PT_NAME["ViT-B/32"])
+    args = SimpleNamespace(**{**EMCL_ARGS, "max_frames": max_frames})
+    torch.manual_seed(seed)
+    original = models.modeling.EMCL(args)
+    if original_fp16 is False:
+        original.float()
+    state_dict = {key: value.detach().float().cpu() for key, value in original.state_dict().items()}
+    flags = {name: getattr(args, name) for name in FLAG_MAP if hasattr(args, name)}
+    config = emcl_config_from_checkpoint(state_dict, **{FLAG_MAP[name]: value for name, value in flags.items()})
+    tvr_model = EMCLModel(config)
+    converted = convert_clip4clip_state_dict(state_dict, {v: k for k, v in SIM_HEADER_TO_TEMPORAL_HEAD.items()}[
+        config.temporal_head])
+    missing, unexpected = load_converted_weights(tvr_model, converted)
+    if sorted(missing - {"em.bases"}) or unexpected:
+        raise RuntimeError(f"conversion left missing {sorted(missing)} / unexpected {sorted(unexpected)} keys")
+    tvr_model.set_em_bases(original.emcl.mu.clone())
+    return original.to(device), tvr_model.to(device)
 
 
 def tvr_from_original(original: torch.nn.Module, sim_header: str, max_frames: int = 12):
@@ -171,6 +239,20 @@ def check_parity(original, tvr_model, original_inputs: dict, tvr_inputs: dict) -
     video = tvr_model.encode_video(normalise(tvr_inputs["pixel_values_videos"]).to(device),
                                    tvr_inputs["video_mask"].to(device))
     ours = tvr_model.similarity(text, video)
+    return float((ours.float() - reference.float()).abs().max())
+
+
+@torch.no_grad()
+def check_emcl_parity(original, tvr_model, tvr_inputs: dict) -> float:
+    """Max |difference| of EMCL-Net's and tvr's eval cosine similarity on one batch (one EM block, as its eval)."""
+    original.eval(), tvr_model.eval()
+    device = next(tvr_model.parameters()).device
+    ids, mask = tvr_inputs["input_ids"].to(device), tvr_inputs["attention_mask"].to(device)
+    video, video_mask = normalise(tvr_inputs["pixel_values_videos"]).to(device), tvr_inputs["video_mask"].to(device)
+    text_feat, video_feat, cls = original.get_text_video_feat(ids, mask, video, video_mask)
+    reference = original.get_similarity_logits(text_feat, cls, video_feat, mask, video_mask)[0]
+    ours = tvr_model.similarity(tvr_model.encode_text(ids, mask), tvr_model.encode_video(video, video_mask))
+    ours = ours / tvr_model.logit_scale.exp()  # tvr's logits are exp(logit_scale) * the cosine the original returns
     return float((ours.float() - reference.float()).abs().max())
 
 
