@@ -63,12 +63,16 @@ def original_step(model, optimization, inputs: dict, method: str = "clip4clip", 
         args = [inputs["input_ids"].view(batch_size, -1), inputs["input_mask"].view(batch_size, -1),
                 inputs["video"].view(batch_size, -1, *inputs["video"].shape[-3:]).float(),
                 inputs["video_mask"].view(batch_size, -1), torch.arange(batch_size), 0]
+        forward = lambda: model(*args)  # noqa: E731
+    elif method == "eercf":  # its train_epoch combines the model's logits and terms into the loss
+        forward = lambda: reference.eercf_original_loss(model, inputs)  # noqa: E731
     else:
         args = [inputs[name] for name in ("input_ids", "segment_ids", "input_mask", "video", "video_mask")]
+        forward = lambda: model(*args)  # noqa: E731
     detect = torch.autograd.detect_anomaly if method == "emcl" and anomaly_detection else contextlib.nullcontext
 
     def step() -> float:
-        loss = model(*args)
+        loss = forward()
         with detect():
             loss.backward()
         value = float(loss)
@@ -111,9 +115,9 @@ def tvr_step(model, inputs: dict, optimizer_name: str, bf16: bool, compile_step:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--method", choices=("clip4clip", "emcl"), default="clip4clip")
+    parser.add_argument("--method", choices=("clip4clip", "emcl", "eercf"), default="clip4clip")
     parser.add_argument("--original", default=None, help="the original's checkout (default .original/CLIP4Clip, "
-                                                          ".original/EMCL)")
+                                                          ".original/EMCL, .original/EERCF)")
     parser.add_argument("--no-anomaly-detection", action="store_true",
                         help="EMCL-Net: time its step without the detect_anomaly() its train loop wraps backward in")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -130,7 +134,7 @@ def main() -> None:
     print("|---|---|---|---|---|---|")
     sim_headers = args.sim_headers if args.method == "clip4clip" else ["seqTransf"]
     for sim_header in sim_headers:
-        label = sim_header if args.method == "clip4clip" else f"EMCL-Net ({sim_header})"
+        label = {"clip4clip": sim_header, "emcl": "EMCL-Net (seqTransf)", "eercf": "EERCF (seqTransf)"}[args.method]
         original_inputs, batch = reference.random_batch(args.batch_size, args.frames)
         if args.method == "emcl":
             original, model = reference.build_emcl_models(args.original or reference.ORIGINALS / "EMCL",
@@ -138,14 +142,21 @@ def main() -> None:
                                                           max_frames=args.frames)
             difference = reference.check_emcl_parity(original, model, batch)
             optimization = sys.modules["emcl_original"].models.optimization
+        elif args.method == "eercf":
+            original, model = reference.build_eercf_models(args.original or reference.ORIGINALS / "EERCF",
+                                                           device=device, original_fp16=device.startswith("cuda"),
+                                                           max_frames=args.frames)
+            with reference.gloo_group():
+                difference = reference.check_eercf_loss(original, model, original_inputs, batch)
+            optimization = sys.modules["modules"].optimization
         else:
             original, model = reference.build_models(args.original or reference.DEFAULT_ORIGINAL, sim_header,
                                                      device=device, original_fp16=device.startswith("cuda"),
                                                      max_frames=args.frames)
             difference = reference.check_parity(original, model, original_inputs, batch)
             optimization = sys.modules["modules"].optimization
-        print(f"# {args.method} {sim_header}: max |similarity difference| original vs tvr (fp32, eval) = "
-              f"{difference:.2e}")
+        checked = "training loss (train mode)" if args.method == "eercf" else "max |similarity| (eval)"
+        print(f"# {label}: difference original vs tvr, fp32 {checked} = {difference:.2e}")
         original_inputs = {name: value.to(device) for name, value in original_inputs.items()}
         steps, compile_seconds = {}, None
         with reference.gloo_group():

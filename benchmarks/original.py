@@ -34,6 +34,11 @@ FETCH_HINT = ("clone github ArrowLuo/CLIP4Clip (commit 508ffa3) into .original/C
 # EMCL-Net lives in a sub-folder of github jpthu17/EMCL (commit 3af1794); its package is called `tvr` too, so it is
 # imported under another name
 EMCL_PACKAGE = Path("video_retrieval") / "EMCL-Net" / "tvr"
+EERCF_HINT = "clone github adxcreative/EERCF (commit 90f1d07) into .original/EERCF, or pass --original DIR"
+# main_eercf.py's loss weights (its argparse defaults; the README's MSR-VTT script sets none of them)
+EERCF_LOSS_WEIGHTS = dict(video_weight=0.5, weakframe_weight=0.5, strongframe_weight=1.0, weakpatch_weight=0.05,
+                          strongpatch_weight=0.0, cdcl_video_weight=1.0, cdcl_frame_weight=1.0, cdcl_patch_weight=0.0,
+                          weak_loss_weight=0.8, strong_loss_weight=0.2, cdcl_loss_weight=0.001)
 EMCL_HINT = ("export github jpthu17/EMCL (commit 3af1794) video_retrieval/EMCL-Net into .original/EMCL (keeping that "
              "path), or pass --original DIR")
 # EMCL's main_retrieval.py defaults (its README's MSR-VTT recipe)
@@ -47,11 +52,14 @@ VIT_B_32 = dict(embed_dim=512, image_resolution=224, vision_layers=12, vision_wi
 SOT, EOT = 49406, 49407
 
 
-def import_original(original_dir: str | os.PathLike = DEFAULT_ORIGINAL) -> types.ModuleType:
-    """Import the original's `modules` package from `original_dir` (its README runs from the repo root)."""
+def import_original(original_dir: str | os.PathLike = DEFAULT_ORIGINAL, model_module: str = "modeling",
+                    hint: str = FETCH_HINT) -> types.ModuleType:
+    """Import the original's `modules` package from `original_dir` (its README runs from the repo root), with its
+    model module `modules.<model_module>` (CLIP4Clip's `modeling`; EERCF, built on CLIP4Clip's code, has
+    `modeling_fineclip_patches_cdcl`)."""
     original_dir = Path(original_dir).resolve()
-    if not (original_dir / "modules" / "modeling.py").is_file():
-        raise SystemExit(f"the original CLIP4Clip code is not at {original_dir}: {FETCH_HINT}")
+    if not (original_dir / "modules" / f"{model_module}.py").is_file():
+        raise SystemExit(f"the original code is not at {original_dir}: {hint}")
     sys.path.insert(0, os.fspath(original_dir))
     stubbed = []
     for name in ("boto3", "botocore", "botocore.exceptions"):
@@ -63,9 +71,11 @@ def import_original(original_dir: str | os.PathLike = DEFAULT_ORIGINAL) -> types
             sys.modules[name] = stub
             stubbed.append(name)
     try:
+        import importlib
+
         import modules.file_utils  # noqa: F401  (the only importer of boto3)
-        import modules.modeling
-        import modules.optimization
+        importlib.import_module(f"modules.{model_module}")
+        import modules.optimization  # noqa: F401
     finally:
         for name in stubbed:  # a stub left in place breaks accelerate's find_spec checks
             sys.modules.pop(name, None)
@@ -166,6 +176,59 @@ def build_emcl_models(original_dir, seed: int = 42, device: str = "cpu", origina
     return original.to(device), tvr_model.to(device)
 
 
+def build_eercf_models(original_dir, seed: int = 42, device: str = "cpu", original_fp16: bool = False,
+                       max_frames: int = 12):
+    """`(original, tvr_model)` EERCF with the same random ViT-B/32 weights: its `XCLIP.from_pretrained("cross-base",
+    ...)` as `init_model` does with the README's MSR-VTT flags, converted with tvr's EERCF converter."""
+    from tvr.convert.eercf import convert_eercf_state_dict, eercf_config_from_checkpoint
+    from tvr.convert.openai_clip import load_converted_weights
+    from tvr.modeling import EERCFModel
+
+    modules = import_original(original_dir, "modeling_fineclip_patches_cdcl", EERCF_HINT)
+    from modules.module_clip import CLIP
+
+    torch.manual_seed(seed)
+    clip_state = CLIP(**VIT_B_32).state_dict()
+    with tempfile.TemporaryDirectory() as folder:
+        clip_file = os.path.join(folder, "ViT-B-32-random.pt")
+        torch.save(clip_state, clip_file)
+        torch.manual_seed(seed)
+        args = original_args("seqTransf", clip_file, max_frames=max_frames)
+        args.rerantopk, args.multi_augmentation = 50, True
+        args.__dict__.update(EERCF_LOSS_WEIGHTS)
+        with _quiet_original_logs():
+            original = modules.modeling_fineclip_patches_cdcl.XCLIP.from_pretrained(
+                "cross-base", state_dict=None, cache_dir=None, task_config=args)
+    original.task_config = args
+    if not original_fp16:
+        original.float()
+    state_dict = {key: value.detach().float().cpu() for key, value in original.state_dict().items()}
+    config = eercf_config_from_checkpoint(state_dict, rerank_top_k=args.rerantopk, max_words=args.max_words)
+    tvr_model = EERCFModel(config)
+    missing, unexpected = load_converted_weights(tvr_model, convert_eercf_state_dict(state_dict))
+    if missing or unexpected:
+        raise RuntimeError(f"conversion left missing {sorted(missing)} / unexpected {sorted(unexpected)} keys")
+    return original.to(device), tvr_model.to(device)
+
+
+def eercf_original_loss(model, inputs: dict) -> torch.Tensor:
+    """`train_epoch`'s loss of main_eercf.py: its model's five logits and three CDCL terms, weighted."""
+    from modules.until_module import CrossEn
+
+    weights, loss_fct = model.task_config, CrossEn()
+    logits, cdcl = model(inputs["input_ids"][:, 0], inputs["segment_ids"][:, 0], inputs["input_mask"][:, 0],
+                         inputs["video"], inputs["video_mask"], multi_augmentation=False)
+    video, weak_frame, strong_frame, weak_patch, strong_patch = logits
+    weak = video * weights.video_weight + weak_frame * weights.weakframe_weight + weak_patch * weights.weakpatch_weight
+    strong = strong_frame * weights.strongframe_weight + strong_patch * weights.strongpatch_weight
+    weak_loss = (loss_fct(weak) + loss_fct(weak.T)) / 2
+    strong_loss = (loss_fct(strong) + loss_fct(strong.T)) / 2
+    intra = (cdcl[0] * weights.cdcl_video_weight + cdcl[1] * weights.cdcl_frame_weight
+             + cdcl[2] * weights.cdcl_patch_weight)
+    inter = weak_loss * weights.weak_loss_weight + strong_loss * weights.strong_loss_weight
+    return inter + intra * weights.cdcl_loss_weight
+
+
 def tvr_from_original(original: torch.nn.Module, sim_header: str, max_frames: int = 12):
     """The original model's weights in a `CLIP4ClipModel`, through tvr's checkpoint converter."""
     from tvr.convert.clip4clip import clip4clip_config_from_checkpoint, convert_clip4clip_state_dict
@@ -254,6 +317,21 @@ def check_emcl_parity(original, tvr_model, tvr_inputs: dict) -> float:
     ours = tvr_model.similarity(tvr_model.encode_text(ids, mask), tvr_model.encode_video(video, video_mask))
     ours = ours / tvr_model.logit_scale.exp()  # tvr's logits are exp(logit_scale) * the cosine the original returns
     return float((ours.float() - reference.float()).abs().max())
+
+
+def check_eercf_loss(original, tvr_model, original_inputs: dict, tvr_inputs: dict) -> float:
+    """|difference| of EERCF's training loss (train mode, its AllGather over the running group) and tvr's on one
+    batch: the whole training objective, weak / strong matrices and Pearson terms included."""
+    from tvr import TVRVideoProcessor
+    from tvr.training.trainer import ContrastiveStep
+
+    original.train(), tvr_model.train()
+    device = next(tvr_model.parameters()).device
+    with torch.no_grad():
+        reference = eercf_original_loss(original, {name: value.to(device) for name, value in original_inputs.items()})
+        ours = ContrastiveStep(tvr_model, TVRVideoProcessor())(**{name: value.to(device)
+                                                                  for name, value in tvr_inputs.items()})
+    return float((ours.float() - reference.float()).abs())
 
 
 @contextlib.contextmanager

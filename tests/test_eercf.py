@@ -113,6 +113,18 @@ def test_text_gated_pool_by_hand_and_broadcast():
     torch.testing.assert_close(dense.reshape(12, 6), pairs)
 
 
+def test_pearson_penalty_is_computed_in_fp32_under_bf16_autocast():
+    # the standardised cross-correlation of a batch loses its digits in bf16 (a matmul autocast would run in bf16)
+    generator = torch.Generator().manual_seed(0)
+    text, video = torch.randn(8, 64, generator=generator), torch.randn(8, 64, generator=generator)
+    video = text + 0.05 * video  # strongly correlated pairs: C_dd near 1, where bf16 rounding shows most
+    reference = pearson_penalty(text, video, 0.14, 0.01)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        autocast = pearson_penalty(text, video, 0.14, 0.01)
+    assert autocast.dtype == torch.float32
+    torch.testing.assert_close(autocast, reference, rtol=1e-6, atol=0)
+
+
 def test_pearson_penalty_by_hand():
     batch_size, dim = 5, 3
     features = torch.randn(batch_size, dim)
