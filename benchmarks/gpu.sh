@@ -1,21 +1,26 @@
 #!/usr/bin/env bash
-# The GPU side of issue 17, as one prepared run (about 8 minutes on one H100/H200): the CUDA tests
-# (tests/test_gpu.py), then tvr vs the original CLIP4Clip, training step at 64 videos x 12 frames (meanP, seqTransf)
-# and 1k x 1k evaluation.
+# The GPU side of issue 17, prepared for the device tool (one command runs at most 10 minutes, a session has 15):
+#   bash benchmarks/gpu.sh tests clip4clip eval   # CUDA tests, CLIP4Clip train (meanP, seqTransf) + 1k x 1k eval (~8 min)
+#   bash benchmarks/gpu.sh others                 # EMCL-Net and EERCF training steps (~5 min)
+# Parts: tests (tests/test_gpu.py), clip4clip (train step, 64 videos x 12 frames, with torch.compile), others
+# (EMCL-Net and EERCF train steps, no compile), eval (CLIP4Clip 1k x 1k: encode, seqTransf and tightTransf scoring).
 #
 # Prepare here (the device machine reaches no registry):
-#   1. the original code: git clone <ArrowLuo/CLIP4Clip @ 508ffa3> .original/CLIP4Clip   (ignored by git)
+#   1. the original code (ignored by git): git clone <ArrowLuo/CLIP4Clip @ 508ffa3> .original/CLIP4Clip;
+#      <jpthu17/EMCL @ 3af1794>'s video_retrieval/EMCL-Net/{tvr,main_retrieval.py} into .original/EMCL (same path);
+#      git clone <adxcreative/EERCF @ 90f1d07> .original/EERCF   (about 12 MB in all)
 #   2. wheels of what the device image lacks or has too old (see .library/device/KINDS.md: it has torch, accelerate,
 #      peft, tokenizers, an older transformers; not datasets, decord, evaluate), into the ignored folder .whl/:
 #        python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
 #          --platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64 -d .whl \
 #          transformers==5.23.0 datasets decord2 evaluate dill multiprocess xxhash
-# then run it with the device tool: run(command="bash benchmarks/gpu.sh", carry=[".original", ".whl"], timeout_s=600)
+# then: run(command="bash benchmarks/gpu.sh tests clip4clip eval", carry=[".original", ".whl"], timeout_s=600)
 # and copy the tables from $OUT into benchmarks/RESULTS.md with the machine line they print.
 set -euo pipefail
 OUT=${OUT:-/tmp/tvr-gpu-out}
 mkdir -p "$OUT"
 PYTHON=${PYTHON:-python3}
+PARTS=${*:-tests clip4clip others eval}
 if [ -d .whl ]; then
   "$PYTHON" -m pip install -q --no-index --find-links .whl --no-deps .whl/*.whl
 fi
@@ -24,12 +29,23 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$OUT
 "$PYTHON" -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__)" \
   | tee -a "$OUT/machine.txt"
 
-"$PYTHON" -m pytest -q -p no:cacheprovider tests/test_gpu.py 2>&1 | tail -15 | tee "$OUT/test_gpu.txt"
-
-"$PYTHON" benchmarks/bench_train.py --device cuda --batch-size 64 --repeats 20 --warmup 5 \
-  --sim-headers meanP seqTransf --variants original tvr-fp32 tvr-bertadam tvr-bf16 tvr-bf16-compile \
-  2>&1 | grep -v -i warn | tee "$OUT/bench_train.md"
-
-"$PYTHON" benchmarks/bench_eval.py --device cuda --encode-videos 1000 --encode-texts 1000 --batch-size-val 16 \
-  --heads meanP:1000x1000 seqTransf:1000x1000 tightTransf:1000x1000 --repeats 2 \
-  2>&1 | grep -v -i warn | tee "$OUT/bench_eval.md"
+for part in $PARTS; do
+  case $part in
+    tests)
+      "$PYTHON" -m pytest -q -p no:cacheprovider tests/test_gpu.py 2>&1 | tail -15 | tee "$OUT/test_gpu.txt" ;;
+    clip4clip)
+      "$PYTHON" benchmarks/bench_train.py --device cuda --batch-size 64 --repeats 20 --warmup 5 \
+        --sim-headers meanP seqTransf --variants original tvr-fp32 tvr-bertadam tvr-bf16 tvr-bf16-compile \
+        2>&1 | grep -v -i warn | tee "$OUT/bench_train.md" ;;
+    others)
+      for method in emcl eercf; do
+        "$PYTHON" benchmarks/bench_train.py --method $method --device cuda --batch-size 64 --repeats 10 --warmup 3 \
+          --variants original tvr-fp32 tvr-bf16 2>&1 | grep -v -i warn | tee "$OUT/bench_train_$method.md"
+      done ;;
+    eval)
+      "$PYTHON" benchmarks/bench_eval.py --device cuda --encode-videos 1000 --encode-texts 1000 --batch-size-val 16 \
+        --heads meanP:1000x1000 seqTransf:1000x1000 tightTransf:1000x1000 --repeats 2 \
+        2>&1 | grep -v -i warn | tee "$OUT/bench_eval.md" ;;
+    *) echo "unknown part $part (tests, clip4clip, others, eval)" >&2; exit 2 ;;
+  esac
+done

@@ -157,10 +157,14 @@ def build_emcl_models(original_dir, seed: int = 42, device: str = "cpu", origina
     models = import_emcl(original_dir)
     torch.manual_seed(seed)
     clip_state = models.module_clip.CLIP(**VIT_B_32).state_dict()
-    torch.save(clip_state, Path(models.modeling.__file__).parent / models.module_clip._PT_NAME["ViT-B/32"])
+    clip_file = Path(models.modeling.__file__).parent / models.module_clip._PT_NAME["ViT-B/32"]
+    torch.save(clip_state, clip_file)
     args = SimpleNamespace(**{**EMCL_ARGS, "max_frames": max_frames})
     torch.manual_seed(seed)
-    original = models.modeling.EMCL(args)
+    try:
+        original = models.modeling.EMCL(args)
+    finally:
+        clip_file.unlink()  # 600 MB read once; .original/ travels to GPU machines
     if original_fp16 is False:
         original.float()
     state_dict = {key: value.detach().float().cpu() for key, value in original.state_dict().items()}
