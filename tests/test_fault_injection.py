@@ -323,6 +323,9 @@ class CountingProcessor:
         self.videos += list(videos or [])
         return self.processor(videos=videos, **kwargs)
 
+    def __getattr__(self, name):  # the wrapped processor's settings (video_processor: how its frames normalise)
+        return getattr(self.processor, name)
+
 
 def test_killed_indexing_resumes_without_redoing_finished_videos(tmp_path, corpus):
     from tvr.retrieval import shards as shards_module

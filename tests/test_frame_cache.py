@@ -72,6 +72,8 @@ def test_uint8_frames_normalised_on_the_device_equal_the_processor_floats(videos
     assert bf16.dtype == torch.bfloat16
     with pytest.raises(ValueError, match="uint8"):
         normalize_videos(floats["pixel_values_videos"], floats["video_mask"], processor)
+    with pytest.raises(TypeError, match="cannot normalise uint8 frames with object"):
+        normalize_videos(frames["pixel_values_videos"], frames["video_mask"], object())
 
 
 # ------------------------------------------------------------------------------------------------ the cache

@@ -71,6 +71,11 @@ def video_inputs_on_device(inputs: Any, video_processor: Any, device: torch.devi
 
 def _normalization_settings(video_processor: Any) -> tuple[float, tuple[float, ...], tuple[float, ...]]:
     """``(rescale_factor, mean, std)`` of a processor, with 1 / 0 / 1 for the steps it does not do."""
+    missing = [name for name in ("do_rescale", "do_normalize") if not hasattr(video_processor, name)]
+    if missing:
+        raise TypeError(f"cannot normalise uint8 frames with {type(video_processor).__name__}: it has no {missing} "
+                        "settings; pass the video processor that made the frames (or a processor whose "
+                        "video_processor it is)")
     rescale = float(video_processor.rescale_factor) if video_processor.do_rescale else 1.0
     if not video_processor.do_normalize:
         return rescale, (0.0,) * 3, (1.0,) * 3
