@@ -11,6 +11,8 @@ Both models get the same random OpenAI-format ViT-B/32 weights: the original's `
 (`torch.manual_seed(seed)`), they are saved to a temporary file, passed as `pretrained_clip_name` to the original's
 `CLIP4Clip.from_pretrained("cross-base", ...)` exactly as `init_model` does, and the built original's state dict is
 converted to tvr with tvr's own checkpoint converter. `check_parity` compares the two models' similarity matrices.
+EMCL-Net (`build_emcl_models`) and EERCF (`build_eercf_models`) are built the same way from their own code. One
+process benchmarks one method: CLIP4Clip's and EERCF's code are both a top-level package called `modules`.
 """
 
 from __future__ import annotations
@@ -98,6 +100,18 @@ def build_models(original_dir, sim_header: str, seed: int = 42, device: str = "c
     are emulated, `original_fp16=False` (the default there) runs it in fp32 like tvr.
     """
     modules = import_original(original_dir)
+    original = _from_random_clip(modules.modeling.CLIP4Clip, sim_header, seed, max_frames)
+    if not original_fp16:
+        original.float()
+    original.to(device)
+    tvr_model = tvr_from_original(original, sim_header, max_frames).to(device)
+    return original, tvr_model
+
+
+def _from_random_clip(model_class, sim_header: str, seed: int, max_frames: int, **extra_args) -> torch.nn.Module:
+    """`model_class.from_pretrained("cross-base", task_config=args)` as the CLIP4Clip-based `init_model`s call it, on
+    random ViT-B/32 weights made by the original's own `CLIP` init and saved to the file it reads as
+    `pretrained_clip_name`."""
     from modules.module_clip import CLIP
 
     torch.manual_seed(seed)
@@ -107,15 +121,11 @@ def build_models(original_dir, sim_header: str, seed: int = 42, device: str = "c
         torch.save(clip_state, clip_file)
         torch.manual_seed(seed)
         args = original_args(sim_header, clip_file, max_frames=max_frames)
+        args.__dict__.update(extra_args)
         with _quiet_original_logs():
-            original = modules.modeling.CLIP4Clip.from_pretrained("cross-base", state_dict=None, cache_dir=None,
-                                                                  task_config=args)
+            original = model_class.from_pretrained("cross-base", state_dict=None, cache_dir=None, task_config=args)
     original.task_config = args
-    if not original_fp16:
-        original.float()
-    original.to(device)
-    tvr_model = tvr_from_original(original, sim_header, max_frames).to(device)
-    return original, tvr_model
+    return original
 
 
 def import_emcl(original_dir: str | os.PathLike) -> types.ModuleType:
@@ -189,21 +199,9 @@ def build_eercf_models(original_dir, seed: int = 42, device: str = "cpu", origin
     from tvr.modeling import EERCFModel
 
     modules = import_original(original_dir, "modeling_fineclip_patches_cdcl", EERCF_HINT)
-    from modules.module_clip import CLIP
-
-    torch.manual_seed(seed)
-    clip_state = CLIP(**VIT_B_32).state_dict()
-    with tempfile.TemporaryDirectory() as folder:
-        clip_file = os.path.join(folder, "ViT-B-32-random.pt")
-        torch.save(clip_state, clip_file)
-        torch.manual_seed(seed)
-        args = original_args("seqTransf", clip_file, max_frames=max_frames)
-        args.rerantopk, args.multi_augmentation = 50, True
-        args.__dict__.update(EERCF_LOSS_WEIGHTS)
-        with _quiet_original_logs():
-            original = modules.modeling_fineclip_patches_cdcl.XCLIP.from_pretrained(
-                "cross-base", state_dict=None, cache_dir=None, task_config=args)
-    original.task_config = args
+    original = _from_random_clip(modules.modeling_fineclip_patches_cdcl.XCLIP, "seqTransf", seed, max_frames,
+                                 rerantopk=50, multi_augmentation=True, **EERCF_LOSS_WEIGHTS)
+    args = original.task_config
     if not original_fp16:
         original.float()
     state_dict = {key: value.detach().float().cpu() for key, value in original.state_dict().items()}
