@@ -10,10 +10,12 @@
 #      <jpthu17/EMCL @ 3af1794>'s video_retrieval/EMCL-Net/{tvr,main_retrieval.py} into .original/EMCL (same path);
 #      git clone <adxcreative/EERCF @ 90f1d07> .original/EERCF   (about 12 MB in all)
 #   2. wheels of what the device image lacks or has too old (see .library/device/KINDS.md: it has torch, accelerate,
-#      peft, tokenizers, an older transformers; not datasets, decord, evaluate), into the ignored folder .whl/:
-#        python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
-#          --platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64 -d .whl \
-#          transformers==5.23.0 datasets decord2 evaluate dill multiprocess xxhash
+#      peft, tokenizers 0.23, huggingface_hub 1.33, transformers 5.17; not datasets), into the ignored folder .whl/
+#      (15 MB; checked here: these are all the benchmarks and tests/test_gpu.py import, decord / av / faiss / evaluate
+#      are imported only where videos are decoded or indexed; datasets 5.2 wants pyarrow >= 24 there):
+#        .venv/bin/pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+#          --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+#          -d .whl transformers==5.23.0 datasets==5.2.0 dill multiprocess xxhash
 # then: run(command="bash benchmarks/gpu.sh tests clip4clip eval", carry=[".original", ".whl"], timeout_s=600)
 # and copy the tables from $OUT into benchmarks/RESULTS.md with the machine line they print.
 set -euo pipefail
