@@ -41,24 +41,30 @@ VARIANTS = ("original", "tvr-fp32", "tvr-bertadam", "tvr-bf16", "tvr-bf16-compil
 
 def original_step(model, optimization, inputs: dict, method: str = "clip4clip", total_steps: int = 1000,
                   anomaly_detection: bool = True):
-    """The original's `prep_optimizer` + one `train_epoch` iteration, as a closure (EMCL-Net's loop is
-    CLIP4Clip's with its own forward arguments and `backward` under `torch.autograd.detect_anomaly()`)."""
-    named = list(model.named_parameters())
-    no_decay = ["bias", "LayerNorm.bias", "LayerNorm.weight"]
-    decay = [(n, p) for n, p in named if not any(nd in n for nd in no_decay)]
-    no_decay_params = [(n, p) for n, p in named if any(nd in n for nd in no_decay)]
-    lr, coef_lr, weight_decay = 1e-4, 1e-3, 0.2
-    groups = [
-        {"params": [p for n, p in decay if "clip." in n], "weight_decay": weight_decay, "lr": lr * coef_lr},
-        {"params": [p for n, p in decay if "clip." not in n], "weight_decay": weight_decay},
-        {"params": [p for n, p in no_decay_params if "clip." in n], "weight_decay": 0.0, "lr": lr * coef_lr},
-        {"params": [p for n, p in no_decay_params if "clip." not in n], "weight_decay": 0.0},
-    ]
-    optimizer = optimization.BertAdam(groups, lr=lr, warmup=0.1, schedule="warmup_cosine", b1=0.9, b2=0.98,
-                                              e=1e-6, t_total=total_steps, weight_decay=weight_decay,
-                                              max_grad_norm=1.0)
+    """The original's `prep_optimizer` + one `train_epoch` iteration, as a closure. CLIP4Clip, EMCL-Net and EERCF:
+    BertAdam over the four groups; DAVRL: AdamW over its adapter with a warmup-cosine scheduler. EMCL-Net and DAVRL
+    run `backward` under `torch.autograd.detect_anomaly()`, as their loops do."""
+    if method == "davrl":
+        trained = [parameter for parameter in model.parameters() if parameter.requires_grad]
+        optimizer = optimization.AdamW([{"params": trained, "lr": 6e-4}], weight_decay=0.2)
+        scheduler = optimization.get_cosine_schedule_with_warmup(optimizer, int(0.1 * total_steps), total_steps)
+    else:
+        named = list(model.named_parameters())
+        no_decay = ["bias", "LayerNorm.bias", "LayerNorm.weight"]
+        decay = [(n, p) for n, p in named if not any(nd in n for nd in no_decay)]
+        no_decay_params = [(n, p) for n, p in named if any(nd in n for nd in no_decay)]
+        lr, coef_lr, weight_decay = 1e-4, 1e-3, 0.2
+        groups = [
+            {"params": [p for n, p in decay if "clip." in n], "weight_decay": weight_decay, "lr": lr * coef_lr},
+            {"params": [p for n, p in decay if "clip." not in n], "weight_decay": weight_decay},
+            {"params": [p for n, p in no_decay_params if "clip." in n], "weight_decay": 0.0, "lr": lr * coef_lr},
+            {"params": [p for n, p in no_decay_params if "clip." not in n], "weight_decay": 0.0},
+        ]
+        optimizer = optimization.BertAdam(groups, lr=lr, warmup=0.1, schedule="warmup_cosine", b1=0.9, b2=0.98,
+                                          e=1e-6, t_total=total_steps, weight_decay=weight_decay, max_grad_norm=1.0)
+        scheduler = None
     model.train()
-    if method == "emcl":  # text_ids, text_mask, video (B, T, 3, H, W), video_mask, idx, global_step
+    if method in ("emcl", "davrl"):  # text_ids, text_mask, video (B, T, 3, H, W), video_mask, idx, global_step
         batch_size = inputs["input_ids"].shape[0]
         args = [inputs["input_ids"].view(batch_size, -1), inputs["input_mask"].view(batch_size, -1),
                 inputs["video"].view(batch_size, -1, *inputs["video"].shape[-3:]).float(),
@@ -69,7 +75,8 @@ def original_step(model, optimization, inputs: dict, method: str = "clip4clip", 
     else:
         args = [inputs[name] for name in ("input_ids", "segment_ids", "input_mask", "video", "video_mask")]
         forward = lambda: model(*args)  # noqa: E731
-    detect = torch.autograd.detect_anomaly if method == "emcl" and anomaly_detection else contextlib.nullcontext
+    anomaly = method in ("emcl", "davrl") and anomaly_detection
+    detect = torch.autograd.detect_anomaly if anomaly else contextlib.nullcontext
 
     def step() -> float:
         loss = forward()
@@ -78,6 +85,8 @@ def original_step(model, optimization, inputs: dict, method: str = "clip4clip", 
         value = float(loss)
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
         optimizer.zero_grad()
         torch.clamp_(model.clip.logit_scale.data, max=math.log(100))
         return value
@@ -115,11 +124,12 @@ def tvr_step(model, inputs: dict, optimizer_name: str, bf16: bool, compile_step:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--method", choices=("clip4clip", "emcl", "eercf"), default="clip4clip")
+    parser.add_argument("--method", choices=("clip4clip", "emcl", "eercf", "davrl"), default="clip4clip")
     parser.add_argument("--original", default=None, help="the original's checkout (default .original/CLIP4Clip, "
-                                                          ".original/EMCL, .original/EERCF)")
+                                                          ".original/EMCL, .original/EERCF, .original/DAVRL)")
     parser.add_argument("--no-anomaly-detection", action="store_true",
-                        help="EMCL-Net: time its step without the detect_anomaly() its train loop wraps backward in")
+                        help="EMCL-Net, DAVRL: time their step without the detect_anomaly() their train loops wrap "
+                             "backward in")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--sim-headers", nargs="+", default=["meanP", "seqTransf"])
     parser.add_argument("--variants", nargs="+", default=["original", "tvr-fp32", "tvr-bf16"], choices=VARIANTS)
@@ -134,7 +144,8 @@ def main() -> None:
     print("|---|---|---|---|---|---|")
     sim_headers = args.sim_headers if args.method == "clip4clip" else ["seqTransf"]
     for sim_header in sim_headers:
-        label = {"clip4clip": sim_header, "emcl": "EMCL-Net (seqTransf)", "eercf": "EERCF (seqTransf)"}[args.method]
+        label = {"clip4clip": sim_header, "emcl": "EMCL-Net (seqTransf)", "eercf": "EERCF (seqTransf)",
+                 "davrl": "DAVRL (LoRA adapter)"}[args.method]
         original_inputs, batch = reference.random_batch(args.batch_size, args.frames)
         if args.method == "emcl":
             original, model = reference.build_emcl_models(args.original or reference.ORIGINALS / "EMCL",
@@ -142,6 +153,12 @@ def main() -> None:
                                                           max_frames=args.frames)
             difference = reference.check_emcl_parity(original, model, batch)
             optimization = sys.modules["emcl_original"].models.optimization
+        elif args.method == "davrl":
+            original, model = reference.build_davrl_models(args.original or reference.ORIGINALS / "DAVRL",
+                                                           device=device, original_fp16=device.startswith("cuda"),
+                                                           max_frames=args.frames)
+            difference = reference.check_davrl_parity(original, model, batch)
+            optimization = sys.modules["davrl_original"].models.optimization_adamw
         elif args.method == "eercf":
             original, model = reference.build_eercf_models(args.original or reference.ORIGINALS / "EERCF",
                                                            device=device, original_fp16=device.startswith("cuda"),

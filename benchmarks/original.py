@@ -11,13 +11,15 @@ Both models get the same random OpenAI-format ViT-B/32 weights: the original's `
 (`torch.manual_seed(seed)`), they are saved to a temporary file, passed as `pretrained_clip_name` to the original's
 `CLIP4Clip.from_pretrained("cross-base", ...)` exactly as `init_model` does, and the built original's state dict is
 converted to tvr with tvr's own checkpoint converter. `check_parity` compares the two models' similarity matrices.
-EMCL-Net (`build_emcl_models`) and EERCF (`build_eercf_models`) are built the same way from their own code. One
+EMCL-Net (`build_emcl_models`), EERCF (`build_eercf_models`) and DAVRL (`build_davrl_models`) are built the same
+way from their own code. One
 process benchmarks one method: CLIP4Clip's and EERCF's code are both a top-level package called `modules`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import sys
 import tempfile
@@ -36,6 +38,12 @@ FETCH_HINT = ("clone github ArrowLuo/CLIP4Clip (commit 508ffa3) into .original/C
 # EMCL-Net lives in a sub-folder of github jpthu17/EMCL (commit 3af1794); its package is called `tvr` too, so it is
 # imported under another name
 EMCL_PACKAGE = Path("video_retrieval") / "EMCL-Net" / "tvr"
+DAVRL_HINT = "clone github bzy-source/DAVRL (commit a5ed5c2) into .original/DAVRL, or pass --original DIR"
+# DAVRL's params.py defaults with its README's MSR-VTT script (scripts/train_msrvtt.sh)
+DAVRL_ARGS = dict(base_encoder="ViT-B/32", max_frames=12, max_words=32, lora_dim=8, shared_latent_space="transformer",
+                  global_visual_prompt_length=8, visual_output_type="global_token0", sel_layer="6",
+                  frame_per_seg="2-4-12", seg_num="6-3-1", seg_layer="8-9-10", r=10, select="Dual-Attention",
+                  alpha=0.4, world_size=1, rank=0, local_rank=0, clip_lr=6e-4, weight_decay=0.2, warmup_proportion=0.1)
 EERCF_HINT = "clone github adxcreative/EERCF (commit 90f1d07) into .original/EERCF, or pass --original DIR"
 # main_eercf.py's loss weights (its argparse defaults; the README's MSR-VTT script sets none of them)
 EERCF_LOSS_WEIGHTS = dict(video_weight=0.5, weakframe_weight=0.5, strongframe_weight=1.0, weakpatch_weight=0.05,
@@ -128,30 +136,30 @@ def _from_random_clip(model_class, sim_header: str, seed: int, max_frames: int, 
     return original
 
 
-def import_emcl(original_dir: str | os.PathLike) -> types.ModuleType:
-    """Import EMCL-Net's `tvr.models.modeling` as `emcl_original.models.modeling` (timm, used only for a drop path
-    of rate 0, stubbed when missing)."""
+def import_renamed_tvr(package: Path, alias: str, hint: str) -> types.ModuleType:
+    """Import an original whose package is also called `tvr` (EMCL-Net, DAVRL) as `alias`, with its `models.modeling`
+    and optimisers (timm, used only for drop paths of rate 0 on these paths, stubbed when missing)."""
+    import importlib
     import importlib.util
 
-    package = Path(original_dir).resolve() / EMCL_PACKAGE
     if not (package / "models" / "modeling.py").is_file():
-        raise SystemExit(f"the original EMCL-Net code is not at {package}: {EMCL_HINT}")
+        raise SystemExit(f"the original code is not at {package}: {hint}")
     try:
         import timm.models.layers  # noqa: F401
     except ImportError:
         for name in ("timm", "timm.models", "timm.models.layers"):
             sys.modules[name] = types.ModuleType(name)
         sys.modules["timm.models.layers"].drop_path = lambda x, drop_prob=0.0, training=False: x
-    spec = importlib.util.spec_from_file_location("emcl_original", package / "__init__.py",
+    spec = importlib.util.spec_from_file_location(alias, package / "__init__.py",
                                                   submodule_search_locations=[os.fspath(package)])
-    sys.modules["emcl_original"] = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(sys.modules["emcl_original"])
-    import emcl_original.models.modeling  # noqa: F401
-    import emcl_original.models.optimization  # noqa: F401
-
-    if not torch.cuda.is_available():  # its EM module moves its bases with `.cuda(embds.device)`, even on a CPU
+    sys.modules[alias] = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sys.modules[alias])
+    for module in ("modeling", "optimization", "optimization_adamw"):
+        if (package / "models" / f"{module}.py").is_file():
+            importlib.import_module(f"{alias}.models.{module}")
+    if not torch.cuda.is_available():  # EMCL's EM module moves its bases with `.cuda(embds.device)`, even on a CPU
         torch.Tensor.cuda = lambda tensor, device=None, *args, **kwargs: tensor.to(device)
-    return sys.modules["emcl_original"].models
+    return sys.modules[alias].models
 
 
 def build_emcl_models(original_dir, seed: int = 42, device: str = "cpu", original_fp16: bool = False,
@@ -164,7 +172,7 @@ def build_emcl_models(original_dir, seed: int = 42, device: str = "cpu", origina
     from tvr.convert.openai_clip import load_converted_weights
     from tvr.modeling import EMCLModel
 
-    models = import_emcl(original_dir)
+    models = import_renamed_tvr(Path(original_dir).resolve() / EMCL_PACKAGE, "emcl_original", EMCL_HINT)
     torch.manual_seed(seed)
     clip_state = models.module_clip.CLIP(**VIT_B_32).state_dict()
     clip_file = Path(models.modeling.__file__).parent / models.module_clip._PT_NAME["ViT-B/32"]
@@ -187,6 +195,40 @@ def build_emcl_models(original_dir, seed: int = 42, device: str = "cpu", origina
     if sorted(missing - {"em.bases"}) or unexpected:
         raise RuntimeError(f"conversion left missing {sorted(missing)} / unexpected {sorted(unexpected)} keys")
     tvr_model.set_em_bases(original.emcl.mu.clone())
+    return original.to(device), tvr_model.to(device)
+
+
+def build_davrl_models(original_dir, seed: int = 42, device: str = "cpu", original_fp16: bool = False,
+                       max_frames: int = 12):
+    """`(original, tvr_model)` DAVRL with the same random ViT-B/32 weights: its `VTRModel(args)` reads CLIP from
+    `pretrained_path/ViT-B-32.pt` (a temporary folder here); tvr's DAVRL converter turns the built model's state dict
+    into the base model with its peft LoRA adapter (trainable, as `tvr train` trains it)."""
+    from tvr.convert.arguments import config_overrides
+    from tvr.convert.dual_attention import FLAG_MAP, convert_dual_attention_checkpoint
+
+    models = import_renamed_tvr(Path(original_dir).resolve() / "tvr", "davrl_original", DAVRL_HINT)
+    args = SimpleNamespace(**{**DAVRL_ARGS, "max_frames": max_frames})
+    # its own CLIP leaves attention weights uninitialised (its real use loads OpenAI's): the random OpenAI-format
+    # weights come from CLIP4Clip's copy of OpenAI's CLIP, as in the CLIP4Clip benchmark
+    import_original(DEFAULT_ORIGINAL)
+    from modules.module_clip import CLIP
+
+    torch.manual_seed(seed)
+    clip_state = CLIP(**VIT_B_32).state_dict()
+    with tempfile.TemporaryDirectory() as folder:
+        torch.save(clip_state, os.path.join(folder, models.module_clip._PT_NAME["ViT-B/32"]))
+        args.pretrained_path = folder
+        torch.manual_seed(seed)
+        original = models.modeling.VTRModel(args)
+        checkpoint = os.path.join(folder, "pytorch_model.bin")
+        torch.save({key: value.detach().float() for key, value in original.state_dict().items()}, checkpoint)
+        flags = " ".join(f"--{name} {getattr(args, name)}" for name in FLAG_MAP if hasattr(args, name))
+        overrides = config_overrides(SimpleNamespace(original_args=flags), FLAG_MAP)  # as `--original-args`
+        tvr_model = convert_dual_attention_checkpoint(checkpoint, **overrides)
+    if not original_fp16:
+        original.float()
+    for name, parameter in original.named_parameters():  # what its prep_optimizer trains
+        parameter.requires_grad_("TVPt" in name or "frame_weight_proj" in name)
     return original.to(device), tvr_model.to(device)
 
 
@@ -318,6 +360,19 @@ def check_emcl_parity(original, tvr_model, tvr_inputs: dict) -> float:
     reference = original.get_similarity_logits(text_feat, cls, video_feat, mask, video_mask)[0]
     ours = tvr_model.similarity(tvr_model.encode_text(ids, mask), tvr_model.encode_video(video, video_mask))
     ours = ours / tvr_model.logit_scale.exp()  # tvr's logits are exp(logit_scale) * the cosine the original returns
+    return float((ours.float() - reference.float()).abs().max())
+
+
+@torch.no_grad()
+def check_davrl_parity(original, tvr_model, tvr_inputs: dict) -> float:
+    """Max |difference| of DAVRL's eval similarity (`stage1_eval` + `stage2_eval`) and tvr's on one batch."""
+    original.eval(), tvr_model.eval()
+    device = next(tvr_model.parameters()).device
+    ids, mask = tvr_inputs["input_ids"].to(device), tvr_inputs["attention_mask"].to(device)
+    video, video_mask = normalise(tvr_inputs["pixel_values_videos"]).to(device), tvr_inputs["video_mask"].to(device)
+    text, frames = original.stage1_eval(ids, mask, video, video_mask)
+    reference = original.stage2_eval(text, mask, frames, video_mask)
+    ours = tvr_model.similarity(tvr_model.encode_text(ids, mask), tvr_model.encode_video(video, video_mask))
     return float((ours.float() - reference.float()).abs().max())
 
 
