@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # The GPU side of issue 17, prepared for the device tool (one command runs at most 10 minutes, a session has 15):
 #   bash benchmarks/gpu.sh tests clip4clip eval   # CUDA tests, CLIP4Clip train (meanP, seqTransf) + 1k x 1k eval (~8 min)
-#   bash benchmarks/gpu.sh others                 # EMCL-Net and EERCF training steps (~5 min)
+#   bash benchmarks/gpu.sh others                 # EMCL-Net, EERCF and DAVRL training steps (~6 min)
 # Parts: tests (tests/test_gpu.py), clip4clip (train step, 64 videos x 12 frames, with torch.compile), others
-# (EMCL-Net and EERCF train steps, no compile), eval (CLIP4Clip 1k x 1k: encode, seqTransf and tightTransf scoring).
+# (EMCL-Net, EERCF and DAVRL train steps, no compile), eval (CLIP4Clip 1k x 1k: encode, seqTransf and tightTransf scoring).
 #
 # Prepare here (the device machine reaches no registry):
 #   1. the original code (ignored by git): git clone <ArrowLuo/CLIP4Clip @ 508ffa3> .original/CLIP4Clip;
 #      <jpthu17/EMCL @ 3af1794>'s video_retrieval/EMCL-Net/{tvr,main_retrieval.py} into .original/EMCL (same path);
-#      git clone <adxcreative/EERCF @ 90f1d07> .original/EERCF   (about 12 MB in all)
+#      git clone <adxcreative/EERCF @ 90f1d07> .original/EERCF; git clone <bzy-source/DAVRL @ a5ed5c2>
+#      .original/DAVRL   (about 15 MB in all)
 #   2. wheels of what the device image lacks or has too old (see .library/device/KINDS.md: it has torch, accelerate,
 #      peft, tokenizers 0.23, huggingface_hub 1.33, transformers 5.17; not datasets), into the ignored folder .whl/
 #      (15 MB; checked here: these are all the benchmarks and tests/test_gpu.py import, decord / av / faiss / evaluate
@@ -40,7 +41,7 @@ for part in $PARTS; do
         --sim-headers meanP seqTransf --variants original tvr-fp32 tvr-bertadam tvr-bf16 tvr-bf16-compile \
         2>&1 | grep -v -i warn | tee "$OUT/bench_train.md" ;;
     others)
-      for method in emcl eercf; do
+      for method in emcl eercf davrl; do
         "$PYTHON" benchmarks/bench_train.py --method $method --device cuda --batch-size 64 --repeats 10 --warmup 3 \
           --variants original tvr-fp32 tvr-bf16 2>&1 | grep -v -i warn | tee "$OUT/bench_train_$method.md"
       done ;;
