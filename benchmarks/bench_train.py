@@ -27,8 +27,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib
 import math
-import sys
 import time
 
 import torch
@@ -37,6 +37,13 @@ import original as reference
 from original import PeakMemory, summarise, synchronize
 
 VARIANTS = ("original", "tvr-fp32", "tvr-bertadam", "tvr-bf16", "tvr-bf16-compile")
+# method: (builder of its two models, its checkout under .original/, its optimiser module)
+ORIGINALS = {
+    "clip4clip": (reference.build_models, "CLIP4Clip", "modules.optimization"),
+    "emcl": (reference.build_emcl_models, "EMCL", "emcl_original.models.optimization"),
+    "eercf": (reference.build_eercf_models, "EERCF", "modules.optimization"),
+    "davrl": (reference.build_davrl_models, "DAVRL", "davrl_original.models.optimization_adamw"),
+}
 
 
 def original_step(model, optimization, inputs: dict, method: str = "clip4clip", total_steps: int = 1000,
@@ -124,7 +131,7 @@ def tvr_step(model, inputs: dict, optimizer_name: str, bf16: bool, compile_step:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--method", choices=("clip4clip", "emcl", "eercf", "davrl"), default="clip4clip")
+    parser.add_argument("--method", choices=tuple(ORIGINALS), default="clip4clip")
     parser.add_argument("--original", default=None, help="the original's checkout (default .original/CLIP4Clip, "
                                                           ".original/EMCL, .original/EERCF, .original/DAVRL)")
     parser.add_argument("--no-anomaly-detection", action="store_true",
@@ -147,31 +154,17 @@ def main() -> None:
         label = {"clip4clip": sim_header, "emcl": "EMCL-Net (seqTransf)", "eercf": "EERCF (seqTransf)",
                  "davrl": "DAVRL (LoRA adapter)"}[args.method]
         original_inputs, batch = reference.random_batch(args.batch_size, args.frames)
-        if args.method == "emcl":
-            original, model = reference.build_emcl_models(args.original or reference.ORIGINALS / "EMCL",
-                                                          device=device, original_fp16=device.startswith("cuda"),
-                                                          max_frames=args.frames)
-            difference = reference.check_emcl_parity(original, model, batch)
-            optimization = sys.modules["emcl_original"].models.optimization
-        elif args.method == "davrl":
-            original, model = reference.build_davrl_models(args.original or reference.ORIGINALS / "DAVRL",
-                                                           device=device, original_fp16=device.startswith("cuda"),
-                                                           max_frames=args.frames)
-            difference = reference.check_davrl_parity(original, model, batch)
-            optimization = sys.modules["davrl_original"].models.optimization_adamw
-        elif args.method == "eercf":
-            original, model = reference.build_eercf_models(args.original or reference.ORIGINALS / "EERCF",
-                                                           device=device, original_fp16=device.startswith("cuda"),
-                                                           max_frames=args.frames)
-            with reference.gloo_group():
-                difference = reference.check_eercf_loss(original, model, original_inputs, batch)
-            optimization = sys.modules["modules"].optimization
-        else:
+        if args.method == "clip4clip":
             original, model = reference.build_models(args.original or reference.DEFAULT_ORIGINAL, sim_header,
                                                      device=device, original_fp16=device.startswith("cuda"),
                                                      max_frames=args.frames)
-            difference = reference.check_parity(original, model, original_inputs, batch)
-            optimization = sys.modules["modules"].optimization
+        else:
+            build, folder, _ = ORIGINALS[args.method]
+            original, model = build(args.original or reference.ORIGINALS / folder, device=device,
+                                    original_fp16=device.startswith("cuda"), max_frames=args.frames)
+        with reference.gloo_group():
+            difference = reference.parity(args.method, original, model, original_inputs, batch)
+        optimization = importlib.import_module(ORIGINALS[args.method][2])
         checked = "training loss (train mode)" if args.method == "eercf" else "max |similarity| (eval)"
         print(f"# {label}: difference original vs tvr, fp32 {checked} = {difference:.2e}")
         original_inputs = {name: value.to(device) for name, value in original_inputs.items()}

@@ -350,30 +350,47 @@ def check_parity(original, tvr_model, original_inputs: dict, tvr_inputs: dict) -
 
 
 @torch.no_grad()
-def check_emcl_parity(original, tvr_model, tvr_inputs: dict) -> float:
-    """Max |difference| of EMCL-Net's and tvr's eval cosine similarity on one batch (one EM block, as its eval)."""
-    original.eval(), tvr_model.eval()
+def similarity_difference(original_similarity, tvr_model, tvr_inputs: dict, cosine: bool = False) -> float:
+    """Max |difference| of an original's eval similarity, `original_similarity(ids, mask, video, video_mask)`, and
+    tvr's on one batch (`cosine`: the original returns the cosine, tvr `exp(logit_scale)` times it)."""
+    tvr_model.eval()
     device = next(tvr_model.parameters()).device
     ids, mask = tvr_inputs["input_ids"].to(device), tvr_inputs["attention_mask"].to(device)
     video, video_mask = normalise(tvr_inputs["pixel_values_videos"]).to(device), tvr_inputs["video_mask"].to(device)
-    text_feat, video_feat, cls = original.get_text_video_feat(ids, mask, video, video_mask)
-    reference = original.get_similarity_logits(text_feat, cls, video_feat, mask, video_mask)[0]
+    reference = original_similarity(ids, mask, video, video_mask)
     ours = tvr_model.similarity(tvr_model.encode_text(ids, mask), tvr_model.encode_video(video, video_mask))
-    ours = ours / tvr_model.logit_scale.exp()  # tvr's logits are exp(logit_scale) * the cosine the original returns
+    if cosine:
+        ours = ours / tvr_model.logit_scale.exp()
     return float((ours.float() - reference.float()).abs().max())
 
 
-@torch.no_grad()
-def check_davrl_parity(original, tvr_model, tvr_inputs: dict) -> float:
-    """Max |difference| of DAVRL's eval similarity (`stage1_eval` + `stage2_eval`) and tvr's on one batch."""
-    original.eval(), tvr_model.eval()
-    device = next(tvr_model.parameters()).device
-    ids, mask = tvr_inputs["input_ids"].to(device), tvr_inputs["attention_mask"].to(device)
-    video, video_mask = normalise(tvr_inputs["pixel_values_videos"]).to(device), tvr_inputs["video_mask"].to(device)
-    text, frames = original.stage1_eval(ids, mask, video, video_mask)
-    reference = original.stage2_eval(text, mask, frames, video_mask)
-    ours = tvr_model.similarity(tvr_model.encode_text(ids, mask), tvr_model.encode_video(video, video_mask))
-    return float((ours.float() - reference.float()).abs().max())
+def emcl_similarity(original):
+    """EMCL-Net's eval cosine of one block (its EM runs over the block's rows, as in its eval)."""
+    def similarity(ids, mask, video, video_mask):
+        text_feat, video_feat, cls = original.eval().get_text_video_feat(ids, mask, video, video_mask)
+        return original.get_similarity_logits(text_feat, cls, video_feat, mask, video_mask)[0]
+    return similarity
+
+
+def davrl_similarity(original):
+    """DAVRL's eval similarity: `stage1_eval` then `stage2_eval`."""
+    def similarity(ids, mask, video, video_mask):
+        text, frames = original.eval().stage1_eval(ids, mask, video, video_mask)
+        return original.stage2_eval(text, mask, frames, video_mask)
+    return similarity
+
+
+def parity(method: str, original, tvr_model, original_inputs: dict, tvr_inputs: dict) -> float:
+    """The benchmark's parity check of `method`'s two models on one batch (run inside `gloo_group`: EERCF's is its
+    training loss, whose forward gathers)."""
+    with torch.no_grad():
+        if method == "emcl":
+            return similarity_difference(emcl_similarity(original), tvr_model, tvr_inputs, cosine=True)
+        if method == "davrl":
+            return similarity_difference(davrl_similarity(original), tvr_model, tvr_inputs)
+        if method == "eercf":
+            return check_eercf_loss(original, tvr_model, original_inputs, tvr_inputs)
+        return check_parity(original, tvr_model, original_inputs, tvr_inputs)
 
 
 def check_eercf_loss(original, tvr_model, original_inputs: dict, tvr_inputs: dict) -> float:

@@ -123,6 +123,11 @@ def test_pearson_penalty_is_computed_in_fp32_under_bf16_autocast():
         autocast = pearson_penalty(text, video, 0.14, 0.01)
     assert autocast.dtype == torch.float32
     torch.testing.assert_close(autocast, reference, rtol=1e-6, atol=0)
+    # bf16 features of a batch of 2 that round to one value in a column: that column standardises to 0, not NaN
+    rounded = torch.tensor([[1.0, 2.0, 3.0], [1.0, 2.5, 3.5]], dtype=torch.bfloat16)
+    finite = pearson_penalty(rounded, rounded.flip(0), 1.0, 0.0)
+    # columns 1 and 2 anti-correlate: C_dd = -(B - 1) / B = -1/2, (C_dd - 1)^2 = 2.25 each; column 0: (0 - 1)^2 = 1
+    assert finite.item() == pytest.approx(2 * 2.25 + 1.0, rel=1e-6)
 
 
 def test_pearson_penalty_by_hand():

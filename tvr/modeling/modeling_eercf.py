@@ -101,14 +101,19 @@ def pearson_penalty(
     # batch statistics in fp32 even under bf16 / fp16 autocast: a standardised product of nearly equal values
     # loses every digit in half precision (and the original computes it in fp32)
     with torch.autocast(text_embeds.device.type, enabled=False):
-        text_embeds, video_embeds = text_embeds.float(), video_embeds.float()
-        text_z = (text_embeds - text_embeds.mean(dim=0)) / text_embeds.std(dim=0)
-        video_z = (video_embeds - video_embeds.mean(dim=0)) / video_embeds.std(dim=0)
+        text_z, video_z = _standardize(text_embeds.float()), _standardize(video_embeds.float())
         correlation = text_z.t() @ video_z / batch_size
         diagonal = correlation.diagonal()
         on_diagonal = (diagonal - 1).pow(2).sum()
         off_diagonal = correlation.pow(2).sum() - diagonal.pow(2).sum()
         return diagonal_weight * on_diagonal + off_diagonal_weight * off_diagonal
+
+
+def _standardize(features: torch.Tensor) -> torch.Tensor:
+    """Each column minus its batch mean over its unbiased std. A column constant over the batch (its std 0: possible
+    when half-precision features of a small batch round to one value) gives zeros where the original gives NaN."""
+    centred = features - features.mean(dim=0)
+    return centred / features.std(dim=0).clamp_min(torch.finfo(features.dtype).tiny)
 
 
 @dataclass
