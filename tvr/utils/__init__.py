@@ -1,4 +1,4 @@
-"""Small helpers shared by every part of tvr (crash-safe writing)."""
+"""Small helpers shared by every part of tvr: crash-safe writing, owned output folders, fingerprints, values."""
 
 from .atomic import (
     atomic_directory,

@@ -22,7 +22,9 @@ import os
 import shutil
 import uuid
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
+
+from .output_dir import claim_output_dir, write_marker
 
 TMP_MARK = ".tmp-"
 OLD_MARK = ".old-"
@@ -113,13 +115,28 @@ def commit_directory(staging: str | os.PathLike, final: str | os.PathLike) -> No
 
 
 @contextlib.contextmanager
-def atomic_directory(final: str | os.PathLike) -> Iterator[Path]:
+def atomic_directory(
+    final: str | os.PathLike,
+    kind: str | None = None,
+    inputs: Iterable[str | os.PathLike] = (),
+    legacy: tuple[str, ...] = (),
+) -> Iterator[Path]:
     """Fill a staging folder (yielded) and rename it to ``final`` on success; on an exception the staging folder is
-    deleted and ``final`` is left as it was."""
+    deleted and ``final`` is left as it was.
+
+    ``kind`` (every command's writer gives one): ``final`` is claimed first and again before it is replaced
+    (:func:`tvr.utils.output_dir.claim_output_dir`: an occupied folder that tvr did not write as ``kind`` is
+    refused, never replaced), and the marker listing what was written is added to the new folder.
+    """
+    if kind is not None:
+        claim_output_dir(final, kind, inputs=inputs, legacy=legacy)
     remove_leftovers(final, only_dead_writers=True)
     staging = staging_directory(final)
     try:
         yield staging
+        if kind is not None:
+            write_marker(staging, kind, files=[entry.name for entry in staging.iterdir()])
+            claim_output_dir(final, kind, inputs=inputs, legacy=legacy)  # nothing moved in meanwhile
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

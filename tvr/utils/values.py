@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+import difflib
+from typing import Any, Iterable
 
 import yaml
 
@@ -37,4 +38,24 @@ def parse_key_values(pairs: list[str], option: str = "KEY=VALUE") -> dict[str, A
     return values
 
 
-__all__ = ["parse_key_values", "parse_scalar"]
+def did_you_mean(name: str, choices: Iterable[str]) -> str:
+    """``" (did you mean 'max_frames'?)"`` for the closest of ``choices`` to ``name``, or ``""`` when none is close."""
+    close = difflib.get_close_matches(name, sorted(choices), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def check_known_keys(keys: Iterable[str], known: Iterable[str], what: str) -> None:
+    """Refuse keys that are not in ``known``: a typo must not silently fall back to a default.
+
+    Raises:
+        ValueError: ``"unknown key 'max_framez' in processor_kwargs (did you mean 'max_frames'?)"``, naming ``what``
+        and listing every unknown key.
+    """
+    known = set(known)
+    unknown = [key for key in keys if key not in known]
+    if unknown:
+        parts = [f"{key!r}{did_you_mean(key, known)}" for key in unknown]
+        raise ValueError(f"unknown key{'s' if len(unknown) > 1 else ''} in {what}: {', '.join(parts)}")
+
+
+__all__ = ["check_known_keys", "did_you_mean", "parse_key_values", "parse_scalar"]
