@@ -83,3 +83,35 @@ def test_unknown_keys_name_the_closest_known_one():
     with pytest.raises(ValueError, match=r"unknown key in processor_kwargs: 'max_framez' \(did you mean 'max_frames'\?\)"):
         check_known_keys(["fps", "max_framez"], ["fps", "max_frames", "slice_framepos"], "processor_kwargs")
     check_known_keys(["fps"], ["fps"], "processor_kwargs")
+
+
+def test_a_worker_exits_when_its_launcher_is_killed(tmp_path):
+    """The launcher (a shell) starts a worker in a session of its own, as torchrun does, then dies by SIGKILL."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    pid_file = tmp_path / "worker.pid"
+    worker = ("import os, sys, time; from tvr.utils.process import exit_with_parent; exit_with_parent(); "
+              f"open({str(pid_file)!r}, 'w').write(str(os.getpid())); time.sleep(120)")
+    launcher = ("import subprocess, sys, time; "
+                f"subprocess.Popen([sys.executable, '-c', {worker!r}], start_new_session=True); time.sleep(120)")
+    parent = subprocess.Popen([sys.executable, "-c", launcher])
+    deadline = time.time() + 60
+    while not pid_file.exists() or not pid_file.read_text():
+        assert time.time() < deadline, "the worker did not start"
+        time.sleep(0.1)
+    worker_pid = int(pid_file.read_text())
+    parent.send_signal(signal.SIGKILL)
+    parent.wait()
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        try:
+            os.kill(worker_pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    else:
+        os.kill(worker_pid, signal.SIGKILL)
+        pytest.fail("the worker outlived its killed launcher")
