@@ -15,12 +15,12 @@ import argparse
 import math
 import os
 import re
-import zipfile
 
 import torch
 from transformers import CLIPConfig, CLIPModel
 
 from .processor import add_tokenizer_argument, save_tokenizer_or_processor
+from .torchscript import is_torchscript_archive, read_torchscript_state_dict
 
 # Suffix of a key inside an OpenAI residual block -> suffix inside a transformers CLIPEncoderLayer.
 RESBLOCK_RENAMES = {
@@ -70,14 +70,15 @@ CLIP_BUFFERS = ("input_resolution", "context_length", "vocab_size")
 def load_original_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """Read an original checkpoint on the CPU: a TorchScript archive (OpenAI's `.pt`) or a `torch.save`d state dict.
 
-    Plain files are read with `torch.load(weights_only=True)`; TorchScript archives, which that refuses, with
-    `torch.jit.load`. A dict wrapping the weights under "state_dict" or "model" is unwrapped.
+    Plain files are read with `torch.load(weights_only=True)`; TorchScript archives, which that refuses, as data by
+    `read_torchscript_state_dict` (never `torch.jit.load`, which runs the archive's code). A dict wrapping the weights
+    under "state_dict" or "model" is unwrapped.
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"checkpoint {path!r} does not exist")
-    if zipfile.is_zipfile(path) and _is_torchscript_archive(path):
-        return dict(torch.jit.load(path, map_location="cpu").state_dict())
+    if is_torchscript_archive(path):
+        return read_torchscript_state_dict(path)
     try:
         loaded = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # noqa: BLE001  (torch's message suggests weights_only=False: never do that here)
@@ -90,11 +91,6 @@ def load_original_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]
     if not isinstance(loaded, dict) or not all(isinstance(value, torch.Tensor) for value in loaded.values()):
         raise ValueError(f"checkpoint {path!r} is not a state dict (a dict of tensors)")
     return dict(loaded)
-
-
-def _is_torchscript_archive(path: str) -> bool:
-    with zipfile.ZipFile(path) as archive:
-        return any(name.endswith("/constants.pkl") for name in archive.namelist())
 
 
 def load_checkpoint_with_clip(
