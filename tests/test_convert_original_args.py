@@ -77,7 +77,7 @@ def test_eercf_original_flags_and_precedence(tmp_path):
 def test_dual_attention_reads_the_scripts_flags(tmp_path):
     checkpoint = FIXTURES / "davrl" / "tiny_dual_attention" / "pytorch_model.bin"
     original = ("--max_frames 4 --sel_layer 2 --r 3 --alpha 0.25 --seg_layer 3-4 --seg_num 2-1 --frame_per_seg 2-4 "
-                "--visual_output_type average_global_token --select Dual-Attention --max_words 16 --lr 6e-4")
+                "--visual_output_type average_global_token --select Dual-Attention --max_words 16 --clip_lr 6e-4")
     assert main(["convert", "dual_attention", str(checkpoint), str(tmp_path), "--original-args", original,
                  "--set", "alpha=0.5"]) == 0
     config = json.loads((tmp_path / "base" / "config.json").read_text())
@@ -89,3 +89,32 @@ def test_dual_attention_reads_the_scripts_flags(tmp_path):
         main(["convert", "dual_attention", str(checkpoint), str(tmp_path / "bad"), "--original-args",
               original.replace("--frame_per_seg 2-4", "--frame_per_seg 2-2")])
     assert set(DAVRL_FLAGS) >= {"sel_layer", "r", "alpha", "seg_layer", "seg_num", "frame_per_seg", "max_frames"}
+
+
+INTERNVIDEO = FIXTURES / "internvideo" / "tiny_w32_f4_ret23"
+CONVERTERS = {  # every converter that takes --original-args: its arguments before the options
+    "clip4clip": [str(FIXTURES / "clip4clip" / "seqTransf_2d" / "pytorch_model.bin")],
+    "emcl": [str(FIXTURES / "emcl" / "tiny_w64_default_em" / "pytorch_model.bin")],
+    "eercf": [str(FIXTURES / "eercf" / "tiny_b4_f4_topk2" / "pytorch_model.bin")],
+    "internvideo": [str(INTERNVIDEO / "pytorch_model.bin")],
+    "internvideo-zeroshot": [str(INTERNVIDEO / "internvideo_pretrained.ckpt"), "--clip",
+                             str(INTERNVIDEO / "clip_openai_state_dict.bin")],
+    "dual_attention": [str(FIXTURES / "davrl" / "tiny_dual_attention" / "pytorch_model.bin")],
+}
+
+
+@pytest.mark.parametrize("converter", CONVERTERS)
+def test_a_misspelt_original_flag_is_refused_by_every_converter(converter, tmp_path):
+    checkpoint, *options = CONVERTERS[converter]
+    command = ["convert", converter, checkpoint, str(tmp_path / "out"), *options]
+    with pytest.raises(ValueError, match=r"--original-args: .* has no flag '--max_framez' \(did you mean "
+                                         r"'--max_frames'\?\)"):
+        main([*command, "--original-args", "--max_frames 4 --max_framez 24"])
+    with pytest.raises(ValueError, match=r"unknown key in --set .*'max_framez' \(did you mean 'max_frames'\?\)"):
+        main([*command, "--set", "max_framez=24"])
+    assert not (tmp_path / "out").exists()  # refused before anything was written
+
+
+def test_emcl_flag_typo_names_the_original_spelling(tmp_path):
+    with pytest.raises(ValueError, match=r"'--centerk' \(did you mean '--centerK'\?\)"):
+        main(["convert", "emcl", *CONVERTERS["emcl"], str(tmp_path / "out"), "--original-args", "--centerk 16"])

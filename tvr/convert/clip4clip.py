@@ -17,7 +17,7 @@ import re
 import torch
 
 from ..modeling import CLIP4ClipConfig, CLIP4ClipModel
-from .arguments import add_config_arguments, config_overrides
+from .arguments import OriginalFlags, add_config_arguments, config_keys, config_overrides
 from .openai_clip import (
     clip_config_from_openai,
     convert_openai_clip_state_dict,
@@ -27,6 +27,7 @@ from .openai_clip import (
     load_converted_weights,
     raise_on_unknown_keys,
 )
+from .output import converted_folder
 from .processor import add_tokenizer_argument, save_tokenizer_or_processor
 
 logger = logging.getLogger(__name__)
@@ -67,6 +68,19 @@ FLAG_MAP = {
     "sim_header": "sim_header",
     "cross_num_hidden_layers": "temporal_layers",
 }
+# Every flag of the original's main_task_retrieval.py (github.com/ArrowLuo/CLIP4Clip).
+ORIGINAL_FLAGS = OriginalFlags(
+    "CLIP4Clip's main_task_retrieval.py",
+    "do_pretrain do_train do_eval train_csv val_csv data_path features_path num_thread_reader lr epochs batch_size "
+    "batch_size_val lr_decay n_display video_dim seed max_words max_frames feature_framerate margin hard_negative_rate "
+    "negative_weighting n_pair output_dir cross_model init_model do_lower_case warmup_proportion "
+    "gradient_accumulation_steps n_gpu cache_dir fp16 fp16_opt_level task_type datatype world_size local_rank rank "
+    "coef_lr use_mil sampled_use_mil text_num_hidden_layers visual_num_hidden_layers cross_num_hidden_layers "
+    "loose_type expand_msrvtt_sentences train_frame_order eval_frame_order freeze_layer_num slice_framepos "
+    "linear_patch sim_header pretrained_clip_name",
+)
+# What --set may name: CLIP4ClipConfig's fields and the options of `clip4clip_config_from_checkpoint`.
+SET_KEYS = config_keys(CLIP4ClipConfig, "temporal_heads", "temporal_layers")
 
 
 def infer_sim_header(state_dict: dict[str, torch.Tensor]) -> str:
@@ -189,7 +203,7 @@ def convert_clip4clip_checkpoint(
         dtype: dtype of the converted weights; the original's fp16 CLIP weights are upcast by default.
         **config_options: see `clip4clip_config_from_checkpoint`.
     """
-    state_dict = load_checkpoint_with_clip(checkpoint, clip)
+    state_dict = load_checkpoint_with_clip(checkpoint, clip, "clip4clip")
     config = clip4clip_config_from_checkpoint(state_dict, **config_options)
     converted = convert_clip4clip_state_dict(state_dict, config.sim_header)
     model = CLIP4ClipModel(config)
@@ -232,20 +246,19 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 def run(args: argparse.Namespace) -> None:
     explicit = {"max_frames": args.max_frames, "max_words": args.max_words, "sim_header": args.sim_header,
                 "temporal_heads": args.temporal_heads, "temporal_layers": args.temporal_layers}
-    model = convert_clip4clip_checkpoint(
-        args.checkpoint,
-        args.output_dir,
-        clip=args.clip,
-        dtype=getattr(torch, args.dtype),
-        **config_overrides(args, FLAG_MAP, explicit),
-    )
+    overrides = config_overrides(args, FLAG_MAP, explicit, original=ORIGINAL_FLAGS, known=SET_KEYS)
+    with converted_folder(args) as staging:
+        model = convert_clip4clip_checkpoint(
+            args.checkpoint, staging, clip=args.clip, dtype=getattr(torch, args.dtype), **overrides
+        )
+        save_tokenizer_or_processor(args.tokenizer, model, staging, args.output_dir)
     config = model.config
-    save_tokenizer_or_processor(args.tokenizer, model, args.output_dir)
     print(f"wrote CLIP4Clip {config.sim_header}/{config.linear_patch} to {args.output_dir}")
 
 
 __all__ = [
     "FLAG_MAP",
+    "ORIGINAL_FLAGS",
     "HEAD_RENAMES",
     "HEAD_RESBLOCKS",
     "clip4clip_config_from_checkpoint",

@@ -33,7 +33,9 @@ import torch
 
 from ..modeling.configuration_dual_attention import DualAttentionConfig
 from ..modeling.modeling_dual_attention import DualAttentionModel
-from .arguments import add_config_arguments, config_overrides, parse_original_args
+from ..utils.output_dir import write_marker
+from .arguments import OriginalFlags, add_config_arguments, config_keys, config_overrides, parse_original_args
+from .output import KIND, claim_model_dir
 from .processor import add_tokenizer_argument, save_tokenizer_or_processor
 from .openai_clip import (
     clip_config_from_openai,
@@ -69,6 +71,17 @@ FLAG_MAP = {
     "visual_output_type": "visual_output_type",
     "select": lambda value: {"select": SELECT_NAMES.get(value, value)},
 }
+# Every flag of the original's params.py (github.com/bzy-source/DAVRL).
+ORIGINAL_FLAGS = OriginalFlags(
+    "DAVRL's params.py",
+    "do_train do_eval train_csv val_csv data_path features_path expand_msrvtt_sentences train_frame_order "
+    "eval_frame_order slice_framepos datatype pretrained_path seed num_thread_reader clip_lr warmup_proportion "
+    "weight_decay epochs start_val_epoch batch_size batch_size_val max_words max_frames feature_framerate device "
+    "world_size local-rank distributed n_display output_dir base_encoder init_model lora_dim shared_latent_space "
+    "text_prompt_length local_each_frame_prompt_length global_visual_prompt_length visual_output_type sel_layer "
+    "frame_per_seg seg_num seg_layer r select alpha DSL",
+)
+SET_KEYS = config_keys(DualAttentionConfig)
 
 
 def _drop_inactive_layers(overrides: dict, num_layers: int) -> dict:
@@ -167,7 +180,7 @@ def convert_dual_attention_checkpoint(
     """
     from ..peft import get_dual_attention_peft_model, save_adapter
 
-    state_dict = load_checkpoint_with_clip(checkpoint, clip)
+    state_dict = load_checkpoint_with_clip(checkpoint, clip, "dual_attention")
     config = dual_attention_config_from_checkpoint(state_dict, **config_overrides)
     base_weights, lora = split_dual_attention_state_dict(state_dict)
     model = DualAttentionModel(config)
@@ -218,19 +231,22 @@ SCRIPT_FLAGS = ("max_frames", "sel_layer", "r", "alpha", "seg_layer", "seg_num",
 
 
 def run(args: argparse.Namespace) -> None:
-    given = set(parse_original_args(args.original_args or ""))
+    given = set(ORIGINAL_FLAGS.resolve(parse_original_args(args.original_args or "")).values())
     missing = [flag for flag in SCRIPT_FLAGS if flag not in given]
     if args.original_args and missing:
         logger.warning("--original-args lacks %s: using the training scripts' values (DualAttentionConfig defaults), "
                        "not the original params.py defaults", ", ".join(f"--{flag}" for flag in missing))
+    overrides = config_overrides(args, FLAG_MAP, original=ORIGINAL_FLAGS, known=SET_KEYS)
+    # written in place (the adapter records its base folder's final path), after the claim: a new folder or a tvr one
+    claim_model_dir(args.output_dir, args)
     model = convert_dual_attention_checkpoint(
-        args.checkpoint, args.output_dir, clip=args.clip, dtype=getattr(torch, args.dtype),
-        **config_overrides(args, FLAG_MAP),
+        args.checkpoint, args.output_dir, clip=args.clip, dtype=getattr(torch, args.dtype), **overrides
     )
     # the processor goes with the adapter (what AutoProcessor.from_pretrained(OUTPUT_DIR) reads) and with the base
     for folder in (args.output_dir, Path(args.output_dir) / "base"):
         if not save_tokenizer_or_processor(args.tokenizer, model.get_base_model(), folder):
             break  # nothing to save: the warning says what to pass
+    write_marker(args.output_dir, KIND, files=os.listdir(args.output_dir))
     trainable, total = model.get_nb_trainable_parameters()
     config = model.config
     print(f"wrote DAVRL base ({args.output_dir}/base) and LoRA r={config.lora_rank} adapter ({trainable:,} of "

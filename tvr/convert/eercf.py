@@ -17,9 +17,10 @@ import torch
 
 from ..modeling.configuration_eercf import EERCFConfig
 from ..modeling.modeling_eercf import EERCFModel
-from .arguments import add_config_arguments, config_overrides
+from .arguments import OriginalFlags, add_config_arguments, config_keys, config_overrides
 from .clip4clip import clip4clip_config_from_checkpoint, convert_clip4clip_state_dict
 from .openai_clip import finish_conversion, load_checkpoint_with_clip, load_converted_weights
+from .output import converted_folder
 from .processor import add_tokenizer_argument, save_tokenizer_or_processor
 
 # EERCF's own keys (original -> tvr); everything else is CLIP4Clip seqTransf.
@@ -32,6 +33,20 @@ FLAG_MAP = {
     "max_frames": "max_frames",
     "cross_num_hidden_layers": "temporal_layers",
 }
+# Every flag of the original's main_eercf.py (its argparse namespace, as the fixture's run recorded it).
+ORIGINAL_FLAGS = OriginalFlags(
+    "EERCF's main_eercf.py",
+    "batch_size batch_size_val cache_dir cdcl_frame_weight cdcl_loss_weight cdcl_patch_weight cdcl_video_weight "
+    "coef_lr cross_model cross_num_hidden_layers data_path datatype do_eval do_lower_case do_pretrain do_train epochs "
+    "eval_frame_order expand_msrvtt_sentences feature_framerate features_path fp16 fp16_opt_level freeze_layer_num "
+    "gradient_accumulation_steps hard_negative_rate init_model linear_patch local_rank loose_type lr lr_decay margin "
+    "max_frames max_words multi_augmentation multi_data_path n_display n_gpu n_pair negative_weighting "
+    "num_thread_reader output_dir pretrained_clip_name rank rerantopk resume_model sampled_use_mil seed sim_header "
+    "slice_framepos strong_loss_weight strongframe_weight strongpatch_weight task_type test_csv text_num_hidden_layers "
+    "train_csv train_frame_order use_mil val_csv video_dim video_weight visual_num_hidden_layers warmup_proportion "
+    "weak_loss_weight weakframe_weight weakpatch_weight world_size",
+)
+SET_KEYS = config_keys(EERCFConfig, "temporal_layers")
 
 
 def eercf_config_from_checkpoint(
@@ -93,7 +108,8 @@ def convert_eercf_checkpoint(
         dtype: dtype of the converted weights; the original's fp16 CLIP weights are upcast by default.
         **config_overrides: see `eercf_config_from_checkpoint`, e.g. `rerank_top_k=50`, `max_words=32`.
     """
-    state_dict = load_checkpoint_with_clip(checkpoint, clip)
+    # a CLIP4Clip seqTransf checkpoint initialises EERCF when --clip is given, as with the original's --init_model
+    state_dict = load_checkpoint_with_clip(checkpoint, clip, "eercf", accept=("clip4clip",) if clip else ())
     config = eercf_config_from_checkpoint(state_dict, **config_overrides)
     model = EERCFModel(config)
     missing, unexpected = load_converted_weights(model, convert_eercf_state_dict(state_dict))
@@ -145,19 +161,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 def run(args: argparse.Namespace) -> None:
     explicit = {"temporal_layers": args.temporal_layers, "rerank_top_k": args.rerank_top_k,
                 "max_words": args.max_words, "patch_embeds_dtype": args.patch_dtype}
-    model = convert_eercf_checkpoint(
-        args.checkpoint,
-        args.output_dir,
-        clip=args.clip,
-        dtype=getattr(torch, args.dtype),
-        **config_overrides(args, FLAG_MAP, explicit),
-    )
+    overrides = config_overrides(args, FLAG_MAP, explicit, original=ORIGINAL_FLAGS, known=SET_KEYS)
+    with converted_folder(args) as staging:
+        model = convert_eercf_checkpoint(
+            args.checkpoint, staging, clip=args.clip, dtype=getattr(torch, args.dtype), **overrides
+        )
+        save_tokenizer_or_processor(args.tokenizer, model, staging, args.output_dir)
     config = model.config
-    save_tokenizer_or_processor(args.tokenizer, model, args.output_dir)
     print(
         f"wrote EERCF ({config.max_frames} frames, re-rank top {config.rerank_top_k}, "
         f"{sum(p.numel() for p in model.parameters()):,} parameters) to {args.output_dir}"
     )
 
 
-__all__ = ["EERCF_RENAMES", "FLAG_MAP", "convert_eercf_checkpoint", "convert_eercf_state_dict", "eercf_config_from_checkpoint"]
+__all__ = ["EERCF_RENAMES", "FLAG_MAP", "ORIGINAL_FLAGS", "convert_eercf_checkpoint", "convert_eercf_state_dict", "eercf_config_from_checkpoint"]

@@ -27,9 +27,11 @@ from safetensors.torch import load_file
 from ..modeling.configuration_emcl import EMCLConfig
 from ..modeling.em import initial_em_bases
 from ..modeling.modeling_emcl import EMCLModel
-from .arguments import add_config_arguments, config_overrides
+from .arguments import OriginalFlags, add_config_arguments, config_keys, config_overrides
 from .clip4clip import clip4clip_config_from_checkpoint, convert_clip4clip_state_dict
+from .layouts import check_layout
 from .openai_clip import finish_conversion, load_converted_weights, load_original_state_dict
+from .output import converted_folder
 from .processor import add_tokenizer_argument, save_tokenizer_or_processor
 
 # The original's --agg_module keys are CLIP4Clip's loose-head keys; CLIP4Clip calls the bare model "meanP".
@@ -47,6 +49,15 @@ FLAG_MAP = {
     "momentum": "em_momentum",
     "seed": "em_bases_seed",
 }
+# Every flag of the original's video_retrieval/EMCL-Net/main_retrieval.py.
+ORIGINAL_FLAGS = OriginalFlags(
+    "EMCL-Net's main_retrieval.py",
+    "do_train do_eval datatype anno_path video_path seed workers lr coef_lr warmup_proportion weight_decay epochs "
+    "batch_size batch_size_val max_words max_frames video_framerate device world_size local_rank distributed "
+    "n_display output_dir base_encoder agg_module num_hidden_layers temp centerK stage_num momentum lamd beta "
+    "t2v_temp v2t_temp init_model",
+)
+SET_KEYS = config_keys(EMCLConfig)
 
 
 def emcl_config_from_checkpoint(state_dict: dict[str, torch.Tensor], **config_overrides) -> EMCLConfig:
@@ -83,14 +94,19 @@ def load_em_bases(spec: str) -> torch.Tensor:
     path, _, key = spec.partition(":") if ".safetensors:" in spec else (spec, "", "")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"--em-bases {spec!r}: no such file")
+    try:
+        bases = load_file(path) if path.endswith(".safetensors") else torch.load(path, map_location="cpu",
+                                                                                  weights_only=True)
+    except Exception as error:  # noqa: BLE001  (a damaged file: name it, whatever the reader raised)
+        raise ValueError(f"--em-bases {spec!r}: the file could not be read ({type(error).__name__}); it is damaged or "
+                         "not a safetensors file / torch.save'd tensor") from None
     if path.endswith(".safetensors"):
-        tensors = load_file(path)
+        tensors = bases
         if not key and len(tensors) != 1:
             raise ValueError(f"--em-bases {spec!r}: the file holds {sorted(tensors)}; name one as FILE:KEY")
         if key and key not in tensors:
             raise ValueError(f"--em-bases {spec!r}: no tensor {key!r}; the file holds {sorted(tensors)}")
         return tensors[key] if key else next(iter(tensors.values()))
-    bases = torch.load(path, map_location="cpu", weights_only=True)
     if not isinstance(bases, torch.Tensor):
         raise ValueError(f"--em-bases {spec!r}: expected a saved tensor, got {type(bases).__name__}")
     return bases
@@ -118,6 +134,7 @@ def convert_emcl(
             `em_num_bases`, `em_beta`, `eval_block_size`, `max_frames`.
     """
     state_dict = load_original_state_dict(checkpoint)
+    check_layout(state_dict, "emcl", checkpoint)
     config = emcl_config_from_checkpoint(state_dict, em_bases_seed=em_bases_seed, **config_overrides)
     sim_header = {head: name for name, head in SIM_HEADER_TO_TEMPORAL_HEAD.items()}[config.temporal_head]
     weights = convert_clip4clip_state_dict(state_dict, sim_header)
@@ -159,17 +176,19 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 def run(args: argparse.Namespace) -> None:
     em_bases = load_em_bases(args.em_bases) if args.em_bases else None
-    overrides = config_overrides(args, FLAG_MAP, {"em_bases_seed": args.em_bases_seed})
-    model = convert_emcl(
-        args.checkpoint, args.output_dir, em_bases_seed=overrides.pop("em_bases_seed", 0), em_bases=em_bases,
-        dtype=getattr(torch, args.dtype), **overrides,
-    )
+    overrides = config_overrides(args, FLAG_MAP, {"em_bases_seed": args.em_bases_seed}, original=ORIGINAL_FLAGS,
+                                 known=SET_KEYS)
+    with converted_folder(args) as staging:
+        model = convert_emcl(
+            args.checkpoint, staging, em_bases_seed=overrides.pop("em_bases_seed", 0), em_bases=em_bases,
+            dtype=getattr(torch, args.dtype), **overrides,
+        )
+        save_tokenizer_or_processor(args.tokenizer, model, staging, args.output_dir)
     config = model.config
-    save_tokenizer_or_processor(args.tokenizer, model, args.output_dir)
     print(
         f"wrote EMCLModel ({sum(p.numel() for p in model.parameters()):,} parameters, temporal head "
         f"{config.temporal_head}, K={config.em_num_bases}) to {args.output_dir}"
     )
 
 
-__all__ = ["FLAG_MAP", "convert_emcl", "emcl_config_from_checkpoint", "load_em_bases"]
+__all__ = ["FLAG_MAP", "ORIGINAL_FLAGS", "convert_emcl", "emcl_config_from_checkpoint", "load_em_bases"]

@@ -22,7 +22,9 @@ import torch
 from ..merging import merge_weights
 from ..modeling import InternVideoConfig, InternVideoModel
 from ..processing import TVRProcessor, TVRVideoProcessor
-from .arguments import add_config_arguments, config_overrides
+from .arguments import OriginalFlags, add_config_arguments, config_keys, config_overrides
+from .layouts import check_layout
+from .output import converted_folder
 from .openai_clip import (
     CLIP_BUFFERS,
     clip_config_from_openai,
@@ -61,6 +63,20 @@ EXTRACTOR_IN_PROJ = {"attn.in_proj_weight": "weight", "attn.in_proj_bias": "bias
 UNUSED_KEYS = ("text_mask_embedding",)  # created by the original, never used in retrieval
 # Original flags that describe the model (the rest of the original's command line is ignored).
 FLAG_MAP = {"max_frames": "max_frames", "max_words": "max_words"}
+# Every flag of the original's Video-Text-Retrieval scripts (main_task_retrieval.py / inference.py share them).
+ORIGINAL_FLAGS = OriginalFlags(
+    "InternVideo's main_task_retrieval.py",
+    "do_pretrain do_train do_eval train_csv val_csv data_path features_path num_thread_reader lr epochs batch_size "
+    "batch_size_val lr_decay n_display video_dim seed max_words max_frames feature_framerate margin hard_negative_rate "
+    "negative_weighting n_pair output_dir cross_model init_model resume_model do_lower_case warmup_proportion "
+    "gradient_accumulation_steps n_gpu cache_dir fp16 fp16_opt_level task_type datatype world_size local_rank rank "
+    "coef_lr use_mil sampled_use_mil text_num_hidden_layers visual_num_hidden_layers cross_num_hidden_layers "
+    "loose_type expand_msrvtt_sentences train_frame_order eval_frame_order freeze_layer_num slice_framepos "
+    "linear_patch sim_header zeroshot pretrained_clip_name clip_evl clip_kc use_dsl clip_kc2 clip_kc4 interaction "
+    "wti_arch cdcr pretrained_path mergeclip mergeweight use_capdecoder finetuned_path",
+)
+# What --set may name: InternVideoConfig's fields and single tower fields (`vision_config.num_attention_heads`).
+SET_KEYS = config_keys(InternVideoConfig, towers=("text_config", "vision_config"))
 
 
 def strip_clip_prefix(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -191,7 +207,9 @@ def convert_internvideo_checkpoint(
         dtype: dtype of the converted weights.
         **overrides: config fields, see `internvideo_config_from_checkpoint` (e.g. `max_frames=12`).
     """
-    state_dict = strip_clip_prefix(load_original_state_dict(checkpoint))
+    state_dict = load_original_state_dict(checkpoint)
+    check_layout(state_dict, "internvideo", checkpoint)
+    state_dict = strip_clip_prefix(state_dict)
     return build_internvideo_model(state_dict, os.fspath(checkpoint), dtype, output_dir, **overrides)
 
 
@@ -242,8 +260,11 @@ def convert_internvideo_zeroshot(
         merge_weight: CLIP's share (the original's `--mergeweight`).
         **overrides: config fields, as for `convert_internvideo_checkpoint`.
     """
-    internvideo = strip_clip_prefix(load_original_state_dict(pretrained))
-    merged = merge_clip_state_dict(internvideo, load_original_state_dict(clip), merge_weight)
+    internvideo = load_original_state_dict(pretrained)
+    check_layout(internvideo, "internvideo-zeroshot", pretrained)
+    clip_state_dict = load_original_state_dict(clip)
+    check_layout(clip_state_dict, "clip", clip, what="--clip file")
+    merged = merge_clip_state_dict(strip_clip_prefix(internvideo), clip_state_dict, merge_weight)
     return build_internvideo_model(merged, os.fspath(pretrained), dtype, output_dir, **overrides)
 
 
@@ -302,29 +323,30 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_finetuned(args: argparse.Namespace) -> None:
-    model = convert_internvideo_checkpoint(
-        args.checkpoint, args.output_dir, dtype=getattr(torch, args.dtype), **config_overrides(args, FLAG_MAP)
-    )
-    _save_processor(args, model)
+    overrides = config_overrides(args, FLAG_MAP, original=ORIGINAL_FLAGS, known=SET_KEYS)
+    with converted_folder(args) as staging:
+        model = convert_internvideo_checkpoint(args.checkpoint, staging, dtype=getattr(torch, args.dtype), **overrides)
+        _save_processor(args, model, staging)
     _report(model, args.output_dir)
 
 
 def run_zeroshot(args: argparse.Namespace) -> None:
     flags = {**FLAG_MAP, "mergeweight": lambda value: {"merge_weight": float(value)}}
-    overrides = config_overrides(args, flags)
+    overrides = config_overrides(args, flags, original=ORIGINAL_FLAGS, known=SET_KEYS)
     merge_weight = overrides.pop("merge_weight", 0.5) if args.merge_weight is None else args.merge_weight
     overrides.pop("merge_weight", None)
-    model = convert_internvideo_zeroshot(
-        args.checkpoint, args.clip, args.output_dir, merge_weight, dtype=getattr(torch, args.dtype), **overrides
-    )
-    _save_processor(args, model)
+    with converted_folder(args) as staging:
+        model = convert_internvideo_zeroshot(
+            args.checkpoint, args.clip, staging, merge_weight, dtype=getattr(torch, args.dtype), **overrides
+        )
+        _save_processor(args, model, staging)
     _report(model, args.output_dir, f", CLIP share {merge_weight}")
 
 
-def _save_processor(args: argparse.Namespace, model: InternVideoModel) -> None:
+def _save_processor(args: argparse.Namespace, model: InternVideoModel, staging) -> None:
     from .processor import save_tokenizer_or_processor
 
-    save_tokenizer_or_processor(args.tokenizer, model, args.output_dir)
+    save_tokenizer_or_processor(args.tokenizer, model, staging, args.output_dir)
 
 
 def _report(model: InternVideoModel, output_dir: str, extra: str = "") -> None:
@@ -336,6 +358,8 @@ def _report(model: InternVideoModel, output_dir: str, extra: str = "") -> None:
 
 
 __all__ = [
+    "FLAG_MAP",
+    "ORIGINAL_FLAGS",
     "convert_internvideo_checkpoint",
     "convert_internvideo_state_dict",
     "convert_internvideo_zeroshot",

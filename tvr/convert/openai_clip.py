@@ -19,6 +19,8 @@ import re
 import torch
 from transformers import CLIPConfig, CLIPModel
 
+from .layouts import check_layout
+from .output import claim_model_dir, converted_folder
 from .processor import add_tokenizer_argument, save_tokenizer_or_processor
 from .torchscript import is_torchscript_archive, read_torchscript_state_dict
 
@@ -94,13 +96,24 @@ def load_original_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]
 
 
 def load_checkpoint_with_clip(
-    checkpoint: str | os.PathLike, clip: str | os.PathLike | None = None
+    checkpoint: str | os.PathLike,
+    clip: str | os.PathLike | None = None,
+    converter: str | None = None,
+    accept: tuple[str, ...] = (),
 ) -> dict[str, torch.Tensor]:
     """Read an original method checkpoint; with `clip` (an OpenAI CLIP file), fill the `clip.*` keys it lacks, as the
-    originals' loaders do."""
+    originals' loaders do.
+
+    With `converter` (`"clip4clip"`, ...), a checkpoint of another method's layout, or a `clip` file that is not an
+    OpenAI CLIP, is refused naming the converter that reads it (`tvr.convert.layouts.check_layout`; `accept`: further
+    layouts read)."""
     state_dict = load_original_state_dict(checkpoint)
+    if converter is not None:
+        check_layout(state_dict, converter, checkpoint, accept)
     if clip is not None:
-        for key, value in load_original_state_dict(clip).items():
+        clip_state_dict = load_original_state_dict(clip)
+        check_layout(clip_state_dict, "clip", clip, what="--clip file")
+        for key, value in clip_state_dict.items():
             state_dict.setdefault(f"clip.{key}", value)
     return state_dict
 
@@ -115,9 +128,11 @@ def load_converted_weights(model: torch.nn.Module, converted: dict[str, torch.Te
 def finish_conversion(
     model: torch.nn.Module, dtype: torch.dtype, output_dir: str | os.PathLike | None
 ) -> torch.nn.Module:
-    """Cast a converted model to `dtype`, put it in eval mode and `save_pretrained` it to `output_dir` when given."""
+    """Cast a converted model to `dtype`, put it in eval mode and `save_pretrained` it to `output_dir` when given
+    (a new folder or one tvr wrote as a model: anything else is refused, see `tvr.convert.output`)."""
     model = model.to(dtype).eval()
     if output_dir is not None:
+        claim_model_dir(output_dir)
         model.save_pretrained(output_dir)
     return model
 
@@ -241,6 +256,7 @@ def convert_openai_clip(
         dtype: dtype of the saved weights; OpenAI's fp16 linear weights are upcast by default.
     """
     state_dict = load_original_state_dict(path)
+    check_layout(state_dict, "clip", path)
     config = clip_config_from_openai(state_dict)
     converted = convert_openai_clip_state_dict(state_dict)
     raise_on_unknown_keys(state_dict, f"OpenAI CLIP file {os.fspath(path)!r}")
@@ -265,9 +281,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def run(args: argparse.Namespace) -> None:
-    model = convert_openai_clip(args.openai_file, args.output_dir, dtype=getattr(torch, args.dtype))
+    with converted_folder(args) as staging:
+        model = convert_openai_clip(args.openai_file, staging, dtype=getattr(torch, args.dtype))
+        save_tokenizer_or_processor(args.tokenizer, model, staging, args.output_dir)
     num_parameters = sum(parameter.numel() for parameter in model.parameters())
-    save_tokenizer_or_processor(args.tokenizer, model, args.output_dir)
     print(f"wrote {type(model).__name__} ({num_parameters:,} parameters) to {args.output_dir}")
 
 

@@ -40,12 +40,15 @@ def default_tokenizer(config) -> str | None:
                                "openai/clip-vit-base-patch32")
 
 
-def save_tokenizer_or_processor(tokenizer: str | os.PathLike | None, model, output_dir: str | os.PathLike) -> bool:
+def save_tokenizer_or_processor(tokenizer: str | os.PathLike | None, model, output_dir: str | os.PathLike,
+                                shown_as: str | os.PathLike | None = None) -> bool:
     """Save the tokenizer (a transformers image-text model) or the tvr processor (a tvr model) into `output_dir`.
 
     Args:
         tokenizer: folder or Hub id; `None`: `default_tokenizer(model.config)`.
         model: the converted model.
+        output_dir: where to save (a converter's staging folder).
+        shown_as: the folder the messages name (the final one), default `output_dir`.
 
     Returns:
         Whether something was saved. When no tokenizer is given and none can be found, prints what to pass to stderr.
@@ -72,7 +75,7 @@ def save_tokenizer_or_processor(tokenizer: str | os.PathLike | None, model, outp
                 raise OSError(f"--tokenizer {os.fspath(tokenizer)!r} could not be loaded: {error}") from None
             reason = f"no --tokenizer given, and the default {source} could not be loaded ({str(error).splitlines()[0]})"
     if reason is not None:
-        print(f"tvr: warning: wrote the model to {os.fspath(output_dir)} without a tokenizer: {reason}. Pass "
+        print(f"tvr: warning: wrote the model to {os.fspath(shown_as or output_dir)} without a tokenizer: {reason}. Pass "
               "--tokenizer with the tokenizer the model was trained with (a folder or Hub id, e.g. "
               "openai/clip-vit-base-patch32), or give it to `tvr eval` / `tvr index` as --processor.", file=sys.stderr)
         return False
