@@ -85,7 +85,9 @@ def test_dual_attention_reads_the_scripts_flags(tmp_path):
     assert (config["seg_layers"], config["seg_num"], config["frame_per_seg"]) == ([3, 4], [2, 1], [2, 4])
     assert (config["visual_output_type"], config["select"], config["max_words"]) == (
         "average_global_token", "dual_attention", 16)
-    with pytest.raises(Exception, match="frame_per_seg \\* seg_num != max_frames"):
+    # a config its class refuses is the user's input: a ValueError (one line from the CLI), not a validation traceback
+    with pytest.raises(ValueError, match="tvr convert dual_attention: the converted model's config is invalid: "
+                                         "frame_per_seg \\* seg_num != max_frames"):
         main(["convert", "dual_attention", str(checkpoint), str(tmp_path / "bad"), "--original-args",
               original.replace("--frame_per_seg 2-4", "--frame_per_seg 2-2")])
     assert set(DAVRL_FLAGS) >= {"sel_layer", "r", "alpha", "seg_layer", "seg_num", "frame_per_seg", "max_frames"}

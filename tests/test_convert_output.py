@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 from conftest import FIXTURES
 from stand_ins import word_tokenizer
 from test_convert_original_args import CONVERTERS
@@ -85,10 +86,20 @@ def test_dual_attention_folder_is_claimed_and_marked(tmp_path):
     command = ["convert", "dual_attention", CONVERTERS["dual_attention"][0], str(tmp_path / "davrl"), "--original-args",
                DAVRL_ARGS]
     out = tmp_path / "davrl"
+    state_dict = torch.load(command[2], weights_only=True)
+    for key in [key for key in state_dict if key.startswith("clip.transformer.resblocks.0.attn.TVPt_LoRA")]:
+        del state_dict[key]  # one layer without LoRA: refused after the base was written
+    torch.save(state_dict, tmp_path / "partial.bin")
+    with pytest.raises(ValueError, match="LoRA tensors for"):
+        main([*command[:2], str(tmp_path / "partial.bin"), *command[3:]])
+    assert not out.exists()  # the new folder it had started is gone
     assert main(command) == 0
     files = json.loads((out / MARKER).read_text())["files"]
     assert {"adapter_config.json", "adapter_model.safetensors", "base"} <= set(files)
     assert main(command) == 0  # its own folder: written again
+    with pytest.raises(ValueError, match="frame_per_seg"):  # fails after the claim ...
+        main([*command, "--set", "frame_per_seg=[4,4]"])
+    assert main(command) == 0  # ... and the folder is still tvr's
     (out / "notes.txt").write_text("mine")
     with pytest.raises(OutputDirError, match="also holds 'notes.txt'"):
         main(command)

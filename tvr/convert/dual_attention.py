@@ -27,6 +27,7 @@ import argparse
 import logging
 import os
 import re
+import shutil
 from pathlib import Path
 
 import torch
@@ -237,15 +238,21 @@ def run(args: argparse.Namespace) -> None:
         logger.warning("--original-args lacks %s: using the training scripts' values (DualAttentionConfig defaults), "
                        "not the original params.py defaults", ", ".join(f"--{flag}" for flag in missing))
     overrides = config_overrides(args, FLAG_MAP, original=ORIGINAL_FLAGS, known=SET_KEYS)
-    # written in place (the adapter records its base folder's final path), after the claim: a new folder or a tvr one
-    claim_model_dir(args.output_dir, args)
-    model = convert_dual_attention_checkpoint(
-        args.checkpoint, args.output_dir, clip=args.clip, dtype=getattr(torch, args.dtype), **overrides
-    )
-    # the processor goes with the adapter (what AutoProcessor.from_pretrained(OUTPUT_DIR) reads) and with the base
-    for folder in (args.output_dir, Path(args.output_dir) / "base"):
-        if not save_tokenizer_or_processor(args.tokenizer, model.get_base_model(), folder):
-            break  # nothing to save: the warning says what to pass
+    # written in place (the adapter records its base folder's final path) after the claim: a new folder (removed if
+    # the conversion fails) or one tvr wrote
+    created = not claim_model_dir(args.output_dir, args).exists()
+    try:
+        model = convert_dual_attention_checkpoint(
+            args.checkpoint, args.output_dir, clip=args.clip, dtype=getattr(torch, args.dtype), **overrides
+        )
+        # the processor goes with the adapter (what AutoProcessor.from_pretrained(OUTPUT_DIR) reads) and the base
+        for folder in (args.output_dir, Path(args.output_dir) / "base"):
+            if not save_tokenizer_or_processor(args.tokenizer, model.get_base_model(), folder):
+                break  # nothing to save: the warning says what to pass
+    except BaseException:
+        if created:
+            shutil.rmtree(args.output_dir, ignore_errors=True)
+        raise
     write_marker(args.output_dir, KIND, files=os.listdir(args.output_dir))
     trainable, total = model.get_nb_trainable_parameters()
     config = model.config
