@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import warnings
 import zipfile
 from typing import Tuple
 
@@ -15,7 +14,7 @@ from torch import nn
 from tvr.convert import load_original_state_dict
 from tvr.convert.torchscript import is_torchscript_archive, read_torchscript_state_dict
 
-warnings.filterwarnings("ignore", message=".*torch.jit.*deprecated", category=FutureWarning)
+pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.*deprecated:FutureWarning")
 
 
 @torch.jit.script

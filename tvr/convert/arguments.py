@@ -29,11 +29,10 @@ class OriginalFlags:
     `OriginalFlags("CLIP4Clip's main_task_retrieval.py", "do_train max_frames ...")`."""
 
     script: str
-    names: frozenset[str]
+    names: frozenset[str] | str  # a str: the names separated by spaces
 
-    def __init__(self, script: str, names: str | Iterable[str]):
-        object.__setattr__(self, "script", script)
-        object.__setattr__(self, "names", frozenset(names.split() if isinstance(names, str) else names))
+    def __post_init__(self):
+        object.__setattr__(self, "names", frozenset(self.names.split() if isinstance(self.names, str) else self.names))
 
     def resolve(self, flags: Iterable[str]) -> dict[str, str]:
         """`{flag as written: the script's flag}`; a unique prefix is that flag, as argparse reads it.
@@ -72,14 +71,16 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
         default="",
         metavar='"FLAGS"',
         help="the original run's command-line flags as passed to its main.py, in one quoted string "
-        "(e.g. \"--max_frames 12 --sim_header seqTransf\"); flags that do not change the model are ignored",
+        "(e.g. \"--max_frames 12 --sim_header seqTransf\"); flags that do not change the model are ignored, a flag the "
+        "original script does not have is an error",
     )
     parser.add_argument(
         "--set",
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="set a config field (value read as YAML: 12, 0.5, [20,21], true); repeatable; wins over --original-args",
+        help="set a config field (value read as YAML: 12, 0.5, [20,21], true); repeatable; wins over --original-args; "
+        "a key that is not a field of the model's config is an error",
     )
 
 
