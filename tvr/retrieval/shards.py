@@ -115,14 +115,20 @@ def prepare_shard_folder(folder: str | os.PathLike, model, paths: Sequence[str],
     folder.mkdir(parents=True, exist_ok=True)
     write_marker(folder, SHARDS_KIND)
     open_shard_folder(folder, model, paths, shard_size, weights)
+    changed = []
     for shard in range(num_shards(len(paths), shard_size)):
         record_file = folder / f"shard-{shard:06d}.json"
         if not record_file.is_file():
             continue
         recorded = _read_json(record_file).get("videos")
-        if recorded is not None and not all(same_file(recorded.get(path), path)
-                                            for path in paths[shard * shard_size:(shard + 1) * shard_size]):
-            record_file.unlink()  # encoded again below; its .safetensors is rewritten first
+        stale = [path for path in paths[shard * shard_size:(shard + 1) * shard_size]
+                 if recorded is not None and not same_file(recorded.get(path), path)]
+        if stale:
+            record_file.unlink()  # encoded again; its .safetensors is rewritten first
+            changed += stale
+    if changed:
+        say(f"resume folder {os.fspath(folder)!r}: {len(changed)} video(s) changed since they were encoded (first: "
+            f"{changed[0]}): encoding their shards again")
     return folder
 
 
