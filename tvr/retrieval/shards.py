@@ -106,11 +106,14 @@ def prepare_shard_folder(folder: str | os.PathLike, model, paths: Sequence[str],
     manifest_file = folder / MANIFEST_FILE
     if manifest_file.is_file():
         found, expected = _read_json(manifest_file), _manifest(model, paths, shard_size, weights)
-        changed = [name for name, key in (("config", "model"), ("weights", "weights"))
-                   if found.get(key, expected[key]) != expected[key]]
-        if changed:
-            say(f"resume folder {os.fspath(folder)!r}: its shards were encoded by other model "
-                f"{' and '.join(changed)} ({found.get('weights')} then, {weights} now): encoding all videos again")
+        if found.get("weights", weights) != weights:
+            other = f"other model weights ({found.get('weights')} then, {weights} now)"
+        elif found.get("model") != expected["model"]:
+            other = "a model of another config"
+        else:
+            other = None
+        if other:
+            say(f"resume folder {os.fspath(folder)!r}: its shards were encoded by {other}: encoding all videos again")
             _remove_tvr_files(folder, keep_folder=True)
     folder.mkdir(parents=True, exist_ok=True)
     write_marker(folder, SHARDS_KIND)
