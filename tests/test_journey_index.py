@@ -125,6 +125,13 @@ def test_search_refuses_a_retrained_model_another_width_and_a_damaged_index(proj
     assert run.returncode == 0, run.stderr
     first = json.loads(run.stdout)
     assert [result["score_name"] for result in first[0]["results"]] == ["similarity"] * 2
+    # the app shows the same videos with the same scores, under the same name
+    from tvr.app.demo import RetrievalDemo
+
+    _, table = RetrievalDemo(model_dir, index=out, device="cpu").search(query, top_k=2)
+    assert "| rank | video | similarity |" in table
+    assert [row.split(" | ")[1:3] for row in table.splitlines()[-2:]] == [
+        [os.path.basename(result["path"]), f"{result['score']:.3f} |"] for result in first[0]["results"]]
 
     # the model folder retrained in place (same config, new weights): refused, both fingerprints and the fix named
     indexed = weights_fingerprint(model_dir)

@@ -142,6 +142,16 @@ def test_rerank_gives_the_tight_heads_own_order(corpus):
     # the first stage alone differs from the model's ranking here, so the re-ranking did the work
     assert any(ranking(a) != ranking(b)[:4] for a, b in zip(
         first_stage, index.search(captions, top_k=NUM_VIDEOS, rerank_top_k=NUM_VIDEOS)))
+    # the pipeline (and the app, through it) gives rerank_top_k the same meaning and names its score
+    import tvr  # noqa: F401  (registers the pipelines)
+    from transformers import pipeline
+
+    retriever = pipeline("video-text-retrieval", model=model, processor=processor, device=-1)
+    for rerank_top_k, name in ((4, "similarity"), (0, "inner_product")):
+        found = retriever(captions[0], index=index, top_k=2, rerank_top_k=rerank_top_k)
+        assert [(r["video"], r["score"], r["score_name"]) for r in found] == [
+            (path, pytest.approx(score, abs=1e-6), name)
+            for path, score in index.search(captions[0], top_k=2, rerank_top_k=rerank_top_k)]
 
 
 def test_ivf_index_probing_every_cell_is_exact(corpus, saved_model):

@@ -128,6 +128,14 @@ def test_eercf_search_from_a_default_tvr_index_is_evals_two_stage_ranking(corpus
     # the two-stage score is not the coarse one: re-ranking changed some order
     coarse = index.search(captions, top_k=len(paths), rerank_top_k=0)
     assert any(ranking(a) != ranking(b) for a, b in zip(coarse, results))
+    # one meaning of --rerank-top-k K: the videos the fine stage re-scores, as `tvr eval --rerank-top-k K` (before,
+    # search re-scored the config's k among K candidates); --candidates, the FAISS pool, does not change it
+    two = evaluate_retrieval(model, processor, dataset, return_similarity=True, progress=False, rerank_top_k=2)
+    assert main(["search", str(tmp_path / "index"), *captions, "--top-k", "4", "--rerank-top-k", "2",
+                 "--candidates", str(len(paths)), "--device", "cpu", "--json"]) == 0
+    for row, answer in enumerate(json.loads(capsys.readouterr().out)):
+        order = torch.argsort(two.similarity[row], descending=True, stable=True).tolist()[:4]
+        assert [result["path"] for result in answer["results"]] == [paths[i] for i in order]
 
 
 def test_video_inputs_from_a_list_file_and_a_dataset(corpus, tmp_path):  # noqa: F811
