@@ -164,3 +164,16 @@ def test_search_refuses_a_retrained_model_another_width_and_a_damaged_index(proj
     assert "index_config.json is damaged" in error and "rebuild the index with `tvr index`" in error
     error = one_error_line(tvr_here(capsys, "search", out, "--info"))
     assert "index_config.json is damaged" in error
+
+
+def test_index_workers_of_a_launcher_exit_with_it(project, monkeypatch, capsys):
+    """Issue 23 item 5: under torchrun / accelerate launch, each `tvr index` worker asks to die with its launcher
+    (the mechanism itself, prctl or a parent watch, is tested in tests/test_output_dir.py)."""
+    import tvr.utils.process as process
+
+    asked = []
+    monkeypatch.setattr(process, "launched_worker", lambda: True)
+    monkeypatch.setattr(process, "exit_with_parent", lambda: asked.append(True))
+    # the run stops right after (its folder is refused): the request comes first, before any work
+    one_error_line(tvr_here(capsys, "index", project / "model", project / "videos", project / "videos"))
+    assert asked == [True]
