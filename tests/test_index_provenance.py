@@ -126,5 +126,5 @@ def test_damaged_shard_files_are_named(corpus, saved_model, videos, tmp_path):  
         read_shards(partial, videos)
     record = partial / "shard-000000.json"
     record.write_text(record.read_text()[:20])
-    with pytest.raises(ValueError, match=r"shard-000000.json' is damaged \(.*\); delete it and run `tvr index`"):
+    with pytest.raises(ValueError, match=r"shard-000000.json' is damaged \(.*\); delete it and run `tvr index` again"):
         read_shards(partial, videos)

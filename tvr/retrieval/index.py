@@ -47,7 +47,7 @@ from ..utils.atomic import atomic_directory, recover_directory
 from ..utils.fingerprint import check_fingerprint, weights_fingerprint
 from .faiss_index import INDEX_TYPES, build_faiss_index, default_nlist, search_index, set_search_parameters
 from ..processing.normalization import UINT8_FRAMES
-from .shards import fingerprint_or_none, decoder_logs_muted, encode_shards, encode_videos as _encode_videos
+from .shards import decoder_logs_muted, encode_shards, encode_videos as _encode_videos, fingerprint_or_none
 from .shards import read_provenance, read_shards
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp", ".ts")

@@ -62,8 +62,8 @@ def _read_json(path: Path) -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except ValueError as error:
-        raise ValueError(f"{os.fspath(path)!r} is damaged ({error}); delete it and run `tvr index` again to encode "
-                         "its shard anew") from None
+        raise ValueError(f"{os.fspath(path)!r} is damaged ({error}); delete it and run `tvr index` again (what it "
+                         "recorded is encoded anew)") from None
 
 
 def open_shard_folder(folder: str | os.PathLike, model, paths: Sequence[str], shard_size: int,
