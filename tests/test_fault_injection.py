@@ -327,7 +327,7 @@ class CountingProcessor:
         return getattr(self.processor, name)
 
 
-def test_killed_indexing_resumes_without_redoing_finished_videos(tmp_path, corpus):
+def test_killed_indexing_resumes_without_redoing_finished_videos(tmp_path, corpus, capsys):
     from tvr.retrieval import shards as shards_module
 
     _, processor_, video_dir = corpus
@@ -346,10 +346,12 @@ def test_killed_indexing_resumes_without_redoing_finished_videos(tmp_path, corpu
     assert counting.videos == paths[4:]  # the four finished videos were not decoded again
     assert resumed.paths == reference.paths
     torch.testing.assert_close(resumed.encoding.video_embeds, reference.encoding.video_embeds)
-    # the shards belong to one model: another one is refused
+    # the shards belong to one model: another one starts over, saying so (issue 23 item 1)
     other = tiny_retrieval_model(processor_, "seqTransf")
-    with pytest.raises(ValueError, match="holds encodings of another model"):
-        VideoIndex.build(other, processor_, paths, progress=False, resume_dir=resume_dir)
+    counting.videos = []
+    VideoIndex.build(other, counting, paths, progress=False, resume_dir=resume_dir)
+    assert counting.videos == paths
+    assert "its shards were encoded by a model of another config: encoding all videos again" in capsys.readouterr().out
 
 
 def test_rotation_keeps_the_newest_complete_checkpoints_and_leaves_foreign_folders(tmp_path, videos, processor):

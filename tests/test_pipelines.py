@@ -154,7 +154,7 @@ def test_index_search_through_the_pipeline(method, corpus, saved_models, tmp_pat
     # rerank_top_k=0: FAISS's inner products, as VideoIndex.search gives them
     plain = retriever(captions[0], index=str(tmp_path / "index"), top_k=4, rerank_top_k=0)
     assert [(r["video"], pytest.approx(r["score"], abs=1e-6)) for r in plain] == [
-        tuple(result) for result in index.search(captions[0], top_k=4)]
+        tuple(result) for result in index.search(captions[0], top_k=4, rerank_top_k=0)]
 
 
 def test_dtype_device_and_model_objects(corpus, saved_models):

@@ -1,5 +1,6 @@
 """VideoIndex and ``tvr index`` / ``tvr search`` on real synthetic videos with tiny random CLIP4Clip models."""
 
+import json
 import shutil
 
 import numpy as np
@@ -77,11 +78,19 @@ def test_search_is_the_brute_force_ranking_of_the_model(corpus, saved_model, mon
     # a loose head's logit is exp(logit_scale) * the inner product the index holds
     expected_scores = logits / model.clip.logit_scale.exp().detach()
 
-    results = index.search(captions, top_k=NUM_VIDEOS)
+    # the first stage alone (rerank_top_k=0): FAISS's inner products
+    results = index.search(captions, top_k=NUM_VIDEOS, rerank_top_k=0)
     for row, ranked in enumerate(results):
         order = torch.argsort(logits[row], descending=True).tolist()
         assert ranking(ranked) == [paths[i] for i in order]
         np.testing.assert_allclose([score for _, score in ranked], expected_scores[row, order].numpy(), atol=1e-5)
+    # by default the model re-scores the candidates: the same ranking, scored with the model's own logits
+    assert index.score_name(None) == "similarity" and index.score_name(0) == "inner_product"
+    for row, ranked in enumerate(index.search(captions, top_k=NUM_VIDEOS)):
+        order = torch.argsort(logits[row], descending=True).tolist()
+        assert ranking(ranked) == [paths[i] for i in order]
+        np.testing.assert_allclose([score for _, score in ranked], logits[row, order].numpy(), atol=1e-4)
+    results = index.search(captions, top_k=NUM_VIDEOS)
     # top_k cuts the same ranking; one caption gives one list
     single = index.search(captions[2], top_k=3)
     assert ranking(single) == ranking(results[2][:3])
@@ -125,7 +134,7 @@ def test_rerank_gives_the_tight_heads_own_order(corpus):
         np.testing.assert_allclose([score for _, score in ranked], logits[row, order].numpy(), atol=1e-5)
 
     # re-ranking 4 candidates: the first stage's top 4, re-ordered by the model, best 2 returned
-    first_stage = index.search(captions, top_k=4)
+    first_stage = index.search(captions, top_k=4, rerank_top_k=0)
     for row, (candidates, ranked) in enumerate(zip(first_stage, index.search(captions, top_k=2, rerank_top_k=4))):
         columns = [paths.index(path) for path in ranking(candidates)]
         best = sorted(columns, key=lambda column: -logits[row, column].item())[:2]
@@ -133,6 +142,16 @@ def test_rerank_gives_the_tight_heads_own_order(corpus):
     # the first stage alone differs from the model's ranking here, so the re-ranking did the work
     assert any(ranking(a) != ranking(b)[:4] for a, b in zip(
         first_stage, index.search(captions, top_k=NUM_VIDEOS, rerank_top_k=NUM_VIDEOS)))
+    # the pipeline (and the app, through it) gives rerank_top_k the same meaning and names its score
+    import tvr  # noqa: F401  (registers the pipelines)
+    from transformers import pipeline
+
+    retriever = pipeline("video-text-retrieval", model=model, processor=processor, device=-1)
+    for rerank_top_k, name in ((4, "similarity"), (0, "inner_product")):
+        found = retriever(captions[0], index=index, top_k=2, rerank_top_k=rerank_top_k)
+        assert [(r["video"], r["score"], r["score_name"]) for r in found] == [
+            (path, pytest.approx(score, abs=1e-6), name)
+            for path, score in index.search(captions[0], top_k=2, rerank_top_k=rerank_top_k)]
 
 
 def test_ivf_index_probing_every_cell_is_exact(corpus, saved_model):
@@ -175,8 +194,12 @@ def test_errors_name_the_bad_input(corpus, saved_model, tmp_path):
     with pytest.warns(UserWarning), pytest.raises(ValueError, match="none of the 1 videos could be decoded"):
         VideoIndex.build(model, processor, tmp_path / "bad", progress=False)
     index = VideoIndex.build(model, processor, video_dir, progress=False)
-    with pytest.raises(ValueError, match="rerank_top_k \\(2\\) must be >= top_k \\(3\\)"):
+    with pytest.raises(ValueError, match="rerank_top_k \\(2\\) must be >= top_k \\(3\\) or 0"):
         index.search("a red circle", top_k=3, rerank_top_k=2)
+    with pytest.raises(ValueError, match="rerank_top_k must be >= 0 \\(0: first stage only\\), got -1"):
+        index.search("a red circle", rerank_top_k=-1)
+    with pytest.raises(ValueError, match="candidates \\(4\\) must be >= top_k \\(3\\) and rerank_top_k \\(5\\)"):
+        index.search("a red circle", top_k=3, rerank_top_k=5, candidates=4)
 
 
 def test_index_and_search_commands(corpus, saved_model, tmp_path, capsys):
@@ -188,9 +211,16 @@ def test_index_and_search_commands(corpus, saved_model, tmp_path, capsys):
     query = dataset[0]["caption"]
     assert main(["search", str(tmp_path / "index"), query, "--top-k", "3", "--device", "cpu"]) == 0
     printed = capsys.readouterr().out.splitlines()
-    assert printed.pop(0).startswith("score: cosine")  # what the scores are (the model's own with --rerank-top-k)
+    assert printed.pop(0).startswith("score: similarity (the model's own")  # what the scores are, by name
     expected = VideoIndex.load(tmp_path / "index", device="cpu").search(query, top_k=3)
     assert printed[0] == f"query: {query}"
     assert [line.split()[0] for line in printed[1:]] == ["1.", "2.", "3."]
     assert [line.split()[-1] for line in printed[1:]] == ranking(expected)
     assert [float(line.split()[1]) for line in printed[1:]] == pytest.approx([s for _, s in expected], abs=1e-4)
+    # --rerank-top-k 0: FAISS's first stage alone, named so; --json names the score of every result
+    assert main(["search", str(tmp_path / "index"), query, "--top-k", "3", "--rerank-top-k", "0", "--json"]) == 0
+    answer = json.loads(capsys.readouterr().out)
+    first_stage = VideoIndex.load(tmp_path / "index", device="cpu").search(query, top_k=3, rerank_top_k=0)
+    assert [(r["path"], r["score_name"]) for r in answer[0]["results"]] == [(p, "inner_product") for p, _ in first_stage]
+    assert [r["score"] for r in answer[0]["results"]] == pytest.approx([s for _, s in first_stage], abs=1e-6)
+    assert set(answer[0]) == {"query", "results"}  # no description string under "score"

@@ -1,6 +1,7 @@
 """Search at scale: the tuned FAISS index, re-ranking from memory-mapped encodings, EERCF's two stages, shards
 encoded by two processes (killed and restarted), and a collection served from two processes."""
 
+import json
 import os
 import signal
 import subprocess
@@ -91,7 +92,10 @@ def test_reranking_reads_only_the_candidates_from_memory_mapped_encodings(corpus
     assert set(scored) == {3}  # each query's gallery: its 3 candidates only
 
 
-def test_eercf_search_with_reranking_is_evals_two_stage_ranking(corpus):  # noqa: F811
+def test_eercf_search_from_a_default_tvr_index_is_evals_two_stage_ranking(corpus, tmp_path, capsys):  # noqa: F811
+    """Issue 22 item 5: `tvr index` with its default settings, then `tvr search` (default --rerank-top-k: the
+    model's, as `tvr eval`), ranks every query as `tvr eval`'s two-stage scoring, with the same scores (with
+    float16 encodings, before, 5 of 6 queries' scores differed)."""
     from tvr.evaluation.harness import evaluate_retrieval
 
     dataset, processor, video_dir = corpus
@@ -100,19 +104,38 @@ def test_eercf_search_with_reranking_is_evals_two_stage_ranking(corpus):  # noqa
                    "bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id}
     model = RetrievalModelTester(model_class=EERCFModel, text_config=text_config, max_words=MAX_WORDS,
                                  rerank_top_k=3).model()
+    model.save_pretrained(tmp_path / "eercf")
+    processor.save_pretrained(tmp_path / "eercf")
     evaluation = evaluate_retrieval(model, processor, dataset, return_similarity=True, progress=False)
     paths = list(dict.fromkeys(dataset["video_path"]))
-    index = VideoIndex.build(model, processor, paths, progress=False)
+    assert main(["index", str(tmp_path / "eercf"), str(video_dir), str(tmp_path / "index"), "--device", "cpu"]) == 0
     captions = list(dataset["caption"])
-    results = index.search(captions, top_k=len(paths), rerank_top_k=len(paths))
-    for row, ranked in enumerate(results):
+    capsys.readouterr()
+    assert main(["search", str(tmp_path / "index"), *captions, "--top-k", str(len(paths)), "--device", "cpu",
+                 "--json"]) == 0
+    answers = json.loads(capsys.readouterr().out)
+    for row, answer in enumerate(answers):
         order = torch.argsort(evaluation.similarity[row], descending=True, stable=True).tolist()
-        assert ranking(ranked) == [paths[i] for i in order]
-        np.testing.assert_allclose([score for _, score in ranked], evaluation.similarity[row, order].numpy(),
-                                   atol=1e-5)
+        assert [result["path"] for result in answer["results"]] == [paths[i] for i in order]
+        np.testing.assert_allclose([result["score"] for result in answer["results"]],
+                                   evaluation.similarity[row, order].numpy(), atol=1e-4)
+        assert {result["score_name"] for result in answer["results"]} == {"similarity"}
+    # the same through the API; the config's 3 videos re-scored (as eval), the rest keep the coarse score
+    index = VideoIndex.load(tmp_path / "index", device="cpu")
+    assert index.default_rerank_top_k() == 3
+    results = index.search(captions, top_k=len(paths))
+    assert [ranking(r) for r in results] == [[r["path"] for r in answer["results"]] for answer in answers]
     # the two-stage score is not the coarse one: re-ranking changed some order
-    coarse = index.search(captions, top_k=len(paths))
+    coarse = index.search(captions, top_k=len(paths), rerank_top_k=0)
     assert any(ranking(a) != ranking(b) for a, b in zip(coarse, results))
+    # one meaning of --rerank-top-k K: the videos the fine stage re-scores, as `tvr eval --rerank-top-k K` (before,
+    # search re-scored the config's k among K candidates); --candidates, the FAISS pool, does not change it
+    two = evaluate_retrieval(model, processor, dataset, return_similarity=True, progress=False, rerank_top_k=2)
+    assert main(["search", str(tmp_path / "index"), *captions, "--top-k", "4", "--rerank-top-k", "2",
+                 "--candidates", str(len(paths)), "--device", "cpu", "--json"]) == 0
+    for row, answer in enumerate(json.loads(capsys.readouterr().out)):
+        order = torch.argsort(two.similarity[row], descending=True, stable=True).tolist()[:4]
+        assert [result["path"] for result in answer["results"]] == [paths[i] for i in order]
 
 
 def test_video_inputs_from_a_list_file_and_a_dataset(corpus, tmp_path):  # noqa: F811
@@ -191,12 +214,9 @@ def test_two_processes_killed_halfway_and_restarted_give_the_uninterrupted_index
     loaded = VideoIndex.load(index_dir, device="cpu")
     assert loaded.paths == reference.paths
     assert sorted(loaded.failed) == sorted(str(root / name) for name in ("broken-a.mp4", "broken-b.mp4"))
-    # the encodings `tvr index` stores in float16
-    half = type(reference.encoding)(**{name: value.to(torch.float16) if value.is_floating_point() else value
-                                       for name, value in reference.encoding.items()})
-    for name, value in half.items():
+    # the encodings `tvr index` stores (float32 by default)
+    for name, value in reference.encoding.items():
         assert torch.equal(getattr(loaded.encoding, name), value)
-    reference = VideoIndex(model, processor, reference.paths, half)
     captions = ["a red circle moves", "a blue square"]
     assert [ranking(r) for r in loaded.search(captions, top_k=10)] == \
         [ranking(r) for r in reference.search(captions, top_k=10)]

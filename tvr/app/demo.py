@@ -81,7 +81,8 @@ class RetrievalDemo:
                    for rank, result in enumerate(results, start=1)]
         rows = [f"| {rank} | {_cell(Path(result['video']).name)} | {result['score']:.3f} |"
                 for rank, result in enumerate(results, start=1)]
-        header = f"Top {len(results)} for *{_cell(query)}*\n\n| rank | video | score |\n|---|---|---|\n"
+        score = results[0]["score_name"] if results else "score"  # what `tvr search` shows for the same query
+        header = f"Top {len(results)} for *{_cell(query)}*\n\n| rank | video | {score} |\n|---|---|---|\n"
         table = header + "\n".join(rows)
         return gallery, table
 

@@ -9,7 +9,6 @@ from typing import Any
 from .base import VideoTextPipeline, as_text_list, as_video_list, check_top_k, ranked, video_name
 
 DEFAULT_INDEX_TOP_K = 10
-DEFAULT_RERANK_CANDIDATES = 50  # index search: FAISS candidates the model re-scores (rerank_top_k=None)
 
 
 class VideoTextRetrievalPipeline(VideoTextPipeline):
@@ -45,15 +44,17 @@ class VideoTextRetrievalPipeline(VideoTextPipeline):
             index: a folder written by ``tvr index`` (or a ``tvr.retrieval.VideoIndex``) to search with ``text``;
                 it must have been built with this pipeline's model.
             top_k: results per query (default all; 10 for an index).
-            rerank_top_k: index search only: FAISS candidates re-scored by the model's ``score_gallery`` (default
-                ``max(top_k, 50)``); ``0`` returns FAISS's inner products of the normalised embeddings.
+            rerank_top_k: index search only: videos the model's ``score_gallery`` re-scores per query, as in
+                ``tvr search`` and ``tvr eval`` (default the model's: EERCF's ``config.rerank_top_k``, else
+                ``max(top_k, 50)``); ``0``: FAISS's first stage alone (inner products of the embeddings).
             batch_size: videos / captions per forward pass.
             progress: show a progress bar while decoding (default: for more than 32 videos).
 
         Returns:
             t2v / index: for one caption, a list of ``{"video", "score", "index"}`` best first (``video`` is the
             path, or the position in ``videos`` for non-path inputs; ``index`` the position in ``videos`` or the
-            index row); for a list of captions, one such list each. v2t: for one video, a list of
+            index row; index results add ``score_name``, as ``tvr search --json``); for a list of captions, one
+            such list each. v2t: for one video, a list of
             ``{"text", "score", "index"}`` best first; for a list of videos, one list each.
         """
         if text is not None and texts is not None:
@@ -102,19 +103,19 @@ class VideoTextRetrievalPipeline(VideoTextPipeline):
         if model_inputs["mode"] == "index":
             index = self.load_index(model_inputs["index"])
             top_k = top_k or DEFAULT_INDEX_TOP_K
-            rerank = max(top_k, DEFAULT_RERANK_CANDIDATES) if rerank_top_k is None else rerank_top_k
-            results = index.search(model_inputs["texts"], top_k=top_k, rerank_top_k=rerank or None,
+            results = index.search(model_inputs["texts"], top_k=top_k, rerank_top_k=rerank_top_k,
                                    batch_size=model_inputs["batch_size"])
             rows = {path: row for row, path in enumerate(index.paths)}
-            return {**model_inputs, "results": [[(path, score, rows[path]) for path, score in ranking]
-                                                for ranking in results]}
+            return {**model_inputs, "score_name": index.score_name(rerank_top_k),
+                    "results": [[(path, score, rows[path]) for path, score in ranking] for ranking in results]}
         scores = self.score(model_inputs["text_batches"], model_inputs["video_batches"])
         return {**model_inputs, "scores": scores}
 
     def postprocess(self, model_outputs: dict, top_k: int | None = None):
         mode = model_outputs["mode"]
         if mode == "index":
-            rankings = [[{"video": path, "score": float(score), "index": row} for path, score, row in results]
+            rankings = [[{"video": path, "score": float(score), "index": row,
+                          "score_name": model_outputs["score_name"]} for path, score, row in results]
                         for results in model_outputs["results"]]
         elif mode == "t2v":
             videos = model_outputs["videos"]
@@ -135,10 +136,6 @@ class VideoTextRetrievalPipeline(VideoTextPipeline):
         key = os.path.abspath(os.fspath(index))
         cache = self.__dict__.setdefault("_indexes", {})
         if key not in cache:
-            loaded = VideoIndex.load(key, model=self.model, processor=self.processor)
-            dim = loaded.encoding.video_embeds.shape[1]
-            if dim != self.model.config.projection_dim:
-                raise ValueError(f"index {key!r} holds {dim}-dim embeddings, the model makes "
-                                 f"{self.model.config.projection_dim}-dim ones: build it with this model (tvr index)")
-            cache[key] = loaded
+            # VideoIndex.load checks the model: its weights (fingerprint) and embedding width
+            cache[key] = VideoIndex.load(key, model=self.model, processor=self.processor)
         return cache[key]

@@ -3,8 +3,8 @@
 Example::
 
     tvr index runs/clip4clip/best my_videos/ my_videos.index --batch-size 32   # killed? run it again: it resumes
-    tvr search my_videos.index "a man is playing a guitar" --top-k 5
-    tvr search my_videos.index "a man is playing a guitar" --top-k 5 --rerank-top-k 50   # model's own scores
+    tvr search my_videos.index "a man is playing a guitar" --top-k 5     # ranked by the model, as `tvr eval`
+    tvr search my_videos.index "a man is playing a guitar" --rerank-top-k 0   # FAISS's first stage alone
     tvr search my_videos.index --info                                    # index type, nprobe, measured recall
 
     # several processes encode shards; the main process builds the index (CPU workers: torchrun, as
@@ -15,6 +15,11 @@ Example::
 The videos are a folder (searched recursively), a list file (``.txt``, one path a line, relative to the file), or a
 dataset saved with ``save_to_disk`` / a tvr annotation file (``.jsonl``) with ``video_id`` and ``video_path``
 columns (its ``test`` split when it has several).
+
+The index folder must be new, empty or an index tvr wrote (replaced once the new one is complete); a folder holding
+other files, or one inside the video folder, is refused before anything is encoded. One run at a time writes an
+index (a lock beside it). The index records the fingerprints of the model weights and of every video; `tvr search`
+refuses a model folder whose weights changed since (`--allow-model-change` to search anyway).
 """
 
 from __future__ import annotations
@@ -45,8 +50,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                        help="recall@10 against exact search that the tuned ivf-hnsw index reaches")
     index.add_argument("--shard-size", type=int, default=None,
                        help="videos per shard of encodings (the unit of resumption; default: --batch-size)")
-    index.add_argument("--encoding-dtype", choices=("float16", "float32"), default="float16",
-                       help="dtype of the stored video encodings (read from disk when re-ranking)")
+    index.add_argument("--encoding-dtype", choices=("float16", "float32"), default="float32",
+                       help="dtype of the stored video encodings, read when re-ranking (float32: rankings equal "
+                            "`tvr eval`'s; float16 halves the disk, rankings may differ on near ties)")
     index.set_defaults(func=run_index)
 
     search = subparsers.add_parser(
@@ -57,10 +63,15 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     search.add_argument("query", nargs="*", help="query text; several quoted queries are searched one by one")
     search.add_argument("--top-k", type=int, default=10, help="videos shown per query")
     search.add_argument("--rerank-top-k", type=int, default=None,
-                        help="re-rank this many index candidates with the model's own similarity")
+                        help="videos the model re-scores per query, as `tvr eval --rerank-top-k` (default: the "
+                             "model's: EERCF's config value, else max(--top-k, 50)); 0: FAISS's first stage only")
+    search.add_argument("--candidates", type=int, default=None,
+                        help="videos FAISS proposes per query (default: max(--top-k, --rerank-top-k))")
+    search.add_argument("--allow-model-change", action="store_true",
+                        help="search although the model folder's weights changed since the index was built")
     search.add_argument("--device", default=None, help="e.g. cuda, cpu (default: cuda when available)")
     search.add_argument("--json", action="store_true",
-                        help="print one JSON list: [{query, score, results: [{rank, path, score}]}]")
+                        help="print one JSON list: [{query, results: [{rank, path, score, score_name}]}]")
     search.add_argument("--info", action="store_true",
                         help="show the index (videos, FAISS index type and parameters, measured recall) and exit")
     search.set_defaults(func=run_search)
@@ -68,36 +79,57 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run_index(args: argparse.Namespace) -> int:
+    import contextlib
     import os
-    import shutil
+    import warnings
 
     import torch
     from accelerate import PartialState
 
-    from .index import VideoIndex, load_model_and_processor
-    from .shards import encode_shards, video_inputs
+    from ..utils.output_dir import claim_output_dir
+    from ..utils.process import exit_with_parent, launched_worker
+    from .index import INDEX_FILES, INDEX_KIND, VideoIndex, load_model_and_processor, model_weights_fingerprint
+    from .shards import (SHARD_PATTERNS, SHARDS_KIND, encode_shards, index_lock, prepare_shard_folder,
+                         remove_shard_folder, video_inputs)
 
+    if launched_worker():  # a worker of torchrun / accelerate launch: exit if the launcher dies
+        exit_with_parent()
     # one process, or those of `accelerate launch` / `torchrun`: each encodes its share of the shards
     state = PartialState(cpu=args.device == "cpu")
     paths, ids = video_inputs(args.video_dir)
-    model, processor = load_model_and_processor(args.model_dir, args.device or state.device, args.processor)
+    # checked before anything is encoded: never among the videos, never over files tvr did not write
+    inputs = [args.video_dir, *sorted({os.path.dirname(os.path.abspath(path)) for path in paths})]
+    claim_output_dir(args.index_dir, INDEX_KIND, inputs=inputs, legacy=INDEX_FILES, what="index folder")
     # shards go to <index_dir>.partial: a killed run, started again (with any number of processes), skips them
     partial = args.index_dir.rstrip("/\\") + ".partial"
-    encode_shards(model, processor, paths, partial, shard_size=args.shard_size or args.batch_size,
-                  batch_size=args.batch_size, rank=state.process_index, world_size=state.num_processes,
-                  on_bad_video=args.on_bad_video, progress=state.is_local_main_process,
-                  dtype=getattr(torch, args.encoding_dtype))
-    state.wait_for_everyone()
-    if not state.is_main_process:
-        return 0
-    index = VideoIndex.from_shards(model, processor, paths, partial, index_type=args.index_type, nlist=args.nlist,
-                                   model_dir=args.model_dir, target_recall=args.target_recall)
-    index.ids = ids
-    if args.processor is not None:  # saved with the index, so `tvr search` loads the same processor
-        index.processor_source = (os.path.abspath(args.processor) if os.path.exists(args.processor)
-                                  else os.fspath(args.processor))
-    index.save(args.index_dir)
-    shutil.rmtree(partial, ignore_errors=True)
+    claim_output_dir(partial, SHARDS_KIND, inputs=inputs, legacy=SHARD_PATTERNS, what="resume folder")
+    shard_size = args.shard_size or args.batch_size
+    with contextlib.ExitStack() as held:
+        if state.is_main_process:  # the other processes follow the main one, which fails at once if locked
+            held.enter_context(index_lock(args.index_dir))
+        weights = model_weights_fingerprint(args.model_dir)
+        model, processor = load_model_and_processor(args.model_dir, args.device or state.device, args.processor)
+        if state.is_main_process:
+            prepare_shard_folder(partial, model, paths, shard_size, weights)
+        state.wait_for_everyone()
+        encode_shards(model, processor, paths, partial, shard_size=shard_size, batch_size=args.batch_size,
+                      rank=state.process_index, world_size=state.num_processes, on_bad_video=args.on_bad_video,
+                      progress=state.is_local_main_process, dtype=getattr(torch, args.encoding_dtype),
+                      weights=weights, prepare=False)
+        state.wait_for_everyone()
+        if not state.is_main_process:
+            return 0
+        with warnings.catch_warnings():  # the videos that failed are listed below, once
+            warnings.filterwarnings("ignore", message=".*could not be decoded", category=UserWarning)
+            index = VideoIndex.from_shards(model, processor, paths, partial, index_type=args.index_type,
+                                           nlist=args.nlist, model_dir=args.model_dir,
+                                           target_recall=args.target_recall)
+        index.ids = ids
+        if args.processor is not None:  # saved with the index, so `tvr search` loads the same processor
+            index.processor_source = (os.path.abspath(args.processor) if os.path.exists(args.processor)
+                                      else os.fspath(args.processor))
+        index.save(args.index_dir, inputs=inputs)
+        remove_shard_folder(partial)
     print(f"indexed {len(index)} videos into {args.index_dir}; {len(index.failed)} could not be decoded")
     for path, error in index.failed.items():
         print(f"not indexed (could not decode): {path}: {error}")
@@ -105,7 +137,7 @@ def run_index(args: argparse.Namespace) -> int:
 
 
 def run_search(args: argparse.Namespace) -> int:
-    from .index import VideoIndex
+    from .index import SCORE_NAMES, VideoIndex
 
     import json
 
@@ -114,26 +146,20 @@ def run_search(args: argparse.Namespace) -> int:
         return 0
     if not args.query:
         raise SystemExit("tvr: error: search: give at least one query (or --info)")
-    index = VideoIndex.load(args.index_dir, device=args.device)
-    score = score_name(args.rerank_top_k)
-    answers = list(zip(args.query, index.search(args.query, args.top_k, args.rerank_top_k)))
+    index = VideoIndex.load(args.index_dir, device=args.device, allow_model_change=args.allow_model_change)
+    score_name = index.score_name(args.rerank_top_k)
+    answers = list(zip(args.query, index.search(args.query, args.top_k, args.rerank_top_k,
+                                                candidates=args.candidates)))
     if args.json:
-        print(json.dumps([{"query": query, "score": score,
-                           "results": [{"rank": rank, "path": path, "score": value}
+        print(json.dumps([{"query": query,
+                           "results": [{"rank": rank, "path": path, "score": value, "score_name": score_name}
                                        for rank, (path, value) in enumerate(results, start=1)]}
                           for query, results in answers], indent=2))
         return 0
-    print(f"score: {score}")
+    print(f"score: {score_name} ({SCORE_NAMES[score_name]})")
     for query, results in answers:
         print(format_results(query, results))
     return 0
-
-
-def score_name(rerank_top_k: int | None) -> str:
-    """What ``tvr search`` scores are: the index's cosine, or (re-ranked) the model's own similarity logits."""
-    if rerank_top_k:
-        return f"the model's similarity (logits, its own scale) over the index's top {rerank_top_k}"
-    return "cosine similarity of the normalised embeddings (get_text_embeds . get_video_embeds)"
 
 
 def format_results(query: str, results) -> str:
@@ -145,10 +171,11 @@ def format_results(query: str, results) -> str:
 
 def format_info(index_dir: str) -> str:
     """What ``tvr search --info`` prints: the index's size, model and FAISS index (type, parameters, recall)."""
-    import json
-    import os
+    from pathlib import Path
 
-    config = json.load(open(os.path.join(index_dir, "index_config.json"), encoding="utf-8"))
+    from .index import CONFIG_FILE, _read_index_json
+
+    config = _read_index_json(Path(index_dir) / CONFIG_FILE, f"index {index_dir!r}")
     faiss_info = config.get("faiss") or {key: config[key] for key in ("index_type", "nlist", "nprobe")}
     lines = [f"index: {index_dir}", f"videos: {config['num_videos']} ({config['num_failed']} could not be decoded)",
              f"model: {config['model_dir']}", f"dim: {config['dim']}"]

@@ -3,21 +3,26 @@
 The first stage is a FAISS inner-product index over the model's pooled video embeddings (``video_embeds``, what
 ``get_video_embeds`` returns), queried with ``get_text_embeds``: exact below 50,000 videos, above that inverted lists
 with an HNSW coarse quantizer and 8-bit vectors whose ``nprobe`` is tuned to a recall target at build time
-(:mod:`tvr.retrieval.faiss_index`). Heads whose score is not a dot product (tightTransf, EMCL, EERCF) re-rank the
-first stage's candidates with the model's own gallery scoring (``score_gallery``); the index keeps every video's
-full encoding on disk for that, memory-mapped when loaded, so re-ranking reads only the candidates' rows and
-searching never decodes a video again.
+(:mod:`tvr.retrieval.faiss_index`). The second stage re-scores the first stage's best ``rerank_top_k`` videos with
+the model's own gallery scoring (``score_gallery``: tightTransf's cross encoder, EMCL's EM, EERCF's two stages), so
+a search ranks as ``tvr eval`` does; the index keeps every video's full encoding on disk for that (float32 by
+default, the precision ``tvr eval`` scores in), memory-mapped when loaded, so re-ranking reads only the candidates'
+rows and searching never decodes a video again.
 
 Index folder::
 
-    index_config.json       model folder, index type, counts, encoding class, size and SHA-256 of the other files
-    videos.json             indexed video paths (row order of the index) and the videos that failed to decode
+    index_config.json       model folder and its weights' fingerprint, index type, counts, encoding class, size and
+                            SHA-256 of the other files
+    videos.json             indexed video paths (row order of the index), the videos that failed to decode, and each
+                            video's fingerprint (size, mtime, hash of its first and last MiB) when indexed
     encodings.safetensors   the video encodings, one tensor per field (``video_embeds`` included)
     index.faiss             the FAISS index
 
 The folder is written under a temporary name and renamed into place (:mod:`tvr.utils.atomic`), so a crash while
-saving leaves the previous index; :meth:`VideoIndex.load` checks every file against the recorded checksums and
-that the FAISS rows, encodings and paths agree, so it never returns wrong videos silently. Building with
+saving leaves the previous index, and a folder tvr did not write as an index is never replaced;
+:meth:`VideoIndex.load` checks every file against the recorded checksums, that the FAISS rows, encodings and paths
+agree, and that the model folder's weights are the ones the index was built with, so it never returns wrong videos
+silently. Building with
 ``resume_dir`` keeps the encodings in shards there as it goes (:mod:`tvr.retrieval.shards`), so a killed ``tvr index``
 restarts where it stopped.
 """
@@ -25,6 +30,7 @@ restarts where it stopped.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import os
 from pathlib import Path
@@ -38,19 +44,31 @@ from transformers.utils import ModelOutput
 from ..modeling.outputs import VideoEncoding, concat_encodings
 from ..processing.bad_videos import check_bad_video_policy, process_videos, warn_bad_videos
 from ..utils.atomic import atomic_directory, recover_directory
+from ..utils.fingerprint import check_fingerprint, weights_fingerprint
 from .faiss_index import INDEX_TYPES, build_faiss_index, default_nlist, search_index, set_search_parameters
 from ..processing.normalization import UINT8_FRAMES
-from .shards import encode_shards, encode_videos as _encode_videos, read_shards
+from .shards import decoder_logs_muted, encode_shards, encode_videos as _encode_videos, fingerprint_or_none
+from .shards import read_provenance, read_shards
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp", ".ts")
 CONFIG_FILE = "index_config.json"
 VIDEOS_FILE = "videos.json"
 ENCODINGS_FILE = "encodings.safetensors"
 FAISS_FILE = "index.faiss"
+INDEX_KIND = "index"  # the marker kind of an index folder (tvr.utils.output_dir)
+INDEX_FILES = (CONFIG_FILE, VIDEOS_FILE, ENCODINGS_FILE, FAISS_FILE)  # what an index folder always held
+DEFAULT_RERANK_TOP_K = 50  # videos the second stage re-scores, for methods without their own k (EERCF has one)
+#: what a search's scores are, by name (``tvr search`` prints the name and this; ``--json`` gives the name)
+SCORE_NAMES = {
+    "similarity": "the model's own similarity (logits, its scale), as `tvr eval` ranks with score_gallery",
+    "inner_product": "first stage only: inner product of get_text_embeds and get_video_embeds (cosine for most "
+                     "methods)",
+}
 
 
 class SearchResult(NamedTuple):
-    """One ranked video: its path and score (FAISS inner product, or the model's logit when re-ranked)."""
+    """One ranked video: its path and score (the model's similarity, or the first stage's inner product with
+    ``rerank_top_k=0``; :meth:`VideoIndex.score_name` says which)."""
 
     path: str
     score: float
@@ -100,6 +118,29 @@ def load_model_and_processor(model_dir: str | os.PathLike, device: str | torch.d
     return model.to(device).eval(), load_processor_for_model(model_dir, model.config, processor)
 
 
+def model_weights_fingerprint(model_dir: str | os.PathLike) -> str | None:
+    """The fingerprint of the weights a model folder loads (:func:`tvr.utils.fingerprint.weights_fingerprint`); for
+    an adapter folder, its adapter's and its local base folder's (``base+adapter``). ``None`` when the folder holds
+    no safetensors weights (nothing to check)."""
+    from ..peft import adapter_base_model
+
+    folders = [Path(model_dir)]
+    base = adapter_base_model(model_dir)
+    if base is not None:
+        base = Path(base) if os.path.isabs(base) else Path(model_dir) / base
+        folders.insert(0, base if base.is_dir() else Path(model_dir) / "base")
+    try:
+        return "+".join(weights_fingerprint(folder) for folder in folders if folder.is_dir())
+    except FileNotFoundError:
+        return None
+
+
+def _scores_in_two_stages(model) -> bool:
+    """Whether the model's ``score_gallery`` takes ``rerank_top_k`` (EERCF: a coarse stage over the gallery, its
+    top k re-scored)."""
+    return "rerank_top_k" in inspect.signature(model.score_gallery).parameters
+
+
 class VideoIndex:
     """Text search over a video collection with a tvr model.
 
@@ -139,6 +180,9 @@ class VideoIndex:
         self.processor_source = None  # the processor folder / tokenizer given instead of model_dir's, saved
         #: ``{path: video_id}`` when the videos came from a dataset (``tvr index`` of a test split), else ``None``
         self.ids: dict[str, str] | None = None
+        #: what the index was built from: the model weights' fingerprint and ``{path: file fingerprint}``
+        self.weights: str | None = None
+        self.video_fingerprints: dict[str, Any] = {}
         if faiss_index is None:
             faiss_index, faiss_info = build_faiss_index(_as_faiss_array(encoding.video_embeds), index_type, nlist,
                                                         nprobe, target_recall)
@@ -181,8 +225,9 @@ class VideoIndex:
                 :attr:`failed`; ``"error"``: the first one raises.
             resume_dir: a folder for the work in progress: each encoded batch is saved there as a shard
                 (crash-safely, :mod:`tvr.retrieval.shards`), and a later call with the same folder, model and
-                videos skips the shards already done. The caller deletes it once the index is saved (``tvr index``
-                does).
+                videos skips the shards already done (those of other weights, or of videos changed since, are
+                encoded again). The caller deletes it once the index is saved (``tvr index`` does, with
+                :func:`tvr.retrieval.shards.remove_shard_folder`).
         """
         check_bad_video_policy(on_bad_video)
         paths = list_video_files(videos) if isinstance(videos, (str, os.PathLike)) else [os.fspath(p) for p in videos]
@@ -190,27 +235,32 @@ class VideoIndex:
             raise ValueError("no videos to index: the list of video paths is empty")
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        weights = model_weights_fingerprint(model_dir) if model_dir is not None else None
         if resume_dir is not None:
             encode_shards(model, processor, paths, resume_dir, shard_size=batch_size, batch_size=batch_size,
-                          on_bad_video=on_bad_video, progress=progress)
+                          on_bad_video=on_bad_video, progress=progress, weights=weights)
             return cls.from_shards(model, processor, paths, resume_dir, index_type=index_type, nlist=nlist,
                                    model_dir=model_dir, target_recall=target_recall)
         encodings, indexed, failed = [], [], {}
+        fingerprints = {path: fingerprint_or_none(path) for path in paths}  # before decoding: what was encoded
         was_training = model.training
         model.eval()
         try:
             for start in tqdm(range(0, len(paths), batch_size), desc="indexing videos", disable=not progress):
                 batch = paths[start:start + batch_size]
-                decoded = process_videos(processor, batch, on_bad_video=on_bad_video, **UINT8_FRAMES)
+                with decoder_logs_muted():  # a bad video is reported once, in `failed`
+                    decoded = process_videos(processor, batch, on_bad_video=on_bad_video, **UINT8_FRAMES)
                 if decoded.kept:
                     encodings.append(_encode_videos(model, processor, decoded.inputs))
                     indexed += [batch[position] for position in decoded.kept]
                 failed.update(decoded.failed)
         finally:
             model.train(was_training)
-        return cls._from_encodings(model, processor, paths, encodings and concat_encodings(encodings), indexed,
-                                   failed, index_type=index_type, nlist=nlist, model_dir=model_dir,
-                                   target_recall=target_recall)
+        index = cls._from_encodings(model, processor, paths, encodings and concat_encodings(encodings), indexed,
+                                    failed, index_type=index_type, nlist=nlist, model_dir=model_dir,
+                                    target_recall=target_recall)
+        index.weights, index.video_fingerprints = weights, fingerprints
+        return index
 
     @classmethod
     def from_shards(cls, model, processor, paths: Sequence[str], shard_dir: str | os.PathLike,
@@ -219,7 +269,9 @@ class VideoIndex:
         :func:`tvr.retrieval.shards.encode_shards`, by one or several processes)."""
         paths = [os.fspath(path) for path in paths]
         encoding, indexed, failed = read_shards(shard_dir, paths)
-        return cls._from_encodings(model, processor, paths, encoding, indexed, failed, **index_kwargs)
+        index = cls._from_encodings(model, processor, paths, encoding, indexed, failed, **index_kwargs)
+        index.weights, index.video_fingerprints = read_provenance(shard_dir)
+        return index
 
     @classmethod
     def _from_encodings(cls, model, processor, paths, encoding, indexed, failed, **index_kwargs) -> "VideoIndex":
@@ -245,20 +297,25 @@ class VideoIndex:
 
     @torch.no_grad()
     def search(self, queries: str | Sequence[str], top_k: int = 10, rerank_top_k: int | None = None,
-               batch_size: int = 64) -> list[SearchResult] | list[list[SearchResult]]:
-        """Rank the indexed videos for each text query.
+               batch_size: int = 64, candidates: int | None = None
+               ) -> list[SearchResult] | list[list[SearchResult]]:
+        """Rank the indexed videos for each text query, in two stages: FAISS finds ``candidates`` videos, then the
+        model re-scores the best ``rerank_top_k`` of them as it scores a gallery (``score_gallery``), which is how
+        ``tvr eval`` ranks.
 
         Args:
             queries: one caption, or a list of captions.
             top_k: videos returned per query (fewer when the index holds fewer).
-            rerank_top_k: when set, FAISS proposes this many candidates per query and the model scores them as it
-                scores a gallery (``score_gallery``: tightTransf's cross encoder, EMCL's EM block, EERCF's two
-                stages) and re-orders them; must be at least ``top_k``.
+            rerank_top_k: videos the second stage re-scores per query, as ``tvr eval --rerank-top-k``: ``None``, the
+                model's default (EERCF: its ``config.rerank_top_k``, the rest of the candidates keep its coarse
+                score, as in ``tvr eval``; other methods: ``max(top_k, 50)``, and it must be at least ``top_k``,
+                since only re-scored videos are returned); ``0``: the first stage alone (FAISS's inner products).
             batch_size: queries encoded per forward pass.
+            candidates: videos FAISS proposes per query (default ``max(top_k, rerank_top_k)``).
 
         Returns:
             For one caption, a list of :class:`SearchResult` ``(path, score)``, best first; for a list, one such
-            list per caption. Scores are the FAISS inner products, or the model's logits when re-ranked.
+            list per caption. :meth:`score_name` names the scores.
         """
         single = isinstance(queries, str)
         texts = [queries] if single else list(queries)
@@ -266,10 +323,18 @@ class VideoIndex:
             raise ValueError("queries must be a string or a non-empty list of strings")
         if top_k < 1:
             raise ValueError(f"top_k must be >= 1, got {top_k}")
-        if rerank_top_k is not None and rerank_top_k < top_k:
-            raise ValueError(f"rerank_top_k ({rerank_top_k}) must be >= top_k ({top_k}): it is the number of "
-                             "candidates re-ranked, of which the top_k best are returned")
-        num_candidates = min(rerank_top_k or top_k, len(self))
+        two_stages = _scores_in_two_stages(self.model)
+        rerank_top_k = self.default_rerank_top_k(top_k) if rerank_top_k is None else rerank_top_k
+        if rerank_top_k < 0:
+            raise ValueError(f"rerank_top_k must be >= 0 (0: first stage only), got {rerank_top_k}")
+        if 0 < rerank_top_k < top_k and not two_stages:
+            raise ValueError(f"rerank_top_k ({rerank_top_k}) must be >= top_k ({top_k}) or 0: it is the number of "
+                             "videos the model re-scores, of which the top_k best are returned")
+        pool = max(top_k, rerank_top_k)
+        if candidates is not None and candidates < pool:
+            raise ValueError(f"candidates ({candidates}) must be >= top_k ({top_k}) and rerank_top_k "
+                             f"({rerank_top_k}): FAISS proposes them, the model re-scores the best rerank_top_k")
+        num_candidates = min(candidates or pool, len(self))
         set_search_parameters(self.faiss_index, {**self.faiss_info, "nprobe": self.nprobe})
         results = []
         for start in range(0, len(texts), batch_size):
@@ -278,20 +343,40 @@ class VideoIndex:
             input_ids = inputs["input_ids"].to(self.device)
             attention_mask = inputs["attention_mask"].to(self.device)
             query_embeds = _as_faiss_array(self.model.get_text_embeds(input_ids, attention_mask))
+            if query_embeds.shape[1] != self.faiss_index.d:
+                raise ValueError(f"the model makes {query_embeds.shape[1]}-dim text embeddings, the index holds "
+                                 f"{self.faiss_index.d}-dim video embeddings: search it with the model it was built "
+                                 "with, or rebuild it with `tvr index`")
             scores, rows = search_index(self.faiss_index, self.faiss_info, query_embeds, num_candidates,
                                         self.encoding.video_embeds)
-            if rerank_top_k is None:
-                results += [self._results(r, s) for r, s in zip(rows, scores)]
+            if not rerank_top_k:
+                results += [self._results(r[:top_k], s[:top_k]) for r, s in zip(rows, scores)]
                 continue
             text_encoding = self.model.encode_text(input_ids, attention_mask)
             for query, candidate_rows in enumerate(rows):
                 candidate_rows = candidate_rows[candidate_rows >= 0]  # IVF may find fewer than asked
+                if two_stages:  # its own coarse stage over the candidates, its best rerank_top_k re-scored
+                    options = {"rerank_top_k": min(rerank_top_k, len(candidate_rows))}
+                else:
+                    candidate_rows, options = candidate_rows[:rerank_top_k], {}
                 logits = self.model.score_gallery(_select(text_encoding, [query], self.device),
-                                                  _select(self.encoding, candidate_rows, self.device,
-                                                          self.dtype))[0]
+                                                  _select(self.encoding, candidate_rows, self.device, self.dtype),
+                                                  **options)[0]
                 order = torch.argsort(logits, descending=True, stable=True)[:top_k].numpy()
                 results.append(self._results(candidate_rows[order], logits.numpy()[order]))
         return results[0] if single else results
+
+    def default_rerank_top_k(self, top_k: int = 10) -> int:
+        """The videos :meth:`search` re-scores by default: EERCF's ``config.rerank_top_k`` (what ``tvr eval``
+        re-scores), else ``max(top_k, 50)``."""
+        own = getattr(self.model.config, "rerank_top_k", None)
+        return own if own is not None and _scores_in_two_stages(self.model) else max(top_k, DEFAULT_RERANK_TOP_K)
+
+    @staticmethod
+    def score_name(rerank_top_k: int | None = None) -> str:
+        """What :meth:`search`'s scores are for this ``rerank_top_k``: ``"similarity"`` (the model's) or
+        ``"inner_product"`` (first stage only); :data:`SCORE_NAMES` describes each."""
+        return "inner_product" if rerank_top_k == 0 else "similarity"
 
     def _results(self, rows: np.ndarray, scores: np.ndarray) -> list[SearchResult]:
         return [SearchResult(self.paths[row], float(score)) for row, score in zip(rows, scores) if row >= 0]
@@ -306,22 +391,32 @@ class VideoIndex:
 
     # ---------------------------------------------------------------------------------------------- saving
 
-    def save(self, index_dir: str | os.PathLike) -> None:
+    def save(self, index_dir: str | os.PathLike, inputs: Sequence[str | os.PathLike] = ()) -> None:
         """Write the index folder (see the module doc) crash-safely; an existing index there is replaced only once
-        the new one is complete on disk."""
+        the new one is complete on disk.
+
+        Args:
+            inputs: folders the index was built from (its videos): ``index_dir`` may not be one of them or inside one.
+
+        Raises:
+            tvr.utils.output_dir.OutputDirError: ``index_dir`` holds files tvr did not write as an index (nothing is
+                deleted), or lies inside one of ``inputs``.
+        """
         import faiss
         from safetensors.torch import save_file
 
         encoding_class = type(self.encoding)
         _encoding_class(f"{encoding_class.__module__}.{encoding_class.__qualname__}", "saving an index")
-        with atomic_directory(index_dir) as staging:
+        with atomic_directory(index_dir, kind=INDEX_KIND, inputs=inputs, legacy=INDEX_FILES) as staging:
             tensors = {name: value.detach().cpu().contiguous() for name, value in self.encoding.items()}
             save_file(tensors, staging / ENCODINGS_FILE)
             faiss.write_index(self.faiss_index, os.fspath(staging / FAISS_FILE))
             _write_json(staging / VIDEOS_FILE, {"paths": self.paths, "failed": self.failed,
-                                                **({"ids": self.ids} if self.ids is not None else {})})
+                                                **({"ids": self.ids} if self.ids is not None else {}),
+                                                "fingerprints": self.video_fingerprints})
             _write_json(staging / CONFIG_FILE, {
                 "model_dir": self.model_dir,
+                "weights": self.weights,
                 "processor": self.processor_source,
                 "index_type": self.index_type,
                 "nlist": self.nlist,
@@ -337,13 +432,20 @@ class VideoIndex:
 
     @classmethod
     def load(cls, index_dir: str | os.PathLike, model=None, processor=None,
-             device: str | torch.device | None = None) -> "VideoIndex":
+             device: str | torch.device | None = None, allow_model_change: bool = False) -> "VideoIndex":
         """Reopen a saved index; the model and processor are loaded from the saved ``model_dir`` unless given.
+
+        Args:
+            allow_model_change: search although the model folder's weights changed since the index was built
+                (queries then come from other weights than the indexed videos).
 
         Raises:
             FileNotFoundError: ``index_dir`` is not an index folder.
-            ValueError: a file does not match the checksum written with it, the FAISS index, the encodings and the
-                path list disagree in their counts, or the encoding class is not one of tvr's.
+            tvr.utils.fingerprint.FingerprintMismatch: the model folder's weights are not those the index was built
+                with (both fingerprints named).
+            ValueError: a file is damaged or does not match the checksum written with it, the FAISS index, the
+                encodings and the path list disagree in their counts, the model makes embeddings of another width,
+                or the encoding class is not one of tvr's.
         """
         import faiss
 
@@ -353,7 +455,7 @@ class VideoIndex:
             raise FileNotFoundError(f"{os.fspath(index_dir)!r} is not an index folder (no {CONFIG_FILE}); "
                                     "build one with `tvr index` or VideoIndex.save")
         where = f"index {os.fspath(index_dir)!r}"
-        config = json.loads((index_dir / CONFIG_FILE).read_text(encoding="utf-8"))
+        config = _read_index_json(index_dir / CONFIG_FILE, where)
         if "files" not in config:
             raise ValueError(f"{where}: {CONFIG_FILE} records no checksums (written by an older tvr); rebuild it "
                              "with `tvr index`")
@@ -369,10 +471,25 @@ class VideoIndex:
             if config["model_dir"] is None:
                 raise ValueError(f"{where} was built from an in-memory model: pass model and processor to "
                                  "VideoIndex.load")
+            model_dir = config["model_dir"]
+        else:  # a model given: check the folder it was loaded from, when it is one
+            model_dir = getattr(model, "name_or_path", None)
+            model_dir = model_dir if model_dir and os.path.isdir(model_dir) else None
+        if model_dir is not None and not allow_model_change:
+            check_fingerprint(
+                f"{where}: the weights of model folder {model_dir!r} changed since it was indexed", config.get("weights"),
+                model_weights_fingerprint(model_dir),
+                "rebuild the index with `tvr index`, or search anyway with `tvr search --allow-model-change` / "
+                "VideoIndex.load(..., allow_model_change=True)")
+        if model is None or processor is None:
             model, processor = load_model_and_processor(config["model_dir"], device, config.get("processor"))
+        width = getattr(model.config, "projection_dim", None)
+        if width is not None and width != config["dim"]:
+            raise ValueError(f"{where} holds {config['dim']}-dim video embeddings, the model makes {width}-dim ones: "
+                             "search it with the model it was built with, or rebuild it with `tvr index`")
         # memory-mapped: re-ranking gathers the candidates' rows only, the rest stays on disk
         encoding = encoding_class(**mmap_safetensors(index_dir / ENCODINGS_FILE))
-        videos = json.loads((index_dir / VIDEOS_FILE).read_text(encoding="utf-8"))
+        videos = _read_index_json(index_dir / VIDEOS_FILE, where)
         faiss_index = faiss.read_index(os.fspath(index_dir / FAISS_FILE))
         counts = {"index_config.json num_videos": config["num_videos"], "videos.json paths": len(videos["paths"]),
                   "index.faiss vectors": faiss_index.ntotal, "encodings rows": len(encoding.video_embeds)}
@@ -384,6 +501,7 @@ class VideoIndex:
                     config["nprobe"], faiss_index, config["model_dir"], videos["failed"], faiss_info=faiss_info)
         index.ids = videos.get("ids")
         index.processor_source = config.get("processor")
+        index.weights, index.video_fingerprints = config.get("weights"), videos.get("fingerprints") or {}
         return index
 
 
@@ -429,6 +547,13 @@ def _encoding_class(name: str, where: str) -> type:
     return allowed[name]
 
 
+def _read_index_json(path: Path, where: str) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as error:
+        raise ValueError(f"{where}: {path.name} is damaged ({error}); rebuild the index with `tvr index`") from None
+
+
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
@@ -458,5 +583,5 @@ def _write_json(path: Path, value: Any) -> None:
         file.write("\n")
 
 
-__all__ = ["SearchResult", "VideoIndex", "default_nlist", "list_video_files", "load_model_and_processor",
-           "mmap_safetensors"]
+__all__ = ["SCORE_NAMES", "SearchResult", "VideoIndex", "default_nlist", "list_video_files",
+           "load_model_and_processor", "mmap_safetensors", "model_weights_fingerprint"]

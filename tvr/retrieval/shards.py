@@ -5,22 +5,29 @@ The video list is cut into fixed shards of ``shard_size`` videos (shard ``i`` ho
 ``i % world_size == rank`` (one process per GPU, or CPU workers, under ``accelerate launch`` / ``torchrun``). A shard
 is two files, each written crash-safely, the JSON last (a shard without it does not count)::
 
-    manifest.json               the model (config fingerprint), the number of videos and shard size, a hash of the list
+    manifest.json               the model (config and weights fingerprints), the number of videos and shard size,
+                                a hash of the list
     shard-000000.safetensors    the encodings of the shard's decodable videos, one tensor per field
-    shard-000000.json           the shard's decoded paths, its undecodable ones with their errors, the encoding class
+    shard-000000.json           the shard's decoded paths, its undecodable ones with their errors, the encoding class,
+                                each video's fingerprint (size, mtime, hash of its first and last MiB)
 
 A restart (with any number of processes) skips the finished shards; since shard boundaries do not depend on the
-number of processes or on interruptions, the result is the same as one uninterrupted run's.
-:func:`read_shards` gathers them in video order for the final index.
+number of processes or on interruptions, the result is the same as one uninterrupted run's. What a restart finds
+is checked first (:func:`prepare_shard_folder`): shards of other model weights are all dropped (the run starts
+over, saying so), a finished shard one of whose videos changed since is encoded again. :func:`read_shards` gathers
+the shards in video order for the final index; :func:`remove_shard_folder` deletes only what tvr wrote there.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
+import sys
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import torch
 from tqdm.auto import tqdm
@@ -28,9 +35,13 @@ from transformers.utils import ModelOutput
 
 from ..processing.bad_videos import process_videos
 from ..processing.normalization import UINT8_FRAMES, video_inputs_on_device
-from ..utils.atomic import atomic_write_bytes, atomic_write_json
+from ..utils.atomic import TMP_MARK, atomic_write_bytes, atomic_write_json
+from ..utils.fingerprint import file_fingerprint, same_file
+from ..utils.output_dir import MARKER, OutputDirError, claim_output_dir, write_marker
 
 MANIFEST_FILE = "manifest.json"
+SHARDS_KIND = "index shards"  # the marker kind of a partial folder
+SHARD_PATTERNS = (MANIFEST_FILE, "shard-*.json", "shard-*.safetensors")  # what tvr writes in one
 
 
 def model_fingerprint(model) -> str:
@@ -41,7 +52,22 @@ def _list_hash(paths: Sequence[str]) -> str:
     return hashlib.sha256("\n".join(paths).encode()).hexdigest()
 
 
-def open_shard_folder(folder: str | os.PathLike, model, paths: Sequence[str], shard_size: int) -> Path:
+def _manifest(model, paths: Sequence[str], shard_size: int, weights: str | None) -> dict[str, Any]:
+    return {"model": model_fingerprint(model), "weights": weights, "num_videos": len(paths), "shard_size": shard_size,
+            "videos_sha256": _list_hash(paths)}
+
+
+def _read_json(path: Path) -> Any:
+    """A JSON file tvr wrote; a damaged one is an error naming it and the fix."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as error:
+        raise ValueError(f"{os.fspath(path)!r} is damaged ({error}); delete it and run `tvr index` again (what it "
+                         "recorded is encoded anew)") from None
+
+
+def open_shard_folder(folder: str | os.PathLike, model, paths: Sequence[str], shard_size: int,
+                      weights: str | None = None) -> Path:
     """Create ``folder`` with its manifest, or check that the one there is for the same model, videos and shard size.
 
     Raises:
@@ -49,21 +75,139 @@ def open_shard_folder(folder: str | os.PathLike, model, paths: Sequence[str], sh
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    manifest = {"model": model_fingerprint(model), "num_videos": len(paths), "shard_size": shard_size,
-                "videos_sha256": _list_hash(paths)}
+    manifest = _manifest(model, paths, shard_size, weights)
     manifest_file = folder / MANIFEST_FILE
     if manifest_file.is_file():
-        found = json.loads(manifest_file.read_text(encoding="utf-8"))
-        if found.get("model") != manifest["model"]:
-            raise ValueError(f"resume folder {os.fspath(folder)!r} holds encodings of another model (its config "
-                             "differs); delete it or give another folder")
-        if found != manifest:
+        found = _read_json(manifest_file)
+        if found.get("model") != manifest["model"] or found.get("weights", weights) != weights:
+            raise ValueError(f"resume folder {os.fspath(folder)!r} holds encodings of another model (its config or "
+                             "weights differ); delete it or give another folder")
+        if {**found, "weights": weights} != manifest:
             raise ValueError(f"resume folder {os.fspath(folder)!r} holds shards of another video list or shard size "
                              f"({found['num_videos']} videos in shards of {found['shard_size']}); delete it or give "
                              "another folder")
     else:
         atomic_write_json(manifest_file, manifest)  # several processes may write it: same content, atomic
     return folder
+
+
+def prepare_shard_folder(folder: str | os.PathLike, model, paths: Sequence[str], shard_size: int,
+                         weights: str | None = None, say: Callable[[str], None] = print) -> Path:
+    """Make ``folder`` ready for :func:`encode_shards` (one process, before the others start): claim it as tvr's
+    (refusing a folder of other files), start over when its shards were encoded by other model weights (one line
+    through ``say``), and drop the finished shards one of whose videos changed since (size or content), so they
+    are encoded again.
+
+    Raises:
+        OutputDirError: ``folder`` holds files tvr did not write.
+        ValueError: it holds shards of another video list or shard size.
+    """
+    folder = claim_output_dir(folder, SHARDS_KIND, legacy=SHARD_PATTERNS, what="resume folder")
+    manifest_file = folder / MANIFEST_FILE
+    if manifest_file.is_file():
+        found, expected = _read_json(manifest_file), _manifest(model, paths, shard_size, weights)
+        if found.get("weights", weights) != weights:
+            other = f"other model weights ({found.get('weights')} then, {weights} now)"
+        elif found.get("model") != expected["model"]:
+            other = "a model of another config"
+        else:
+            other = None
+        if other:
+            say(f"resume folder {os.fspath(folder)!r}: its shards were encoded by {other}: encoding all videos again")
+            _remove_tvr_files(folder, keep_folder=True)
+    folder.mkdir(parents=True, exist_ok=True)
+    write_marker(folder, SHARDS_KIND)
+    open_shard_folder(folder, model, paths, shard_size, weights)
+    changed = []
+    for shard in range(num_shards(len(paths), shard_size)):
+        record_file = folder / f"shard-{shard:06d}.json"
+        if not record_file.is_file():
+            continue
+        recorded = _read_json(record_file).get("videos")
+        stale = [path for path in paths[shard * shard_size:(shard + 1) * shard_size]
+                 if recorded is not None and not same_file(recorded.get(path), path)]
+        if stale:
+            record_file.unlink()  # encoded again; its .safetensors is rewritten first
+            changed += stale
+    if changed:
+        say(f"resume folder {os.fspath(folder)!r}: {len(changed)} video(s) changed since they were encoded (first: "
+            f"{changed[0]}): encoding their shards again")
+    return folder
+
+
+def remove_shard_folder(folder: str | os.PathLike) -> None:
+    """Delete what tvr wrote in a partial folder (manifest, shards, marker, leftovers of killed writers) and the
+    folder itself once empty; anything else put there stays."""
+    _remove_tvr_files(Path(folder), keep_folder=False)
+
+
+def _remove_tvr_files(folder: Path, keep_folder: bool) -> None:
+    if not folder.is_dir():
+        return
+    for entry in folder.iterdir():
+        ours = entry.name in (MANIFEST_FILE, MARKER) or (entry.name.startswith("shard-") and entry.suffix in (
+            ".json", ".safetensors")) or (entry.name.startswith(".") and TMP_MARK in entry.name)
+        if ours and entry.is_file():
+            entry.unlink()
+    if not keep_folder:
+        with contextlib.suppress(OSError):  # not empty: someone else's files stay, with the folder
+            folder.rmdir()
+
+
+@contextlib.contextmanager
+def index_lock(index_dir: str | os.PathLike) -> Iterator[Path]:
+    """Hold the exclusive lock of the ``tvr index`` runs writing ``index_dir`` (``fcntl.flock`` on
+    ``.<name>.lock`` beside it, removed on exit), so that two runs never write one index or its partial folder.
+
+    Raises:
+        OutputDirError: another run holds it (one line naming its process).
+    """
+    index_dir = Path(index_dir).expanduser().absolute()
+    lock_file = index_dir.parent / f".{index_dir.name}.lock"
+    lock_file.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        handle = open(lock_file, "a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            handle.close()
+            raise OutputDirError(f"index folder {os.fspath(index_dir)!r} is being written by another `tvr index` run "
+                                 f"(process {holder} holds {os.fspath(lock_file)!r}); wait for it to finish or choose "
+                                 "another folder") from None
+        # the holder before us may have removed the file after we opened it: lock the file that is there
+        try:
+            if os.fstat(handle.fileno()).st_ino == os.stat(lock_file).st_ino:
+                break
+        except FileNotFoundError:
+            pass
+        handle.close()
+    try:
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        yield lock_file
+    finally:
+        with contextlib.suppress(OSError):
+            lock_file.unlink()  # still locked: a run waiting on this inode retries on a fresh file
+        handle.close()
+
+
+@contextlib.contextmanager
+def decoder_logs_muted() -> Iterator[None]:
+    """Discard what the native decoders (FFmpeg, decord) print on file descriptor 2 while a batch is decoded: a bad
+    video is reported once, by the caller, with its error."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def num_shards(num_videos: int, shard_size: int) -> int:
@@ -76,7 +220,8 @@ def shard_done(folder: Path, shard: int) -> bool:
 
 def encode_shards(model, processor, paths: Sequence[str], folder: str | os.PathLike, shard_size: int = 256,
                   batch_size: int = 16, rank: int = 0, world_size: int = 1, on_bad_video: str = "skip",
-                  progress: bool = True, dtype: torch.dtype | None = None) -> list[int]:
+                  progress: bool = True, dtype: torch.dtype | None = None, weights: str | None = None,
+                  prepare: bool = True) -> list[int]:
     """Encode this process's unfinished shards of ``paths`` into ``folder``; returns the shards it encoded.
 
     Args:
@@ -86,12 +231,18 @@ def encode_shards(model, processor, paths: Sequence[str], folder: str | os.PathL
         rank, world_size: this process and the number of processes sharing the work.
         on_bad_video: ``"skip"`` (listed in the shard) or ``"error"``.
         dtype: floating fields are stored in this dtype (``torch.float16`` halves the disk and the pages re-ranking
-            reads); default: the model's.
+            reads, but re-scored rankings may then differ from ``tvr eval``'s on near ties); default: the model's.
+        weights: the fingerprint of the model's weights (:func:`tvr.utils.fingerprint.weights_fingerprint`),
+            recorded in the manifest: a restart with other weights starts over.
+        prepare: check the folder first (:func:`prepare_shard_folder`); a launcher's other processes pass ``False``
+            once the main process has done it.
     """
     if shard_size < 1 or batch_size < 1:
         raise ValueError(f"shard_size and batch_size must be >= 1, got {shard_size} and {batch_size}")
     paths = list(paths)
-    folder = open_shard_folder(folder, model, paths, shard_size)
+    if prepare:
+        folder = prepare_shard_folder(folder, model, paths, shard_size, weights)
+    folder = open_shard_folder(folder, model, paths, shard_size, weights)
     mine = [shard for shard in range(rank, num_shards(len(paths), shard_size), world_size)
             if not shard_done(folder, shard)]
     was_training = model.training
@@ -100,26 +251,38 @@ def encode_shards(model, processor, paths: Sequence[str], folder: str | os.PathL
         for shard in tqdm(mine, desc=f"encoding shards (process {rank})", disable=not progress):
             videos = paths[shard * shard_size:(shard + 1) * shard_size]
             encodings, indexed, failed = [], [], {}
+            # fingerprinted before decoding: a video rewritten meanwhile no longer matches on a restart
+            fingerprints = {path: fingerprint_or_none(path) for path in videos}
             for start in range(0, len(videos), batch_size):
                 batch = videos[start:start + batch_size]
-                decoded = process_videos(processor, batch, on_bad_video=on_bad_video, **UINT8_FRAMES)
+                with decoder_logs_muted():
+                    decoded = process_videos(processor, batch, on_bad_video=on_bad_video, **UINT8_FRAMES)
                 failed.update(decoded.failed)
                 if decoded.kept:
                     encodings.append(encode_videos(model, processor, decoded.inputs))
                     indexed += [batch[position] for position in decoded.kept]
-            write_shard(folder, shard, encodings, indexed, failed, dtype)
+            write_shard(folder, shard, encodings, indexed, failed, dtype, fingerprints)
     finally:
         model.train(was_training)
     return mine
 
 
+def fingerprint_or_none(path: str) -> dict[str, Any] | None:
+    """A video's :func:`~tvr.utils.fingerprint.file_fingerprint`, or ``None`` when it cannot be read."""
+    try:
+        return file_fingerprint(path)
+    except OSError:  # missing: decoding reports it
+        return None
+
+
 def write_shard(folder: Path, shard: int, encodings: list[ModelOutput], paths: list[str],
-                failed: dict[str, str], dtype: torch.dtype | None = None) -> None:
+                failed: dict[str, str], dtype: torch.dtype | None = None,
+                fingerprints: dict[str, Any] | None = None) -> None:
     from safetensors.torch import save
 
     from ..modeling.outputs import concat_encodings
 
-    record = {"paths": paths, "failed": failed, "encoding_class": None}
+    record = {"paths": paths, "failed": failed, "encoding_class": None, "videos": fingerprints}
     if encodings:
         encoding = concat_encodings(encodings)
         atomic_write_bytes(folder / f"shard-{shard:06d}.safetensors",
@@ -134,15 +297,13 @@ def read_shards(folder: str | os.PathLike, paths: Sequence[str]):
     shard folder.
 
     Raises:
-        ValueError: a shard is missing (some process has not finished).
+        ValueError: a shard is missing (some process has not finished), or a file is damaged (named).
     """
-    from safetensors.torch import load_file
-
     from ..modeling.outputs import concat_encodings
     from .index import _encoding_class
 
     folder = Path(folder)
-    manifest = json.loads((folder / MANIFEST_FILE).read_text(encoding="utf-8"))
+    manifest = _read_json(folder / MANIFEST_FILE)
     if manifest["videos_sha256"] != _list_hash(list(paths)):
         raise ValueError(f"shard folder {os.fspath(folder)!r} holds shards of another video list")
     count = num_shards(manifest["num_videos"], manifest["shard_size"])
@@ -152,13 +313,33 @@ def read_shards(folder: str | os.PathLike, paths: Sequence[str]):
                          f"(first: shard-{missing[0]:06d}); run the indexing again to finish them")
     encodings, indexed, failed = [], [], {}
     for shard in range(count):
-        record = json.loads((folder / f"shard-{shard:06d}.json").read_text(encoding="utf-8"))
+        record = _read_json(folder / f"shard-{shard:06d}.json")
         if record["paths"]:
             encoding_class = _encoding_class(record["encoding_class"], f"shard folder {os.fspath(folder)!r}")
-            encodings.append(encoding_class(**load_file(folder / f"shard-{shard:06d}.safetensors")))
+            encodings.append(encoding_class(**_load_shard_tensors(folder / f"shard-{shard:06d}.safetensors")))
             indexed += record["paths"]
         failed.update(record["failed"])
     return (concat_encodings(encodings) if encodings else None), indexed, failed
+
+
+def read_provenance(folder: str | os.PathLike) -> tuple[str | None, dict[str, Any]]:
+    """What a finished shard folder was built from: ``(weights fingerprint, {path: video fingerprint})``."""
+    folder = Path(folder)
+    manifest = _read_json(folder / MANIFEST_FILE)
+    videos = {}
+    for shard in range(num_shards(manifest["num_videos"], manifest["shard_size"])):
+        videos.update(_read_json(folder / f"shard-{shard:06d}.json").get("videos") or {})
+    return manifest.get("weights"), videos
+
+
+def _load_shard_tensors(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(path)
+    except Exception as error:  # noqa: BLE001  (safetensors' errors do not name the file)
+        raise ValueError(f"{os.fspath(path)!r} is damaged ({type(error).__name__}: {error}); delete it and its .json "
+                         "and run `tvr index` again to encode its shard anew") from None
 
 
 def video_inputs(source) -> tuple[list[str], dict[str, str] | None]:
@@ -211,4 +392,5 @@ def encode_videos(model, processor, inputs) -> ModelOutput:
     return type(encoding)(**{name: value.detach().cpu() for name, value in encoding.items()})
 
 
-__all__ = ["encode_shards", "open_shard_folder", "read_shards", "video_inputs", "write_shard"]
+__all__ = ["encode_shards", "index_lock", "open_shard_folder", "prepare_shard_folder", "read_provenance",
+           "read_shards", "remove_shard_folder", "video_inputs", "write_shard"]
