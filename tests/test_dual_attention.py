@@ -25,7 +25,8 @@ from transformers import AutoModel
 from tvr import DualAttentionConfig, DualAttentionModel
 from tvr.cli import main as tvr_main
 from tvr.convert.dual_attention import dual_attention_config_from_checkpoint
-from tvr.peft import adapter_base_model, get_dual_attention_peft_model, save_adapter
+from tvr.peft import BASE_RECORD_NAME, adapter_base_model, get_dual_attention_peft_model, save_adapter
+from tvr.utils.fingerprint import weights_fingerprint
 
 CASE = "tiny_dual_attention"
 # The fixture run's flags, as passed to the original main.py (meta.json "arguments").
@@ -72,7 +73,10 @@ def test_converted_folders(converted, case_dir):
     adapter_config = json.loads((converted / "adapter_config.json").read_text())
     assert (adapter_config["r"], adapter_config["lora_alpha"], adapter_config["lora_dropout"]) == (8, 8, 0.0)
     assert adapter_config["target_modules"] == ["qkv_proj"] and adapter_config["modules_to_save"] == ["global_tokens"]
-    assert adapter_base_model(converted) == str((converted / "base").resolve())
+    # the base is recorded relative to the adapter folder (a moved folder still loads), with its weights' fingerprint
+    assert adapter_base_model(converted) == "base"
+    assert json.loads((converted / BASE_RECORD_NAME).read_text()) == {
+        "base_weights_fingerprint": weights_fingerprint(converted / "base")}
     with safe_open(converted / "adapter_model.safetensors", "pt") as adapter:
         keys = list(adapter.keys())
         lora_numel = sum(adapter.get_slice(key).get_shape()[0] * adapter.get_slice(key).get_shape()[1]
