@@ -39,12 +39,11 @@ def data(tmp_path_factory):
     return root, train_set, test_set
 
 
-@pytest.fixture(scope="module")
-def clip_and_processor(tmp_path_factory):
-    """A tiny random CLIP folder and a processor folder (4 frames, 8 tokens)."""
+def make_tiny_clip(root):
+    """A tiny random CLIP folder and a processor folder (4 frames, 8 tokens) under `root`:
+    `(clip_dir, processor_dir, processor)`."""
     from tvr import TVRProcessor, TVRVideoProcessor, train_clip_tokenizer
 
-    root = tmp_path_factory.mktemp("clip")
     corpus = ["a red circle moves left", "a blue square moves right", "a green triangle moves up and down"] * 4
     tokenizer = train_clip_tokenizer(corpus, root / "tokenizer", vocab_size=600)
     processor = TVRProcessor(video_processor=TVRVideoProcessor(size=32, crop_size=32, max_frames=NUM_FRAMES),
@@ -61,6 +60,12 @@ def clip_and_processor(tmp_path_factory):
         projection_dim=32))
     clip.save_pretrained(root / "clip")
     return root / "clip", root / "processor", processor
+
+
+@pytest.fixture(scope="module")
+def clip_and_processor(tmp_path_factory):
+    """A tiny random CLIP folder and a processor folder (4 frames, 8 tokens)."""
+    return make_tiny_clip(tmp_path_factory.mktemp("clip"))
 
 
 def training_values(tmp_path, name, **overrides):

@@ -68,22 +68,28 @@ def check_retrieval_model(config_folder: str | os.PathLike, given: str | os.Path
     a tvr model from it."""
     import json
 
-    from .modeling.methods import METHODS
-
     path = Path(config_folder) / "config.json"
     try:
         model_type = json.loads(path.read_text(encoding="utf-8")).get("model_type")
     except ValueError as error:
         raise ValueError(f"{os.fspath(path)!r} is not valid JSON ({error}): the file is truncated or damaged") from None
+    message = not_a_retrieval_model(model_type, given or config_folder)
+    if message:
+        raise ValueError(message)
+
+
+def not_a_retrieval_model(model_type: str | None, given: str | os.PathLike) -> str | None:
+    """Why a model of ``model_type`` (from ``given``) is not a tvr retrieval model, or ``None`` when it is one."""
+    from .modeling.methods import METHODS
+
     if model_type in METHODS:
-        return
-    given = os.fspath(given or config_folder)
-    methods = ", ".join(sorted(METHODS))
-    raise ValueError(
-        f"model folder {given!r} is a {model_type!r} model, not a tvr retrieval model (model_type one of {methods})"
-        + (": it is an image-text model; build a retrieval model from it with `tvr train --from-clip "
-           f"{given}` or `Model.from_image_text_model({given!r})` (e.g. tvr.CLIP4ClipModel)"
-           if _is_image_text(model_type) else ""))
+        return None
+    given = os.fspath(given)
+    return (f"model folder {given!r} is a {model_type!r} model, not a tvr retrieval model (model_type one of "
+            f"{', '.join(sorted(METHODS))})"
+            + (": it is an image-text model; build a retrieval model from it with `tvr train --from-clip "
+               f"{given}` or `Model.from_image_text_model({given!r})` (e.g. tvr.CLIP4ClipModel)"
+               if _is_image_text(model_type) else ""))
 
 
 def _is_image_text(model_type: str | None) -> bool:
@@ -233,5 +239,6 @@ def _run_merge(args: argparse.Namespace) -> int:
     return 0
 
 
-__all__ = ["AutoRetrievalModel", "check_retrieval_model", "is_adapter_folder", "load_model", "load_model_and_processor", "load_processor",
-           "merge_adapter", "model_config_folder"]
+__all__ = ["AutoRetrievalModel", "add_parser", "check_retrieval_model", "is_adapter_folder", "load_model",
+           "load_model_and_processor", "load_processor", "merge_adapter", "model_config_folder",
+           "not_a_retrieval_model"]

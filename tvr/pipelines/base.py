@@ -16,7 +16,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import Pipeline
 
-from ..loading import load_processor
+from ..loading import load_processor, not_a_retrieval_model
 from ..modeling.outputs import concat_encodings
 from ..peft import install_relative_base_resolution
 
@@ -50,6 +50,10 @@ class VideoTextPipeline(Pipeline):
         super().__init__(*args, **kwargs)
         missing = [name for name in CONTRACT if not callable(getattr(self.model, name, None))]
         if missing:
+            config = getattr(self.model, "config", None)
+            reason = not_a_retrieval_model(getattr(config, "model_type", None), getattr(config, "_name_or_path", ""))
+            if reason:  # a plain CLIP folder: say what it is and how to build a tvr model from it
+                raise ValueError(reason)
             raise ValueError(f"{self.task or type(self).__name__} needs a tvr retrieval model (with {CONTRACT}); "
                              f"{type(self.model).__name__} has no {', '.join(missing)}")
         model_dir = getattr(self.model, "tvr_model_dir", None)
