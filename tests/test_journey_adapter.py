@@ -136,6 +136,10 @@ def test_app_loads_an_adapter_folder(run):
     assert len(gallery) == 2 and table.startswith("Top 2 for")
     labels, _ = demo.analyse(str(next((data / "videos").glob("test_*.mp4"))), labels="red, blue")
     assert sorted(labels) == ["blue", "red"] and sum(labels.values()) == pytest.approx(1.0)
+    # a template with two places for the label is named as the template (before: "could not read ... as a video")
+    labels, message = demo.analyse(str(next((data / "videos").glob("test_*.mp4"))), labels="red", template="{} and {}")
+    assert labels == {} and message.startswith("hypothesis_template must contain") and "video" not in message.split(
+        ";")[0]
 
 
 def test_a_rewritten_base_is_refused_naming_both_fingerprints(run, tmp_path):

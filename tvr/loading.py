@@ -85,10 +85,11 @@ def not_a_retrieval_model(model_type: str | None, given: str | os.PathLike) -> s
     if model_type in METHODS:
         return None
     given = os.fspath(given)
-    return (f"model folder {given!r} is a {model_type!r} model, not a tvr retrieval model (model_type one of "
+    what, where = (f"model folder {given!r}", given) if given else ("the model", "IMAGE_TEXT_MODEL")
+    return (f"{what} is a {model_type!r} model, not a tvr retrieval model (model_type one of "
             f"{', '.join(sorted(METHODS))})"
             + (": it is an image-text model; build a retrieval model from it with `tvr train --from-clip "
-               f"{given}` or `Model.from_image_text_model({given!r})` (e.g. tvr.CLIP4ClipModel)"
+               f"{where}` or `Model.from_image_text_model({where!r})` (e.g. tvr.CLIP4ClipModel)"
                if _is_image_text(model_type) else ""))
 
 
@@ -118,6 +119,7 @@ def load_model(folder: str | os.PathLike, device: str | torch.device | None = No
         from peft import PeftModel
 
         model = _from_pretrained(PeftModel, folder, base=model)
+        model.peft_config["default"].base_model_name_or_path = os.fspath(config_folder)  # resolved, if saved again
     if device is not None:
         model = model.to(device)
     return model.eval()

@@ -121,6 +121,8 @@ def load_adapter_for_training(adapter_dir: str | os.PathLike, **base_kwargs) -> 
     check_adapter_base(adapter_dir, base_dir)
     base = AutoModel.from_pretrained(base_dir, **base_kwargs)
     peft_model = PeftModel.from_pretrained(base, adapter_dir, is_trainable=True)
+    # what the adapters this training saves point to: the resolved base, not the relative path read from adapter_dir
+    peft_model.peft_config["default"].base_model_name_or_path = base_dir
     set_global_tokens_trainable(peft_model, getattr(base.config, "global_tokens_trainable", False))
     return peft_model
 

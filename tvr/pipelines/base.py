@@ -53,7 +53,7 @@ class VideoTextPipeline(Pipeline):
             config = getattr(self.model, "config", None)
             reason = not_a_retrieval_model(getattr(config, "model_type", None), getattr(config, "_name_or_path", ""))
             if reason:  # a plain CLIP folder: say what it is and how to build a tvr model from it
-                raise ValueError(reason)
+                raise ValueError(f"{self.task or type(self).__name__} needs a tvr retrieval model: {reason}")
             raise ValueError(f"{self.task or type(self).__name__} needs a tvr retrieval model (with {CONTRACT}); "
                              f"{type(self.model).__name__} has no {', '.join(missing)}")
         model_dir = getattr(self.model, "tvr_model_dir", None)
