@@ -180,7 +180,14 @@ class AutoRetrievalModel:
         from transformers import AutoModel
 
         if not os.path.isdir(pretrained_model_name_or_path):
-            return AutoModel.from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+            from transformers.utils import find_adapter_config_file
+
+            hub = {key: kwargs[key] for key in ("revision", "token") if kwargs.get(key) is not None}
+            if find_adapter_config_file(pretrained_model_name_or_path, **hub) is None:
+                return AutoModel.from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+            from huggingface_hub import snapshot_download  # a pushed adapter repo: adapter, processor and base/
+
+            pretrained_model_name_or_path = snapshot_download(pretrained_model_name_or_path, **hub)
         dtype = kwargs.get("dtype")
         model = load_model(pretrained_model_name_or_path, **({"dtype": dtype} if dtype not in (None, "auto") else {}))
         model.tvr_model_dir = os.fspath(pretrained_model_name_or_path)

@@ -282,11 +282,23 @@ def _resolving(find):
     @functools.wraps(find)
     def find_adapter_config_file(model_id, *args, **kwargs):
         found = find(model_id, *args, **kwargs)
-        recorded = adapter_base_model(model_id) if found and os.path.isdir(model_id) else None
-        if not recorded or Path(recorded).is_absolute() or _local_base(model_id, recorded) is None:
+        if not found or not os.path.isfile(found):
+            return found
+        folder = model_id if os.path.isdir(model_id) else None
+        recorded = adapter_base_model(Path(found).parent)
+        if not recorded or Path(recorded).is_absolute():
+            return found
+        if folder is None:  # a Hub repo whose base is inside it (a pushed DAVRL adapter: ./base): fetch that too
+            if not recorded.startswith("."):
+                return found
+            from huggingface_hub import snapshot_download
+
+            folder = snapshot_download(model_id, revision=kwargs.get("revision"), token=kwargs.get("token"),
+                                       allow_patterns=[ADAPTER_CONFIG_NAME, f"{Path(recorded).as_posix()}/*"])
+        elif _local_base(folder, recorded) is None:
             return found
         adapter_config = json.loads(Path(found).read_text(encoding="utf-8"))
-        adapter_config["base_model_name_or_path"] = resolve_adapter_base(model_id)
+        adapter_config["base_model_name_or_path"] = resolve_adapter_base(folder)
         text = json.dumps(adapter_config, sort_keys=True)
         copy = Path(tempfile.gettempdir()) / f"tvr-adapter-config-{hashlib.sha1(text.encode()).hexdigest()[:16]}.json"
         if not copy.is_file():
