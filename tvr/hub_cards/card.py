@@ -468,8 +468,8 @@ def adapter_section(adapter_dir: Path, adapter_config: Mapping[str, Any], config
     base_on_hub = base_model is not None and HUB_ID.match(os.fspath(base_model)) and not os.path.exists(base_model)
     source = os.fspath(base_model) if base_on_hub else "IMAGE_TEXT_MODEL"
     where = "" if base_on_hub else (
-        f" `IMAGE_TEXT_MODEL` stands for the image-text model the base was built from"
-        f"{f' (a local folder, `{Path(os.path.abspath(base_model)).name}`)' if base_model else ''}: its path or Hub id.")
+        f"\n`IMAGE_TEXT_MODEL` stands for the image-text model the base was built from"
+        f"{f' (a local folder, `{Path(os.path.abspath(base_model)).name}`)' if base_model else ''}: its path or Hub id.\n")
     recorded = adapter_config.get("base_model_name_or_path")
     return f"""## Adapter
 
@@ -495,7 +495,8 @@ folder is used like any tvr model folder: the pipelines below, `AutoModel.from_p
 `AutoProcessor.from_pretrained("{name}")` (after `import tvr`), and `tvr eval` / `tvr index` / `tvr app` load base \
 and adapter (after checking that the base still has the weights the adapter was trained on). \
 `tvr merge {name} {name}-merged` writes a plain `{model_class}` folder (the deltas merged; same scores) for serving \
-without `peft`."""
+without `peft`. Pushed with `tvr card ... --push-to-hub` (or `tvr train --push-to-hub`), the base goes along into the \
+repo's `base/`, so the repo id works in the same places."""
 
 
 def _snippet_name(model_id: str | os.PathLike) -> str:
