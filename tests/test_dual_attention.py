@@ -367,3 +367,44 @@ def test_activation_checkpointing_gives_the_same_gradients():
     assert plain.keys() == checkpointed.keys() and len(plain) == 2 * (2 + 4)  # A and B of 2 text + 4 vision layers
     for name, gradient in plain.items():
         torch.testing.assert_close(checkpointed[name], gradient, rtol=1e-5, atol=1e-6)
+
+
+def test_converted_folder_loads_moved_checks_its_base_and_merges(converted, case_dir, tmp_path, monkeypatch):
+    """The converted folder through tvr's loader: from any working directory and after a move (its base is recorded
+    as `base`), refused on a rewritten base naming both fingerprints (issue 23 item 3), loaded as before without the
+    record (adapters saved by older tvr), merged by `tvr merge` into a plain folder with the same scores."""
+    import shutil
+
+    from safetensors.torch import save_file
+
+    from tvr.loading import load_model, merge_adapter
+    from tvr.utils.fingerprint import FingerprintMismatch
+
+    expected = load_file(case_dir / "expected.safetensors")["sim_matrix"]
+    moved = tmp_path / "moved" / "davrl"
+    shutil.copytree(converted, moved)
+    monkeypatch.chdir(tmp_path)
+    model = load_model(moved)
+    assert isinstance(model, PeftModel)
+    torch.testing.assert_close(scores(model, fixture_inputs(case_dir)).logits_per_text, expected, rtol=1e-4, atol=1e-4)
+
+    with pytest.warns(UserWarning, match="has no processor.*merging the model without a processor"):
+        merge_adapter(moved, tmp_path / "merged")  # converted without --tokenizer
+    merged = AutoModel.from_pretrained(tmp_path / "merged").eval()
+    assert type(merged) is DualAttentionModel and not (tmp_path / "merged" / "adapter_config.json").exists()
+    # logits of 10-50 (the similarity times the logit scale): float32 rounding of the merged weights, ~2e-6 relative
+    torch.testing.assert_close(scores(merged, fixture_inputs(case_dir)).logits_per_text,
+                               scores(model, fixture_inputs(case_dir)).logits_per_text, atol=1e-5, rtol=5e-6)
+
+    recorded = weights_fingerprint(moved / "base")
+    weights = load_file(moved / "base" / "model.safetensors")
+    save_file({key: value * 1.01 if value.is_floating_point() else value for key, value in weights.items()},
+              moved / "base" / "model.safetensors", metadata={"format": "pt"})
+    now = weights_fingerprint(moved / "base")
+    with pytest.raises(FingerprintMismatch, match=f"built from {recorded}, now {now}.*allow_base_change=True"):
+        load_model(moved)
+    with pytest.raises(FingerprintMismatch):
+        merge_adapter(moved, tmp_path / "merged-again")
+    load_model(moved, allow_base_change=True)
+    (moved / BASE_RECORD_NAME).unlink()  # an adapter from before the record: loads as it did
+    load_model(moved)

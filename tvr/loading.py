@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -194,11 +195,14 @@ class AutoRetrievalModel:
         return model
 
 
-def merge_adapter(adapter_dir: str | os.PathLike, output_dir: str | os.PathLike, allow_base_change: bool = False
-                  ) -> Path:
+def merge_adapter(adapter_dir: str | os.PathLike, output_dir: str | os.PathLike, allow_base_change: bool = False,
+                  processor: str | os.PathLike | None = None) -> Path:
     """Merge an adapter into its base and write a plain model folder (``save_pretrained`` + processor): what every
     tvr command, ``AutoModel`` and the pipelines load without ``peft``. The output folder is claimed first (an
     occupied folder tvr did not write as a model is refused) and written through a temporary folder.
+
+    The processor saved is ``processor`` (a processor or tokenizer folder / Hub id), else the adapter's or its
+    base's; with none, the model is merged alone, with a warning.
 
     Returns:
         ``output_dir``.
@@ -216,11 +220,17 @@ def merge_adapter(adapter_dir: str | os.PathLike, output_dir: str | os.PathLike,
     base = resolve_adapter_base(adapter_dir)
     claim_output_dir(output_dir, MODEL_KIND, inputs=[adapter_dir, base], legacy=MODEL_LEGACY_FILES)
     model = load_model(adapter_dir, "cpu", allow_base_change)
-    processor = load_processor(adapter_dir, model.config)
+    try:
+        processor = load_processor(adapter_dir, model.config, processor)
+    except FileNotFoundError as error:  # a converted folder written without --tokenizer: the model merges all the same
+        warnings.warn(f"{error}; merging the model without a processor (give one to tvr eval / index as --processor)",
+                      stacklevel=2)
+        processor = None
     merged = model.merge_and_unload()
     with atomic_directory(output_dir, MODEL_KIND, [adapter_dir, base], MODEL_LEGACY_FILES) as staging:
         merged.save_pretrained(staging)
-        processor.save_pretrained(staging)
+        if processor is not None:
+            processor.save_pretrained(staging)
     return Path(output_dir)
 
 
@@ -236,6 +246,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "/ space, the pipelines and AutoModel load without peft, with the same scores.")
     parser.add_argument("adapter_dir", help="adapter folder (adapter_config.json + adapter_model.safetensors)")
     parser.add_argument("output_dir", help="new (or empty) folder for the merged model")
+    parser.add_argument("--processor", default=None,
+                        help="processor folder, or tokenizer folder / Hub id, to save with the merged model (default: "
+                             "the adapter folder's, else its base's)")
     parser.add_argument("--allow-base-change", action="store_true",
                         help="merge even if the base's weights changed since the adapter was saved")
     parser.set_defaults(func=_run_merge)
@@ -243,7 +256,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def _run_merge(args: argparse.Namespace) -> int:
-    output = merge_adapter(args.adapter_dir, args.output_dir, allow_base_change=args.allow_base_change)
+    output = merge_adapter(args.adapter_dir, args.output_dir, args.allow_base_change, args.processor)
     print(f"merged {args.adapter_dir} into its base: {output}")
     return 0
 
