@@ -45,8 +45,6 @@ def model_config_folder(folder: str | os.PathLike, allow_base_change: bool = Fal
             adapter's base has other weights than it was saved against (``allow_base_change`` skips that check).
     """
     folder = Path(folder)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"model folder {os.fspath(folder)!r} does not exist")
     if is_adapter_folder(folder):
         base = resolve_adapter_base(folder)
         if not os.path.isdir(base):
@@ -58,8 +56,9 @@ def model_config_folder(folder: str | os.PathLike, allow_base_change: bool = Fal
         config_folder = folder
     if not (config_folder / "config.json").is_file():
         raise FileNotFoundError(
-            f"model folder {os.fspath(folder)!r} has no config.json: expected a folder saved with save_pretrained "
-            f"(model + processor) or a peft adapter folder ({ADAPTER_CONFIG_NAME})")
+            f"model folder {os.fspath(folder)!r} has no config.json{'' if folder.is_dir() else ' (it does not exist)'}: "
+            f"expected a folder saved with save_pretrained (model + processor) or a peft adapter folder "
+            f"({ADAPTER_CONFIG_NAME})")
     check_retrieval_model(config_folder, folder)
     return config_folder
 
