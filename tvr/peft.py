@@ -262,8 +262,10 @@ def install_relative_base_resolution() -> None:
 
     transformers reads `base_model_name_or_path` relative to the working directory; tvr writes it relative to the
     adapter folder (`../base`) so that a moved run still loads. This wraps transformers'
-    `find_adapter_config_file` where it is used: for a local adapter folder with such a relative base, it returns
-    the path of a copy of `adapter_config.json` naming the resolved base; anything else is unchanged.
+    `find_adapter_config_file` where it is used: for a local adapter folder with such a relative base (or a Hub repo
+    holding its base, `./base`, as `tvr card --push-to-hub` uploads an adapter: that folder is downloaded), it returns
+    the path of a copy of `adapter_config.json` naming the resolved base; anything else is unchanged. `import tvr`
+    installs it.
     """
     import importlib
 
@@ -302,7 +304,9 @@ def _resolving(find):
         text = json.dumps(adapter_config, sort_keys=True)
         copy = Path(tempfile.gettempdir()) / f"tvr-adapter-config-{hashlib.sha1(text.encode()).hexdigest()[:16]}.json"
         if not copy.is_file():
-            copy.write_text(text, encoding="utf-8")
+            from .utils.atomic import atomic_write_text
+
+            atomic_write_text(copy, text)  # whole or absent: another process may be reading it
         return os.fspath(copy)
 
     find_adapter_config_file._tvr_resolves_relative_base = True
