@@ -19,6 +19,7 @@ COMMAND_HELP = {
     "eval": "evaluate a saved model on a dataset split (R@K, MedR, MeanR; optional DSL / QB-Norm)",
     "index": "encode a folder of videos with a saved model into a searchable index",
     "search": "rank the videos of an index for a text query",
+    "merge": "merge a peft adapter folder (DAVRL) into its base: a plain model folder for every command",
     "card": "write a model card into a saved model folder (and optionally push the folder to the Hub)",
     "demo": "synthetic data -> tokenizer -> train CLIP4Clip from scratch -> evaluate -> card -> search",
     "app": "serve a browser app: text search over videos, zero-shot labels and captions for an upload",

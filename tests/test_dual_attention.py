@@ -25,7 +25,8 @@ from transformers import AutoModel
 from tvr import DualAttentionConfig, DualAttentionModel
 from tvr.cli import main as tvr_main
 from tvr.convert.dual_attention import dual_attention_config_from_checkpoint
-from tvr.peft import adapter_base_model, get_dual_attention_peft_model, save_adapter
+from tvr.peft import BASE_RECORD_NAME, adapter_base_model, get_dual_attention_peft_model, save_adapter
+from tvr.utils.fingerprint import weights_fingerprint
 
 CASE = "tiny_dual_attention"
 # The fixture run's flags, as passed to the original main.py (meta.json "arguments").
@@ -72,7 +73,10 @@ def test_converted_folders(converted, case_dir):
     adapter_config = json.loads((converted / "adapter_config.json").read_text())
     assert (adapter_config["r"], adapter_config["lora_alpha"], adapter_config["lora_dropout"]) == (8, 8, 0.0)
     assert adapter_config["target_modules"] == ["qkv_proj"] and adapter_config["modules_to_save"] == ["global_tokens"]
-    assert adapter_base_model(converted) == str((converted / "base").resolve())
+    # the base is recorded relative to the adapter folder (a moved folder still loads), with its weights' fingerprint
+    assert adapter_base_model(converted) == "base"
+    assert json.loads((converted / BASE_RECORD_NAME).read_text()) == {
+        "base_weights_fingerprint": weights_fingerprint(converted / "base")}
     with safe_open(converted / "adapter_model.safetensors", "pt") as adapter:
         keys = list(adapter.keys())
         lora_numel = sum(adapter.get_slice(key).get_shape()[0] * adapter.get_slice(key).get_shape()[1]
@@ -363,3 +367,44 @@ def test_activation_checkpointing_gives_the_same_gradients():
     assert plain.keys() == checkpointed.keys() and len(plain) == 2 * (2 + 4)  # A and B of 2 text + 4 vision layers
     for name, gradient in plain.items():
         torch.testing.assert_close(checkpointed[name], gradient, rtol=1e-5, atol=1e-6)
+
+
+def test_converted_folder_loads_moved_checks_its_base_and_merges(converted, case_dir, tmp_path, monkeypatch):
+    """The converted folder through tvr's loader: from any working directory and after a move (its base is recorded
+    as `base`), refused on a rewritten base naming both fingerprints (issue 23 item 3), loaded as before without the
+    record (adapters saved by older tvr), merged by `tvr merge` into a plain folder with the same scores."""
+    import shutil
+
+    from safetensors.torch import save_file
+
+    from tvr.loading import load_model, merge_adapter
+    from tvr.utils.fingerprint import FingerprintMismatch
+
+    expected = load_file(case_dir / "expected.safetensors")["sim_matrix"]
+    moved = tmp_path / "moved" / "davrl"
+    shutil.copytree(converted, moved)
+    monkeypatch.chdir(tmp_path)
+    model = load_model(moved)
+    assert isinstance(model, PeftModel)
+    torch.testing.assert_close(scores(model, fixture_inputs(case_dir)).logits_per_text, expected, rtol=1e-4, atol=1e-4)
+
+    with pytest.warns(UserWarning, match="has no processor.*merging the model without a processor"):
+        merge_adapter(moved, tmp_path / "merged")  # converted without --tokenizer
+    merged = AutoModel.from_pretrained(tmp_path / "merged").eval()
+    assert type(merged) is DualAttentionModel and not (tmp_path / "merged" / "adapter_config.json").exists()
+    # logits of 10-50 (the similarity times the logit scale): float32 rounding of the merged weights, ~2e-6 relative
+    torch.testing.assert_close(scores(merged, fixture_inputs(case_dir)).logits_per_text,
+                               scores(model, fixture_inputs(case_dir)).logits_per_text, atol=1e-5, rtol=5e-6)
+
+    recorded = weights_fingerprint(moved / "base")
+    weights = load_file(moved / "base" / "model.safetensors")
+    save_file({key: value * 1.01 if value.is_floating_point() else value for key, value in weights.items()},
+              moved / "base" / "model.safetensors", metadata={"format": "pt"})
+    now = weights_fingerprint(moved / "base")
+    with pytest.raises(FingerprintMismatch, match=f"built from {recorded}, now {now}.*allow_base_change=True"):
+        load_model(moved)
+    with pytest.raises(FingerprintMismatch):
+        merge_adapter(moved, tmp_path / "merged-again")
+    load_model(moved, allow_base_change=True)
+    (moved / BASE_RECORD_NAME).unlink()  # an adapter from before the record: loads as it did
+    load_model(moved)

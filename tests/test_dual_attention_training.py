@@ -15,6 +15,7 @@ from tvr.cli import main as tvr_main
 from tvr.data import make_synthetic_dataset
 from tvr.training import TrainingConfig, read_metrics, train
 from tvr.training.trainer import list_checkpoints
+from tvr.utils.fingerprint import weights_fingerprint
 
 NUM_FRAMES, MAX_WORDS = 4, 8
 # 32 px frames, 16 px patches (4 patches + CLS), 3 vision layers: drop 1 patch before layer 1, one segment of all
@@ -39,12 +40,11 @@ def data(tmp_path_factory):
     return root, train_set, test_set
 
 
-@pytest.fixture(scope="module")
-def clip_and_processor(tmp_path_factory):
-    """A tiny random CLIP folder and a processor folder (4 frames, 8 tokens)."""
+def make_tiny_clip(root):
+    """A tiny random CLIP folder and a processor folder (4 frames, 8 tokens) under `root`:
+    `(clip_dir, processor_dir, processor)`."""
     from tvr import TVRProcessor, TVRVideoProcessor, train_clip_tokenizer
 
-    root = tmp_path_factory.mktemp("clip")
     corpus = ["a red circle moves left", "a blue square moves right", "a green triangle moves up and down"] * 4
     tokenizer = train_clip_tokenizer(corpus, root / "tokenizer", vocab_size=600)
     processor = TVRProcessor(video_processor=TVRVideoProcessor(size=32, crop_size=32, max_frames=NUM_FRAMES),
@@ -61,6 +61,12 @@ def clip_and_processor(tmp_path_factory):
         projection_dim=32))
     clip.save_pretrained(root / "clip")
     return root / "clip", root / "processor", processor
+
+
+@pytest.fixture(scope="module")
+def clip_and_processor(tmp_path_factory):
+    """A tiny random CLIP folder and a processor folder (4 frames, 8 tokens)."""
+    return make_tiny_clip(tmp_path_factory.mktemp("clip"))
 
 
 def training_values(tmp_path, name, **overrides):
@@ -100,12 +106,16 @@ def test_tvr_train_trains_the_adapter_only_and_writes_an_adapter_best(tmp_path, 
         files = {path.name for path in folder.iterdir()}
         assert {"adapter_config.json", "adapter_model.safetensors", "README.md"} <= files
         assert not files & {"model.safetensors", "config.json"}
-        assert json.loads((folder / "adapter_config.json").read_text())["base_model_name_or_path"] == str(
-            (output / "base").resolve())
+        # the base relative to the adapter (the run can move), with the fingerprint of its weights
+        assert json.loads((folder / "adapter_config.json").read_text())["base_model_name_or_path"] == "../base"
+        assert json.loads((folder / "adapter_base.json").read_text()) == {
+            "base_weights_fingerprint": weights_fingerprint(output / "base")}
     card = (output / "best" / "README.md").read_text()
     lora = (2 + 3) * 4 * (32 + 96)  # 2 text + 3 vision layers, rank 4: A (4, 32) and B (96, 4) each
     assert "LoRA adapter only" in card and f"{lora:,} trainable parameters" in card
-    assert "PeftModel.from_pretrained" in card and str(clip_dir) in card and "'sel_layers': [1]" in card
+    assert "PeftModel.from_pretrained" in card and "'sel_layers': [1]" in card
+    assert 'from_image_text_model("IMAGE_TEXT_MODEL"' in card and "(a local folder, `clip`)" in card
+    assert str(output) not in card.split("## Training")[0]  # no absolute path in what a reader copies
     assert "'architectures'" not in card
     assert "t2v R@1" in card or "t2v_R@1" in card
 

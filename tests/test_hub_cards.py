@@ -262,3 +262,78 @@ def test_usage_snippet_runs_on_a_saved_model(tmp_path, monkeypatch):
     with torch.no_grad():
         expected = model(**texts, **videos).logits_per_text
     torch.testing.assert_close(namespace["scores"], expected)
+
+
+def _adapter_run(tmp_path):
+    """A tiny DAVRL run laid out as `tvr train` writes it: RUN/base (the base) and RUN/best (adapter + processor)."""
+    from test_dual_attention_training import DAVRL_KWARGS, make_tiny_clip
+
+    from tvr import DualAttentionModel
+    from tvr.peft import prepare_adapter_training, save_adapter
+
+    clip_dir, _, processor = make_tiny_clip(tmp_path / "clip")
+    run = tmp_path / "run"
+    peft_model = prepare_adapter_training(DualAttentionModel.from_image_text_model(str(clip_dir), **DAVRL_KWARGS),
+                                          run / "base")
+    with torch.no_grad():  # a "trained" adapter: B is zero at init
+        for name, parameter in peft_model.named_parameters():
+            if "lora_B" in name:
+                parameter.normal_(0, 0.3)
+    save_adapter(peft_model.eval(), run / "best", run / "base")
+    processor.save_pretrained(run / "best")
+    return run, clip_dir, processor, peft_model
+
+
+def test_adapter_card_and_push_work_where_the_folder_goes(tmp_path, monkeypatch):
+    """`tvr card ADAPTER_DIR` writes the adapter's card (before: "config.json not found"), with no absolute local path;
+    its pipeline snippet runs on the folder; pushed, the repo holds the base in base/ and loads on its own."""
+    import re
+    import shutil
+
+    from transformers import AutoProcessor
+
+    from tvr.data import make_synthetic_dataset
+
+    run, clip_dir, processor, peft_model = _adapter_run(tmp_path)
+    assert main(["card", str(run / "best"), "--base-model", str(clip_dir)]) == 0
+    card = (run / "best" / "README.md").read_text()
+    assert "LoRA adapter only" in card and str(tmp_path) not in card and "/tmp" not in card
+    assert 'pipeline("video-text-retrieval", model="best")' in card and "`../base`, relative to this folder" in card
+
+    dataset = make_synthetic_dataset(tmp_path / "data", 2, size=32, fps=4, duration=2.0, num_events=(1, 1), progress=False)
+    for index, path in enumerate(dataset["video_path"], 1):
+        shutil.copy(path, run / f"video{index}.mp4")
+    pipelines_code = re.findall(r"```python\n(.*?)```", card, re.DOTALL)[1]  # [0]: the PeftModel snippet
+    assert "retriever = pipeline" in pipelines_code
+    pipelines_code = pipelines_code.replace('retriever("a dog runs on the beach", index="my_videos.index", top_k=10)',
+                                            "")  # no index here: the pipeline loads the adapter folder
+    monkeypatch.chdir(run)
+    namespace = {}
+    exec(pipelines_code, namespace)
+    model = namespace["retriever"].model
+    assert type(model).__name__ == "PeftModel" and model.tvr_model_dir == "best"
+    assert isinstance(AutoProcessor.from_pretrained("best"), tvr.TVRProcessor)
+
+    # pushed: adapter + processor + card at the top, the base (and a processor) in base/, the adapter pointing there
+    api = FakeHfApi()
+    push_to_hub(run / "best", "me/davrl", api=api)
+    [(_, files, _)] = api.commits
+    assert {"adapter_config.json", "adapter_model.safetensors", "adapter_base.json", "README.md",
+            "processor_config.json", "base/config.json", "base/model.safetensors", "base/processor_config.json"
+            } <= set(files)
+    assert json.loads(files["adapter_config.json"])["base_model_name_or_path"] == "./base"
+    assert json.loads((run / "best" / "adapter_config.json").read_text())["base_model_name_or_path"] == "../base"
+    repo = tmp_path / "downloaded"  # what a download of the repo gives
+    for name, content in files.items():
+        (repo / name).parent.mkdir(parents=True, exist_ok=True)
+        (repo / name).write_bytes(content)
+    monkeypatch.chdir(tmp_path)
+    from transformers import pipeline
+
+    retriever = pipeline("video-text-retrieval", model=str(repo), device="cpu")
+    inputs = processor(text=["a red circle"], videos=list(dataset["video_path"]), return_tensors="pt")
+    with torch.no_grad():
+        expected = peft_model(**inputs).logits_per_text[0]
+    ranked = retriever("a red circle", videos=list(dataset["video_path"]))
+    torch.testing.assert_close(torch.tensor([item["score"] for item in sorted(ranked, key=lambda r: r["index"])]),
+                               expected, atol=1e-5, rtol=0)

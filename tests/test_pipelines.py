@@ -207,13 +207,16 @@ def test_bad_inputs_are_named(corpus, saved_models, tmp_path):
     classifier = pipeline("zero-shot-video-classification", model=str(folder), device="cpu")
     with pytest.raises(ValueError, match="candidate_labels"):
         classifier(paths[0])
-    with pytest.raises(ValueError, match="hypothesis_template"):
-        classifier(paths[0], candidate_labels=LABELS, hypothesis_template="no placeholder")
+    for template in ("no placeholder", "{} and {}", "{label}", "a {"):  # before: "{} and {}" -> bare IndexError
+        with pytest.raises(ValueError, match=f"hypothesis_template must contain '{{}}' exactly once.*got {template!r}"):
+            classifier(paths[0], candidate_labels=LABELS, hypothesis_template=template)
+    assert len(classifier(paths[0], candidate_labels=LABELS, hypothesis_template="{{x}} {}")) == len(LABELS)
 
 
 def test_a_model_without_the_contract_is_refused(corpus):
     from transformers import CLIPConfig, CLIPModel
 
     _, _, processor = corpus
-    with pytest.raises(ValueError, match="needs a tvr retrieval model"):
+    with pytest.raises(ValueError, match="needs a tvr retrieval model: the model is a 'clip' model.*image-text model.*"
+                                         "from_image_text_model"):
         VideoTextRetrievalPipeline(model=CLIPModel(CLIPConfig()), processor=processor, device="cpu")

@@ -20,6 +20,7 @@ COMMANDS = {
     "eval": "tvr.evaluation.cli",
     "index": "tvr.retrieval.cli",
     "search": "tvr.retrieval.cli",
+    "merge": "tvr.loading",
     "card": "tvr.hub_cards.cli",
     "demo": "tvr.demo",
     "app": "tvr.app.cli",

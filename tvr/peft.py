@@ -32,6 +32,8 @@ LORA_TARGET_MODULES = ["qkv_proj"]
 GLOBAL_TOKENS_MODULE = "global_tokens"
 ADAPTER_CONFIG_NAME = "adapter_config.json"
 ADAPTER_WEIGHTS_NAME = "adapter_model.safetensors"
+# the fingerprint of the base's weights an adapter was saved against (`save_adapter`, checked by `check_adapter_base`)
+BASE_RECORD_NAME = "adapter_base.json"
 
 
 def dual_attention_lora_config(config, inference_mode: bool = False):
@@ -115,8 +117,12 @@ def load_adapter_for_training(adapter_dir: str | os.PathLike, **base_kwargs) -> 
     from peft import PeftModel
     from transformers import AutoModel
 
-    base = AutoModel.from_pretrained(adapter_base_model(adapter_dir), **base_kwargs)
+    base_dir = resolve_adapter_base(adapter_dir)
+    check_adapter_base(adapter_dir, base_dir)
+    base = AutoModel.from_pretrained(base_dir, **base_kwargs)
     peft_model = PeftModel.from_pretrained(base, adapter_dir, is_trainable=True)
+    # what the adapters this training saves point to: the resolved base, not the relative path read from adapter_dir
+    peft_model.peft_config["default"].base_model_name_or_path = base_dir
     set_global_tokens_trainable(peft_model, getattr(base.config, "global_tokens_trainable", False))
     return peft_model
 
@@ -137,43 +143,191 @@ def is_peft_model(model: nn.Module) -> bool:
 
 
 def save_adapter(model: nn.Module, directory: str | os.PathLike, base_model_name_or_path: str | None = None) -> Path:
-    """Write the adapter of a `PeftModel` (`adapter_config.json` + `adapter_model.safetensors`) to `directory`.
+    """Write the adapter of a `PeftModel` (`adapter_config.json` + `adapter_model.safetensors`) to `directory`, and
+    the fingerprint of its base's weights (`BASE_RECORD_NAME`) when the base is a local folder.
+
+    A local base inside `directory` (a converted DAVRL folder: `base`) or inside its parent (a training run:
+    `RUN/best` -> `../base`) is recorded as a path relative to `directory`, so the folder still loads when the run
+    is moved (:func:`resolve_adapter_base`); any other local base as an absolute path; a Hub id as it is.
 
     Args:
         model: the `PeftModel`.
         directory: the adapter folder.
-        base_model_name_or_path: the base folder or Hub id recorded in `adapter_config.json` (what
-            `AutoModel.from_pretrained(directory)` loads the adapter onto); default the one peft recorded.
+        base_model_name_or_path: the base folder or Hub id recorded in `adapter_config.json` (what the adapter is
+            loaded onto); default the one peft recorded.
     """
+    from .utils.atomic import atomic_write_json
+    from .utils.fingerprint import weights_fingerprint
+
     directory = Path(directory)
     model.save_pretrained(directory)
-    if base_model_name_or_path is not None:
-        path = directory / ADAPTER_CONFIG_NAME
-        adapter_config = json.loads(path.read_text(encoding="utf-8"))
-        adapter_config["base_model_name_or_path"] = os.fspath(base_model_name_or_path)
+    path = directory / ADAPTER_CONFIG_NAME
+    adapter_config = json.loads(path.read_text(encoding="utf-8"))
+    base = base_model_name_or_path or adapter_config.get("base_model_name_or_path")
+    if base is not None and (Path(base) / "config.json").is_file():
+        atomic_write_json(directory / BASE_RECORD_NAME, {"base_weights_fingerprint": weights_fingerprint(base)})
+        base = _relative_base(directory, Path(base))
+    if base is not None:
+        adapter_config["base_model_name_or_path"] = os.fspath(base)
         path.write_text(json.dumps(adapter_config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return directory
 
 
+def _relative_base(directory: Path, base: Path) -> str:
+    """`base` relative to `directory` when it lies inside `directory` or its parent, else absolute."""
+    directory, base = directory.resolve(), base.resolve()
+    if any(base == anchor or anchor in base.parents for anchor in (directory, directory.parent)):
+        return Path(os.path.relpath(base, directory)).as_posix()
+    return os.fspath(base)
+
+
 def adapter_base_model(directory: str | os.PathLike) -> str | None:
-    """`base_model_name_or_path` of a saved adapter folder, or `None` when `directory` holds no adapter."""
+    """`base_model_name_or_path` of a saved adapter folder as recorded, or `None` when `directory` holds no
+    adapter (see :func:`resolve_adapter_base` for the folder or Hub id it names)."""
     path = Path(directory) / ADAPTER_CONFIG_NAME
     if not path.is_file():
         return None
-    return json.loads(path.read_text(encoding="utf-8")).get("base_model_name_or_path")
+    try:
+        return json.loads(path.read_text(encoding="utf-8")).get("base_model_name_or_path")
+    except ValueError as error:
+        raise ValueError(f"adapter config {os.fspath(path)!r} is not valid JSON ({error}): the file is truncated or "
+                         "damaged; save or convert the adapter again") from None
+
+
+def resolve_adapter_base(directory: str | os.PathLike) -> str:
+    """The base an adapter folder loads onto: its recorded `base_model_name_or_path`, a relative path resolved
+    against the adapter folder (not the working directory), an absolute path or a Hub id as recorded.
+
+    Raises:
+        FileNotFoundError: the folder is not an adapter, records no base, or its local base is missing.
+    """
+    recorded = adapter_base_model(directory)
+    if not recorded:
+        raise FileNotFoundError(f"{os.fspath(directory)!r} is not a peft adapter folder with a base "
+                                f"({ADAPTER_CONFIG_NAME} with base_model_name_or_path)")
+    local = _local_base(directory, recorded)
+    if local is not None:
+        if not (local / "config.json").is_file():
+            raise FileNotFoundError(
+                f"adapter {os.fspath(directory)!r}: its base model {recorded!r} ({os.fspath(local)}) is not a saved "
+                f"model folder (no config.json); put the base back there or set base_model_name_or_path in "
+                f"{ADAPTER_CONFIG_NAME} to the base's folder or Hub id")
+        return os.fspath(local)
+    return recorded  # a Hub id
+
+
+def _local_base(directory: str | os.PathLike, recorded: str) -> Path | None:
+    """The local folder a recorded base names (relative: against the adapter folder), or `None` for a Hub id."""
+    path = Path(recorded).expanduser()
+    if path.is_absolute():
+        return path
+    if recorded.startswith(".") or (Path(directory) / path).exists() or not _looks_like_hub_id(recorded):
+        return (Path(directory) / path).resolve()
+    return None
+
+
+def _looks_like_hub_id(text: str) -> bool:
+    import re
+
+    return re.fullmatch(r"[\w.-]+(/[\w.-]+)?", text) is not None and ".." not in text
+
+
+def check_adapter_base(directory: str | os.PathLike, base: str | os.PathLike, allow_base_change: bool = False) -> None:
+    """Check that `base` (a local folder) has the weights the adapter in `directory` was saved against (its
+    `BASE_RECORD_NAME`); adapters saved before the record existed, Hub bases and `allow_base_change` pass.
+
+    Raises:
+        tvr.utils.fingerprint.FingerprintMismatch: naming both fingerprints and the fix.
+    """
+    from .utils.fingerprint import check_fingerprint, weights_fingerprint
+
+    record = Path(directory) / BASE_RECORD_NAME
+    if allow_base_change or not record.is_file() or not os.path.isdir(base):
+        return
+    try:
+        recorded = json.loads(record.read_text(encoding="utf-8"))["base_weights_fingerprint"]
+    except (ValueError, KeyError, TypeError) as error:
+        raise ValueError(f"{os.fspath(record)!r} is damaged ({type(error).__name__}: {error}); save the adapter "
+                         "again, or pass allow_base_change=True (--allow-base-change) to load it without the check")
+    check_fingerprint(
+        f"adapter {os.fspath(directory)!r}: its base {os.fspath(base)!r} has other weights than the adapter was "
+        "trained on (base weights fingerprint)", recorded, weights_fingerprint(base),
+        "the base was rewritten (e.g. by a later run in the same folder): load the adapter onto the base it was "
+        "trained on, or pass allow_base_change=True (--allow-base-change) if you mean to use this base")
+
+
+def install_relative_base_resolution() -> None:
+    """Let transformers' own adapter loading (`AutoModel.from_pretrained(adapter_dir)`, `pipeline(..., model=
+    adapter_dir)`) resolve a relative `base_model_name_or_path` against the adapter folder, as tvr does.
+
+    transformers reads `base_model_name_or_path` relative to the working directory; tvr writes it relative to the
+    adapter folder (`../base`) so that a moved run still loads. This wraps transformers'
+    `find_adapter_config_file` where it is used: for a local adapter folder with such a relative base (or a Hub repo
+    holding its base, `./base`, as `tvr card --push-to-hub` uploads an adapter: that folder is downloaded), it returns
+    the path of a copy of `adapter_config.json` naming the resolved base; anything else is unchanged. `import tvr`
+    installs it.
+    """
+    import importlib
+
+    for name in ("transformers.models.auto.auto_factory", "transformers.integrations.peft", "transformers.pipelines"):
+        module = importlib.import_module(name)
+        find = getattr(module, "find_adapter_config_file", None)
+        if find is not None and not getattr(find, "_tvr_resolves_relative_base", False):
+            module.find_adapter_config_file = _resolving(find)
+
+
+def _resolving(find):
+    import functools
+    import hashlib
+    import tempfile
+
+    @functools.wraps(find)
+    def find_adapter_config_file(model_id, *args, **kwargs):
+        found = find(model_id, *args, **kwargs)
+        if not found or not os.path.isfile(found):
+            return found
+        folder = model_id if os.path.isdir(model_id) else None
+        recorded = adapter_base_model(Path(found).parent)
+        if not recorded or Path(recorded).is_absolute():
+            return found
+        if folder is None:  # a Hub repo whose base is inside it (a pushed DAVRL adapter: ./base): fetch that too
+            if not recorded.startswith("."):
+                return found
+            from huggingface_hub import snapshot_download
+
+            folder = snapshot_download(model_id, revision=kwargs.get("revision"), token=kwargs.get("token"),
+                                       allow_patterns=[ADAPTER_CONFIG_NAME, f"{Path(recorded).as_posix()}/*"])
+        elif _local_base(folder, recorded) is None:
+            return found
+        adapter_config = json.loads(Path(found).read_text(encoding="utf-8"))
+        adapter_config["base_model_name_or_path"] = resolve_adapter_base(folder)
+        text = json.dumps(adapter_config, sort_keys=True)
+        copy = Path(tempfile.gettempdir()) / f"tvr-adapter-config-{hashlib.sha1(text.encode()).hexdigest()[:16]}.json"
+        if not copy.is_file():
+            from .utils.atomic import atomic_write_text
+
+            atomic_write_text(copy, text)  # whole or absent: another process may be reading it
+        return os.fspath(copy)
+
+    find_adapter_config_file._tvr_resolves_relative_base = True
+    return find_adapter_config_file
 
 
 __all__ = [
     "ADAPTER_METHODS",
     "GLOBAL_TOKENS_MODULE",
     "LORA_TARGET_MODULES",
+    "BASE_RECORD_NAME",
     "adapter_base_model",
+    "check_adapter_base",
     "dual_attention_lora_config",
     "get_dual_attention_peft_model",
+    "install_relative_base_resolution",
     "is_peft_model",
     "load_adapter_for_training",
     "needs_adapter",
     "prepare_adapter_training",
+    "resolve_adapter_base",
     "save_adapter",
     "set_global_tokens_trainable",
 ]

@@ -98,6 +98,12 @@ class RetrievalDemo:
         if not label_list and not caption_list:
             return {}, "Give some labels (comma-separated) or captions (one per line)."
         name = Path(os.fspath(video)).name
+        from ..pipelines.zero_shot_video_classification import check_hypothesis_template
+
+        try:  # a bad template is the user's text, not the video's fault: said before the video is read
+            check_hypothesis_template(template or "{}")
+        except ValueError as error:
+            return {}, _cell(str(error))
         try:
             scores = {}
             if label_list:

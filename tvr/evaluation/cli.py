@@ -23,7 +23,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("model_dir", help="folder saved with save_pretrained (model + processor)")
+    parser.add_argument("model_dir", help="folder saved with save_pretrained (model + processor), or a peft adapter "
+                        "folder (DAVRL: RUN/best), loaded onto the base its adapter_config.json names")
+    parser.add_argument("--allow-base-change", action="store_true",
+                        help="an adapter folder: load it even if its base's weights changed since it was saved")
     parser.add_argument(
         "--dataset", required=True, choices=sorted(set(READERS) | set(GENERIC_FORMATS)),
         help="annotation format; csv / jsonl are your own files (columns video_id or video_path, caption, start, end)",
@@ -71,12 +74,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from ..retrieval.index import load_model_and_processor
+    from ..loading import load_model_and_processor
     from .harness import evaluate_retrieval, save_eval_results
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     # names a missing folder or a damaged model.safetensors (transformers' own errors name neither)
-    model, processor = load_model_and_processor(args.model_dir, device, processor=args.processor)
+    model, processor = load_model_and_processor(args.model_dir, device, processor=args.processor,
+                                                allow_base_change=args.allow_base_change)
     args.split = args.split or _default_split(args)
     dataset = _load_split(args, args.split, args.videos)
     postprocessing = [name for name, on in (("dsl", args.dsl), ("inverted_softmax", args.inverted_softmax),

@@ -366,6 +366,9 @@ def write_model_card(
         The card that was written.
     """
     model_dir = Path(model_dir)
+    if (model_dir / "adapter_config.json").is_file():
+        return write_adapter_card(model_dir, eval_results, train_log, training_config, model_id, base_model, datasets,
+                                  license, space)
     config_path = model_dir / "config.json"
     if not config_path.is_file():
         raise FileNotFoundError(f"{config_path} not found: model_dir must be a folder saved with save_pretrained")
@@ -401,7 +404,8 @@ def write_adapter_card(
     model_id: str | None = None,
     base_model: str | None = None,
     datasets: Sequence[str] | None = None,
-    license: str | None = None,
+    license: str | None = DEFAULT_LICENSE,
+    space: str | None = None,
 ) -> ModelCard:
     """Write ``README.md`` into a ``peft`` adapter folder (``adapter_config.json`` + ``adapter_model.safetensors``)
     whose ``base_model_name_or_path`` is a saved tvr base folder: the model card of the base's method, plus what the
@@ -410,12 +414,14 @@ def write_adapter_card(
     Args: as :func:`write_model_card`; ``base_model`` is the image-text model the base was built from (e.g.
     ``openai/clip-vit-base-patch32``), which the loading snippet builds the base from.
     """
+    from ..peft import resolve_adapter_base
+
     adapter_dir = Path(adapter_dir)
     adapter_config = json.loads((adapter_dir / "adapter_config.json").read_text(encoding="utf-8"))
-    base_dir = Path(adapter_config.get("base_model_name_or_path") or "")
+    base_dir = Path(resolve_adapter_base(adapter_dir))  # names the adapter and its base when it is missing
     if not (base_dir / "config.json").is_file():
-        raise FileNotFoundError(f"{adapter_dir}: its base_model_name_or_path {os.fspath(base_dir)!r} is not a saved "
-                                "model folder")
+        raise FileNotFoundError(f"{adapter_dir}: its base_model_name_or_path {os.fspath(base_dir)!r} is not a local "
+                                "saved model folder")
     config = json.loads((base_dir / "config.json").read_text(encoding="utf-8"))
     if isinstance(training_config, (str, os.PathLike)):
         training_config = _read_config(training_config)
@@ -427,16 +433,17 @@ def write_adapter_card(
     base_parameters = count_parameters(base_dir) or 0
     card = build_model_card(config, model_id, eval_results=[load_eval_results(result) for result in eval_results],
                             base_model=base_model, training_config=training_config, training_curves=curves,
-                            datasets=datasets, license=license, num_parameters=base_parameters)
-    section = adapter_section(adapter_dir, adapter_config, config, base_parameters, model_id, base_model, base_dir)
+                            datasets=datasets, license=license, num_parameters=base_parameters, space=space)
+    section = adapter_section(adapter_dir, adapter_config, config, base_parameters, model_id, base_model)
     card = ModelCard(card.content.replace("\n## Usage\n", f"\n{section}\n\n## Usage\n", 1))
-    card.save(adapter_dir / "README.md")
+    atomic_write_text(adapter_dir / "README.md", str(card))
     return card
 
 
 def adapter_section(adapter_dir: Path, adapter_config: Mapping[str, Any], config: Mapping[str, Any],
-                    base_parameters: int, model_id: str, base_model: str | None, base_dir: Path) -> str:
-    """The card section of a LoRA adapter: what it trains, its size and share of the base, how to load it."""
+                    base_parameters: int, model_id: str, base_model: str | None) -> str:
+    """The card section of a LoRA adapter: what it trains, its size and share of the base, how to load it. Local
+    paths appear by folder name only (a card is read on the Hub and on other machines)."""
     from safetensors import safe_open
 
     from ..modeling.methods import METHODS
@@ -457,7 +464,13 @@ def adapter_section(adapter_dir: Path, adapter_config: Mapping[str, Any], config
     fields = {key: value for key, value in config.items()
               if key in defaults and key not in skip and value != defaults[key] and _is_plain(value)}
     modules = ", ".join(f"`{name}`" for name in adapter_config.get("modules_to_save") or [])
-    source = base_model or "IMAGE_TEXT_MODEL"
+    name = _snippet_name(model_id)
+    base_on_hub = base_model is not None and HUB_ID.match(os.fspath(base_model)) and not os.path.exists(base_model)
+    source = os.fspath(base_model) if base_on_hub else "IMAGE_TEXT_MODEL"
+    where = "" if base_on_hub else (
+        f"\n`IMAGE_TEXT_MODEL` stands for the image-text model the base was built from"
+        f"{f' (a local folder, `{Path(os.path.abspath(base_model)).name}`)' if base_model else ''}: its path or Hub id.\n")
+    recorded = adapter_config.get("base_model_name_or_path")
     return f"""## Adapter
 
 This repository holds a **LoRA adapter only** (`adapter_config.json` + `adapter_model.safetensors`, \
@@ -473,12 +486,23 @@ from peft import PeftModel
 import tvr
 
 base = tvr.{model_class}.from_image_text_model("{source}", **{fields!r})
-model = PeftModel.from_pretrained(base, "{model_id}").eval()
+model = PeftModel.from_pretrained(base, "{name}").eval()
 merged = model.merge_and_unload()  # optional: a plain {model_class}, the deltas merged into the weights
 ```
+{where}
+Where the base folder recorded in `adapter_config.json` (`{recorded}`, relative to this folder) is present, this \
+folder is used like any tvr model folder: the pipelines below, `AutoModel.from_pretrained("{name}")` and \
+`AutoProcessor.from_pretrained("{name}")` (after `import tvr`), and `tvr eval` / `tvr index` / `tvr app` load base \
+and adapter (after checking that the base still has the weights the adapter was trained on). \
+`tvr merge {name} {name}-merged` writes a plain `{model_class}` folder (the deltas merged; same scores) for serving \
+without `peft`. Pushed with `tvr card ... --push-to-hub` (or `tvr train --push-to-hub`), the base goes along into the \
+repo's `base/`, so the repo id works in the same places."""
 
-Where the base folder recorded in `adapter_config.json` (`{os.fspath(base_dir)}`) exists, \
-`AutoModel.from_pretrained("{model_id}")` loads base and adapter in one call (transformers' PEFT integration)."""
+
+def _snippet_name(model_id: str | os.PathLike) -> str:
+    """How a snippet names a model: the Hub repo id, or a local folder by its name (never an absolute path)."""
+    text = os.fspath(model_id).rstrip("/\\")
+    return text if HUB_ID.match(text) and not os.path.exists(text) else Path(os.path.abspath(text)).name
 
 
 def _is_plain(value: Any) -> bool:

@@ -4,8 +4,9 @@
 - ``pipeline("zero-shot-video-classification", model=...)``: :class:`ZeroShotVideoClassificationPipeline`.
 """
 
-from transformers import AutoModel
 from transformers.pipelines import PIPELINE_REGISTRY
+
+from ..loading import AutoRetrievalModel
 
 from .video_text_retrieval import VideoTextRetrievalPipeline
 from .zero_shot_video_classification import ZeroShotVideoClassificationPipeline
@@ -16,7 +17,7 @@ PIPELINES = {
 }
 for _task, _pipeline_class in PIPELINES.items():
     if PIPELINE_REGISTRY.supported_tasks.get(_task, {}).get("impl") is not _pipeline_class:
-        PIPELINE_REGISTRY.register_pipeline(_task, pipeline_class=_pipeline_class, pt_model=AutoModel,
+        PIPELINE_REGISTRY.register_pipeline(_task, pipeline_class=_pipeline_class, pt_model=AutoRetrievalModel,
                                             type="multimodal")
 
 __all__ = ["PIPELINES", "VideoTextRetrievalPipeline", "ZeroShotVideoClassificationPipeline"]

@@ -16,7 +16,13 @@ import torch
 from tqdm.auto import tqdm
 from transformers import Pipeline
 
+from ..loading import load_processor, not_a_retrieval_model
 from ..modeling.outputs import concat_encodings
+from ..peft import install_relative_base_resolution
+
+# transformers' pipeline() reads an adapter's base_model_name_or_path before any tvr code runs: let it resolve tvr's
+# relative bases (`../base`) against the adapter folder, as AutoModel.from_pretrained(adapter_dir) then does too
+install_relative_base_resolution()
 
 DEFAULT_BATCH_SIZE = 8  # videos (and captions) per forward pass when neither the pipeline nor the call sets one
 PROGRESS_MIN_VIDEOS = 32  # a progress bar is shown (progress=None) for longer video lists
@@ -32,7 +38,9 @@ class VideoTextPipeline(Pipeline):
     (video frames are cast to the model's dtype, scores come back as float32).
     """
 
-    _load_processor = True
+    # tried, not required: an adapter's processor is in the adapter folder, which transformers does not look in (it
+    # reads the base's); __init__ then loads it from the folder the model came from
+    _load_processor = None
     _load_tokenizer = False
     _load_image_processor = False
     _load_video_processor = False
@@ -42,8 +50,15 @@ class VideoTextPipeline(Pipeline):
         super().__init__(*args, **kwargs)
         missing = [name for name in CONTRACT if not callable(getattr(self.model, name, None))]
         if missing:
+            config = getattr(self.model, "config", None)
+            reason = not_a_retrieval_model(getattr(config, "model_type", None), getattr(config, "_name_or_path", ""))
+            if reason:  # a plain CLIP folder: say what it is and how to build a tvr model from it
+                raise ValueError(f"{self.task or type(self).__name__} needs a tvr retrieval model: {reason}")
             raise ValueError(f"{self.task or type(self).__name__} needs a tvr retrieval model (with {CONTRACT}); "
                              f"{type(self.model).__name__} has no {', '.join(missing)}")
+        model_dir = getattr(self.model, "tvr_model_dir", None)
+        if model_dir is not None and self.processor is None:
+            self.processor = load_processor(model_dir, self.model.config)
         if self.processor is None or not callable(self.processor):
             raise ValueError(f"{self.task or type(self).__name__} needs the model's processor (a TVRProcessor): save "
                              "it next to the model (processor.save_pretrained) or pass processor=")

@@ -3,11 +3,26 @@ zero-shot-image-classification."""
 
 from __future__ import annotations
 
+import string
 from typing import Any
 
 from .base import VideoTextPipeline, as_text_list, as_video_list, check_top_k, ranked
 
 DEFAULT_HYPOTHESIS_TEMPLATE = "a video of {}."
+
+
+def check_hypothesis_template(template: str) -> str:
+    """``template`` if it puts a label in exactly one place (one ``{}``); else a ``ValueError`` naming it (not the bare
+    ``IndexError`` / ``KeyError`` of ``str.format``, which the app would report as an unreadable video)."""
+    fields = []
+    try:
+        fields = [field for _, field, _, _ in string.Formatter().parse(template) if field is not None]
+    except ValueError:  # an unmatched brace
+        pass
+    if not isinstance(template, str) or fields not in ([""], ["0"]):
+        raise ValueError(f"hypothesis_template must contain '{{}}' exactly once, where the label goes (write other "
+                         f"braces as '{{{{' and '}}}}'), got {template!r}; e.g. 'a video of {{}}.'")
+    return template
 
 
 class ZeroShotVideoClassificationPipeline(VideoTextPipeline):
@@ -59,10 +74,7 @@ class ZeroShotVideoClassificationPipeline(VideoTextPipeline):
             raise TypeError(f"zero-shot-video-classification got unexpected arguments {sorted(kwargs)}")
         preprocess, postprocess = {}, {}
         if hypothesis_template is not None:
-            if "{}" not in hypothesis_template:
-                raise ValueError(f"hypothesis_template must contain '{{}}' where the label goes, got "
-                                 f"{hypothesis_template!r}")
-            preprocess["hypothesis_template"] = hypothesis_template
+            preprocess["hypothesis_template"] = check_hypothesis_template(hypothesis_template)
         if progress is not None:
             preprocess["progress"] = progress
         if top_k is not None:

@@ -49,6 +49,7 @@ from .faiss_index import INDEX_TYPES, build_faiss_index, default_nlist, search_i
 from ..processing.normalization import UINT8_FRAMES
 from .shards import decoder_logs_muted, encode_shards, encode_videos as _encode_videos, fingerprint_or_none
 from .shards import read_provenance, read_shards
+from ..loading import load_model_and_processor  # noqa: F401  (re-exported: tvr.retrieval's public API)
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp", ".ts")
 CONFIG_FILE = "index_config.json"
@@ -93,43 +94,16 @@ def list_video_files(video_dir: str | os.PathLike) -> list[str]:
     return paths
 
 
-def load_model_and_processor(model_dir: str | os.PathLike, device: str | torch.device | None = None,
-                             processor: str | os.PathLike | None = None):
-    """``AutoModel`` (eval mode, on ``device``; default CUDA when available) and the processor of a folder saved
-    with ``save_pretrained``: ``processor`` (a processor folder, or a tokenizer folder / Hub id) or the folder's own
-    (:func:`tvr.processing.model_processor.load_processor_for_model`); the tokenizer must fit the model."""
-    from transformers import AutoModel
-
-    import tvr  # noqa: F401  (registers the tvr models and processors with the Auto classes)
-    from tvr.processing.model_processor import load_processor_for_model
-
-    if not os.path.isfile(os.path.join(model_dir, "config.json")):
-        raise FileNotFoundError(
-            f"model folder {os.fspath(model_dir)!r} has no config.json: expected a folder saved with "
-            "save_pretrained (model + processor)")
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        model = AutoModel.from_pretrained(model_dir)
-    except Exception as error:  # noqa: BLE001  (safetensors' and transformers' errors do not name the file)
-        if "safetensors" not in f"{type(error).__module__} {error}".lower():
-            raise
-        raise ValueError(f"model folder {os.fspath(model_dir)!r}: its weights (model.safetensors) could not be read, "
-                         f"the file is truncated or damaged ({type(error).__name__}: {error})") from None
-    return model.to(device).eval(), load_processor_for_model(model_dir, model.config, processor)
-
-
 def model_weights_fingerprint(model_dir: str | os.PathLike) -> str | None:
     """The fingerprint of the weights a model folder loads (:func:`tvr.utils.fingerprint.weights_fingerprint`); for
     an adapter folder, its adapter's and its local base folder's (``base+adapter``). ``None`` when the folder holds
     no safetensors weights (nothing to check)."""
-    from ..peft import adapter_base_model
+    from ..peft import adapter_base_model, resolve_adapter_base
 
     folders = [Path(model_dir)]
-    base = adapter_base_model(model_dir)
-    if base is not None:
-        base = Path(base) if os.path.isabs(base) else Path(model_dir) / base
-        folders.insert(0, base if base.is_dir() else Path(model_dir) / "base")
     try:
+        if adapter_base_model(model_dir) is not None:
+            folders.insert(0, Path(resolve_adapter_base(model_dir)))
         return "+".join(weights_fingerprint(folder) for folder in folders if folder.is_dir())
     except FileNotFoundError:
         return None
