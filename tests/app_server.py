@@ -23,13 +23,19 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def running_app(command: list[str], cwd: Path, tmp_path: Path, port: int | None = None):
+def running_app(command: list[str], cwd: Path, tmp_path: Path, port: int | None = None, repo_on_path: bool = True,
+                log_lines: list[str] | None = None):
     """Run ``command`` (a Python command line serving a Gradio app) with ``GRADIO_SERVER_NAME=127.0.0.1`` and
-    ``GRADIO_SERVER_PORT`` set; yield its URL once it answers; kill it on exit, whatever happened."""
+    ``GRADIO_SERVER_PORT`` set; yield its URL once it answers; kill it on exit, whatever happened.
+
+    ``repo_on_path=False``: no ``PYTHONPATH`` (the command's own environment provides tvr, or not);
+    ``log_lines``: receives the app's output lines once it stopped."""
     port = port or free_port()
     env = {**os.environ, "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port),
            "GRADIO_ANALYTICS_ENABLED": "False", "GRADIO_TEMP_DIR": str(tmp_path / "gradio"),
            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
+    if not repo_on_path:
+        del env["PYTHONPATH"]
     log = open(tmp_path / f"app-{port}.log", "w+b")
     process = subprocess.Popen(command, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
@@ -53,6 +59,8 @@ def running_app(command: list[str], cwd: Path, tmp_path: Path, port: int | None 
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=20)
+        if log_lines is not None:
+            log_lines.extend(_tail(log, None).splitlines())
         log.close()
 
 
@@ -77,10 +85,11 @@ def call_api(url: str, api_name: str, *data, timeout: float = 120) -> list:
     raise RuntimeError(f"{api_name}: the event stream ended without a result")
 
 
-def _tail(log) -> str:
+def _tail(log, chars: int | None = 3000) -> str:
     log.flush()
     log.seek(0)
-    return log.read().decode(errors="replace")[-3000:]
+    text = log.read().decode(errors="replace")
+    return text if chars is None else text[-chars:]
 
 
 def save_demo_model(root: Path, num_videos: int) -> tuple[Path, Path, list[str]]:
