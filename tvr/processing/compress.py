@@ -1,4 +1,4 @@
-"""tvr compress: re-encode a folder of videos as the seeds do before training (3 fps, shorter side 224).
+"""tvr compress: re-encode a folder of videos as the original code does before training (3 fps, shorter side 224).
 
 InternVideo's and EMCL-Net's compress_video.py run `ffmpeg -vf scale=... -r 3` on every file; this does the same
 with PyAV's bundled FFmpeg (its fps and bicubic scale filters, H.264 at x264's defaults), so no system ffmpeg is
@@ -215,7 +215,7 @@ class _InlinePool:
 def add_parser(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "compress",
-        help="re-encode a folder of videos at 3 fps, shorter side 224 (as the seeds' compress_video.py)",
+        help="re-encode a folder of videos at 3 fps, shorter side 224 (as the original code's compress_video.py)",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
