@@ -1,36 +1,29 @@
-"""``tvr space``: the Space folder (metadata, app.py, tvr's wheel, requirements, model, videos / index); the Space
-installed into a fresh virtual environment (third-party packages only, tvr from the Space's own wheel), its
-``app.py`` started and answering a query over HTTP; the folder rules; ``--push-to-hub`` with a recording Hub
-client."""
+"""``tvr space``: the Space folder (metadata, app.py, tvr's wheel, requirements, model, videos / index), the folder
+rules, ``--push-to-hub`` with a recording Hub client. The Space installed in a fresh environment and queried over
+HTTP: test_journey_space.py."""
 
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
-from app_server import REPO_ROOT, call_api, running_app, save_demo_model
+from app_server import run_tvr, save_demo_model
 
 import tvr
 from tvr.app import space as space_module
-from tvr.app.space import push_space, wheel_requirements, write_space
+from tvr.app.space import push_space, write_space
 from tvr.cli import main
 from tvr.retrieval import VideoIndex, load_model_and_processor
 from tvr.utils.output_dir import MARKER
 
-MODEL_NAME = "shapes-clip4clip"
 WHEEL = f"tvr-{tvr.__version__}-py3-none-any.whl"
 
 
 @pytest.fixture(scope="module")
 def demo_model(tmp_path_factory):
-    """``(model_dir, video_dir, captions)``: the demo's tiny model with its processor and a card naming it, and 3
-    synthetic videos."""
-    model_dir, video_dir, captions = save_demo_model(tmp_path_factory.mktemp("space"), 3)
-    (model_dir / "README.md").write_text(f"---\nmodel_name: {MODEL_NAME}\n---\n\n# {MODEL_NAME}\n")
-    return model_dir, video_dir, captions
+    """``(model_dir, video_dir, captions)``: the demo's tiny model with its processor, and 3 synthetic videos."""
+    return save_demo_model(tmp_path_factory.mktemp("space"), 3)
 
 
 @pytest.fixture(scope="module")
@@ -45,84 +38,10 @@ def reuse_wheel(built_wheel, monkeypatch):
                         lambda destination: Path(shutil.copy2(built_wheel, Path(destination) / built_wheel.name)))
 
 
-def run_tvr(*args: str) -> subprocess.CompletedProcess:
-    """``python -m tvr ARGS`` as a user types it (this checkout's tvr)."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
-           "HF_HUB_OFFLINE": "1"}
-    return subprocess.run([sys.executable, "-m", "tvr", *map(str, args)], capture_output=True, text=True, env=env,
-                          timeout=300)
-
-
-def fresh_venv(root: Path) -> Path:
-    """A new virtual environment without tvr whose third-party packages are this environment's (no network): its
-    site-packages gets a ``.pth`` naming a folder of links to ours, minus tvr's own entries (the editable finder
-    and tvr's metadata). Returns its python."""
-    venv = root / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
-    python = venv / "bin" / "python"
-    purelib = subprocess.check_output([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                                      text=True).strip()
-    ours = Path(yaml.__file__).resolve().parents[1]  # this environment's site-packages
-    links = root / "third-party"
-    links.mkdir()
-    for entry in ours.iterdir():
-        if not entry.name.lower().startswith(("tvr", "__editable__")) and entry.suffix != ".pth":
-            (links / entry.name).symlink_to(entry)
-    Path(purelib, "third-party.pth").write_text(f"{links}\n")
-    return python
-
-
 def read_metadata(readme) -> dict:
     text = readme.read_text(encoding="utf-8")
     assert text.startswith("---\n")
     return yaml.safe_load(text.split("---\n")[1])
-
-
-def test_space_installs_in_a_fresh_venv_and_answers_over_http(demo_model, tmp_path):
-    """The journey: `tvr space` -> the Space's requirements installed without tvr from a registry -> `python app.py`
-    (which installs the bundled wheel) -> a query over HTTP."""
-    model_dir, video_dir, captions = demo_model
-    space = tmp_path / "space"
-    result = run_tvr("space", model_dir, space, "--videos", video_dir)
-    assert result.returncode == 0, result.stderr
-    assert sorted(path.name for path in space.iterdir()) == sorted(
-        [MARKER, "README.md", "app.py", "model", "requirements.txt", "videos", WHEEL])
-    metadata = read_metadata(space / "README.md")
-    assert metadata["sdk"] == "gradio" and metadata["app_file"] == "app.py"
-    assert metadata["title"] == f"tvr video search: {MODEL_NAME}"  # from the card, not the folder's name
-    gradio = pytest.importorskip("gradio", reason="gradio is not installed (pip install 'tvr[app]')")
-    assert metadata["sdk_version"] == gradio.__version__
-    requirements = (space / "requirements.txt").read_text().splitlines()
-    assert requirements == wheel_requirements(space / WHEEL)
-    assert "torch>=2.4" in requirements and "gradio<7,>=6.0" in requirements
-    assert not any(line.lower().startswith("tvr") for line in requirements)  # no registry has tvr
-    assert (space / "model" / "config.json").is_file() and (space / "model" / "tokenizer.json").is_file()
-    assert sorted(path.name for path in (space / "videos").iterdir()) == sorted(os.listdir(video_dir))
-
-    python = fresh_venv(tmp_path)
-    bare = {"PATH": os.environ["PATH"], "HF_HUB_OFFLINE": "1"}  # no PYTHONPATH: the venv's own packages only
-    no_tvr = subprocess.run([python, "-c", "import tvr"], cwd=tmp_path, capture_output=True, text=True, env=bare)
-    assert "No module named 'tvr'" in no_tvr.stderr
-    install = subprocess.run([python, "-m", "pip", "install", "--no-index", "-r", "requirements.txt"], cwd=space,
-                             capture_output=True, text=True, env=bare)
-    assert install.returncode == 0, install.stderr  # every third-party requirement is met, nothing downloaded
-    assert "Requirement already satisfied: torch>=2.4" in install.stdout
-
-    # expected: the pipeline's ranking of the Space's own videos
-    model, processor = load_model_and_processor(model_dir, device="cpu")
-    retriever = tvr.pipelines.VideoTextRetrievalPipeline(model=model, processor=processor, device="cpu")
-    expected = retriever(captions[1], videos=sorted(str(path) for path in (space / "videos").iterdir()))
-    log = []
-    with running_app([str(python), "app.py"], space, tmp_path, repo_on_path=False, log_lines=log) as url:
-        gallery, table = call_api(url, "search", captions[1], 3)  # as a Space runs it, from its folder
-    assert f"installing {WHEEL}" in log
-    assert len(gallery) == 3
-    assert [row.split(" | ")[1] for row in table.splitlines() if row.startswith("| 1 ")] == [
-        os.path.basename(expected[0]["video"])]
-    assert f"{expected[0]['score']:.3f}" in table
-    installed = subprocess.check_output([python, "-c", "import tvr; print(tvr.__file__)"], cwd=tmp_path, text=True,
-                                        env=bare)
-    assert installed.startswith(str(tmp_path / "venv"))  # the Space's wheel, not this checkout
 
 
 def test_space_folder_rules_through_the_cli(demo_model, tmp_path):

@@ -32,6 +32,7 @@ from typing import Any
 
 from ..utils.atomic import atomic_directory
 from ..utils.output_dir import MARKER
+from .cli import check_model_argument
 
 APP_FILE = "app.py"
 SPACE_KIND = "space"
@@ -60,7 +61,7 @@ if importlib.util.find_spec("tvr") is None:
     importlib.invalidate_caches()
 
 from tvr.app.demo import RetrievalDemo  # noqa: E402
-from tvr.app.ui import launch
+from tvr.app.ui import launch  # noqa: E402
 
 demo = RetrievalDemo({model!r}, index={index!r}, videos={videos!r})
 
@@ -113,13 +114,10 @@ def write_space(model: str | os.PathLike, output_dir: str | os.PathLike, index: 
     """
     if index is not None and videos is not None:
         raise ValueError("give an index or a video folder, not both")
-    local_model = os.path.isdir(model)
+    local_model = check_model_argument(model)
     if index is not None and not local_model:
         raise ValueError("--index needs the model as a local folder (it reopens the index); give --videos with a "
                          "Hub id")
-    if local_model and not os.path.isfile(os.path.join(model, "config.json")):
-        raise FileNotFoundError(f"model folder {os.fspath(model)!r} has no config.json: expected a folder saved with "
-                                "save_pretrained (model + processor), or a Hub id")
     inputs = [path for path in (model if local_model else None, index, videos) if path is not None]
     with atomic_directory(output_dir, kind=SPACE_KIND, inputs=inputs, legacy=SPACE_FILES) as output:
         model_ref = "model" if local_model else os.fspath(model)
