@@ -103,7 +103,8 @@ def test_output_folder_rules_through_the_cli(input_dir, tmp_path):
     assert result.returncode == 1
     assert result.stderr.startswith(f"tvr: error: output folder '{project}' is not a tvr compressed videos folder "
                                     "and holds 'landscape.mp4'")
-    assert os.listdir(project) == ["landscape.mp4"] and (project / "landscape.mp4").read_bytes() == b"someone's own video"
+    assert os.listdir(project) == ["landscape.mp4"]
+    assert (project / "landscape.mp4").read_bytes() == b"someone's own video"
 
     output = tmp_path / "out"
     assert run_tvr("compress", input_dir, output, "--size", "32", "--workers", "1").returncode == 0

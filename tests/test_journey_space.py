@@ -56,7 +56,7 @@ def test_space_installs_in_a_fresh_venv_and_answers_over_http(demo_model, tmp_pa
     metadata = read_metadata(space / "README.md")
     assert metadata["sdk"] == "gradio" and metadata["app_file"] == "app.py"
     assert metadata["title"] == f"tvr video search: {MODEL_NAME}"  # from the card, not the folder's name
-    gradio = pytest.importorskip("gradio", reason="gradio is not installed (pip install 'tvr[app]')")
+    gradio = pytest.importorskip("gradio", reason="gradio is not installed (pip install -e '.[app]')")
     assert metadata["sdk_version"] == gradio.__version__
     requirements = (space / "requirements.txt").read_text().splitlines()
     assert requirements == wheel_requirements(space / WHEEL)

@@ -1,5 +1,6 @@
 """``tvr app``: a browser app for a tvr model: search a video collection with text, label an uploaded video
-zero-shot and rank captions for it. Needs gradio: ``pip install tvr[app]``.
+zero-shot and rank captions for it. Needs gradio: ``pip install -e '.[app]'`` in a clone of tvr (or ``pip install
+gradio``).
 
 Example::
 
@@ -13,7 +14,7 @@ import argparse
 import os
 from pathlib import Path
 
-INSTALL_HINT = "tvr app needs gradio: pip install 'tvr[app]' (or pip install gradio)"
+INSTALL_HINT = "tvr app needs gradio: pip install -e '.[app]' in tvr's clone (or pip install 'gradio>=6,<7')"
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:

@@ -76,8 +76,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("model", help="folder saved with save_pretrained (copied into the Space), or a Hub id")
-    parser.add_argument("output_dir", help="folder to write the Space into (created; a non-empty folder must be a Space "
-                        "tvr wrote, which is replaced)")
+    parser.add_argument("output_dir", help="folder to write the Space into (created; a non-empty folder must be a "
+                        "Space tvr wrote, which is replaced)")
     gallery = parser.add_mutually_exclusive_group()
     gallery.add_argument("--index", default=None, help="folder written by `tvr index`: it and its videos are copied")
     gallery.add_argument("--videos", default=None, help="folder of videos, copied and indexed when the Space starts")
