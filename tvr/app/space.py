@@ -56,9 +56,9 @@ if importlib.util.find_spec("tvr") is None:
     wheel = sorted(glob.glob(os.path.join(os.path.dirname(os.path.abspath(__file__)), "tvr-*.whl")))[-1]
     print(f"installing {{os.path.basename(wheel)}}", flush=True)
     subprocess.check_call([sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", wheel])
-    if os.path.isdir(site.getusersitepackages()):  # pip installed for the user (a Space): a folder new to sys.path
-        site.addsitedir(site.getusersitepackages())
     importlib.invalidate_caches()
+    if importlib.util.find_spec("tvr") is None and os.path.isdir(site.getusersitepackages()):
+        site.addsitedir(site.getusersitepackages())  # pip installed it for the user: a folder new to sys.path
 
 from tvr.app.demo import RetrievalDemo  # noqa: E402
 from tvr.app.ui import launch  # noqa: E402
