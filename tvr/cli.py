@@ -78,7 +78,7 @@ def user_error_message(error: BaseException) -> str | None:
     message = str(error) if not isinstance(error, KeyError) else f"missing key {error}"
     if isinstance(error, OSError) and error.filename and error.strerror and str(error.filename) not in message:
         message = f"{error.filename}: {error.strerror}"
-    return message or type(error).__name__
+    return message
 
 
 def console_main(argv: list[str] | None = None) -> int:
@@ -94,7 +94,8 @@ def console_main(argv: list[str] | None = None) -> int:
         message = user_error_message(error)
         if message is None or os.environ.get(TRACEBACK_ENV):
             raise
-        print(f"tvr: error: {' '.join(message.split())} (set {TRACEBACK_ENV}=1 for the traceback)", file=sys.stderr)
+        print(f"tvr: error: {' '.join(message.split()) or type(error).__name__} (set {TRACEBACK_ENV}=1 for the "
+              "traceback)", file=sys.stderr)
         return 1
 
 
