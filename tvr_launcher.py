@@ -13,7 +13,7 @@ DESCRIPTION = "Text-to-video retrieval on transformers."
 
 # command -> its one-line help, as its parser declares it (tests/test_newcomer.py checks the two agree)
 COMMAND_HELP = {
-    "compress": "re-encode a folder of videos at 3 fps, shorter side 224 (as the seeds' compress_video.py)",
+    "compress": "re-encode a folder of videos at 3 fps, shorter side 224 (as the original code's compress_video.py)",
     "convert": "convert original checkpoints to transformers folders",
     "train": "train a retrieval model",
     "eval": "evaluate a saved model on a dataset split (R@K, MedR, MeanR; optional DSL / QB-Norm)",

@@ -67,13 +67,14 @@ def test_tvr_app_says_how_to_install_gradio(demo_model, monkeypatch, capsys):
     model_dir, video_dir, _ = demo_model
     monkeypatch.setitem(sys.modules, "gradio", None)  # `import gradio` raises ImportError, as when not installed
     monkeypatch.delitem(sys.modules, "tvr.app.ui", raising=False)
-    with pytest.raises(SystemExit, match=r"tvr: error: tvr app needs gradio: pip install 'tvr\[app\]'"):
+    with pytest.raises(SystemExit, match=r"tvr: error: tvr app needs gradio: pip install -e '\.\[app\]' in tvr's "
+                                         "clone"):
         main(["app", str(model_dir), "--videos", str(video_dir)])
 
 
 def browser_or_skip() -> tuple[object, str]:
     """Playwright's sync API and the system Chromium, or skip saying what is missing."""
-    pytest.importorskip("gradio", reason="gradio is not installed (pip install 'tvr[app]')")
+    pytest.importorskip("gradio", reason="gradio is not installed (pip install -e '.[app]')")
     sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
     chromium = os.environ.get("TVR_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:

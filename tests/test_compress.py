@@ -1,6 +1,8 @@
 """`tvr compress`: frame rate, size and frames of the outputs, resuming, and failure reporting."""
 
 import os
+import subprocess
+import sys
 
 import av
 import numpy as np
@@ -9,6 +11,7 @@ import pytest
 from tvr.cli import main
 from tvr.data.synthetic import write_video
 from tvr.processing.compress import compressed_size
+from tvr.utils.output_dir import MARKER
 
 
 def coded_frames(num_frames: int, height: int, width: int) -> np.ndarray:
@@ -62,7 +65,7 @@ def test_compress_folder_then_resume(input_dir, tmp_path, capsys):
     codes, fps, size = read_codes(portrait)
     assert fps == 3.0 and size == (52, 32)
     assert codes == [4, 12, 20, 29, 37, 45]  # round(i * 3 / 25) == k; the 2 s clip ends before tick 6
-    assert sorted(path.name for path in output_dir.rglob("*")) == ["landscape.mp4", "portrait.mp4", "sub"]
+    assert sorted(path.name for path in output_dir.rglob("*")) == [MARKER, "landscape.mp4", "portrait.mp4", "sub"]
 
     # a second run skips finished files; a partial file left by a killed run does not count as finished
     mtime = os.path.getmtime(portrait)
@@ -75,6 +78,38 @@ def test_compress_folder_then_resume(input_dir, tmp_path, capsys):
     assert os.path.getmtime(portrait) == mtime
     assert read_codes(landscape)[0] == [4, 14, 24, 34, 44, 54]
     assert not (output_dir / ".landscape.mp4.partial").exists()
+
+
+def run_tvr(*args) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "tvr", *map(str, args)], capture_output=True, text=True, timeout=300)
+
+
+def test_output_folder_rules_through_the_cli(input_dir, tmp_path):
+    """OUT == IN, OUT inside IN and a folder holding someone's files are refused before anything is read or written;
+    resuming into tvr's own OUT works."""
+    (input_dir / "broken.mp4").unlink()
+    before = sorted(os.listdir(input_dir))
+    with pytest.raises(ValueError, match="is inside the input folder"):
+        main(["compress", str(input_dir), str(input_dir), "--workers", "1"])
+    result = run_tvr("compress", input_dir, input_dir / "out", "--size", "32", "--workers", "1")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.startswith(f"tvr: error: output folder '{input_dir / 'out'}' is inside the input folder")
+    assert sorted(os.listdir(input_dir)) == before
+
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "landscape.mp4").write_bytes(b"someone's own video")
+    result = run_tvr("compress", input_dir, project, "--size", "32", "--workers", "1")
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"tvr: error: output folder '{project}' is not a tvr compressed videos folder "
+                                    "and holds 'landscape.mp4'")
+    assert os.listdir(project) == ["landscape.mp4"]
+    assert (project / "landscape.mp4").read_bytes() == b"someone's own video"
+
+    output = tmp_path / "out"
+    assert run_tvr("compress", input_dir, output, "--size", "32", "--workers", "1").returncode == 0
+    resumed = run_tvr("compress", input_dir, output, "--size", "32", "--workers", "1")
+    assert resumed.returncode == 0 and "compressed 0, skipped 2 already done, failed 0" in resumed.stdout
 
 
 def test_clean_folder_exits_zero(input_dir, tmp_path, capsys):

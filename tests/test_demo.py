@@ -1,13 +1,18 @@
 """``tvr demo`` end to end on a very reduced setting: every output is written and consistent with the package."""
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 
 from tvr.cli import main
 from tvr.data import load_generic
 from tvr.evaluation import evaluate_retrieval
+from tvr.demo import DEMO_ENTRIES
 from tvr.retrieval import VideoIndex, load_model_and_processor
+from tvr.utils.output_dir import MARKER, read_marker
 
 METRIC_KEYS = [f"{direction}_{metric}" for direction in ("t2v", "v2t")
                for metric in ("R@1", "R@5", "R@10", "MedR", "MeanR")]
@@ -54,3 +59,25 @@ def test_demo_index_answers_queries(demo_output):
         assert [path for path, _ in results] == [result["path"] for result in answer["results"]]
         assert [score for _, score in results] == pytest.approx([result["score"] for result in answer["results"]],
                                                                 abs=1e-5)
+
+
+def test_demo_output_folder_is_its_own(demo_output, tmp_path):
+    """The demo marks what it wrote; a folder holding anything else (a new one, or the demo's with a user's file
+    added) is refused through the CLI before any work, and nothing in it is touched."""
+    assert sorted(os.listdir(demo_output)) == sorted([MARKER, *DEMO_ENTRIES])
+    assert read_marker(demo_output) == {"kind": "demo", "files": sorted(DEMO_ENTRIES)}
+    project = tmp_path / "project"
+    (project / "model").mkdir(parents=True)
+    (project / "model" / "weights.bin").write_bytes(b"mine")
+    (demo_output / "notes.txt").write_text("mine too")
+    try:
+        for folder, holds in ((project, "'model'"), (demo_output, "'notes.txt'")):
+            result = subprocess.run([sys.executable, "-m", "tvr", "demo", "--output", str(folder)],
+                                    capture_output=True, text=True, timeout=300)
+            assert result.returncode == 1 and "Traceback" not in result.stderr
+            assert result.stderr.startswith(f"tvr: error: output folder '{folder}' is ")
+            assert f"holds {holds}: tvr does not replace or delete files it did not write" in result.stderr
+        assert (project / "model" / "weights.bin").read_bytes() == b"mine" and os.listdir(project) == ["model"]
+        assert (demo_output / "notes.txt").read_text() == "mine too"
+    finally:
+        (demo_output / "notes.txt").unlink()

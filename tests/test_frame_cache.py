@@ -3,6 +3,9 @@ memory-mapped, crash-safe; or in memory) on tiny synthetic videos."""
 
 import multiprocessing
 import os
+import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -13,6 +16,7 @@ from tvr.data import write_video
 from tvr.data.frame_cache import CachedVideoProcessor, FrameCache, frame_cache_key, frame_settings
 from tvr.processing import normalize_videos
 from tvr.processing.video_processing_tvr import TVRVideoProcessor as ProcessorClass
+from tvr.utils.output_dir import MARKER, read_marker
 
 UINT8 = dict(do_rescale=False, do_normalize=False)
 
@@ -32,6 +36,35 @@ def videos(tmp_path_factory):
 @pytest.fixture
 def processor():
     return TVRVideoProcessor(size=32, crop_size=32, max_frames=4)
+
+
+def raw_video(path, seed, num_frames=8, height=48, width=64):
+    """An uncompressed AVI of random frames: its size depends only on its shape, so two differ in content only."""
+    import av
+
+    frames = np.random.default_rng(seed).integers(0, 256, (num_frames, height, width, 3), dtype=np.uint8)
+    with av.open(os.fspath(path), mode="w", format="avi") as container:
+        stream = container.add_stream("rawvideo", rate=4)
+        stream.width, stream.height, stream.pix_fmt = width, height, "bgr24"
+        for frame in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return os.fspath(path)
+
+
+def count_decodes(monkeypatch) -> list:
+    """Count the processor's decoding calls (the list grows by one per call)."""
+    decodes = []
+    decode = ProcessorClass._decode_and_sample_videos
+
+    def counting(self, *args, **kwargs):
+        decodes.append(1)
+        return decode(self, *args, **kwargs)
+
+    monkeypatch.setattr(ProcessorClass, "_decode_and_sample_videos", counting)
+    return decodes
 
 
 def refuse_decoding(monkeypatch):
@@ -87,7 +120,9 @@ def test_cached_frames_are_the_processor_frames_memory_mapped_and_reused(tmp_pat
     assert torch.equal(first["pixel_values_videos"], expected["pixel_values_videos"])
     assert torch.equal(first["video_mask"], expected["video_mask"])
     entries = sorted((tmp_path / "cache").rglob("*.npy"))
-    assert len(entries) == 2 and not list((tmp_path / "cache").rglob(".*"))  # no temporary file left
+    # no temporary file left; the folder is marked as tvr's frame cache
+    assert len(entries) == 2 and [path.name for path in (tmp_path / "cache").rglob(".*")] == [MARKER]
+    assert read_marker(tmp_path / "cache") == {"kind": "frame cache", "files": None}
 
     # a new run (a fresh cache object) reads the entries, memory-mapped, without decoding
     refuse_decoding(monkeypatch)
@@ -185,7 +220,8 @@ def test_an_interrupted_write_leaves_no_entry_and_is_written_again(tmp_path, vid
     with pytest.raises(Killed):
         cached(videos=videos[:1], **UINT8)
     monkeypatch.undo()
-    assert not [path for path in (tmp_path / "cache").rglob("*") if path.is_file()]  # no entry, no temporary file
+    # no entry, no temporary file (only the folder's marker)
+    assert [path.name for path in (tmp_path / "cache").rglob("*") if path.is_file()] == [MARKER]
 
     # a writer killed outright leaves its temporary file: never read, removed by the next writer of the entry
     key = frame_cache_key(cached.settings, (os.fspath(videos[0]), None, None))
@@ -207,14 +243,7 @@ def test_a_truncated_entry_is_a_miss_and_is_written_again(tmp_path, videos, proc
     for torn in (whole[: len(whole) // 2], whole[:40], b"", whole + b"\0"):
         entry.write_bytes(torn)
         assert cached.store.get(key) is None, len(torn)
-    decodes = []
-    decode = ProcessorClass._decode_and_sample_videos
-
-    def counting(self, *args, **kwargs):
-        decodes.append(1)
-        return decode(self, *args, **kwargs)
-
-    monkeypatch.setattr(ProcessorClass, "_decode_and_sample_videos", counting)
+    decodes = count_decodes(monkeypatch)
     assert torch.equal(cached(videos=videos[:1], **UINT8)["pixel_values_videos"], expected)
     assert len(decodes) == 1 and entry.read_bytes() == whole
 
@@ -230,3 +259,68 @@ def test_bad_videos_are_remembered_and_raise_again(tmp_path, videos, processor, 
     with pytest.raises(ValueError, match="junk.mp4"):
         cached(videos=[junk], **UINT8)
     assert cached(videos=[videos[0]], **UINT8)["video_mask"].tolist() == [[1, 1, 1, 1]]
+
+
+def test_a_flipped_bit_in_the_frames_is_decoded_again(tmp_path, videos, processor, monkeypatch):
+    cached = CachedVideoProcessor(processor, tmp_path / "cache")
+    expected = cached(videos=videos[:1], **UINT8)["pixel_values_videos"]
+    key = frame_cache_key(cached.settings, (os.fspath(videos[0]), None, None))
+    entry = cached.store.path(key)
+    whole = entry.read_bytes()
+    stored = np.load(entry, mmap_mode="r")
+    flipped = bytearray(whole)
+    flipped[stored.offset + stored.nbytes // 2] ^= 0x10  # a payload bit: header, trailer and size intact
+    del stored
+    entry.write_bytes(bytes(flipped))
+    assert np.load(entry).shape == (4, 3, 32, 32)  # still a well-formed .npy of the right size
+    assert cached.store.get(key, cached._fingerprint(os.fspath(videos[0]))) is None
+    decodes = count_decodes(monkeypatch)
+    assert torch.equal(CachedVideoProcessor(processor, tmp_path / "cache")(videos=videos[:1], **UINT8)[
+        "pixel_values_videos"], expected)
+    assert len(decodes) == 1 and entry.read_bytes() == whole  # decoded again and the entry rewritten
+
+
+def test_a_video_replaced_with_size_and_mtime_kept_is_decoded_again(tmp_path, processor, monkeypatch):
+    """`cp -p` of another clip of the same size over a cached one: same key (path, size, mtime), new content; the
+    disk cache (a new run) and the in-memory cache (the same object) both decode it again."""
+    clip, other = raw_video(tmp_path / "clip.avi", 1), raw_video(tmp_path / "other.avi", 2)
+    assert os.path.getsize(clip) == os.path.getsize(other)
+    os.utime(other, ns=(os.stat(clip).st_atime_ns, os.stat(clip).st_mtime_ns))
+    expected = processor([other], **UINT8, return_tensors="pt")["pixel_values_videos"]
+    in_memory = CachedVideoProcessor(processor)
+    before = CachedVideoProcessor(processor, tmp_path / "cache")(videos=[clip], **UINT8)["pixel_values_videos"]
+    assert torch.equal(in_memory(videos=[clip], **UINT8)["pixel_values_videos"], before)
+    key = frame_cache_key(frame_settings(processor), (clip, None, None))
+    subprocess.run(["cp", "-p", other, clip], check=True)
+    assert frame_cache_key(frame_settings(processor), (clip, None, None)) == key  # the key cannot tell
+    decodes = count_decodes(monkeypatch)
+    for cached in (CachedVideoProcessor(processor, tmp_path / "cache"), in_memory):
+        after = cached(videos=[clip], **UINT8)["pixel_values_videos"]
+        assert torch.equal(after, expected) and not torch.equal(after, before)
+    assert len(decodes) == 2  # once each
+    refuse_decoding(monkeypatch)  # the rewritten disk entry now serves the new clip
+    assert torch.equal(CachedVideoProcessor(processor, tmp_path / "cache")(videos=[clip], **UINT8)[
+        "pixel_values_videos"], expected)
+
+
+def test_a_foreign_folder_is_refused_as_frame_cache_through_the_cli(tmp_path):
+    from app_server import save_demo_model
+
+    model_dir, video_dir, _ = save_demo_model(tmp_path / "demo", 2)
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "notes.txt").write_text("mine")
+    result = subprocess.run([sys.executable, "-m", "tvr", "eval", str(model_dir), "--dataset", "jsonl",
+                             "--annotations", str(video_dir.parent), "--device", "cpu", "--frame-cache", str(project)],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.splitlines()[-1].startswith(f"tvr: error: frame cache folder '{project}' is not a tvr frame "
+                                                     "cache folder and "
+                                    "holds 'notes.txt'")
+    assert os.listdir(project) == ["notes.txt"]
+    # a tvr 0.1 cache (entries, no marker) is still the cache's own
+    legacy = tmp_path / "legacy"
+    (legacy / "ab").mkdir(parents=True)
+    (legacy / "ab" / ("ab" + "0" * 62 + ".npy")).write_bytes(b"old entry")
+    FrameCache(legacy)
+    assert read_marker(legacy) == {"kind": "frame cache", "files": None}

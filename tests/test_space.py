@@ -1,17 +1,23 @@
-"""``tvr space``: the Space folder (metadata, app.py, pinned requirements, model, videos / index), its ``app.py``
-started and answering a query over HTTP, and ``--push-to-hub`` with a recording Hub client."""
+"""``tvr space``: the Space folder (metadata, app.py, tvr's wheel, requirements, model, videos / index), the folder
+rules, ``--push-to-hub`` with a recording Hub client. The Space installed in a fresh environment and queried over
+HTTP: test_journey_space.py."""
 
 import os
-import sys
+import shutil
+from pathlib import Path
 
 import pytest
 import yaml
-from app_server import call_api, running_app, save_demo_model
+from app_server import run_tvr, save_demo_model
 
 import tvr
+from tvr.app import space as space_module
 from tvr.app.space import push_space, write_space
 from tvr.cli import main
 from tvr.retrieval import VideoIndex, load_model_and_processor
+from tvr.utils.output_dir import MARKER
+
+WHEEL = f"tvr-{tvr.__version__}-py3-none-any.whl"
 
 
 @pytest.fixture(scope="module")
@@ -20,36 +26,47 @@ def demo_model(tmp_path_factory):
     return save_demo_model(tmp_path_factory.mktemp("space"), 3)
 
 
+@pytest.fixture(scope="module")
+def built_wheel(tmp_path_factory):
+    """tvr's wheel, built once (6 s) for the tests that write Spaces in this process."""
+    return space_module.build_tvr_wheel(tmp_path_factory.mktemp("wheel"))
+
+
+@pytest.fixture(autouse=True)
+def reuse_wheel(built_wheel, monkeypatch):
+    monkeypatch.setattr(space_module, "build_tvr_wheel",
+                        lambda destination: Path(shutil.copy2(built_wheel, Path(destination) / built_wheel.name)))
+
+
 def read_metadata(readme) -> dict:
     text = readme.read_text(encoding="utf-8")
     assert text.startswith("---\n")
     return yaml.safe_load(text.split("---\n")[1])
 
 
-def test_space_folder_with_videos_starts_and_answers(demo_model, tmp_path):
-    model_dir, video_dir, captions = demo_model
+def test_space_folder_rules_through_the_cli(demo_model, tmp_path):
+    model_dir, video_dir, _ = demo_model
     space = tmp_path / "space"
-    assert main(["space", str(model_dir), str(space), "--videos", str(video_dir), "--title", "Shapes search"]) == 0
-    assert sorted(path.name for path in space.iterdir()) == ["README.md", "app.py", "model", "requirements.txt",
-                                                             "videos"]
-    metadata = read_metadata(space / "README.md")
-    assert metadata["sdk"] == "gradio" and metadata["app_file"] == "app.py" and metadata["title"] == "Shapes search"
-    gradio = pytest.importorskip("gradio", reason="gradio is not installed (pip install 'tvr[app]')")
-    assert metadata["sdk_version"] == gradio.__version__
-    assert (space / "requirements.txt").read_text() == f"tvr[app]=={tvr.__version__}\n"
-    assert (space / "model" / "config.json").is_file() and (space / "model" / "tokenizer.json").is_file()
-    assert sorted(path.name for path in (space / "videos").iterdir()) == sorted(os.listdir(video_dir))
+    assert run_tvr("space", model_dir, space, "--videos", video_dir, "--title", "Shapes search").returncode == 0
+    assert read_metadata(space / "README.md")["title"] == "Shapes search"
+    # a Space tvr wrote is rewritten whole (nothing stale kept)
+    result = run_tvr("space", model_dir, space)
+    assert result.returncode == 0, result.stderr
+    assert sorted(path.name for path in space.iterdir()) == sorted(
+        [MARKER, "README.md", "app.py", "model", "requirements.txt", WHEEL])
 
-    # expected: the pipeline's ranking of the Space's own videos
-    model, processor = load_model_and_processor(model_dir, device="cpu")
-    retriever = tvr.pipelines.VideoTextRetrievalPipeline(model=model, processor=processor, device="cpu")
-    expected = retriever(captions[1], videos=sorted(str(path) for path in (space / "videos").iterdir()))
-    with running_app([sys.executable, "app.py"], space, tmp_path) as url:  # as a Space runs it, from its folder
-        gallery, table = call_api(url, "search", captions[1], 3)
-    assert len(gallery) == 3
-    assert [row.split(" | ")[1] for row in table.splitlines() if row.startswith("| 1 ")] == [
-        os.path.basename(expected[0]["video"])]
-    assert f"{expected[0]['score']:.3f}" in table
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "notes.txt").write_text("mine")
+    result = run_tvr("space", model_dir, project, "--videos", video_dir)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.startswith(f"tvr: error: output folder '{project}' is not a tvr space folder and holds "
+                                    "'notes.txt'")
+    assert os.listdir(project) == ["notes.txt"] and (project / "notes.txt").read_text() == "mine"
+
+    result = run_tvr("space", model_dir, video_dir / "space", "--videos", video_dir)
+    assert result.returncode == 1 and "is inside the input folder" in result.stderr
+    assert not (video_dir / "space").exists()
 
 
 def test_space_folder_with_an_index_keeps_it_relative(demo_model, tmp_path, monkeypatch):
@@ -73,12 +90,14 @@ def test_space_for_a_hub_model_and_bad_arguments(demo_model, tmp_path):
     assert not (space / "model").exists()
     assert "RetrievalDemo('me/clip4clip', index=None, videos='videos')" in (space / "app.py").read_text()
     assert read_metadata(space / "README.md")["models"] == ["me/clip4clip"]
-    with pytest.raises(FileExistsError, match="not empty"):
+    assert read_metadata(space / "README.md")["title"] == "tvr video search: me/clip4clip"
+    (space / "mine.txt").write_text("a file tvr did not write")
+    with pytest.raises(ValueError, match="holds 'mine.txt'"):
         write_space(model_dir, space)
     with pytest.raises(ValueError, match="not both"):
         write_space(model_dir, tmp_path / "other", index=tmp_path, videos=video_dir)
     with pytest.raises(ValueError, match="local folder"):
-        write_space("me/clip4clip", tmp_path / "third", index=tmp_path)
+        write_space("me/clip4clip", tmp_path / "third", index=tmp_path / "an-index")
 
 
 class RecordingHfApi:
@@ -108,7 +127,8 @@ def test_push_to_hub_uploads_the_space_folder(demo_model, tmp_path, monkeypatch,
     assert api.repos == [("me/demo", {"repo_type": "space", "space_sdk": "gradio", "private": True,
                                       "exist_ok": True})]
     [(repo_id, files, kwargs)] = api.uploads
-    assert repo_id == "me/demo" and kwargs["repo_type"] == "space"
+    assert repo_id == "me/demo" and kwargs["repo_type"] == "space" and kwargs["ignore_patterns"] == [MARKER]
+    assert WHEEL in files
     assert {"README.md", "app.py", "requirements.txt", "model/config.json", "model/model.safetensors"} <= set(files)
     assert sum(name.startswith("videos/") for name in files) == len(os.listdir(video_dir))
     with pytest.raises(FileNotFoundError, match="app.py"):

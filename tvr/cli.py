@@ -56,7 +56,30 @@ TRACEBACK_ENV = "TVR_TRACEBACK"
 def main(argv: list[str] | None = None) -> int:
     """Run ``tvr <command>`` and return its exit code; errors propagate (for callers and tests)."""
     args = build_parser().parse_args(argv)
+    if getattr(args, "device", None) is not None:  # every command's --device, checked before anything loads
+        from tvr.utils.device import check_device
+
+        check_device(args.device)
     return int(args.func(args) or 0)
+
+
+def user_error_message(error: BaseException) -> str | None:
+    """The one-line message of an error the user's input caused, or ``None`` for a bug (shown with its traceback).
+
+    Besides :data:`USER_ERRORS`: huggingface_hub's strict-dataclass errors, which transformers' configs raise for a
+    field of the wrong type or a failed check (a DAVRL ``alpha`` out of range, in ``config.json``, ``model_kwargs``
+    or ``--set``); their message is the cause's, without the validator's name."""
+    hub_errors = sys.modules.get("huggingface_hub.errors")  # loaded whenever one of its errors was raised
+    if hub_errors is not None and isinstance(error, hub_errors.StrictDataclassClassValidationError):
+        return f"invalid model configuration: {error.__cause__ or error}"
+    if hub_errors is not None and isinstance(error, hub_errors.StrictDataclassError):  # a field's type
+        return f"invalid setting: {error.__cause__ or error}"
+    if not isinstance(error, USER_ERRORS):
+        return None
+    message = str(error) if not isinstance(error, KeyError) else f"missing key {error}"
+    if isinstance(error, OSError) and error.filename and error.strerror and str(error.filename) not in message:
+        message = f"{error.filename}: {error.strerror}"
+    return message
 
 
 def console_main(argv: list[str] | None = None) -> int:
@@ -68,14 +91,12 @@ def console_main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("tvr: interrupted", file=sys.stderr)
         return 130
-    except USER_ERRORS as error:
-        if os.environ.get(TRACEBACK_ENV):
+    except Exception as error:  # noqa: BLE001  (a bug is re-raised below, with its traceback)
+        message = user_error_message(error)
+        if message is None or os.environ.get(TRACEBACK_ENV):
             raise
-        message = str(error) if not isinstance(error, KeyError) else f"missing key {error}"
-        if isinstance(error, OSError) and error.filename and error.strerror and str(error.filename) not in message:
-            message = f"{error.filename}: {error.strerror}"
-        print(f"tvr: error: {' '.join(message.split()) or type(error).__name__} "
-              f"(set {TRACEBACK_ENV}=1 for the traceback)", file=sys.stderr)
+        print(f"tvr: error: {' '.join(message.split()) or type(error).__name__} (set {TRACEBACK_ENV}=1 for the "
+              "traceback)", file=sys.stderr)
         return 1
 
 

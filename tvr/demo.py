@@ -19,6 +19,9 @@ Everything goes under ``--output``::
     index/                the VideoIndex of the test videos
     search_results.json   the demo queries and their ranked videos
 
+``--output`` is the demo's own folder: a re-run replaces what the demo wrote; a non-empty folder holding anything
+else is refused before any work.
+
 Example::
 
     tvr demo --output demo_output                        # seqTransf head
@@ -36,12 +39,17 @@ import time
 from pathlib import Path
 
 from .modeling.configuration_clip4clip import SIM_HEADERS
+from .utils.atomic import atomic_directory
+from .utils.output_dir import claim_output_dir, write_marker
 
 NUM_FRAMES = 8  # 8 s synthetic videos sampled at 1 frame per second
 IMAGE_SIZE = 32  # frames are rendered at 64 px (decodes fastest) and resized to 32 for the model
 MAX_WORDS = 32  # the longest 3-event caption is 23 tokens with the demo's tokenizer
 NUM_QUERIES = 3  # test captions searched in the index at the end
 DEMO_TOWERS = ("clip", "siglip")
+OUTPUT_KIND = "demo"
+# what the demo writes under --output ("data" first: every demo folder, tvr 0.1's unmarked ones included, has it)
+DEMO_ENTRIES = ("data", "training", "model", "eval_results.json", "index", "search_results.json")
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -142,6 +150,9 @@ def run(args: argparse.Namespace) -> int:
     if args.train_videos < args.batch_size:
         raise ValueError(f"--train-videos ({args.train_videos}) must be at least --batch-size ({args.batch_size})")
     output = Path(args.output)
+    claim_output_dir(output, OUTPUT_KIND, legacy=DEMO_ENTRIES)  # before any work: a foreign folder is refused
+    output.mkdir(parents=True, exist_ok=True)
+    write_marker(output, OUTPUT_KIND, files=DEMO_ENTRIES)
     started = time.perf_counter()
 
     def step(message: str) -> None:
@@ -176,9 +187,8 @@ def run(args: argparse.Namespace) -> int:
 
     step("4/6 evaluating the best checkpoint on the test videos")
     model_dir = output / "model"
-    if model_dir.exists():
-        shutil.rmtree(model_dir)
-    shutil.copytree(output / "training" / "best", model_dir)
+    with atomic_directory(model_dir) as staging:  # the demo's model/ (its folder is claimed): replaced whole
+        shutil.copytree(output / "training" / "best", staging, dirs_exist_ok=True)
     model, processor = load_model_and_processor(model_dir, device="cpu")
     metrics = evaluate_retrieval(model, processor, splits["test"], batch_size=64).metrics
     metrics["time_reversal_accuracy"] = time_reversal_accuracy(model, processor, splits["test"])

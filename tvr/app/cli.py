@@ -1,5 +1,6 @@
 """``tvr app``: a browser app for a tvr model: search a video collection with text, label an uploaded video
-zero-shot and rank captions for it. Needs gradio: ``pip install tvr[app]``.
+zero-shot and rank captions for it. Needs gradio: ``pip install -e '.[app]'`` in a clone of tvr (or ``pip install
+gradio``).
 
 Example::
 
@@ -10,8 +11,10 @@ Example::
 from __future__ import annotations
 
 import argparse
+import os
+from pathlib import Path
 
-INSTALL_HINT = "tvr app needs gradio: pip install 'tvr[app]' (or pip install gradio)"
+INSTALL_HINT = "tvr app needs gradio: pip install -e '.[app]' in tvr's clone (or pip install 'gradio>=6,<7')"
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -31,7 +34,33 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     return parser
 
 
+def check_model_argument(model: str | os.PathLike) -> bool:
+    """Whether ``model`` is a local model folder (``True``) or a Hub id (``False``), decided before anything
+    touches the Hub: a path that is not there (``runs/typo``: its first folder exists here, or it is not of the form
+    ``owner/name``) is refused at once instead of after the Hub's retries.
+
+    Raises:
+        FileNotFoundError: a missing folder, or one without ``config.json`` / ``adapter_config.json``.
+    """
+    from ..hub_cards.card import HUB_ID
+    from ..utils.values import did_you_mean
+
+    model = os.fspath(model)
+    if os.path.isdir(model):
+        if not any(os.path.isfile(os.path.join(model, name)) for name in ("config.json", "adapter_config.json")):
+            raise FileNotFoundError(f"model folder {model!r} has no config.json: expected a folder saved with "
+                                    "save_pretrained (model + processor), or a Hub id")
+        return True
+    if os.path.exists(model) or not HUB_ID.match(model) or os.path.isdir(model.split("/")[0]):
+        parent = Path(model).parent
+        hint = did_you_mean(Path(model).name, os.listdir(parent)) if parent.is_dir() else ""
+        raise FileNotFoundError(f"model folder {model!r} does not exist{hint}: give a folder saved with "
+                                "save_pretrained (e.g. runs/clip4clip/best) or a Hub id (owner/name)")
+    return False
+
+
 def run(args: argparse.Namespace) -> int:
+    check_model_argument(args.model)  # before gradio, the model or the Hub: a typo is told at once
     try:
         from . import ui
     except ImportError as error:

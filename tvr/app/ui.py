@@ -1,5 +1,5 @@
 """The Gradio UI of ``tvr app`` (and of a ``tvr space`` Space): a search tab and an upload tab around a
-:class:`~tvr.app.demo.RetrievalDemo`. Imports gradio, which is the optional extra ``tvr[app]``."""
+:class:`~tvr.app.demo.RetrievalDemo`. Imports gradio, the optional extra ``app``."""
 
 from __future__ import annotations
 

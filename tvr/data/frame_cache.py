@@ -13,6 +13,13 @@ written to a temporary file in its folder and renamed into place, so readers see
 temporary file left by a killed writer is never read and is removed by the next writer of that entry; an entry
 that does not read back whole (a truncated file) counts as missing and is written again.
 
+An entry is checked before it is served: it ends with a trailer holding the CRC-32 of its frames and the
+fingerprint of the video it was decoded from (:func:`tvr.utils.fingerprint.file_fingerprint`: size and a hash of
+its first and last MiB). Damaged frames (a bit flip) or a video replaced by another of the same size and
+modification time (``cp -p``, ``rsync -a``) make it a miss: the clip is decoded again and the entry rewritten.
+
+The cache folder is tvr's (marked as a ``frame cache`` folder): a non-empty folder holding anything else is refused.
+
 Example::
 
     cached = CachedVideoProcessor(processor, "frame_cache")   # processor: a TVRProcessor
@@ -27,7 +34,9 @@ import hashlib
 import io
 import json
 import os
+import struct
 import warnings
+import zlib
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -37,7 +46,12 @@ from tqdm.auto import tqdm
 
 VideoKey = tuple[str, float | None, float | None]  # (video_path, start, end)
 
-FORMAT_VERSION = 1  # part of every key: a change of the entry format leaves old entries unread
+FORMAT_VERSION = 2  # part of every key: a change of the entry format leaves old entries unread (2: the trailer)
+CACHE_KIND = "frame cache"
+# an entry: the .npy bytes, then a JSON trailer {"crc32", "video"}, its length (uint32, little-endian) and this mark
+TRAILER_MARK = b"TVRFRAME"
+TRAILER_END = struct.Struct("<I8s")
+MAX_REMEMBERED_FINGERPRINTS = 100_000  # videos whose fingerprint a process keeps (about 300 bytes each)
 # settings that do not change the uint8 frames: applied after them, or how (not what) to decode
 _SETTINGS_NOT_IN_KEY = ("do_rescale", "rescale_factor", "do_normalize", "image_mean", "image_std", "decode_threads",
                         "return_metadata", "seed", "processor_class", "_processor_class")
@@ -89,6 +103,18 @@ def frame_cache_key(settings: dict[str, Any], video: VideoKey) -> str:
     return hashlib.sha256(json.dumps(record, sort_keys=True, default=str).encode("utf-8")).hexdigest()
 
 
+def frames_checksum(frames: np.ndarray) -> int:
+    """CRC-32 (zlib) of a C-contiguous array's bytes: catches a flipped bit in a cached entry."""
+    return zlib.crc32(memoryview(np.ascontiguousarray(frames)).cast("B"))
+
+
+def same_video(recorded: dict[str, Any] | None, current: dict[str, Any] | None) -> bool:
+    """Whether a video's fingerprint (size and content hash) is the one an entry was decoded from; an unknown one
+    (``None``: not given) matches."""
+    return current is None or (recorded is not None and all(recorded.get(name) == current.get(name)
+                                                            for name in ("size", "hash")))
+
+
 class FrameCache:
     """Frames on disk: one ``<directory>/<key[:2]>/<key>.npy`` file per clip, read back memory-mapped.
 
@@ -96,39 +122,58 @@ class FrameCache:
     one key write identical bytes, the last rename wins) and against interrupted writes (see the module doc).
 
     Args:
-        directory: the cache folder (created when first written); reused across epochs and runs.
+        directory: the cache folder (created and marked as tvr's when first opened); reused across epochs and runs.
+
+    Raises:
+        OutputDirError: ``directory`` is a non-empty folder tvr did not write as a frame cache.
     """
 
     def __init__(self, directory: str | os.PathLike):
+        from ..utils.output_dir import claim_output_dir, read_marker, write_marker
+
         self.directory = Path(directory)
         self._warned = False
+        # tvr 0.1's caches (no marker) hold only the entries' <key[:2]> folders
+        claim_output_dir(self.directory, CACHE_KIND, legacy=("[0-9a-f][0-9a-f]",), what="frame cache folder")
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            if read_marker(self.directory) is None:
+                write_marker(self.directory, CACHE_KIND)  # files=None: entries are added by any run
+        except OSError:  # a read-only place: entries are read, and put warns once
+            pass
 
     def path(self, key: str) -> Path:
         return self.directory / key[:2] / f"{key}.npy"
 
-    def get(self, key: str) -> np.ndarray | None:
-        """The ``(num_frames, 3, height, width)`` uint8 frames of ``key``, memory-mapped (read-only; pages are read
-        when used), or ``None`` when missing or not whole."""
+    def get(self, key: str, video: dict[str, Any] | None = None) -> np.ndarray | None:
+        """The ``(num_frames, 3, height, width)`` uint8 frames of ``key``, memory-mapped (read-only), or ``None`` when
+        missing, not whole, damaged (checksum) or decoded from another file than ``video`` (its
+        :func:`~tvr.utils.fingerprint.file_fingerprint`; ``None``: not checked)."""
         path = self.path(key)
         try:
             frames = np.load(path, mmap_mode="r", allow_pickle=False)
-            whole = os.path.getsize(path) == frames.offset + frames.nbytes  # no torn or trailing bytes
+            trailer = _read_trailer(path, frames.offset + frames.nbytes)
         except FileNotFoundError:
             return None
         except (OSError, ValueError, EOFError):  # a truncated or corrupt file: a miss, written again by put
             return None
-        if not whole or frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[1] != 3 or len(frames) < 1:
+        if trailer is None or frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[1] != 3 or len(frames) < 1:
+            return None
+        if not same_video(trailer.get("video"), video) or trailer.get("crc32") != frames_checksum(frames):
             return None
         return frames
 
-    def put(self, key: str, frames: np.ndarray) -> None:
-        """Write the entry of ``key`` crash-safely. A failed write (a full disk) warns once and leaves no entry:
-        the frames are still used, only not cached."""
+    def put(self, key: str, frames: np.ndarray, video: dict[str, Any] | None = None) -> None:
+        """Write the entry of ``key`` (with the fingerprint of its ``video``) crash-safely. A failed write (a full
+        disk) warns once and leaves no entry: the frames are still used, only not cached."""
         from ..utils.atomic import atomic_write_bytes, remove_leftovers
 
         path = self.path(key)
+        frames = np.ascontiguousarray(frames, dtype=np.uint8)
         buffer = io.BytesIO()
-        np.save(buffer, np.ascontiguousarray(frames, dtype=np.uint8), allow_pickle=False)
+        np.save(buffer, frames, allow_pickle=False)
+        trailer = json.dumps({"crc32": frames_checksum(frames), "video": video}, sort_keys=True).encode("utf-8")
+        buffer.write(trailer + TRAILER_END.pack(len(trailer), TRAILER_MARK))
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             remove_leftovers(path, only_dead_writers=True)  # temporary files of killed writers of this entry
@@ -140,21 +185,39 @@ class FrameCache:
                 self._warned = True
 
 
+def _read_trailer(path: Path, frames_end: int) -> dict[str, Any] | None:
+    """The trailer of an entry whose frames end at byte ``frames_end``, or ``None`` when it is not exactly there
+    (torn, trailing bytes, an entry of another format)."""
+    with open(path, "rb") as handle:
+        size = handle.seek(0, os.SEEK_END)
+        if size < frames_end + TRAILER_END.size:
+            return None
+        handle.seek(size - TRAILER_END.size)
+        length, mark = TRAILER_END.unpack(handle.read(TRAILER_END.size))
+        if mark != TRAILER_MARK or frames_end + length + TRAILER_END.size != size:
+            return None
+        handle.seek(frames_end)
+        trailer = json.loads(handle.read(length))
+    return trailer if isinstance(trailer, dict) else None
+
+
 class InMemoryFrameCache:
     """Frames in this process's memory, with :class:`FrameCache`'s ``get`` / ``put`` (DataLoader workers get a
     copy: what they add is not seen by the main process)."""
 
     def __init__(self):
         self.entries: dict[str, np.ndarray] = {}
+        self.videos: dict[str, dict[str, Any] | None] = {}
 
     def __len__(self) -> int:
         return len(self.entries)
 
-    def get(self, key: str) -> np.ndarray | None:
-        return self.entries.get(key)
+    def get(self, key: str, video: dict[str, Any] | None = None) -> np.ndarray | None:
+        return self.entries.get(key) if same_video(self.videos.get(key), video) else None
 
-    def put(self, key: str, frames: np.ndarray) -> None:
+    def put(self, key: str, frames: np.ndarray, video: dict[str, Any] | None = None) -> None:
         self.entries[key] = np.ascontiguousarray(frames, dtype=np.uint8)
+        self.videos[key] = video
 
 
 class CachedVideoProcessor:
@@ -181,6 +244,7 @@ class CachedVideoProcessor:
         self.settings = frame_settings(self.video_processor)
         self.store = FrameCache(frame_cache_dir) if frame_cache_dir is not None else InMemoryFrameCache()
         self.failed: dict[VideoKey, str] = {}
+        self._fingerprints: dict[tuple, dict[str, Any]] = {}
 
     def fill(self, keys: Sequence[VideoKey], batch_size: int = 16, show_progress: bool = True) -> None:
         """Decode every clip not cached (or known bad) yet, ``batch_size`` videos per processor call."""
@@ -227,9 +291,22 @@ class CachedVideoProcessor:
 
     def _lookup(self, key: VideoKey) -> np.ndarray | None:
         try:
-            return self.store.get(frame_cache_key(self.settings, key))
+            return self.store.get(frame_cache_key(self.settings, key), self._fingerprint(key[0]))
         except OSError:  # a missing file: decoding it names the problem
             return None
+
+    def _fingerprint(self, path: str) -> dict[str, Any]:
+        """The video's :func:`~tvr.utils.fingerprint.file_fingerprint`, hashed once per version of the file in this
+        process (any write to a file changes its ``st_ctime``, even ``cp -p``'s, which keeps the mtime)."""
+        from ..utils.fingerprint import file_fingerprint
+
+        stat = os.stat(path)
+        version = (os.path.abspath(path), stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
+        if version not in self._fingerprints:
+            if len(self._fingerprints) >= MAX_REMEMBERED_FINGERPRINTS:
+                self._fingerprints.clear()
+            self._fingerprints[version] = file_fingerprint(path)
+        return self._fingerprints[version]
 
     def _decode(self, keys: list[VideoKey]) -> dict[VideoKey, np.ndarray]:
         """Decode ``keys`` (one processor call; the bad ones alone), cache and return the frames of the good ones
@@ -246,8 +323,13 @@ class CachedVideoProcessor:
             for row, position in enumerate(decoded.kept):
                 num_frames = int(decoded.inputs["video_mask"][row].sum())
                 # a copy: a view would keep the whole padded batch alive
-                frames[keys[position]] = decoded.inputs["pixel_values_videos"][row, :num_frames].numpy().copy()
-                self.store.put(frame_cache_key(self.settings, keys[position]), frames[keys[position]])
+                key = keys[position]
+                frames[key] = decoded.inputs["pixel_values_videos"][row, :num_frames].numpy().copy()
+                try:
+                    video = self._fingerprint(key[0])
+                except OSError:  # gone since it was decoded: nothing to cache it under
+                    continue
+                self.store.put(frame_cache_key(self.settings, key), frames[key], video)
         self.failed.update((key, decoded.failed[key[0]]) for key in keys if key[0] in decoded.failed)
         return frames
 

@@ -1,8 +1,10 @@
-"""tvr compress: re-encode a folder of videos as the seeds do before training (3 fps, shorter side 224).
+"""tvr compress: re-encode a folder of videos as the original code does before training (3 fps, shorter side 224).
 
 InternVideo's and EMCL-Net's compress_video.py run `ffmpeg -vf scale=... -r 3` on every file; this does the same
 with PyAV's bundled FFmpeg (its fps and bicubic scale filters, H.264 at x264's defaults), so no system ffmpeg is
-needed. Finished files are skipped, so an interrupted run can simply be started again.
+needed. Finished files are skipped, so an interrupted run can simply be started again. The output folder is tvr's
+(marked as a ``compressed videos`` folder): a non-empty folder tvr did not write, the input folder itself or a folder
+inside it is refused, and an existing file is never overwritten.
 
     tvr compress videos/ videos_3fps/ --fps 3 --size 224 --workers 8
 """
@@ -17,6 +19,9 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from ..utils.atomic import fsync_path
+from ..utils.output_dir import claim_output_dir, write_marker
+
+OUTPUT_KIND = "compressed videos"
 
 VIDEO_EXTENSIONS = {".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv", ".3gp", ".ogv"}
 
@@ -147,12 +152,19 @@ def compress_folder(
     Videos whose output already exists are skipped, so a stopped run can be started again. Failures are
     collected, not raised.
 
+    Raises:
+        OutputDirError: ``output_dir`` is ``input_dir``, inside it, or a non-empty folder tvr did not write as
+            compressed videos (checked before any video is read).
+
     Returns:
         ``(num_compressed, num_skipped, failures)`` with ``failures`` mapping input path -> reason.
     """
     input_dir, output_dir = Path(input_dir), Path(output_dir)
     if not input_dir.is_dir():
         raise NotADirectoryError(f"input folder '{input_dir}' does not exist")
+    claim_output_dir(output_dir, OUTPUT_KIND, inputs=[input_dir])
+    output_dir.mkdir(parents=True, exist_ok=True)
+    write_marker(output_dir, OUTPUT_KIND)  # files=None: a folder filled (and resumed) one video at a time
     jobs, failures, claimed, skipped = [], {}, {}, 0
     for relative in find_videos(input_dir):
         target = output_dir / relative.with_suffix(".mp4")
@@ -203,7 +215,7 @@ class _InlinePool:
 def add_parser(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "compress",
-        help="re-encode a folder of videos at 3 fps, shorter side 224 (as the seeds' compress_video.py)",
+        help="re-encode a folder of videos at 3 fps, shorter side 224 (as the original code's compress_video.py)",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -53,8 +53,9 @@ class TVRProcessor(ProcessorMixin):
     def __init__(
         self, video_processor=None, tokenizer=None, max_words: int = 32, text_padding: str = "clip4clip", **kwargs
     ) -> None:
-        if max_words < 2:
-            raise ValueError(f"max_words must leave room for the start and end tokens (>= 2), got {max_words}")
+        if isinstance(max_words, bool) or not isinstance(max_words, int) or max_words < 2:
+            raise ValueError(f"processor setting max_words={max_words!r} is not valid: an integer >= 2 (room for the "
+                             "start and end tokens)")
         if text_padding not in TEXT_PADDINGS:
             raise ValueError(f"text_padding must be one of {TEXT_PADDINGS}, got {text_padding!r}")
         self.max_words = max_words

@@ -1,6 +1,8 @@
 """``TVRVideoProcessor``: videos in, ``pixel_values_videos`` + ``video_mask`` out, as the seeds prepare them."""
 
 import os
+import types
+import typing
 from typing import Any, Literal
 
 import numpy as np
@@ -47,6 +49,41 @@ class TVRVideoProcessorKwargs(VideosKwargs, total=False):
     end: Seconds | list[Seconds | None] | None
     seed: int | None
     decode_threads: int
+
+
+# sampling settings checked when a processor is made (from code, a saved config or --processor-kwargs): a value of
+# the wrong type fails there, naming the setting, not later in every video's decoding
+SETTINGS_CHECKED_AT_INIT = ("fps", "num_frames", "max_frames", "slice_framepos", "frame_order", "frame_sampling",
+                            "start", "end", "seed", "decode_threads")
+
+
+def check_settings(valid_kwargs: type, settings: dict[str, Any], names: tuple[str, ...]) -> None:
+    """Check the types of ``settings[name]`` for ``names`` against the ``valid_kwargs`` TypedDict.
+
+    Raises:
+        ValueError: one line naming the setting, its value and the type expected.
+    """
+    for name in names:
+        if name not in settings:
+            continue
+        try:
+            validate_typed_dict(valid_kwargs, {name: settings[name]})
+        except Exception:  # noqa: BLE001  (huggingface_hub's StrictDataclassFieldValidationError: several lines)
+            expected = _describe_type(typing.get_type_hints(valid_kwargs)[name])
+            raise ValueError(f"processor setting {name}={settings[name]!r} is not valid: expected {expected}; fix it "
+                             "in --processor-kwargs / processor_kwargs or the processor's config") from None
+
+
+def _describe_type(annotation: Any) -> str:
+    """``int | float | None`` -> ``"int or float or None"``; ``Literal["a", "b"]`` -> ``"one of 'a', 'b'"``."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(arg) for arg in args)
+    if args and origin in (typing.Union, types.UnionType):
+        return " or ".join(_describe_type(arg) for arg in args)
+    if annotation is type(None):
+        return "None"
+    return getattr(annotation, "__name__", str(annotation))
 
 
 class TVRVideoProcessor(BaseVideoProcessor):
@@ -105,6 +142,7 @@ class TVRVideoProcessor(BaseVideoProcessor):
     model_input_names = ["pixel_values_videos", "video_mask"]
 
     def __init__(self, **kwargs: Unpack[TVRVideoProcessorKwargs]) -> None:
+        check_settings(self.valid_kwargs, kwargs, SETTINGS_CHECKED_AT_INIT)
         super().__init__(**kwargs)
 
     def preprocess(self, videos: Any, **kwargs: Unpack[TVRVideoProcessorKwargs]) -> BatchFeature:

@@ -13,7 +13,7 @@ from .config import add_config_arguments, config_from_args
 DESCRIPTION = (
     "Train a text-video retrieval model with the contrastive loss over the global batch. Values come from the "
     "defaults, then --config (YAML/JSON), then the flags. For several processes use "
-    "`accelerate launch -m tvr.training ...` with the same flags. tvr/training/FLAGS.md maps the seeds' flags."
+    "`accelerate launch -m tvr.training ...` with the same flags. tvr/training/FLAGS.md maps the original code's flags."
 )
 
 

@@ -72,7 +72,7 @@ class TrainingConfig:
     batch_size: int = option(128, "global batch per forward pass, split over processes (the negatives pool)")
     gradient_accumulation_steps: int = option(1, "forward passes per optimiser step (negatives pool unchanged)")
     max_steps: int | None = option(None, "stop after (and schedule over) this many optimiser steps")
-    optimizer: str = option("adamw", "adamw, or bertadam (the seeds' BertAdam)")
+    optimizer: str = option("adamw", "adamw, or bertadam (the original code's BertAdam)")
     lr: float = option(1e-4, "learning rate of the parameters outside clip")
     coef_lr: float = option(1e-3, "CLIP parameters train at lr * coef_lr")
     weight_decay: float = option(0.2, "decoupled weight decay (not applied to biases)")

@@ -68,7 +68,7 @@ def foreign_entries(folder: Path, kind: str, legacy: tuple[str, ...] = ()) -> li
         if marker.get("files") is None:
             return []
         return [name for name in entries if name not in set(marker["files"])]
-    if legacy and (folder / legacy[0]).exists():
+    if legacy and next(folder.glob(legacy[0]), None) is not None:
         return [name for name in entries if not any(fnmatch.fnmatch(name, pattern) for pattern in legacy)]
     return entries
 
@@ -87,7 +87,7 @@ def claim_output_dir(
         path: the output folder.
         kind: what the writer writes (``"index"``, ``"model"``, ``"training run"``, ...), stored in the marker.
         inputs: folders (or files) the command reads; the output may be neither one of them nor inside one.
-        legacy: glob patterns of the files this writer writes, the first one always present: recognises folders
+        legacy: glob patterns of the files this writer writes, the first one always matched: recognises folders
             written before the marker existed.
         what: how the error names ``path`` (``"index folder"``).
 
