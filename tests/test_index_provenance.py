@@ -107,6 +107,7 @@ def test_adapter_folders_fingerprint_their_base_too(tmp_path):
     base.mkdir(parents=True)
     adapter.mkdir()
     (base / "model.safetensors").write_bytes(b"base weights")
+    (base / "config.json").write_text("{}")  # a saved model folder, as resolve_adapter_base expects
     (adapter / "adapter_model.safetensors").write_bytes(b"adapter weights")
     (adapter / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": str(base)}))
     assert model_weights_fingerprint(adapter) == f"{weights_fingerprint(base)}+{weights_fingerprint(adapter)}"
