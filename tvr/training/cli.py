@@ -29,7 +29,11 @@ def run(args: argparse.Namespace) -> int:
 
     from .trainer import SKIPPED_VIDEOS_FILE, train
 
+    from accelerate import PartialState
+
     output_dir = train(config_from_args(args))
+    if not PartialState().is_main_process:  # one report per run, not one per process
+        return 0
     print(f"trained model: {output_dir / 'final'} (best by t2v R@1, when evaluated: {output_dir / 'best'})")
     skipped = output_dir / SKIPPED_VIDEOS_FILE
     if skipped.is_file():

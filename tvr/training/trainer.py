@@ -30,6 +30,7 @@ import dataclasses
 import json
 import math
 import os
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -50,6 +51,8 @@ from ..peft import (
     save_adapter,
 )
 from ..processing.normalization import normalize_videos
+from ..utils.output_dir import claim_output_dir, write_marker
+from ..utils.process import exit_with_parent, launched_worker
 from .config import TrainingConfig
 from .data import CachedVideoProcessor, CaptionVideoSamples, TrainingCollator
 from .gather import gather_encoding
@@ -63,6 +66,11 @@ from .checkpointing import (  # noqa: F401  (list_checkpoints, resolve_checkpoin
 from .optimization import build_optimizer, build_scheduler, freeze_pretrained_layers
 
 SKIPPED_VIDEOS_FILE = "skipped_videos.json"
+RUN_KIND, MODEL_KIND = "training run", "model"  # the kinds of tvr.utils.output_dir's markers
+# what a run folder of tvr 0.1 (before markers) holds, training_config.yaml always
+RUN_LEGACY = ("training_config.yaml", "metrics.jsonl", "checkpoints", "best", "final", "base", "skipped_videos.json")
+# what a saved model folder of tvr 0.1 holds, its card always: save_pretrained's weights, configs, tokenizer files
+MODEL_LEGACY = ("README.md", "*.json", "*.safetensors", "*.txt", "training_curves.png")
 ADAPTER_BASE_DIR = "base"  # under output_dir: the frozen base every saved adapter of the run points to
 BEST_METRIC = "t2v_R@1"
 CONSOLE_METRICS = ("t2v_R@1", "t2v_R@5", "t2v_R@10", "t2v_MedR", "v2t_R@1", "v2t_R@5", "v2t_R@10")
@@ -102,8 +110,9 @@ class ContrastiveStep(nn.Module):
         return self.model.compute_loss(text, video).loss
 
 
-class TrainingDiverged(FloatingPointError):
-    """The loss or gradient norm stayed non-finite for ``max_nonfinite_steps`` optimiser steps in a row."""
+class TrainingDiverged(FloatingPointError, ValueError):
+    """The loss or gradient norm stayed non-finite for ``max_nonfinite_steps`` optimiser steps in a row (a
+    ``ValueError`` too: caused by the run's settings or data, so ``tvr train`` reports it in one line)."""
 
 
 @dataclasses.dataclass
@@ -196,7 +205,7 @@ def save_model(model: nn.Module, processor, directory: Path, config: TrainingCon
     from ..utils.atomic import atomic_directory
 
     check_finite_weights(model, f"saving {os.fspath(directory)!r}")
-    with atomic_directory(directory) as staging:
+    with atomic_directory(directory, kind=MODEL_KIND, legacy=MODEL_LEGACY) as staging:
         if is_peft_model(model):
             base_dir = Path(config.output_dir) / ADAPTER_BASE_DIR
             save_adapter(model, staging, os.path.abspath(base_dir) if (base_dir / "config.json").is_file() else None)
@@ -311,6 +320,68 @@ def read_metrics(output_dir: str | os.PathLike) -> list[dict[str, Any]]:
     return _read_jsonl(Path(output_dir) / "metrics.jsonl")
 
 
+# ------------------------------------------------------------------------------------------------- output folder
+
+
+def claim_run_dir(config: TrainingConfig) -> Path:
+    """``config.output_dir``, checked to be a new or empty folder or this kind of run folder (a run resumes in its
+    own folder); a folder holding anything else, or one inside a model or video folder the run reads, is refused
+    with one line (:func:`tvr.utils.output_dir.claim_output_dir`)."""
+    inputs = [config.init_from, config.processor, config.from_image_text_model,
+              *((data or {}).get("video_dir") for data in (config.train_data, config.eval_data))]
+    claim_output_dir(config.output_dir, RUN_KIND, inputs=[path for path in inputs if path and os.path.isdir(path)],
+                     legacy=RUN_LEGACY, what="training output_dir")
+    return Path(config.output_dir)
+
+
+# ------------------------------------------------------------------------------------------------- processes
+
+
+def build_accelerator(config: TrainingConfig) -> Accelerator:
+    """The run's ``Accelerator``, for every launcher: ``tvr train`` (one process), ``torchrun`` and ``accelerate
+    launch`` (several, on one machine or many).
+
+    A launcher that starts several processes on a machine without a GPU gets a multi-CPU job (gloo): Accelerate only
+    takes that path with ``cpu=True``; without it every rank thinks it is alone (each "main", each writing the same
+    files). Prints the world size once, and says so when a launch asked for more processes than it got.
+    """
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    accelerator = Accelerator(
+        cpu=world_size > 1 and not _has_distributed_device(),
+        mixed_precision=config.mixed_precision,
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        # split_batches: config.batch_size is the global batch, so every process count sees the same batches
+        # non_blocking: pinned uint8 batches are copied to the device while it computes
+        dataloader_config=DataLoaderConfiguration(split_batches=True, use_seedable_sampler=True,
+                                                  data_seed=config.seed, non_blocking=True),
+        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=config.ddp_find_unused_parameters)],
+    )
+    processes = accelerator.num_processes
+    backend = f", {accelerator.state.backend}" if processes > 1 else ""
+    accelerator.print(f"training on {processes} process{'es' if processes > 1 else ''} "
+                      f"({accelerator.device.type}{backend})")
+    if processes == 1 and (world_size > 1 or _accelerate_cpu_launch_of_several()):
+        asked = world_size if world_size > 1 else "several"
+        print(f"tvr: warning: the launch asked for {asked} processes but this run has 1 (the same results, on one "
+              f"process). `accelerate launch --cpu` always starts one process: for N CPU processes use `torchrun "
+              f"--standalone --nproc-per-node N -m tvr.training ...` or `accelerate launch --multi_gpu "
+              f"--num_processes N -m tvr.training ...` (on a machine without GPUs tvr runs them on the CPU, gloo)",
+              file=sys.stderr, flush=True)
+    return accelerator
+
+
+def _has_distributed_device() -> bool:
+    """Whether this machine has an accelerator that Accelerate runs a process group on (CUDA, XPU, NPU, ...; not
+    Apple's MPS, which has no collective backend)."""
+    return torch.accelerator.is_available() and torch.accelerator.current_accelerator().type != "mps"
+
+
+def _accelerate_cpu_launch_of_several() -> bool:
+    """``accelerate launch --cpu --num_processes N`` (N > 1): Accelerate's single-process launcher ran, and set the
+    rendezvous address only because more processes (or machines) were asked for."""
+    return "ACCELERATE_USE_CPU" in os.environ and "MASTER_ADDR" in os.environ and "WORLD_SIZE" not in os.environ
+
+
 # ------------------------------------------------------------------------------------------------- the loop
 
 
@@ -341,22 +412,18 @@ def train(
                                 output_dir="runs/a")
         train(config)   # then AutoModel.from_pretrained("runs/a/best")
     """
-    accelerator = Accelerator(
-        mixed_precision=config.mixed_precision,
-        gradient_accumulation_steps=config.gradient_accumulation_steps,
-        # split_batches: config.batch_size is the global batch, so every process count sees the same batches
-        # non_blocking: pinned uint8 batches are copied to the device while it computes
-        dataloader_config=DataLoaderConfiguration(split_batches=True, use_seedable_sampler=True,
-                                                  data_seed=config.seed, non_blocking=True),
-        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=config.ddp_find_unused_parameters)],
-    )
+    if launched_worker():  # a `kill -9` of torchrun / accelerate launch must not leave this worker running
+        exit_with_parent()
+    claim_run_dir(config)  # before anything is built or written, on every process
+    accelerator = build_accelerator(config)
     if config.batch_size % accelerator.num_processes:
         raise ValueError(f"batch_size={config.batch_size} must be a multiple of the {accelerator.num_processes} "
                          f"processes")
     set_seed(config.seed)
-    output_dir = Path(config.output_dir)
+    output_dir = claim_run_dir(config)
     if accelerator.is_main_process:
         output_dir.mkdir(parents=True, exist_ok=True)
+        write_marker(output_dir, RUN_KIND)
         config.save(output_dir / "training_config.yaml")
 
     # build
@@ -410,9 +477,10 @@ def train(
         accelerator.print(f"resume_from='latest': no checkpoint under {output_dir / 'checkpoints'} yet; starting fresh")
         resume_from = None
     if resume_from:
-        load_checkpoint(resolve_checkpoint(resume_from, output_dir), accelerator, model, optimizer, scheduler,
-                        progress)
+        resumed = resolve_checkpoint(resume_from, output_dir)
+        load_checkpoint(resumed, accelerator, model, optimizer, scheduler, progress)
         accelerator.step = progress.accelerator_step
+        accelerator.print(f"resuming from {resumed.name} (step {progress.global_step})")
     metrics_log = MetricsLog(output_dir / "metrics.jsonl", accelerator.is_main_process,
                              resume_step=progress.global_step if resume_from else None)
     skipped_videos = SkippedVideos(output_dir / SKIPPED_VIDEOS_FILE, accelerator, progress.skipped_videos,
@@ -609,7 +677,7 @@ def rewrite_card(directory: Path, config: TrainingConfig, metrics: dict[str, flo
         except OSError:
             shutil.copy2(source, target)
 
-    with atomic_directory(directory) as staging:
+    with atomic_directory(directory, kind=MODEL_KIND, legacy=MODEL_LEGACY) as staging:
         shutil.copytree(directory, staging, copy_function=link_or_copy, dirs_exist_ok=True)
         for card_file in ("README.md", "training_curves.png"):  # new files, not writes through the shared links
             (staging / card_file).unlink(missing_ok=True)
