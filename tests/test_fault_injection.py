@@ -23,6 +23,7 @@ from tvr.retrieval import VideoIndex, list_video_files
 from tvr.training import checkpointing, train
 from tvr.training.checkpointing import list_checkpoints, resolve_checkpoint, verify_checkpoint
 from tvr.training.trainer import TrainingDiverged
+from tvr.utils.output_dir import write_marker
 
 CHECKPOINT_PHASES = ("model", "optimizer", "scheduler", "rng", "progress", "manifest", "commit", "rotate")
 
@@ -357,6 +358,7 @@ def test_rotation_keeps_the_newest_complete_checkpoints_and_leaves_foreign_folde
     foreign = tmp_path / "run" / "checkpoints" / "checkpoint-0"
     foreign.mkdir(parents=True)
     (foreign / "notes.txt").write_text("not written by tvr")
+    write_marker(tmp_path / "run", "training run")  # a run's folder, where someone put a folder of their own
     train(config, model=tiny_model(processor), processor=processor, train_dataset=videos[0])
     assert [path.name for path in list_checkpoints(config.output_dir)] == ["checkpoint-0", "checkpoint-2"]
     assert (foreign / "notes.txt").read_text() == "not written by tvr"

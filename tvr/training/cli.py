@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     skipped = output_dir / SKIPPED_VIDEOS_FILE
     if skipped.is_file():
         failed = json.loads(skipped.read_text(encoding="utf-8"))
-        print(f"{len(failed)} training videos could not be decoded and were left out (listed in {skipped}):")
+        print(f"{len(failed)} training videos were left out, missing or undecodable (listed in {skipped}):")
         for path, error in failed.items():
             print(f"  skipped: {path}: {error}")
     return 0

@@ -14,7 +14,8 @@ Output folder (``config.output_dir``)::
     checkpoints/checkpoint-<step>/   model, optimiser, scheduler, RNG, progress (see :mod:`.checkpointing`)
     best/                  save_pretrained model + processor + README.md card, best t2v R@1 so far
     final/                 the same for the model at the end of training
-    skipped_videos.json    training videos that could not be decoded and were left out of their batches
+    skipped_videos.json    training videos that could not be decoded (left out of their batches) or have no file
+                           (left out of the training set), with their errors
     base/                  methods trained through a peft adapter (DAVRL): the frozen base model, written once;
                            checkpoints, best/ and final/ then hold the adapter only, pointing to it
 
@@ -26,6 +27,7 @@ run killed at any instant leaves complete checkpoints, ``best/`` and ``final/`` 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -144,18 +146,63 @@ def build_model(config: TrainingConfig) -> nn.Module:
     ``from_image_text_model`` an image-text model's weights, or random from ``model_type`` + ``model_kwargs``; every
     registered method works through the Auto classes."""
     import tvr  # noqa: F401  (registers the tvr model types with the Auto classes)
-    from transformers import CONFIG_MAPPING, MODEL_MAPPING, AutoModel
+    from transformers import CONFIG_MAPPING, MODEL_MAPPING, AutoConfig, AutoModel
 
-    if config.init_from and adapter_base_model(config.init_from):  # a saved adapter: train it further
-        return load_adapter_for_training(config.init_from, **config.model_kwargs)
+    from ..utils.values import check_known_keys, did_you_mean
+
     if config.init_from:
-        return AutoModel.from_pretrained(config.init_from, **config.model_kwargs)
-    if config.model_type not in CONFIG_MAPPING:
-        raise ValueError(f"model_type {config.model_type!r} is not a registered model type")
-    config_class = CONFIG_MAPPING[config.model_type]
+        base = adapter_base_model(config.init_from)  # a saved adapter trains further on its base
+        config_class = type(AutoConfig.from_pretrained(base or config.init_from))
+    elif config.model_type not in CONFIG_MAPPING:
+        raise ValueError(f"model_type {config.model_type!r} is not a registered model type"
+                         f"{did_you_mean(config.model_type, CONFIG_MAPPING.keys())}")
+    else:
+        config_class = CONFIG_MAPPING[config.model_type]
+    # a misspelt key must not train the default model: the keys are the config's fields (and a loading option)
+    check_known_keys(config.model_kwargs, _config_fields(config_class) | {"attn_implementation"},
+                     f"model_kwargs / --set (fields of {config_class.__name__})")
+    if config.init_from:
+        with _naming_damaged_weights(config.init_from):
+            if base:
+                return load_adapter_for_training(config.init_from, **config.model_kwargs)
+            return AutoModel.from_pretrained(config.init_from, **config.model_kwargs)
     if config.from_image_text_model:
         return MODEL_MAPPING[config_class].from_image_text_model(config.from_image_text_model, **config.model_kwargs)
     return AutoModel.from_config(config_class(**config.model_kwargs))
+
+
+def _config_fields(config_class: type) -> set[str]:
+    """The fields a transformers config class takes (its dataclass fields, or its ``__init__`` arguments)."""
+    import inspect
+
+    if dataclasses.is_dataclass(config_class):
+        return {field.name for field in dataclasses.fields(config_class)}
+    return set(inspect.signature(config_class.__init__).parameters) - {"self", "kwargs"}
+
+
+@contextlib.contextmanager
+def _naming_damaged_weights(model_dir: str | os.PathLike):
+    """Turn safetensors' errors while loading ``model_dir`` (which name no file) into one naming the folder."""
+    try:
+        yield
+    except Exception as error:  # noqa: BLE001  (safetensors' and transformers' errors do not name the file)
+        if "safetensors" not in f"{type(error).__module__} {error}".lower():
+            raise
+        raise ValueError(f"init_from {os.fspath(model_dir)!r}: its weights (*.safetensors) could not be read, the "
+                         f"file is truncated or damaged ({type(error).__name__}: {error}); save the model again"
+                         ) from None
+
+
+def processor_kwarg_names() -> set[str]:
+    """What ``processor_kwargs`` may set: :class:`~tvr.TVRVideoProcessor` settings and the processor's own."""
+    import inspect
+    import typing
+
+    from ..processing import TVRProcessor, TVRVideoProcessor
+
+    processor_own = set(inspect.signature(TVRProcessor.__init__).parameters) - {"self", "kwargs", "video_processor",
+                                                                                "tokenizer"}
+    return set(typing.get_type_hints(TVRVideoProcessor.valid_kwargs)) | processor_own
 
 
 def build_processor(config: TrainingConfig, model: nn.Module | None = None):
@@ -168,7 +215,9 @@ def build_processor(config: TrainingConfig, model: nn.Module | None = None):
     from ..processing import processor_for_image_text_model
 
     from ..processing.tokenizer import check_tokenizer_fits
+    from ..utils.values import check_known_keys
 
+    check_known_keys(config.processor_kwargs, processor_kwarg_names(), "processor_kwargs")
     source = config.processor or config.init_from
     if source is not None:
         processor = AutoProcessor.from_pretrained(source, **config.processor_kwargs)
@@ -186,6 +235,22 @@ def load_split(data: dict[str, Any]) -> Dataset:
     from ..data import load_annotations
 
     return load_annotations(**data)
+
+
+def without_missing_videos(dataset: Dataset, on_bad_video: str) -> tuple[Dataset, dict[str, str]]:
+    """The training rows whose video has a file, and ``{video_id: error}`` of the others (the readers keep rows
+    whose video is missing, with an empty ``video_path``): they are left out and listed as undecodable videos are
+    (:func:`tvr.data.videos.missing_videos`; ``on_bad_video="error"`` raises)."""
+    from ..data.videos import missing_videos
+
+    if "video_path" not in dataset.column_names:
+        return dataset, {}  # CaptionVideoSamples names the missing column
+    paths = dataset["video_path"]
+    ids = dataset["video_id"] if "video_id" in dataset.column_names else [f"row {row}" for row in range(len(paths))]
+    missing = missing_videos(ids, paths, on_bad_video, "training data")
+    if missing:
+        dataset = dataset.select([row for row, path in enumerate(paths) if path])
+    return dataset, missing
 
 
 def evaluate(model: nn.Module, processor, dataset: Dataset, config: TrainingConfig) -> dict[str, float]:
@@ -441,6 +506,7 @@ def train(
     freeze_pretrained_layers(model, config.freeze_layer_num)
     if config.gradient_checkpointing:
         model.activation_checkpointing_enable()  # transformers 5's name; non-reentrant, so DDP-safe
+    train_dataset, missing = without_missing_videos(train_dataset, config.on_bad_video)
     samples = CaptionVideoSamples(train_dataset, seed=config.seed)
     data_processor = processor
     if config.frame_cache_dir:  # filled by the DataLoader workers as they decode, reused by later epochs and runs
@@ -478,13 +544,16 @@ def train(
         resume_from = None
     if resume_from:
         resumed = resolve_checkpoint(resume_from, output_dir)
+        configured_lrs = list(scheduler.scheduler.base_lrs)  # this config's; the checkpoint's replace them
         load_checkpoint(resumed, accelerator, model, optimizer, scheduler, progress)
         accelerator.step = progress.accelerator_step
         accelerator.print(f"resuming from {resumed.name} (step {progress.global_step})")
+        apply_learning_rates(scheduler.scheduler, configured_lrs, accelerator)
     metrics_log = MetricsLog(output_dir / "metrics.jsonl", accelerator.is_main_process,
                              resume_step=progress.global_step if resume_from else None)
+    progress.skipped_videos.update(missing)  # listed with the undecodable ones
     skipped_videos = SkippedVideos(output_dir / SKIPPED_VIDEOS_FILE, accelerator, progress.skipped_videos,
-                                   num_videos=len(set(samples.video_paths)))
+                                   num_videos=len(set(samples.video_paths)) + len(missing))
     bar = tqdm(total=total_steps, initial=progress.global_step, desc="training",
                disable=not accelerator.is_local_main_process)
 
@@ -601,6 +670,27 @@ def train(
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return output_dir
+
+
+def apply_learning_rates(scheduler: torch.optim.lr_scheduler.LambdaLR, base_lrs: list[float],
+                         accelerator: Accelerator) -> None:
+    """Give a resumed run the learning rates of its config when they differ from the checkpoint's (``--lr`` after
+    a divergence): the schedule is rebuilt on the new base rates at the step reached (warmup / cosine continue
+    where they were), and a line says so."""
+    saved = list(scheduler.base_lrs)
+    if saved == base_lrs:
+        return
+    rates = [base * rate_at(scheduler.last_epoch) for rate_at, base in zip(scheduler.lr_lambdas, base_lrs)]
+    for group, base, rate in zip(scheduler.optimizer.param_groups, base_lrs, rates):
+        group["initial_lr"], group["lr"] = base, rate
+    scheduler.base_lrs, scheduler._last_lr = list(base_lrs), rates
+    accelerator.print(f"learning rates changed since the checkpoint: base rates {_rates(saved)} -> "
+                      f"{_rates(base_lrs)} (lr, lr * coef_lr); the schedule continues from step "
+                      f"{scheduler.last_epoch} at the new rates")
+
+
+def _rates(values: list[float]) -> str:
+    return "/".join(f"{value:g}" for value in sorted(set(values), reverse=True))
 
 
 def gradient_norm(module: nn.Module) -> torch.Tensor:
