@@ -16,7 +16,7 @@ import torch
 from accelerate.state import AcceleratorState
 from test_retrieval import corpus  # noqa: F401  (fixture)
 from test_retrieval import tiny_model as tiny_retrieval_model
-from test_training import base_config, losses, processor, tiny_model, videos  # noqa: F401  (fixtures)
+from test_training import base_config, cli_run, error_lines, losses, processor, tiny_model, videos  # noqa: F401
 
 from tvr import CLIP4ClipModel
 from tvr.retrieval import VideoIndex, list_video_files
@@ -184,6 +184,19 @@ def test_a_diverging_run_stops_with_a_clear_error_and_saves_no_nan_weights(tmp_p
         for name, value in load_file(checkpoint / "model.safetensors").items():
             assert torch.isfinite(value).all(), (checkpoint.name, name)
     assert int(checkpoints[-1].name.split("-")[1]) < records[-1]["step"]  # none at or after the stop
+
+
+def test_tvr_train_reports_a_divergence_in_one_line(tmp_path, cli_run, capsys):
+    from tvr.cli import console_main
+
+    flags = [*cli_run, "--output-dir", str(tmp_path / "run"), "--lr", "1e4", "--coef-lr", "1", "--max-grad-norm",
+             "none", "--warmup-proportion", "0", "--epochs", "10", "--max-nonfinite-steps", "2"]
+    assert console_main(flags) == 1
+    captured = capsys.readouterr()
+    [error] = error_lines(captured.err)
+    assert error.startswith("tvr: error: training diverged: the loss or gradient norm was NaN/inf for 2 steps in a "
+                            "row") and "Lower lr (now 10000.0)" in error
+    assert "Traceback" not in captured.err and "trained model" not in captured.out
 
 
 def test_a_nan_batch_is_skipped_and_counted(tmp_path, videos, processor):
