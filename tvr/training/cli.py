@@ -1,7 +1,8 @@
 """``tvr train``: train a retrieval model from a config file and / or flags.
 
-One process: ``tvr train --config cfg.yaml``. Several (GPUs, nodes): ``accelerate launch -m tvr.training
---config cfg.yaml``, which takes the same flags.
+One process: ``tvr train --config cfg.yaml``. Several (GPUs, CPU processes, nodes): ``torchrun --nproc-per-node N -m
+tvr.training --config cfg.yaml`` or ``accelerate launch --multi_gpu --num_processes N -m tvr.training ...``, which
+take the same flags (the README lists the commands).
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ from .config import add_config_arguments, config_from_args
 
 DESCRIPTION = (
     "Train a text-video retrieval model with the contrastive loss over the global batch. Values come from the "
-    "defaults, then --config (YAML/JSON), then the flags. For several processes use "
-    "`accelerate launch -m tvr.training ...` with the same flags. tvr/training/FLAGS.md maps the seeds' flags."
+    "defaults, then --config (YAML/JSON), then the flags. For several processes (GPUs, or gloo CPU processes on a "
+    "machine without GPUs) use `torchrun --nproc-per-node N -m tvr.training ...` or `accelerate launch --multi_gpu "
+    "--num_processes N -m tvr.training ...` with the same flags. tvr/training/FLAGS.md maps the original code's flags."
 )
 
 

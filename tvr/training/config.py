@@ -2,7 +2,7 @@
 
 ``tvr train --config cfg.yaml --lr 1e-4 --model_kwargs sim_header=seqTransf`` and
 ``accelerate launch -m tvr.training --config cfg.yaml ...`` build the same :class:`TrainingConfig`: defaults,
-then the file, then the flags. ``FLAGS.md`` next to this file maps the seeds' flags (CLIP4Clip's
+then the file, then the flags. ``FLAGS.md`` next to this file maps the original code's flags (CLIP4Clip's
 ``main_task_retrieval.py``) to these fields.
 """
 
@@ -35,8 +35,8 @@ def option(default: Any, help: str, factory: bool = False) -> Any:
 
 @dataclass
 class TrainingConfig:
-    """Everything one training run needs. Defaults are the seeds' recipe (CLIP4Clip README) except the optimiser
-    (``adamw``; ``bertadam`` reproduces the seeds)."""
+    """Everything one training run needs. Defaults are the original code's recipe (CLIP4Clip README) except the optimiser
+    (``adamw``; ``bertadam`` reproduces the original)."""
 
     # --- model: init_from (a saved tvr model), from_image_text_model (CLIP / MetaCLIP 2 / SigLIP weights), or
     # neither (random init)
@@ -73,14 +73,14 @@ class TrainingConfig:
     batch_size: int = option(128, "global batch per forward pass, split over processes (the negatives pool)")
     gradient_accumulation_steps: int = option(1, "forward passes per optimiser step (negatives pool unchanged)")
     max_steps: int | None = option(None, "stop after (and schedule over) this many optimiser steps")
-    optimizer: str = option("adamw", "adamw, or bertadam (the seeds' BertAdam)")
+    optimizer: str = option("adamw", "adamw, or bertadam (the original code's BertAdam)")
     lr: float = option(1e-4, "learning rate of the parameters outside clip")
     coef_lr: float = option(1e-3, "CLIP parameters train at lr * coef_lr")
     weight_decay: float = option(0.2, "decoupled weight decay (not applied to biases)")
     adam_beta1: float = option(0.9, "first-moment decay")
     adam_beta2: float = option(0.98, "second-moment decay")
     adam_epsilon: float = option(1e-6, "denominator epsilon")
-    max_grad_norm: float | None = option(1.0, "global gradient-norm clip; BertAdam also clips each parameter")
+    max_grad_norm: float | None = option(1.0, "global gradient-norm clip (0 or none: no clipping); BertAdam also clips each parameter")
     max_nonfinite_steps: int = option(
         3, "steps with a NaN/inf loss or gradient norm are skipped; stop with an error after this many in a row")
     warmup_proportion: float = option(0.1, "fraction of the steps with linear warmup (then cosine)")
@@ -99,7 +99,7 @@ class TrainingConfig:
     eval_batch_size: int = option(16, "batch size of the evaluation after every epoch")
     logging_steps: int = option(1, "write a metrics line every this many optimiser steps")
     save_steps: int | None = option(None, "save_state every this many optimiser steps (and after every epoch)")
-    save_total_limit: int | None = option(2, "keep at most this many checkpoints")
+    save_total_limit: int | None = option(2, "keep at most this many checkpoints (none: keep all)")
     output_dir: str = option("tvr_output", "metrics.jsonl, checkpoints/, best/ and final/ go here")
     resume_from: str | None = option(None, "checkpoint folder to resume from, or 'latest' (under output_dir)")
     push_to_hub: bool = option(False, "upload best/ (final/ without evaluation) with its card when training ends")
