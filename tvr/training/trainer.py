@@ -425,12 +425,15 @@ def build_accelerator(config: TrainingConfig) -> Accelerator:
     backend = f", {accelerator.state.backend}" if processes > 1 else ""
     accelerator.print(f"training on {processes} process{'es' if processes > 1 else ''} "
                       f"({accelerator.device.type}{backend})")
-    if processes == 1 and (world_size > 1 or _accelerate_cpu_launch_of_several()):
-        asked = world_size if world_size > 1 else "several"
-        print(f"tvr: warning: the launch asked for {asked} processes but this run has 1 (the same results, on one "
-              f"process). `accelerate launch --cpu` always starts one process: for N CPU processes use `torchrun "
-              f"--standalone --nproc-per-node N -m tvr.training ...` or `accelerate launch --multi_gpu "
-              f"--num_processes N -m tvr.training ...` (on a machine without GPUs tvr runs them on the CPU, gloo)",
+    if processes == 1 and world_size > 1:  # each process alone would train and write the same files
+        raise ValueError(f"the launcher started {world_size} processes (WORLD_SIZE) but Accelerate made each a "
+                         f"one-process job on {accelerator.device.type}, which has no collective backend; set "
+                         "ACCELERATE_USE_CPU=true to run them as one gloo job on the CPU")
+    if processes == 1 and _accelerate_cpu_launch_of_several():
+        print("tvr: warning: the launch asked for several processes but this run has 1 (the same results, on one "
+              "process). `accelerate launch --cpu` always starts one process: for N CPU processes use `torchrun "
+              "--standalone --nproc-per-node N -m tvr.training ...` or `accelerate launch --multi_gpu "
+              "--num_processes N -m tvr.training ...` (on a machine without GPUs tvr runs them on the CPU, gloo)",
               file=sys.stderr, flush=True)
     return accelerator
 
@@ -479,13 +482,12 @@ def train(
     """
     if launched_worker():  # a `kill -9` of torchrun / accelerate launch must not leave this worker running
         exit_with_parent()
-    claim_run_dir(config)  # before anything is built or written, on every process
+    output_dir = claim_run_dir(config)  # before anything is built or written, on every process
     accelerator = build_accelerator(config)
     if config.batch_size % accelerator.num_processes:
         raise ValueError(f"batch_size={config.batch_size} must be a multiple of the {accelerator.num_processes} "
                          f"processes")
     set_seed(config.seed)
-    output_dir = claim_run_dir(config)
     if accelerator.is_main_process:
         output_dir.mkdir(parents=True, exist_ok=True)
         write_marker(output_dir, RUN_KIND)
