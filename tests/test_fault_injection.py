@@ -129,6 +129,12 @@ def test_latest_skips_an_incomplete_checkpoint_and_resume_refuses_foreign_files(
     with open(foreign / checkpointing.OPTIMIZER_FILE, "rb+") as handle:
         handle.truncate(handle.seek(0, 2) - 1)  # undo the byte added above
     verify_checkpoint(foreign)
+    # a checkpoint of tvr before content hashes (manifest format 1: sizes only) still resumes
+    manifest = json.loads((foreign / checkpointing.MANIFEST_FILE).read_text())
+    assert set(manifest["files"]["model.safetensors"]) == {"size", "hash"}
+    manifest["files"] = {name: written["size"] for name, written in manifest["files"].items()}
+    (foreign / checkpointing.MANIFEST_FILE).write_text(json.dumps({**manifest, "version": 1}))
+    assert verify_checkpoint(foreign)["version"] == 1
     (foreign / "custom_checkpoint_0.pkl").write_bytes(b"cos\nsystem\n(S'touch pwned'\ntR.")
     with pytest.raises(ValueError, match="custom_checkpoint_0.pkl.*never unpickles"):
         verify_checkpoint(foreign)
