@@ -93,7 +93,7 @@ def saved_tiny_model(tmp_path):
 
 def test_tvr_train_names_a_bad_option_in_one_line(tmp_path, saved_tiny_model, capsys):
     """Out-of-range numbers, misspelt model / processor keys and damaged weights: `tvr train` says which, in one
-    line, before training (a typo used to train the default model; -1 limits deleted every checkpoint)."""
+    line, before training (a typo used to train the default model, -1 limits deleted every checkpoint, a wrong type gave a traceback)."""
     from tvr.cli import console_main
 
     train = ["train", "--init-from", str(saved_tiny_model), "--train-data", "name=generic",
@@ -107,6 +107,10 @@ def test_tvr_train_names_a_bad_option_in_one_line(tmp_path, saved_tiny_model, ca
         (["--model-kwargs", "max_framez=4"], "'max_framez' (did you mean 'max_frames'?)"),
         (["--processor-kwargs", "max_framez=4"], "unknown key in processor_kwargs: 'max_framez' (did you mean "
                                                  "'max_frames'?)"),
+        # a value of the wrong type: named with its option (it used to surface as undecodable videos / a traceback)
+        (["--processor-kwargs", "max_frames=abc"], "processor_kwargs: Validation error for field 'max_frames': "
+                                                   "TypeError: Field 'max_frames' expected int, got str"),
+        (["--set", "max_frames=abc"], "model_kwargs / --set: Validation error for field 'max_frames'"),
     ]
     for number, (flags, message) in enumerate(cases):
         output_dir = tmp_path / f"run{number}"

@@ -161,14 +161,16 @@ def build_model(config: TrainingConfig) -> nn.Module:
     # a misspelt key must not train the default model: the keys are the config's fields (and a loading option)
     check_known_keys(config.model_kwargs, _config_fields(config_class) | {"attn_implementation"},
                      f"model_kwargs / --set (fields of {config_class.__name__})")
-    if config.init_from:
-        with _naming_damaged_weights(config.init_from):
-            if base:
-                return load_adapter_for_training(config.init_from, **config.model_kwargs)
-            return AutoModel.from_pretrained(config.init_from, **config.model_kwargs)
-    if config.from_image_text_model:
-        return MODEL_MAPPING[config_class].from_image_text_model(config.from_image_text_model, **config.model_kwargs)
-    return AutoModel.from_config(config_class(**config.model_kwargs))
+    with _option_error("model_kwargs / --set"):
+        if config.init_from:
+            with _naming_damaged_weights(config.init_from):
+                if base:
+                    return load_adapter_for_training(config.init_from, **config.model_kwargs)
+                return AutoModel.from_pretrained(config.init_from, **config.model_kwargs)
+        if config.from_image_text_model:
+            return MODEL_MAPPING[config_class].from_image_text_model(config.from_image_text_model,
+                                                                     **config.model_kwargs)
+        return AutoModel.from_config(config_class(**config.model_kwargs))
 
 
 def _config_fields(config_class: type) -> set[str]:
@@ -178,6 +180,18 @@ def _config_fields(config_class: type) -> set[str]:
     if dataclasses.is_dataclass(config_class):
         return {field.name for field in dataclasses.fields(config_class)}
     return set(inspect.signature(config_class.__init__).parameters) - {"self", "kwargs"}
+
+
+@contextlib.contextmanager
+def _option_error(option: str):
+    """A value of the wrong type for a config / processor field (transformers' strict dataclasses raise
+    huggingface_hub's own error, not a ``ValueError``) becomes a ``ValueError`` naming the option it came from."""
+    from huggingface_hub.errors import StrictDataclassError
+
+    try:
+        yield
+    except StrictDataclassError as error:
+        raise ValueError(f"{option}: {' '.join(str(error).split())}") from None
 
 
 @contextlib.contextmanager
@@ -219,12 +233,13 @@ def build_processor(config: TrainingConfig, model: nn.Module | None = None):
 
     check_known_keys(config.processor_kwargs, processor_kwarg_names(), "processor_kwargs")
     source = config.processor or config.init_from
-    if source is not None:
-        processor = AutoProcessor.from_pretrained(source, **config.processor_kwargs)
-    elif config.from_image_text_model is None:
+    if source is None and config.from_image_text_model is None:
         raise ValueError("TrainingConfig: set `processor` (a processor folder) when the model is built from scratch")
-    else:
-        processor = processor_for_image_text_model(config.from_image_text_model, **config.processor_kwargs)
+    with _option_error("processor_kwargs"):
+        if source is not None:
+            processor = AutoProcessor.from_pretrained(source, **config.processor_kwargs)
+        else:
+            processor = processor_for_image_text_model(config.from_image_text_model, **config.processor_kwargs)
     if model is not None:  # a tokenizer that does not fit trains at chance, silently
         check_tokenizer_fits(processor, model.config.text_config.vocab_size, source or config.from_image_text_model)
     return processor
