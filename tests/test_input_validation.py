@@ -92,8 +92,9 @@ def saved_tiny_model(tmp_path):
 
 
 def test_tvr_train_names_a_bad_option_in_one_line(tmp_path, saved_tiny_model, capsys):
-    """Out-of-range numbers, misspelt model / processor keys and damaged weights: `tvr train` says which, in one
-    line, before training (a typo used to train the default model, -1 limits deleted every checkpoint, a wrong type gave a traceback)."""
+    """Out-of-range numbers, misspelt model / processor keys, values of the wrong type and damaged weights: `tvr
+    train` says which, in one line, before training (a typo used to train the default model, -1 limits deleted
+    every checkpoint, a wrong type gave a traceback)."""
     from tvr.cli import console_main
 
     train = ["train", "--init-from", str(saved_tiny_model), "--train-data", "name=generic",

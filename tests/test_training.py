@@ -518,7 +518,7 @@ def test_torch_compile_trains_on_the_same_losses(tmp_path, videos, processor, mo
         torch.testing.assert_close(value, eager_weights[name], rtol=1e-4, atol=1e-5)
 
 
-# ------------------------------------------------------------------------------------------------ the run folder, as typed
+# ------------------------------------------------------------------------------------------------ the run, as typed
 
 
 def error_lines(stderr: str) -> list[str]:

@@ -305,4 +305,11 @@ def load_checkpoint(checkpoint: str | os.PathLike, accelerator, model: nn.Module
                       "run's dropout and augmentation will NOT follow the uninterrupted run", stacklevel=2)
 
 
-__all__ = ["CheckpointChanged", "list_checkpoints", "load_checkpoint", "resolve_checkpoint", "save_checkpoint", "verify_checkpoint"]
+__all__ = [
+    "CheckpointChanged",
+    "list_checkpoints",
+    "load_checkpoint",
+    "resolve_checkpoint",
+    "save_checkpoint",
+    "verify_checkpoint",
+]

@@ -35,8 +35,8 @@ def option(default: Any, help: str, factory: bool = False) -> Any:
 
 @dataclass
 class TrainingConfig:
-    """Everything one training run needs. Defaults are the original code's recipe (CLIP4Clip README) except the optimiser
-    (``adamw``; ``bertadam`` reproduces the original)."""
+    """Everything one training run needs. Defaults are the original code's recipe (CLIP4Clip README) except the
+    optimiser (``adamw``; ``bertadam`` reproduces the original)."""
 
     # --- model: init_from (a saved tvr model), from_image_text_model (CLIP / MetaCLIP 2 / SigLIP weights), or
     # neither (random init)
@@ -80,7 +80,8 @@ class TrainingConfig:
     adam_beta1: float = option(0.9, "first-moment decay")
     adam_beta2: float = option(0.98, "second-moment decay")
     adam_epsilon: float = option(1e-6, "denominator epsilon")
-    max_grad_norm: float | None = option(1.0, "global gradient-norm clip (0 or none: no clipping); BertAdam also clips each parameter")
+    max_grad_norm: float | None = option(
+        1.0, "global gradient-norm clip (0 or none: no clipping); BertAdam also clips each parameter")
     max_nonfinite_steps: int = option(
         3, "steps with a NaN/inf loss or gradient norm are skipped; stop with an error after this many in a row")
     warmup_proportion: float = option(0.1, "fraction of the steps with linear warmup (then cosine)")
