@@ -166,6 +166,43 @@ def test_training_with_bad_videos_completes_and_lists_them(tmp_path, videos, pro
               model=tiny_model(processor), processor=processor, train_dataset=mixed)
 
 
+def test_videos_missing_on_disk_follow_the_bad_video_policy_in_train_and_eval(tmp_path, videos, processor, capsys):
+    """`tvr train` and `tvr eval` on annotations naming a file that is not there: left out and listed (count and
+    names) like an undecodable video, not a refused run; `--on-bad-video error` stops, naming them."""
+    train_set, _ = videos
+    model_dir = tmp_path / "model"
+    tiny_model(processor).save_pretrained(model_dir)
+    processor.save_pretrained(model_dir)
+    rows = [{key: row[key] for key in ("video_id", "video_path", "caption")} for row in train_set.to_list()]
+    rows += [{"video_id": "gone", "video_path": str(tmp_path / "gone.mp4"), "caption": "a deleted video"}]
+    annotations = tmp_path / "train.jsonl"
+    annotations.write_text("".join(json.dumps(row) + "\n" for row in rows))
+
+    train_args = ["train", "--init-from", str(model_dir), "--train-data", "name=generic",
+                  f"annotation_dir={annotations}", "split=train", "--batch-size", "4", "--epochs", "1"]
+    with pytest.warns(UserWarning, match="1 of 9 videos"):
+        assert main([*train_args, "--output-dir", str(tmp_path / "run")]) == 0
+    skipped = json.loads((tmp_path / "run" / "skipped_videos.json").read_text())
+    assert list(skipped) == ["gone"] and "no video file on disk" in skipped["gone"]
+    out = capsys.readouterr().out
+    assert "1 training videos were left out, missing or undecodable" in out and "skipped: gone: " in out
+    assert read_metrics(tmp_path / "run")[-1]["skipped_videos"] == 1
+    AcceleratorState._reset_state(reset_partial_state=True)
+    with pytest.raises(FileNotFoundError, match=r"training data: 1 videos have no file on disk \(gone\)"):
+        main([*train_args, "--output-dir", str(tmp_path / "strict"), "--on-bad-video", "error"])
+
+    output = tmp_path / "eval_results.json"
+    eval_args = ["eval", str(model_dir), "--dataset", "jsonl", "--annotations", str(annotations), "--split",
+                 "train", "--device", "cpu", "--output", str(output)]
+    with pytest.warns(UserWarning, match="1 of 9 videos"):
+        assert main(eval_args) == 0
+    results = json.loads(output.read_text())
+    assert (results["num_texts"], results["num_videos"], results["num_skipped_videos"]) == (8, 8, 1)
+    assert list(results["skipped_videos"]) == ["gone"]
+    with pytest.raises(FileNotFoundError, match=r"evaluation dataset: 1 videos have no file on disk \(gone\)"):
+        main([*eval_args, "--on-bad-video", "error"])
+
+
 # ------------------------------------------------------------------------------------------------ index
 
 

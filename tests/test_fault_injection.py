@@ -16,13 +16,14 @@ import torch
 from accelerate.state import AcceleratorState
 from test_retrieval import corpus  # noqa: F401  (fixture)
 from test_retrieval import tiny_model as tiny_retrieval_model
-from test_training import base_config, losses, processor, tiny_model, videos  # noqa: F401  (fixtures)
+from test_training import base_config, cli_run, error_lines, losses, processor, tiny_model, videos  # noqa: F401
 
 from tvr import CLIP4ClipModel
 from tvr.retrieval import VideoIndex, list_video_files
 from tvr.training import checkpointing, train
 from tvr.training.checkpointing import list_checkpoints, resolve_checkpoint, verify_checkpoint
 from tvr.training.trainer import TrainingDiverged
+from tvr.utils.output_dir import write_marker
 
 CHECKPOINT_PHASES = ("model", "optimizer", "scheduler", "rng", "progress", "manifest", "commit", "rotate")
 
@@ -128,6 +129,12 @@ def test_latest_skips_an_incomplete_checkpoint_and_resume_refuses_foreign_files(
     with open(foreign / checkpointing.OPTIMIZER_FILE, "rb+") as handle:
         handle.truncate(handle.seek(0, 2) - 1)  # undo the byte added above
     verify_checkpoint(foreign)
+    # a checkpoint of tvr before content hashes (manifest format 1: sizes only) still resumes
+    manifest = json.loads((foreign / checkpointing.MANIFEST_FILE).read_text())
+    assert set(manifest["files"]["model.safetensors"]) == {"size", "hash"}
+    manifest["files"] = {name: written["size"] for name, written in manifest["files"].items()}
+    (foreign / checkpointing.MANIFEST_FILE).write_text(json.dumps({**manifest, "version": 1}))
+    assert verify_checkpoint(foreign)["version"] == 1
     (foreign / "custom_checkpoint_0.pkl").write_bytes(b"cos\nsystem\n(S'touch pwned'\ntR.")
     with pytest.raises(ValueError, match="custom_checkpoint_0.pkl.*never unpickles"):
         verify_checkpoint(foreign)
@@ -183,6 +190,19 @@ def test_a_diverging_run_stops_with_a_clear_error_and_saves_no_nan_weights(tmp_p
         for name, value in load_file(checkpoint / "model.safetensors").items():
             assert torch.isfinite(value).all(), (checkpoint.name, name)
     assert int(checkpoints[-1].name.split("-")[1]) < records[-1]["step"]  # none at or after the stop
+
+
+def test_tvr_train_reports_a_divergence_in_one_line(tmp_path, cli_run, capsys):
+    from tvr.cli import console_main
+
+    flags = [*cli_run, "--output-dir", str(tmp_path / "run"), "--lr", "1e4", "--coef-lr", "1", "--max-grad-norm",
+             "none", "--warmup-proportion", "0", "--epochs", "10", "--max-nonfinite-steps", "2"]
+    assert console_main(flags) == 1
+    captured = capsys.readouterr()
+    [error] = error_lines(captured.err)
+    assert error.startswith("tvr: error: training diverged: the loss or gradient norm was NaN/inf for 2 steps in a "
+                            "row") and "Lower lr (now 10000.0)" in error
+    assert "Traceback" not in captured.err and "trained model" not in captured.out
 
 
 def test_a_nan_batch_is_skipped_and_counted(tmp_path, videos, processor):
@@ -359,6 +379,7 @@ def test_rotation_keeps_the_newest_complete_checkpoints_and_leaves_foreign_folde
     foreign = tmp_path / "run" / "checkpoints" / "checkpoint-0"
     foreign.mkdir(parents=True)
     (foreign / "notes.txt").write_text("not written by tvr")
+    write_marker(tmp_path / "run", "training run")  # a run's folder, where someone put a folder of their own
     train(config, model=tiny_model(processor), processor=processor, train_dataset=videos[0])
     assert [path.name for path in list_checkpoints(config.output_dir)] == ["checkpoint-0", "checkpoint-2"]
     assert (foreign / "notes.txt").read_text() == "not written by tvr"

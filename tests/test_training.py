@@ -516,3 +516,102 @@ def test_torch_compile_trains_on_the_same_losses(tmp_path, videos, processor, mo
     eager_weights = CLIP4ClipModel.from_pretrained(eager / "final").state_dict()
     for name, value in CLIP4ClipModel.from_pretrained(compiled / "final").state_dict().items():
         torch.testing.assert_close(value, eager_weights[name], rtol=1e-4, atol=1e-5)
+
+
+# ------------------------------------------------------------------------------------------------ the run, as typed
+
+
+def error_lines(stderr: str) -> list[str]:
+    """The `tvr: error: ...` lines of a command's stderr (progress bars aside)."""
+    return [line for line in stderr.replace("\r", "\n").splitlines() if line.startswith("tvr: error: ")]
+
+
+@pytest.fixture()
+def cli_run(tmp_path, videos, processor):
+    """A saved tiny model + processor and its training annotations; `tvr train` flags of a 2-step run on them."""
+    train_set, _ = videos
+    model_dir = tmp_path / "init"
+    tiny_model(processor).save_pretrained(model_dir)
+    processor.save_pretrained(model_dir)
+    annotations = tmp_path / "train.jsonl"
+    annotations.write_text("".join(json.dumps({"video_id": row["video_id"], "video_path": row["video_path"],
+                                               "caption": row["caption"]}) + "\n" for row in train_set))
+    return ["train", "--init-from", str(model_dir), "--train-data", "name=generic", f"annotation_dir={annotations}",
+            "split=train", "--batch-size", "4", "--epochs", "1", "--save-steps", "1", "--lr", "1e-3",
+            "--warmup-proportion", "0.2", "--freeze-layer-num", "-1"]
+
+
+def test_tvr_train_refuses_a_folder_it_does_not_own_and_resumes_in_its_own(tmp_path, cli_run, capsys):
+    import subprocess
+    import sys
+
+    from tvr.cli import console_main
+    from tvr.utils.output_dir import read_marker
+
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "notes.txt").write_text("mine")
+    result = subprocess.run([sys.executable, "-m", "tvr", *cli_run, "--output-dir", str(project)],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        f"tvr: error: training output_dir '{project}' is not a tvr training run folder and holds 'notes.txt': tvr "
+        "does not replace or delete files it did not write; choose a new or empty folder (set TVR_TRACEBACK=1 for "
+        "the traceback)"]
+    assert sorted(path.name for path in project.iterdir()) == ["notes.txt"]  # nothing written before the refusal
+    assert console_main([*cli_run, "--output-dir", str(tmp_path / "init" / "run")]) == 1
+    assert "is inside the input folder" in capsys.readouterr().err
+
+    run = tmp_path / "run"
+    assert console_main([*cli_run, "--output-dir", str(run)]) == 0
+    out = capsys.readouterr().out
+    assert "training on 1 process (cpu)" in out and "resuming" not in out
+    assert read_marker(run)["kind"] == "training run" and read_marker(run / "final")["kind"] == "model"
+    assert sorted(read_marker(run / "final")["files"]) == sorted(
+        path.name for path in (run / "final").iterdir() if path.name != ".tvr-output.json")
+    # the same command, one epoch more, resumes in its own folder and says from where
+    assert console_main([*cli_run, "--output-dir", str(run), "--epochs", "2", "--resume-from", "latest"]) == 0
+    assert "resuming from checkpoint-2 (step 2)" in capsys.readouterr().out.splitlines()
+    assert sorted(losses(run)) == [1, 2, 3, 4]
+
+
+def test_resume_refuses_a_checkpoint_edited_at_the_same_size(tmp_path, cli_run, capsys):
+    from tvr.cli import console_main
+
+    run = tmp_path / "run"
+    assert console_main([*cli_run, "--output-dir", str(run)]) == 0
+    weights = run / "checkpoints" / "checkpoint-2" / "model.safetensors"
+    size = weights.stat().st_size
+    with open(weights, "r+b") as handle:  # one byte of tensor data, in place: same size, same header
+        handle.seek(size - 10)
+        byte = handle.read(1)
+        handle.seek(size - 10)
+        handle.write(bytes([byte[0] ^ 0xFF]))
+    assert weights.stat().st_size == size
+    capsys.readouterr()
+    assert console_main([*cli_run, "--output-dir", str(run), "--epochs", "2", "--resume-from", "latest"]) == 1
+    [error] = error_lines(capsys.readouterr().err)
+    assert error.startswith(f"tvr: error: checkpoint '{weights.parent}': model.safetensors is not the file that was "
+                            "saved (its content hash differs, at the same size)")
+    assert sorted(losses(run)) == [1, 2]  # nothing trained on the edited weights
+
+
+def test_a_resumed_run_applies_a_new_lr(tmp_path, cli_run, capsys):
+    """`--lr` on resume (after a divergence, "Lower lr"): the schedule continues from the step reached on the new
+    base rates, and a line says so."""
+    from tvr.cli import console_main
+    from tvr.training import warmup_cosine
+
+    run = tmp_path / "run"
+    assert console_main([*cli_run, "--output-dir", str(run)]) == 0
+    capsys.readouterr()
+    assert console_main([*cli_run, "--output-dir", str(run), "--epochs", "2", "--resume-from", "latest",
+                         "--lr", "2e-4"]) == 0
+    out = capsys.readouterr().out
+    assert ("learning rates changed since the checkpoint: base rates 0.001/1e-06 -> 0.0002/2e-07 (lr, lr * "
+            "coef_lr); the schedule continues from step 2 at the new rates") in out
+    records = {record["step"]: record for record in read_metrics(run) if "loss" in record}
+    assert records[2]["lr/decay"] == pytest.approx(1e-3 * warmup_cosine(1 / 2, 0.2))  # before: the old run's
+    for step in (3, 4):  # 4 steps in all now
+        assert records[step]["lr/decay"] == pytest.approx(2e-4 * warmup_cosine((step - 1) / 4, 0.2))
+        assert records[step]["lr/pretrained_decay"] == pytest.approx(2e-7 * warmup_cosine((step - 1) / 4, 0.2))

@@ -72,6 +72,26 @@ def resolve_video_paths(
     return [found[video_id] for video_id in video_ids]
 
 
+MISSING_VIDEO_ERROR = "FileNotFoundError: no video file on disk (missing when the annotations were read)"
+
+
+def missing_videos(video_ids: Sequence[str], video_paths: Sequence[str], on_bad_video: str = "skip",
+                   where: str = "dataset") -> dict[str, str]:
+    """The rows' videos that have no file (``video_path`` empty: the readers keep such rows, warning, with their
+    default ``missing="warn"``), as ``{video_id: error}``: ``tvr train`` and ``tvr eval`` leave them out and list
+    them with the videos that could not be decoded, one policy for both (``on_bad_video="skip"``).
+
+    Raises:
+        FileNotFoundError: ``on_bad_video="error"`` and some video is missing, naming the first ones.
+    """
+    absent = dict.fromkeys(video_id for video_id, path in zip(video_ids, video_paths) if not path)
+    if absent and on_bad_video == "error":
+        shown = ", ".join(list(absent)[:5]) + (", ..." if len(absent) > 5 else "")
+        raise FileNotFoundError(f"{where}: {len(absent)} videos have no file on disk ({shown}); on_bad_video='error' "
+                                "stops at missing videos (with 'skip' they are left out and listed)")
+    return {video_id: MISSING_VIDEO_ERROR for video_id in absent}
+
+
 def first_existing(*paths: str) -> str | None:
     """The first of ``paths`` that is a file, or ``None``."""
     return next((path for path in paths if os.path.isfile(path)), None)

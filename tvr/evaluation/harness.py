@@ -30,6 +30,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers.utils import ModelOutput
 
+from ..data.videos import missing_videos
 from ..modeling.outputs import concat_encodings
 from ..processing.bad_videos import check_bad_video_policy, process_videos, warn_bad_videos
 from ..processing.normalization import UINT8_FRAMES, video_inputs_on_device
@@ -151,10 +152,18 @@ def evaluate_retrieval(
     model.eval()
     try:
         with torch.no_grad(), autocast:
-            video_encoding, kept, skipped = encode_videos_skipping_bad(
-                model, processor, videos["video_path"], batch_size, device, videos["start"], videos["end"],
-                num_workers, progress, on_bad_video,
+            # videos with no file and videos that cannot be decoded: one policy, left out and listed together
+            skipped = missing_videos(videos["video_id"], videos["video_path"], on_bad_video, "evaluation dataset")
+            present = [index for index, path in enumerate(videos["video_path"]) if path]
+
+            def of_present(name: str) -> list:
+                return [videos[name][index] for index in present]
+
+            video_encoding, kept, undecodable = encode_videos_skipping_bad(
+                model, processor, of_present("video_path"), batch_size, device, of_present("start"),
+                of_present("end"), num_workers, progress, on_bad_video,
             )
+            kept, skipped = [present[position] for position in kept], {**skipped, **undecodable}
             if skipped:
                 captions, videos, text_to_video = _drop_videos(captions, videos, text_to_video, kept)
                 warn_bad_videos(skipped, len(kept) + len(skipped), "left out of the evaluation with their captions")
@@ -294,9 +303,6 @@ def _group_by_video(dataset) -> tuple[list[str], dict[str, list], torch.Tensor]:
         name: [columns[name][row] for row in first_rows] if name in columns else [None] * len(first_rows)
         for name in ("video_id", "video_path", "start", "end")
     }
-    unfound = [video_id for video_id, path in zip(videos["video_id"], videos["video_path"]) if not path]
-    if unfound:
-        raise ValueError(f"{len(unfound)} videos have no video_path (not found?), e.g. {unfound[:5]}")
     text_to_video = torch.tensor([video_index[video_id] for video_id in columns["video_id"]])
     return columns["caption"], videos, text_to_video
 

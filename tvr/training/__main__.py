@@ -1,4 +1,5 @@
-"""``python -m tvr.training`` / ``accelerate launch -m tvr.training``: the flags of ``tvr train``."""
+"""``python -m tvr.training`` / ``accelerate launch -m tvr.training`` / ``torchrun -m tvr.training``: ``tvr train``
+in each process, with its flags and its one-line errors."""
 
 import argparse
 import sys
@@ -8,10 +9,13 @@ from .config import add_config_arguments
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Parse ``tvr train``'s flags and train; errors propagate (for callers and tests)."""
     parser = argparse.ArgumentParser(prog="python -m tvr.training", description=DESCRIPTION)
     add_config_arguments(parser)
     return run(parser.parse_args(argv))
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from ..cli import console_main
+
+    sys.exit(console_main(["train", *sys.argv[1:]]))

@@ -8,11 +8,12 @@ A checkpoint folder holds only data tvr wrote itself, in formats that cannot car
     rng_state_<rank>.json        Python and NumPy RNG states of each process
     rng_state_<rank>.safetensors torch CPU / CUDA RNG states of each process
     trainer_state.json           the loop's progress (:class:`~tvr.training.trainer.TrainingProgress`)
-    tvr_checkpoint.json          written last: the step and every file's size
+    tvr_checkpoint.json          written last: the step and every file's size and content hash
 
 It is filled in ``checkpoints/.checkpoint-<step>.tmp-0`` and renamed to ``checkpoints/checkpoint-<step>`` once
 every file is on disk (:mod:`tvr.utils.atomic`), so a folder named ``checkpoint-<step>`` is complete; ``latest``
-still checks the manifest and takes the newest folder that passes. Accelerate's own ``save_state`` is not used: it
+still checks the manifest and takes the newest folder that passes. Resuming hashes every file again: a file edited
+after saving (even at the same size) is refused, naming it. Accelerate's own ``save_state`` is not used: it
 pickles (``custom_checkpoint_*.pkl``, ``random_states_*.pkl``, ``sampler.bin``) and unpickles with
 ``weights_only=False``, so resuming from a folder made elsewhere could execute code.
 """
@@ -33,6 +34,7 @@ import torch
 from torch import nn
 
 from ..utils.atomic import commit_directory, fsync_path, remove_leftovers, staging_directory
+from ..utils.fingerprint import content_hash
 
 CHECKPOINT_PREFIX = "checkpoint-"
 MANIFEST_FILE = "tvr_checkpoint.json"
@@ -42,7 +44,7 @@ SCHEDULER_FILE = "scheduler.json"
 SCALER_FILE = "scaler.json"
 PROGRESS_FILE = "trainer_state.json"
 FORMAT = "tvr-checkpoint"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: files map to {"size", "hash"} (1: to their size)
 
 # called with the name of each phase of a checkpoint write as it ends ("model", "optimizer", "scheduler", "rng",
 # "progress", "manifest", "commit", "rotate"); the fault-injection tests kill the process there
@@ -72,13 +74,23 @@ def list_checkpoints(output_dir: str | os.PathLike) -> list[Path]:
     return [path for _, path in sorted(found)]
 
 
-def verify_checkpoint(checkpoint: str | os.PathLike) -> dict[str, Any]:
+class CheckpointChanged(ValueError):
+    """A complete checkpoint whose files were changed after it was saved (never the result of a crash: the folder
+    is renamed into place only once every file is written)."""
+
+
+def verify_checkpoint(checkpoint: str | os.PathLike, content: bool = True) -> dict[str, Any]:
     """The manifest of a complete tvr checkpoint folder.
 
+    Args:
+        checkpoint: the folder.
+        content: also hash every file and compare with the manifest (reads the whole checkpoint); ``False`` checks
+            only that the listed files are there at their sizes.
+
     Raises:
-        ValueError: the folder has no readable manifest (incomplete, or not written by tvr), a listed file is
-            missing or has another size than written, or it holds files tvr does not write (e.g. accelerate's
-            pickles, which tvr never loads).
+        ValueError: the folder has no readable manifest (incomplete, or not written by tvr), or it holds files tvr
+            does not write (e.g. accelerate's pickles, which tvr never loads).
+        CheckpointChanged: a listed file is missing, has another size or (``content``) other bytes than written.
     """
     checkpoint = Path(checkpoint)
     try:
@@ -89,13 +101,18 @@ def verify_checkpoint(checkpoint: str | os.PathLike) -> dict[str, Any]:
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT or not isinstance(manifest.get("files"),
                                                                                           dict):
         raise ValueError(f"checkpoint {os.fspath(checkpoint)!r}: {MANIFEST_FILE} is not a tvr checkpoint manifest")
-    for name, size in manifest["files"].items():
+    for name, written in manifest["files"].items():
         path = checkpoint / name
+        written = written if isinstance(written, dict) else {"size": written}  # format 1: sizes only
         if not path.is_file():
-            raise ValueError(f"checkpoint {os.fspath(checkpoint)!r}: {name} is missing")
-        if path.stat().st_size != size:
-            raise ValueError(f"checkpoint {os.fspath(checkpoint)!r}: {name} has {path.stat().st_size} bytes, "
-                             f"{size} were written; the folder was changed after it was saved")
+            raise CheckpointChanged(f"checkpoint {os.fspath(checkpoint)!r}: {name} is missing")
+        if path.stat().st_size != written["size"]:
+            raise CheckpointChanged(f"checkpoint {os.fspath(checkpoint)!r}: {name} has {path.stat().st_size} bytes, "
+                                    f"{written['size']} were written; the folder was changed after it was saved")
+        if content and "hash" in written and content_hash(path) != written["hash"]:
+            raise CheckpointChanged(f"checkpoint {os.fspath(checkpoint)!r}: {name} is not the file that was saved "
+                                    "(its content hash differs, at the same size): it was edited or damaged after "
+                                    "saving; resume from another checkpoint")
     foreign = sorted(set(os.listdir(checkpoint)) - set(manifest["files"]) - {MANIFEST_FILE})
     if foreign:
         raise ValueError(f"checkpoint {os.fspath(checkpoint)!r} holds files tvr did not write ({', '.join(foreign)});"
@@ -105,28 +122,31 @@ def verify_checkpoint(checkpoint: str | os.PathLike) -> dict[str, Any]:
 
 def _is_complete(checkpoint: Path) -> bool:
     try:
-        verify_checkpoint(checkpoint)
+        verify_checkpoint(checkpoint, content=False)
         return True
     except ValueError:
         return False
 
 
 def resolve_checkpoint(resume_from: str, output_dir: str | os.PathLike) -> Path:
-    """``"latest"`` -> the newest complete checkpoint of ``output_dir`` (incomplete ones are skipped with a
-    warning); otherwise the folder given, which must be a complete tvr checkpoint."""
+    """``"latest"`` -> the newest complete checkpoint of ``output_dir`` (incomplete ones, a killed writer's, are
+    skipped with a warning; a changed one is refused); otherwise the folder given, which must be a complete tvr
+    checkpoint. Files are hashed when the checkpoint is loaded (:func:`load_checkpoint`), not here."""
     if resume_from == "latest":
         checkpoints = list_checkpoints(output_dir)
         for checkpoint in reversed(checkpoints):
             try:
-                verify_checkpoint(checkpoint)
+                verify_checkpoint(checkpoint, content=False)
                 return checkpoint
+            except CheckpointChanged:
+                raise
             except ValueError as error:
                 warnings.warn(f"resume_from='latest': skipping {error}", stacklevel=2)
         raise FileNotFoundError(f"resume_from='latest': no complete checkpoint under "
                                 f"{Path(output_dir) / 'checkpoints'} ({len(checkpoints)} incomplete)")
     if not Path(resume_from).is_dir():
         raise FileNotFoundError(f"resume_from {resume_from!r} is not a checkpoint folder")
-    verify_checkpoint(resume_from)
+    verify_checkpoint(resume_from, content=False)
     return Path(resume_from)
 
 
@@ -207,7 +227,8 @@ def save_checkpoint(accelerator, model: nn.Module, optimizer, scheduler, progres
         _phase_done("progress")
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        files = {name: (staging / name).stat().st_size for name in sorted(os.listdir(staging))}
+        files = {name: {"size": (staging / name).stat().st_size, "hash": content_hash(staging / name)}
+                 for name in sorted(os.listdir(staging))}
         _write_json(staging / MANIFEST_FILE, {"format": FORMAT, "version": FORMAT_VERSION, "step": step,
                                               "num_processes": accelerator.num_processes, "files": files})
         _phase_done("manifest")
@@ -284,4 +305,11 @@ def load_checkpoint(checkpoint: str | os.PathLike, accelerator, model: nn.Module
                       "run's dropout and augmentation will NOT follow the uninterrupted run", stacklevel=2)
 
 
-__all__ = ["list_checkpoints", "load_checkpoint", "resolve_checkpoint", "save_checkpoint", "verify_checkpoint"]
+__all__ = [
+    "CheckpointChanged",
+    "list_checkpoints",
+    "load_checkpoint",
+    "resolve_checkpoint",
+    "save_checkpoint",
+    "verify_checkpoint",
+]

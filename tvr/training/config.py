@@ -2,7 +2,7 @@
 
 ``tvr train --config cfg.yaml --lr 1e-4 --model_kwargs sim_header=seqTransf`` and
 ``accelerate launch -m tvr.training --config cfg.yaml ...`` build the same :class:`TrainingConfig`: defaults,
-then the file, then the flags. ``FLAGS.md`` next to this file maps the seeds' flags (CLIP4Clip's
+then the file, then the flags. ``FLAGS.md`` next to this file maps the original code's flags (CLIP4Clip's
 ``main_task_retrieval.py``) to these fields.
 """
 
@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import os
 import typing
 from dataclasses import dataclass, field
@@ -34,8 +35,8 @@ def option(default: Any, help: str, factory: bool = False) -> Any:
 
 @dataclass
 class TrainingConfig:
-    """Everything one training run needs. Defaults are the seeds' recipe (CLIP4Clip README) except the optimiser
-    (``adamw``; ``bertadam`` reproduces the seeds)."""
+    """Everything one training run needs. Defaults are the original code's recipe (CLIP4Clip README) except the
+    optimiser (``adamw``; ``bertadam`` reproduces the original)."""
 
     # --- model: init_from (a saved tvr model), from_image_text_model (CLIP / MetaCLIP 2 / SigLIP weights), or
     # neither (random init)
@@ -79,7 +80,8 @@ class TrainingConfig:
     adam_beta1: float = option(0.9, "first-moment decay")
     adam_beta2: float = option(0.98, "second-moment decay")
     adam_epsilon: float = option(1e-6, "denominator epsilon")
-    max_grad_norm: float | None = option(1.0, "global gradient-norm clip; BertAdam also clips each parameter")
+    max_grad_norm: float | None = option(
+        1.0, "global gradient-norm clip (0 or none: no clipping); BertAdam also clips each parameter")
     max_nonfinite_steps: int = option(
         3, "steps with a NaN/inf loss or gradient norm are skipped; stop with an error after this many in a row")
     warmup_proportion: float = option(0.1, "fraction of the steps with linear warmup (then cosine)")
@@ -98,7 +100,7 @@ class TrainingConfig:
     eval_batch_size: int = option(16, "batch size of the evaluation after every epoch")
     logging_steps: int = option(1, "write a metrics line every this many optimiser steps")
     save_steps: int | None = option(None, "save_state every this many optimiser steps (and after every epoch)")
-    save_total_limit: int | None = option(2, "keep at most this many checkpoints")
+    save_total_limit: int | None = option(2, "keep at most this many checkpoints (none: keep all)")
     output_dir: str = option("tvr_output", "metrics.jsonl, checkpoints/, best/ and final/ go here")
     resume_from: str | None = option(None, "checkpoint folder to resume from, or 'latest' (under output_dir)")
     push_to_hub: bool = option(False, "upload best/ (final/ without evaluation) with its card when training ends")
@@ -116,13 +118,7 @@ class TrainingConfig:
             (self.train_frame_order in FRAME_ORDERS, f"train_frame_order must be one of {FRAME_ORDERS}"),
             (self.init_from is None or self.from_image_text_model is None,
              "give at most one of init_from and from_image_text_model"),
-            (self.batch_size > 0, "batch_size must be positive"),
-            (self.gradient_accumulation_steps > 0, "gradient_accumulation_steps must be positive"),
             (self.epochs > 0 or (self.max_steps or 0) > 0, "epochs or max_steps must be positive"),
-            (self.max_steps is None or self.max_steps > 0, "max_steps must be positive or None"),
-            (self.save_steps is None or self.save_steps > 0, "save_steps must be positive or None"),
-            (0 <= self.warmup_proportion < 1, "warmup_proportion must be in [0, 1)"),
-            (self.freeze_layer_num >= -1, "freeze_layer_num must be >= -1"),
             (self.on_bad_video in ("skip", "error"), "on_bad_video must be 'skip' or 'error'"),
             (not (self.cache_videos and self.frame_cache_dir), "give at most one of cache_videos (frames in memory) "
                                                                "and frame_cache_dir (frames on disk)"),
@@ -134,6 +130,7 @@ class TrainingConfig:
                                               "tvr.data.load_annotations would read the test split")
             for name, data in (("train_data", self.train_data), ("eval_data", self.eval_data))
         ]
+        _check_ranges(self)
         for ok, message in checks:
             if not ok:
                 raise ValueError(f"TrainingConfig: {message}")
@@ -169,6 +166,52 @@ class TrainingConfig:
             atomic_write_text(path, json.dumps(self.to_dict(), indent=2))
         else:
             atomic_write_text(path, yaml.safe_dump(self.to_dict(), sort_keys=False))
+
+
+# field -> (low, high, low inclusive, high inclusive, what None means); every number enters through this table, so
+# a value that would silently do harm (save_total_limit -1 deleted every checkpoint, max_grad_norm -1 flipped the
+# gradient) is an error naming the field and its range
+INF = float("inf")
+RANGES: dict[str, tuple[float, float, bool, bool, str | None]] = {
+    "epochs": (0, INF, True, False, None),
+    "batch_size": (1, INF, True, False, None),
+    "gradient_accumulation_steps": (1, INF, True, False, None),
+    "max_steps": (1, INF, True, False, "train for `epochs`"),
+    "lr": (0, INF, False, False, None),
+    "coef_lr": (0, INF, True, False, None),
+    "weight_decay": (0, INF, True, False, None),
+    "adam_beta1": (0, 1, True, False, None),
+    "adam_beta2": (0, 1, True, False, None),
+    "adam_epsilon": (0, INF, False, False, None),
+    "max_grad_norm": (0, INF, True, False, "no clipping, as 0"),
+    "max_nonfinite_steps": (1, INF, True, False, None),
+    "warmup_proportion": (0, 1, True, False, None),
+    "freeze_layer_num": (-1, INF, True, False, None),
+    "seed": (0, 2**32 - 1, True, True, None),
+    "num_workers": (0, INF, True, False, None),
+    "prefetch_factor": (1, INF, True, False, None),
+    "eval_batch_size": (1, INF, True, False, None),
+    "logging_steps": (1, INF, True, False, None),
+    "save_steps": (1, INF, True, False, "save after every epoch only"),
+    "save_total_limit": (1, INF, True, False, "keep every checkpoint"),
+}
+
+
+def _check_ranges(config: "TrainingConfig") -> None:
+    """Raise ``ValueError`` naming the first numeric field outside its range (see ``RANGES``), and the range."""
+    for name, (low, high, low_inclusive, high_inclusive, none_means) in RANGES.items():
+        value = getattr(config, name)
+        if value is None:
+            continue
+        above = value >= low if low_inclusive else value > low
+        below = value <= high if high_inclusive else value < high
+        if not (math.isfinite(value) and above and below):
+            if high == INF:
+                bounds = f"{'>=' if low_inclusive else '>'} {low}"
+            else:
+                bounds = f"in {'[' if low_inclusive else '('}{low}, {high}{']' if high_inclusive else ')'}"
+            null = f" (or null: {none_means})" if none_means else ""
+            raise ValueError(f"TrainingConfig: {name} must be {bounds}{null}, got {value!r}")
 
 
 def _convert_field_types(config: "TrainingConfig") -> None:

@@ -14,7 +14,8 @@ Output folder (``config.output_dir``)::
     checkpoints/checkpoint-<step>/   model, optimiser, scheduler, RNG, progress (see :mod:`.checkpointing`)
     best/                  save_pretrained model + processor + README.md card, best t2v R@1 so far
     final/                 the same for the model at the end of training
-    skipped_videos.json    training videos that could not be decoded and were left out of their batches
+    skipped_videos.json    training videos that could not be decoded (left out of their batches) or have no file
+                           (left out of the training set), with their errors
     base/                  methods trained through a peft adapter (DAVRL): the frozen base model, written once;
                            checkpoints, best/ and final/ then hold the adapter only, pointing to it
 
@@ -26,10 +27,12 @@ run killed at any instant leaves complete checkpoints, ``best/`` and ``final/`` 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
 import os
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -50,6 +53,8 @@ from ..peft import (
     save_adapter,
 )
 from ..processing.normalization import normalize_videos
+from ..utils.output_dir import claim_output_dir, write_marker
+from ..utils.process import exit_with_parent, launched_worker
 from .config import TrainingConfig
 from .data import CachedVideoProcessor, CaptionVideoSamples, TrainingCollator
 from .gather import gather_encoding
@@ -63,6 +68,11 @@ from .checkpointing import (  # noqa: F401  (list_checkpoints, resolve_checkpoin
 from .optimization import build_optimizer, build_scheduler, freeze_pretrained_layers
 
 SKIPPED_VIDEOS_FILE = "skipped_videos.json"
+RUN_KIND, MODEL_KIND = "training run", "model"  # the kinds of tvr.utils.output_dir's markers
+# what a run folder of tvr 0.1 (before markers) holds, training_config.yaml always
+RUN_LEGACY = ("training_config.yaml", "metrics.jsonl", "checkpoints", "best", "final", "base", "skipped_videos.json")
+# what a saved model folder of tvr 0.1 holds, its card always: save_pretrained's weights, configs, tokenizer files
+MODEL_LEGACY = ("README.md", "*.json", "*.safetensors", "*.txt", "training_curves.png")
 ADAPTER_BASE_DIR = "base"  # under output_dir: the frozen base every saved adapter of the run points to
 BEST_METRIC = "t2v_R@1"
 CONSOLE_METRICS = ("t2v_R@1", "t2v_R@5", "t2v_R@10", "t2v_MedR", "v2t_R@1", "v2t_R@5", "v2t_R@10")
@@ -102,8 +112,9 @@ class ContrastiveStep(nn.Module):
         return self.model.compute_loss(text, video).loss
 
 
-class TrainingDiverged(FloatingPointError):
-    """The loss or gradient norm stayed non-finite for ``max_nonfinite_steps`` optimiser steps in a row."""
+class TrainingDiverged(FloatingPointError, ValueError):
+    """The loss or gradient norm stayed non-finite for ``max_nonfinite_steps`` optimiser steps in a row (a
+    ``ValueError`` too: caused by the run's settings or data, so ``tvr train`` reports it in one line)."""
 
 
 @dataclasses.dataclass
@@ -135,18 +146,77 @@ def build_model(config: TrainingConfig) -> nn.Module:
     ``from_image_text_model`` an image-text model's weights, or random from ``model_type`` + ``model_kwargs``; every
     registered method works through the Auto classes."""
     import tvr  # noqa: F401  (registers the tvr model types with the Auto classes)
-    from transformers import CONFIG_MAPPING, MODEL_MAPPING, AutoModel
+    from transformers import CONFIG_MAPPING, MODEL_MAPPING, AutoConfig, AutoModel
 
-    if config.init_from and adapter_base_model(config.init_from):  # a saved adapter: train it further
-        return load_adapter_for_training(config.init_from, **config.model_kwargs)
+    from ..utils.values import check_known_keys, did_you_mean
+
     if config.init_from:
-        return AutoModel.from_pretrained(config.init_from, **config.model_kwargs)
-    if config.model_type not in CONFIG_MAPPING:
-        raise ValueError(f"model_type {config.model_type!r} is not a registered model type")
-    config_class = CONFIG_MAPPING[config.model_type]
-    if config.from_image_text_model:
-        return MODEL_MAPPING[config_class].from_image_text_model(config.from_image_text_model, **config.model_kwargs)
-    return AutoModel.from_config(config_class(**config.model_kwargs))
+        base = adapter_base_model(config.init_from)  # a saved adapter trains further on its base
+        config_class = type(AutoConfig.from_pretrained(base or config.init_from))
+    elif config.model_type not in CONFIG_MAPPING:
+        raise ValueError(f"model_type {config.model_type!r} is not a registered model type"
+                         f"{did_you_mean(config.model_type, CONFIG_MAPPING.keys())}")
+    else:
+        config_class = CONFIG_MAPPING[config.model_type]
+    # a misspelt key must not train the default model: the keys are the config's fields (and a loading option)
+    check_known_keys(config.model_kwargs, _config_fields(config_class) | {"attn_implementation"},
+                     f"model_kwargs / --set (fields of {config_class.__name__})")
+    with _option_error("model_kwargs / --set"):
+        if config.init_from:
+            with _naming_damaged_weights(config.init_from):
+                if base:
+                    return load_adapter_for_training(config.init_from, **config.model_kwargs)
+                return AutoModel.from_pretrained(config.init_from, **config.model_kwargs)
+        if config.from_image_text_model:
+            return MODEL_MAPPING[config_class].from_image_text_model(config.from_image_text_model,
+                                                                     **config.model_kwargs)
+        return AutoModel.from_config(config_class(**config.model_kwargs))
+
+
+def _config_fields(config_class: type) -> set[str]:
+    """The fields a transformers config class takes (its dataclass fields, or its ``__init__`` arguments)."""
+    import inspect
+
+    if dataclasses.is_dataclass(config_class):
+        return {field.name for field in dataclasses.fields(config_class)}
+    return set(inspect.signature(config_class.__init__).parameters) - {"self", "kwargs"}
+
+
+@contextlib.contextmanager
+def _option_error(option: str):
+    """A value of the wrong type for a config / processor field (transformers' strict dataclasses raise
+    huggingface_hub's own error, not a ``ValueError``) becomes a ``ValueError`` naming the option it came from."""
+    from huggingface_hub.errors import StrictDataclassError
+
+    try:
+        yield
+    except StrictDataclassError as error:
+        raise ValueError(f"{option}: {' '.join(str(error).split())}") from None
+
+
+@contextlib.contextmanager
+def _naming_damaged_weights(model_dir: str | os.PathLike):
+    """Turn safetensors' errors while loading ``model_dir`` (which name no file) into one naming the folder."""
+    try:
+        yield
+    except Exception as error:  # noqa: BLE001  (safetensors' and transformers' errors do not name the file)
+        if "safetensors" not in f"{type(error).__module__} {error}".lower():
+            raise
+        raise ValueError(f"init_from {os.fspath(model_dir)!r}: its weights (*.safetensors) could not be read, the "
+                         f"file is truncated or damaged ({type(error).__name__}: {error}); save the model again"
+                         ) from None
+
+
+def processor_kwarg_names() -> set[str]:
+    """What ``processor_kwargs`` may set: :class:`~tvr.TVRVideoProcessor` settings and the processor's own."""
+    import inspect
+    import typing
+
+    from ..processing import TVRProcessor, TVRVideoProcessor
+
+    processor_own = set(inspect.signature(TVRProcessor.__init__).parameters) - {"self", "kwargs", "video_processor",
+                                                                                "tokenizer"}
+    return set(typing.get_type_hints(TVRVideoProcessor.valid_kwargs)) | processor_own
 
 
 def build_processor(config: TrainingConfig, model: nn.Module | None = None):
@@ -159,14 +229,17 @@ def build_processor(config: TrainingConfig, model: nn.Module | None = None):
     from ..processing import processor_for_image_text_model
 
     from ..processing.tokenizer import check_tokenizer_fits
+    from ..utils.values import check_known_keys
 
+    check_known_keys(config.processor_kwargs, processor_kwarg_names(), "processor_kwargs")
     source = config.processor or config.init_from
-    if source is not None:
-        processor = AutoProcessor.from_pretrained(source, **config.processor_kwargs)
-    elif config.from_image_text_model is None:
+    if source is None and config.from_image_text_model is None:
         raise ValueError("TrainingConfig: set `processor` (a processor folder) when the model is built from scratch")
-    else:
-        processor = processor_for_image_text_model(config.from_image_text_model, **config.processor_kwargs)
+    with _option_error("processor_kwargs"):
+        if source is not None:
+            processor = AutoProcessor.from_pretrained(source, **config.processor_kwargs)
+        else:
+            processor = processor_for_image_text_model(config.from_image_text_model, **config.processor_kwargs)
     if model is not None:  # a tokenizer that does not fit trains at chance, silently
         check_tokenizer_fits(processor, model.config.text_config.vocab_size, source or config.from_image_text_model)
     return processor
@@ -177,6 +250,22 @@ def load_split(data: dict[str, Any]) -> Dataset:
     from ..data import load_annotations
 
     return load_annotations(**data)
+
+
+def without_missing_videos(dataset: Dataset, on_bad_video: str) -> tuple[Dataset, dict[str, str]]:
+    """The training rows whose video has a file, and ``{video_id: error}`` of the others (the readers keep rows
+    whose video is missing, with an empty ``video_path``): they are left out and listed as undecodable videos are
+    (:func:`tvr.data.videos.missing_videos`; ``on_bad_video="error"`` raises)."""
+    from ..data.videos import missing_videos
+
+    if "video_path" not in dataset.column_names:
+        return dataset, {}  # CaptionVideoSamples names the missing column
+    paths = dataset["video_path"]
+    ids = dataset["video_id"] if "video_id" in dataset.column_names else [f"row {row}" for row in range(len(paths))]
+    missing = missing_videos(ids, paths, on_bad_video, "training data")
+    if missing:
+        dataset = dataset.select([row for row, path in enumerate(paths) if path])
+    return dataset, missing
 
 
 def evaluate(model: nn.Module, processor, dataset: Dataset, config: TrainingConfig) -> dict[str, float]:
@@ -196,7 +285,7 @@ def save_model(model: nn.Module, processor, directory: Path, config: TrainingCon
     from ..utils.atomic import atomic_directory
 
     check_finite_weights(model, f"saving {os.fspath(directory)!r}")
-    with atomic_directory(directory) as staging:
+    with atomic_directory(directory, kind=MODEL_KIND, legacy=MODEL_LEGACY) as staging:
         if is_peft_model(model):
             base_dir = Path(config.output_dir) / ADAPTER_BASE_DIR
             save_adapter(model, staging, os.path.abspath(base_dir) if (base_dir / "config.json").is_file() else None)
@@ -311,6 +400,71 @@ def read_metrics(output_dir: str | os.PathLike) -> list[dict[str, Any]]:
     return _read_jsonl(Path(output_dir) / "metrics.jsonl")
 
 
+# ------------------------------------------------------------------------------------------------- output folder
+
+
+def claim_run_dir(config: TrainingConfig) -> Path:
+    """``config.output_dir``, checked to be a new or empty folder or this kind of run folder (a run resumes in its
+    own folder); a folder holding anything else, or one inside a model or video folder the run reads, is refused
+    with one line (:func:`tvr.utils.output_dir.claim_output_dir`)."""
+    inputs = [config.init_from, config.processor, config.from_image_text_model,
+              *((data or {}).get("video_dir") for data in (config.train_data, config.eval_data))]
+    claim_output_dir(config.output_dir, RUN_KIND, inputs=[path for path in inputs if path and os.path.isdir(path)],
+                     legacy=RUN_LEGACY, what="training output_dir")
+    return Path(config.output_dir)
+
+
+# ------------------------------------------------------------------------------------------------- processes
+
+
+def build_accelerator(config: TrainingConfig) -> Accelerator:
+    """The run's ``Accelerator``, for every launcher: ``tvr train`` (one process), ``torchrun`` and ``accelerate
+    launch`` (several, on one machine or many).
+
+    A launcher that starts several processes on a machine without a GPU gets a multi-CPU job (gloo): Accelerate only
+    takes that path with ``cpu=True``; without it every rank thinks it is alone (each "main", each writing the same
+    files). Prints the world size once, and says so when a launch asked for more processes than it got.
+    """
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    accelerator = Accelerator(
+        cpu=world_size > 1 and not _has_distributed_device(),
+        mixed_precision=config.mixed_precision,
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        # split_batches: config.batch_size is the global batch, so every process count sees the same batches
+        # non_blocking: pinned uint8 batches are copied to the device while it computes
+        dataloader_config=DataLoaderConfiguration(split_batches=True, use_seedable_sampler=True,
+                                                  data_seed=config.seed, non_blocking=True),
+        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=config.ddp_find_unused_parameters)],
+    )
+    processes = accelerator.num_processes
+    backend = f", {accelerator.state.backend}" if processes > 1 else ""
+    accelerator.print(f"training on {processes} process{'es' if processes > 1 else ''} "
+                      f"({accelerator.device.type}{backend})")
+    if processes == 1 and world_size > 1:  # each process alone would train and write the same files
+        raise ValueError(f"the launcher started {world_size} processes (WORLD_SIZE) but Accelerate made each a "
+                         f"one-process job on {accelerator.device.type}, which has no collective backend; set "
+                         "ACCELERATE_USE_CPU=true to run them as one gloo job on the CPU")
+    if processes == 1 and _accelerate_cpu_launch_of_several():
+        print("tvr: warning: the launch asked for several processes but this run has 1 (the same results, on one "
+              "process). `accelerate launch --cpu` always starts one process: for N CPU processes use `torchrun "
+              "--standalone --nproc-per-node N -m tvr.training ...` or `accelerate launch --multi_gpu "
+              "--num_processes N -m tvr.training ...` (on a machine without GPUs tvr runs them on the CPU, gloo)",
+              file=sys.stderr, flush=True)
+    return accelerator
+
+
+def _has_distributed_device() -> bool:
+    """Whether this machine has an accelerator that Accelerate runs a process group on (CUDA, XPU, NPU, ...; not
+    Apple's MPS, which has no collective backend)."""
+    return torch.accelerator.is_available() and torch.accelerator.current_accelerator().type != "mps"
+
+
+def _accelerate_cpu_launch_of_several() -> bool:
+    """``accelerate launch --cpu --num_processes N`` (N > 1): Accelerate's single-process launcher ran, and set the
+    rendezvous address only because more processes (or machines) were asked for."""
+    return "ACCELERATE_USE_CPU" in os.environ and "MASTER_ADDR" in os.environ and "WORLD_SIZE" not in os.environ
+
+
 # ------------------------------------------------------------------------------------------------- the loop
 
 
@@ -341,22 +495,17 @@ def train(
                                 output_dir="runs/a")
         train(config)   # then AutoModel.from_pretrained("runs/a/best")
     """
-    accelerator = Accelerator(
-        mixed_precision=config.mixed_precision,
-        gradient_accumulation_steps=config.gradient_accumulation_steps,
-        # split_batches: config.batch_size is the global batch, so every process count sees the same batches
-        # non_blocking: pinned uint8 batches are copied to the device while it computes
-        dataloader_config=DataLoaderConfiguration(split_batches=True, use_seedable_sampler=True,
-                                                  data_seed=config.seed, non_blocking=True),
-        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=config.ddp_find_unused_parameters)],
-    )
+    if launched_worker():  # a `kill -9` of torchrun / accelerate launch must not leave this worker running
+        exit_with_parent()
+    output_dir = claim_run_dir(config)  # before anything is built or written, on every process
+    accelerator = build_accelerator(config)
     if config.batch_size % accelerator.num_processes:
         raise ValueError(f"batch_size={config.batch_size} must be a multiple of the {accelerator.num_processes} "
                          f"processes")
     set_seed(config.seed)
-    output_dir = Path(config.output_dir)
     if accelerator.is_main_process:
         output_dir.mkdir(parents=True, exist_ok=True)
+        write_marker(output_dir, RUN_KIND)
         config.save(output_dir / "training_config.yaml")
 
     # build
@@ -374,6 +523,7 @@ def train(
     freeze_pretrained_layers(model, config.freeze_layer_num)
     if config.gradient_checkpointing:
         model.activation_checkpointing_enable()  # transformers 5's name; non-reentrant, so DDP-safe
+    train_dataset, missing = without_missing_videos(train_dataset, config.on_bad_video)
     samples = CaptionVideoSamples(train_dataset, seed=config.seed)
     data_processor = processor
     if config.frame_cache_dir:  # filled by the DataLoader workers as they decode, reused by later epochs and runs
@@ -410,13 +560,17 @@ def train(
         accelerator.print(f"resume_from='latest': no checkpoint under {output_dir / 'checkpoints'} yet; starting fresh")
         resume_from = None
     if resume_from:
-        load_checkpoint(resolve_checkpoint(resume_from, output_dir), accelerator, model, optimizer, scheduler,
-                        progress)
+        resumed = resolve_checkpoint(resume_from, output_dir)
+        configured_lrs = list(scheduler.scheduler.base_lrs)  # this config's; the checkpoint's replace them
+        load_checkpoint(resumed, accelerator, model, optimizer, scheduler, progress)
         accelerator.step = progress.accelerator_step
+        accelerator.print(f"resuming from {resumed.name} (step {progress.global_step})")
+        apply_learning_rates(scheduler.scheduler, configured_lrs, accelerator)
     metrics_log = MetricsLog(output_dir / "metrics.jsonl", accelerator.is_main_process,
                              resume_step=progress.global_step if resume_from else None)
+    progress.skipped_videos.update(missing)  # listed with the undecodable ones
     skipped_videos = SkippedVideos(output_dir / SKIPPED_VIDEOS_FILE, accelerator, progress.skipped_videos,
-                                   num_videos=len(set(samples.video_paths)))
+                                   num_videos=len(set(samples.video_paths)) + len(missing))
     bar = tqdm(total=total_steps, initial=progress.global_step, desc="training",
                disable=not accelerator.is_local_main_process)
 
@@ -535,6 +689,27 @@ def train(
     return output_dir
 
 
+def apply_learning_rates(scheduler: torch.optim.lr_scheduler.LambdaLR, base_lrs: list[float],
+                         accelerator: Accelerator) -> None:
+    """Give a resumed run the learning rates of its config when they differ from the checkpoint's (``--lr`` after
+    a divergence): the schedule is rebuilt on the new base rates at the step reached (warmup / cosine continue
+    where they were), and a line says so."""
+    saved = list(scheduler.base_lrs)
+    if saved == base_lrs:
+        return
+    rates = [base * rate_at(scheduler.last_epoch) for rate_at, base in zip(scheduler.lr_lambdas, base_lrs)]
+    for group, base, rate in zip(scheduler.optimizer.param_groups, base_lrs, rates):
+        group["initial_lr"], group["lr"] = base, rate
+    scheduler.base_lrs, scheduler._last_lr = list(base_lrs), rates
+    accelerator.print(f"learning rates changed since the checkpoint: base rates {_rates(saved)} -> "
+                      f"{_rates(base_lrs)} (lr, lr * coef_lr); the schedule continues from step "
+                      f"{scheduler.last_epoch} at the new rates")
+
+
+def _rates(values: list[float]) -> str:
+    return "/".join(f"{value:g}" for value in sorted(set(values), reverse=True))
+
+
 def gradient_norm(module: nn.Module) -> torch.Tensor:
     """The global L2 norm of ``module``'s gradients (what ``clip_grad_norm_`` returns, without clipping)."""
     grads = [parameter.grad for parameter in module.parameters() if parameter.grad is not None]
@@ -609,7 +784,7 @@ def rewrite_card(directory: Path, config: TrainingConfig, metrics: dict[str, flo
         except OSError:
             shutil.copy2(source, target)
 
-    with atomic_directory(directory) as staging:
+    with atomic_directory(directory, kind=MODEL_KIND, legacy=MODEL_LEGACY) as staging:
         shutil.copytree(directory, staging, copy_function=link_or_copy, dirs_exist_ok=True)
         for card_file in ("README.md", "training_curves.png"):  # new files, not writes through the shared links
             (staging / card_file).unlink(missing_ok=True)
