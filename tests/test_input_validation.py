@@ -109,8 +109,8 @@ def test_tvr_train_names_a_bad_option_in_one_line(tmp_path, saved_tiny_model, ca
         (["--processor-kwargs", "max_framez=4"], "unknown key in processor_kwargs: 'max_framez' (did you mean "
                                                  "'max_frames'?)"),
         # a value of the wrong type: named with its option (it used to surface as undecodable videos / a traceback)
-        (["--processor-kwargs", "max_frames=abc"], "processor_kwargs: Validation error for field 'max_frames': "
-                                                   "TypeError: Field 'max_frames' expected int, got str"),
+        (["--processor-kwargs", "max_frames=abc"], "processor setting max_frames='abc' is not valid: expected int; "
+                                                   "fix it in --processor-kwargs"),
         (["--set", "max_frames=abc"], "model_kwargs / --set: Validation error for field 'max_frames'"),
     ]
     for number, (flags, message) in enumerate(cases):

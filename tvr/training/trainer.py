@@ -50,6 +50,7 @@ from ..peft import (
     is_peft_model,
     load_adapter_for_training,
     prepare_adapter_training,
+    resolve_adapter_base,
     save_adapter,
 )
 from ..processing.normalization import normalize_videos
@@ -152,7 +153,8 @@ def build_model(config: TrainingConfig) -> nn.Module:
 
     if config.init_from:
         base = adapter_base_model(config.init_from)  # a saved adapter trains further on its base
-        config_class = type(AutoConfig.from_pretrained(base or config.init_from))
+        config_class = type(AutoConfig.from_pretrained(resolve_adapter_base(config.init_from) if base
+                                                       else config.init_from))
     elif config.model_type not in CONFIG_MAPPING:
         raise ValueError(f"model_type {config.model_type!r} is not a registered model type"
                          f"{did_you_mean(config.model_type, CONFIG_MAPPING.keys())}")

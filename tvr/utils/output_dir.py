@@ -109,12 +109,12 @@ def claim_output_dir(
     foreign = foreign_entries(target, kind, legacy)
     if foreign:
         marker = read_marker(target)
-        holds = ", ".join(repr(name) for name in foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+        holds = ", ".join(repr(name) for name in foreign[:3]) + (f" and {len(foreign) - 3} more" * (len(foreign) > 3))
         if marker is None or marker["kind"] != kind:
             mine = f"a tvr {marker['kind']} folder" if marker else f"not a tvr {kind} folder"
             holds = f"and holds {holds}"
         else:  # tvr's own folder, with files added since
-            mine, holds = f"a tvr {kind} folder", f"that also holds {holds}, which tvr did not write"
+            mine, holds = f"a tvr {kind} folder", f"that also holds {holds}"
         raise OutputDirError(
             f"{what} {str(path)!r} is {mine} {holds}: tvr does not replace or delete files it did not "
             "write; choose a new or empty folder"
