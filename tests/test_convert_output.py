@@ -51,8 +51,8 @@ def test_reconversion_replaces_only_a_tvr_model_folder(tmp_path):
         main(["convert", "clip4clip", str(FIXTURES / "eercf" / "tiny_b4_f4_topk2" / "pytorch_model.bin"), str(out)])
     assert listing(out) == before
     (out / "notes.txt").write_text("mine")
-    with pytest.raises(OutputDirError, match=r"is a tvr model folder that also holds 'notes.txt', which tvr did not "
-                                             r"write"):
+    with pytest.raises(OutputDirError, match=r"is a tvr model folder that also holds 'notes.txt': tvr does not "
+                                             r"replace"):
         main(["convert", "clip4clip", str(CLIP4CLIP), str(out)])
     assert (out / "notes.txt").read_text() == "mine"
 
