@@ -189,3 +189,21 @@ def test_a_plain_clip_folder_is_named_as_an_image_text_model(run, tmp_path):
                  lambda: pipeline("video-text-retrieval", model=str(clip_dir))):
         with pytest.raises(ValueError, match="'clip' model, not a tvr retrieval model"):
             load()
+
+
+def test_a_space_from_an_adapter_run_serves_the_merged_model(run, tmp_path):
+    """`tvr space RUN/best SPACE`: the Space cannot reach the run's base, so it carries the adapter merged into it
+    (before: refused, "has no config.json"); the run's base/ is a complete model folder, processor included."""
+    from transformers import AutoProcessor
+
+    from tvr.loading import load_model
+
+    run_dir, data, _ = run
+    assert type(AutoProcessor.from_pretrained(run_dir / "base")).__name__ == "TVRProcessor"
+    tvr("space", run_dir / "best", tmp_path / "space", "--videos", data / "videos")
+    model_files = {path.name for path in (tmp_path / "space" / "model").iterdir()}
+    assert {"config.json", "model.safetensors", "processor_config.json"} <= model_files
+    assert "adapter_config.json" not in model_files
+    merged, adapter = load_model(tmp_path / "space" / "model").state_dict(), load_model(run_dir / "best")
+    expected = adapter.merge_and_unload().state_dict()
+    assert merged.keys() == expected.keys() and all(torch.equal(merged[key], expected[key]) for key in merged)

@@ -16,19 +16,19 @@ Example::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Iterator
 
 from .peft import ADAPTER_CONFIG_NAME, check_adapter_base, resolve_adapter_base
 
 if TYPE_CHECKING:
     import torch
 
+# an unmarked folder is never taken for tvr's (as in `tvr convert`): config.json + weights may be a downloaded model
 MODEL_KIND = "model"
-# files a model folder written by `tvr merge` / `tvr convert` always holds (folders from before the marker existed)
-MODEL_LEGACY_FILES = ("config.json", "*.safetensors", "*.json", "*.txt", "README.md", "*.png")
 
 
 def is_adapter_folder(folder: str | os.PathLike) -> bool:
@@ -125,15 +125,21 @@ def load_model(folder: str | os.PathLike, device: str | torch.device | None = No
     return model.eval()
 
 
-def _from_pretrained(cls, folder, base=None, **kwargs):
+@contextlib.contextmanager
+def naming_damaged_weights(folder: str | os.PathLike, what: str = "model folder") -> Iterator[None]:
+    """Turn safetensors' errors while loading ``folder`` (they name no file) into one line naming the folder."""
     try:
-        return cls.from_pretrained(folder, **kwargs) if base is None else cls.from_pretrained(base, folder, **kwargs)
+        yield
     except Exception as error:  # noqa: BLE001  (safetensors' and transformers' errors do not name the file)
         if "safetensors" not in f"{type(error).__module__} {error}".lower():
             raise
-        name = "adapter_model.safetensors" if base is not None else "model.safetensors"
-        raise ValueError(f"model folder {os.fspath(folder)!r}: its weights ({name}) could not be read, the file is "
-                         f"truncated or damaged ({type(error).__name__}: {error})") from None
+        raise ValueError(f"{what} {os.fspath(folder)!r}: its weights (*.safetensors) could not be read, the file is "
+                         f"truncated or damaged ({type(error).__name__}: {error}); save the model again") from None
+
+
+def _from_pretrained(cls, folder, base=None, **kwargs):
+    with naming_damaged_weights(folder):
+        return cls.from_pretrained(folder, **kwargs) if base is None else cls.from_pretrained(base, folder, **kwargs)
 
 
 def load_processor(folder: str | os.PathLike, config, processor: str | os.PathLike | None = None):
@@ -217,7 +223,7 @@ def merge_adapter(adapter_dir: str | os.PathLike, output_dir: str | os.PathLike,
         raise ValueError(f"{os.fspath(adapter_dir)!r} is not a peft adapter folder (no {ADAPTER_CONFIG_NAME}): "
                          "there is nothing to merge; it can be used as it is")
     base = resolve_adapter_base(adapter_dir)
-    claim_output_dir(output_dir, MODEL_KIND, inputs=[adapter_dir, base], legacy=MODEL_LEGACY_FILES)
+    claim_output_dir(output_dir, MODEL_KIND, inputs=[adapter_dir, base])
     model = load_model(adapter_dir, "cpu", allow_base_change)
     try:
         processor = load_processor(adapter_dir, model.config, processor)
@@ -226,7 +232,7 @@ def merge_adapter(adapter_dir: str | os.PathLike, output_dir: str | os.PathLike,
                       stacklevel=2)
         processor = None
     merged = model.merge_and_unload()
-    with atomic_directory(output_dir, MODEL_KIND, [adapter_dir, base], MODEL_LEGACY_FILES) as staging:
+    with atomic_directory(output_dir, MODEL_KIND, [adapter_dir, base]) as staging:
         merged.save_pretrained(staging)
         if processor is not None:
             processor.save_pretrained(staging)

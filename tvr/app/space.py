@@ -30,6 +30,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+from ..loading import is_adapter_folder, merge_adapter
 from ..utils.atomic import atomic_directory
 from ..utils.output_dir import MARKER
 from .cli import check_model_argument
@@ -121,7 +122,9 @@ def write_space(model: str | os.PathLike, output_dir: str | os.PathLike, index: 
     inputs = [path for path in (model if local_model else None, index, videos) if path is not None]
     with atomic_directory(output_dir, kind=SPACE_KIND, inputs=inputs, legacy=SPACE_FILES) as output:
         model_ref = "model" if local_model else os.fspath(model)
-        if local_model:
+        if local_model and is_adapter_folder(model):  # a Space serves a plain model: the adapter merged into its base
+            merge_adapter(model, output / "model")
+        elif local_model:
             shutil.copytree(model, output / "model", ignore=shutil.ignore_patterns("checkpoint*", ".*"))
         index_ref = videos_ref = None
         if index is not None:

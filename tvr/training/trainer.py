@@ -45,6 +45,7 @@ from datasets import Dataset
 from torch import nn
 from tqdm.auto import tqdm
 
+from ..loading import naming_damaged_weights
 from ..peft import (
     adapter_base_model,
     is_peft_model,
@@ -165,7 +166,7 @@ def build_model(config: TrainingConfig) -> nn.Module:
                      f"model_kwargs / --set (fields of {config_class.__name__})")
     with _option_error("model_kwargs / --set"):
         if config.init_from:
-            with _naming_damaged_weights(config.init_from):
+            with naming_damaged_weights(config.init_from, "init_from"):
                 if base:
                     return load_adapter_for_training(config.init_from, **config.model_kwargs)
                 return AutoModel.from_pretrained(config.init_from, **config.model_kwargs)
@@ -194,19 +195,6 @@ def _option_error(option: str):
         yield
     except StrictDataclassError as error:
         raise ValueError(f"{option}: {' '.join(str(error).split())}") from None
-
-
-@contextlib.contextmanager
-def _naming_damaged_weights(model_dir: str | os.PathLike):
-    """Turn safetensors' errors while loading ``model_dir`` (which name no file) into one naming the folder."""
-    try:
-        yield
-    except Exception as error:  # noqa: BLE001  (safetensors' and transformers' errors do not name the file)
-        if "safetensors" not in f"{type(error).__module__} {error}".lower():
-            raise
-        raise ValueError(f"init_from {os.fspath(model_dir)!r}: its weights (*.safetensors) could not be read, the "
-                         f"file is truncated or damaged ({type(error).__name__}: {error}); save the model again"
-                         ) from None
 
 
 def processor_kwarg_names() -> set[str]:
@@ -516,6 +504,8 @@ def train(
     # wrapped model, and checkpoints, best/ and final/ hold the adapter only
     model = prepare_adapter_training(model, output_dir / ADAPTER_BASE_DIR, accelerator.is_main_process)
     processor = processor if processor is not None else build_processor(config, model)
+    if is_peft_model(model) and accelerator.is_main_process:  # base/ is a complete model folder (AutoProcessor too)
+        processor.save_pretrained(output_dir / ADAPTER_BASE_DIR)
     if train_dataset is None:
         if config.train_data is None:
             raise ValueError("TrainingConfig: train_data is required when no train_dataset is given")
