@@ -2,7 +2,7 @@
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_dual_attention_adapter.py
 
-Prints the trainable parameters of the LoRA adapter (`tvr.peft.get_dual_attention_peft_model`), their share of the
+Prints the trainable parameters of the LoRA adapter (`tvr.methods.dual_attention.get_dual_attention_peft_model`), their share of the
 CLIP model's parameters, and the size of the `adapter_model.safetensors` that training saves (LoRA + the carried
 global tokens, fp32).
 """
@@ -11,7 +11,8 @@ import os
 import tempfile
 
 from tvr import DualAttentionConfig, DualAttentionModel
-from tvr.peft import get_dual_attention_peft_model, save_adapter
+from tvr.methods.dual_attention import get_dual_attention_peft_model
+from tvr.peft import save_adapter
 
 
 def main() -> None:

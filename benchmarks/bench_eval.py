@@ -1,8 +1,8 @@
 """Evaluation, model side: tvr vs the original CLIP4Clip code, same device, same random ViT-B/32 weights.
 
-    PYTHONPATH=. .venv/bin/python benchmarks/bench_eval.py --device cpu --encode-videos 64 \
+    PYTHONPATH=src .venv/bin/python benchmarks/bench_eval.py --device cpu --encode-videos 64 \
         --heads seqTransf:256x1000 tightTransf:16x1000 --repeats 3
-    PYTHONPATH=. .venv/bin/python benchmarks/bench_eval.py --device cuda --encode-videos 1000 --encode-texts 1000 \
+    PYTHONPATH=src .venv/bin/python benchmarks/bench_eval.py --device cuda --encode-videos 1000 --encode-texts 1000 \
         --heads meanP:1000x1000 seqTransf:1000x1000 tightTransf:1000x1000 --repeats 3
 
 Two measurements per head (the original needs `.original/CLIP4Clip`, see benchmarks/original.py):

@@ -23,8 +23,8 @@ import time
 
 import torch
 
-from tvr.modeling.configuration_eercf import EERCFConfig
-from tvr.modeling.modeling_eercf import EERCFModel
+from tvr.methods.eercf.configuration import EERCFConfig
+from tvr.methods.eercf.modeling import EERCFModel
 from tvr.modeling.outputs import concat_encodings
 
 NUM_FRAMES, IMAGE_SIZE, PATCH, DIM, MAX_WORDS = 12, 56, 8, 512, 32  # 7 x 7 = 49 patches per frame, like B/32 at 224

@@ -1,7 +1,7 @@
 """Training step: tvr vs the original CLIP4Clip code, same device, same random ViT-B/32 weights, same batch.
 
-    PYTHONPATH=. .venv/bin/python benchmarks/bench_train.py --device cpu --batch-size 4 --repeats 5
-    PYTHONPATH=. .venv/bin/python benchmarks/bench_train.py --device cuda --batch-size 64 --repeats 20 \
+    PYTHONPATH=src .venv/bin/python benchmarks/bench_train.py --device cpu --batch-size 4 --repeats 5
+    PYTHONPATH=src .venv/bin/python benchmarks/bench_train.py --device cuda --batch-size 64 --repeats 20 \
         --variants original tvr-fp32 tvr-bf16 tvr-bf16-compile
 
 The original needs its code in `.original/CLIP4Clip` (see benchmarks/original.py). Variants:

@@ -27,7 +27,7 @@ PARTS=${*:-tests clip4clip others eval}
 if [ -d .whl ]; then
   "$PYTHON" -m pip install -q --no-index --find-links .whl --no-deps .whl/*.whl
 fi
-export PYTHONPATH=$PWD HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+export PYTHONPATH=$PWD/src HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$OUT/machine.txt"
 "$PYTHON" -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__)" \
   | tee -a "$OUT/machine.txt"

@@ -36,7 +36,7 @@ def running_app(command: list[str], cwd: Path, tmp_path: Path, port: int | None 
     port = port or free_port()
     env = {**os.environ, "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port),
            "GRADIO_ANALYTICS_ENABLED": "False", "GRADIO_TEMP_DIR": str(tmp_path / "gradio"),
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT / "src"), os.environ.get("PYTHONPATH")]))}
     if not repo_on_path:
         del env["PYTHONPATH"]
     log = open(tmp_path / f"app-{port}.log", "w+b")
@@ -97,7 +97,7 @@ def _tail(log, chars: int | None = 3000) -> str:
 
 def run_tvr(*args, cwd: Path | None = None, **env_overrides: str) -> subprocess.CompletedProcess:
     """``python -m tvr ARGS`` as a user types it (this checkout's tvr; ``env_overrides`` added to the environment)."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT / "src"), os.environ.get("PYTHONPATH")])),
            "HF_HUB_OFFLINE": "1", **env_overrides}
     return subprocess.run([sys.executable, "-m", "tvr", *map(str, args)], capture_output=True, text=True, env=env,
                           cwd=cwd, timeout=300)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from tvr.modeling import CLIP4ClipConfig, CLIP4ClipModel
+from tvr import CLIP4ClipConfig, CLIP4ClipModel
 
 VOCAB_SIZE = 50  # end-of-text = 49 (the largest id, as in CLIP's BPE), start-of-text = 48, padding = 0
 EOT_ID = VOCAB_SIZE - 1

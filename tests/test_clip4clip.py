@@ -14,7 +14,7 @@ from transformers import AutoConfig, AutoModel
 from transformers.modeling_layers import GradientCheckpointingLayer
 
 from tvr.cli import main
-from tvr.convert.clip4clip import convert_clip4clip_state_dict
+from tvr.methods.clip4clip.convert import convert_clip4clip_state_dict
 from tvr.convert.openai_clip import load_original_state_dict
 from tvr.modeling import (
     CLIP4ClipConfig,

@@ -12,7 +12,7 @@ from tvr.convert.arguments import (
     parse_original_args,
     parse_set_arguments,
 )
-from tvr.modeling import CLIP4ClipConfig, InternVideoConfig
+from tvr import CLIP4ClipConfig, InternVideoConfig
 
 ORIGINAL = OriginalFlags("EMCL-Net's main_retrieval.py", "max_frames max_words centerK seed lr local_rank")
 

@@ -8,10 +8,10 @@ from safetensors.torch import load_file
 from transformers import AutoConfig, AutoModel
 
 from tvr.cli import main
-from tvr.convert.eercf import convert_eercf_checkpoint
+from tvr.methods.eercf.convert import convert_eercf_checkpoint
 from tvr.convert.openai_clip import load_original_state_dict
-from tvr.modeling.configuration_eercf import EERCFConfig
-from tvr.modeling.modeling_eercf import EERCFModel
+from tvr.methods.eercf.configuration import EERCFConfig
+from tvr.methods.eercf.modeling import EERCFModel
 
 # tvr.modeling registers EERCF with the Auto classes; make sure it is registered even before that line lands.
 AutoConfig.register("eercf", EERCFConfig, exist_ok=True)

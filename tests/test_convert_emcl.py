@@ -13,9 +13,9 @@ from transformers import AutoConfig, AutoModel
 
 import tvr.cli
 from tvr.evaluation.postprocessing import dual_softmax
-from tvr.modeling.configuration_emcl import EMCLConfig
-from tvr.modeling.em import initial_em_bases
-from tvr.modeling.modeling_emcl import EMCLModel
+from tvr.methods.emcl.configuration import EMCLConfig
+from tvr.methods.emcl.em import initial_em_bases
+from tvr.methods.emcl.modeling import EMCLModel
 
 FIXTURE_ROOT = pathlib.Path(__file__).parent / "fixtures" / "emcl"
 CASES = ["tiny_w64_default_em", "tiny_w128_2heads_custom_em"]

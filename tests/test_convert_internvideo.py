@@ -11,7 +11,7 @@ from transformers import AutoModel
 
 import tvr
 from tvr.cli import main
-from tvr.convert.internvideo import (
+from tvr.methods.internvideo.convert import (
     convert_internvideo_checkpoint,
     convert_internvideo_state_dict,
     internvideo_config_from_checkpoint,
@@ -20,7 +20,7 @@ from tvr.convert.internvideo import (
 )
 from tvr.convert.openai_clip import load_original_state_dict
 from tvr.evaluation.postprocessing import dual_softmax
-from tvr.modeling import InternVideoModel
+from tvr import InternVideoModel
 
 FIXTURES = Path(__file__).parent / "fixtures" / "internvideo"
 # case -> (vision heads: not width // 64 in the tiny fixtures, so they come from --set)

@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 from transformers import AutoModel
 
 from tvr.cli import main
-from tvr.convert.dual_attention import FLAG_MAP as DAVRL_FLAGS
+from tvr.methods.dual_attention.convert import FLAG_MAP as DAVRL_FLAGS
 
 
 def flags(args: dict) -> str:

@@ -24,8 +24,9 @@ from transformers import AutoModel
 
 from tvr import DualAttentionConfig, DualAttentionModel
 from tvr.cli import main as tvr_main
-from tvr.convert.dual_attention import dual_attention_config_from_checkpoint
-from tvr.peft import BASE_RECORD_NAME, adapter_base_model, get_dual_attention_peft_model, save_adapter
+from tvr.methods.dual_attention.convert import dual_attention_config_from_checkpoint
+from tvr.methods.dual_attention import get_dual_attention_peft_model
+from tvr.peft import BASE_RECORD_NAME, adapter_base_model, save_adapter
 from tvr.utils.fingerprint import weights_fingerprint
 
 CASE = "tiny_dual_attention"

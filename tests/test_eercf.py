@@ -8,8 +8,8 @@ import torch.nn.functional as F
 from model_testers import RetrievalModelTester
 from transformers import AutoConfig, AutoModel, CLIPConfig, CLIPModel
 
-from tvr.modeling.configuration_eercf import EERCFConfig
-from tvr.modeling.modeling_eercf import (
+from tvr.methods.eercf.configuration import EERCFConfig
+from tvr.methods.eercf.modeling import (
     EERCFModel,
     EERCFVideoEncoding,
     attention_pooled_logits,
@@ -18,7 +18,7 @@ from tvr.modeling.modeling_eercf import (
     weak_frame_logits,
 )
 from tvr.modeling.outputs import TextEncoding, concat_encodings
-from tvr.modeling.rerank import top_k_pairs, two_stage_logits
+from tvr.methods.eercf.rerank import top_k_pairs, two_stage_logits
 
 # tvr.modeling registers EERCF with the Auto classes; make sure it is registered even before that line lands.
 AutoConfig.register("eercf", EERCFConfig, exist_ok=True)

@@ -11,11 +11,11 @@ from model_testers import RetrievalModelTester, tiny_inputs, tiny_text_config, t
 from safetensors.torch import load_file, save_file
 from transformers import CLIPModel
 
-from tvr.convert.emcl import convert_emcl
+from tvr.methods.emcl.convert import convert_emcl
 from tvr.convert.openai_clip import clip_config_from_openai, convert_openai_clip_state_dict
-from tvr.modeling.configuration_emcl import EMCLConfig
-from tvr.modeling.em import EMReconstruction, initial_em_bases
-from tvr.modeling.modeling_emcl import EMCLModel, EMCLVideoEncoding, text_conditioned_pooling
+from tvr.methods.emcl.configuration import EMCLConfig
+from tvr.methods.emcl.em import EMReconstruction, initial_em_bases
+from tvr.methods.emcl.modeling import EMCLModel, EMCLVideoEncoding, text_conditioned_pooling
 from tvr.modeling.outputs import TextEncoding, VideoEncoding
 
 FIXTURE_ROOT = pathlib.Path(__file__).parent / "fixtures" / "emcl"

@@ -1,4 +1,4 @@
-"""InternVideo's evaluation protocol (`tvr.evaluation.internvideo`) against its `metrics.py` / `eval_epoch`, written out
+"""InternVideo's evaluation protocol (`tvr.methods.internvideo.evaluation`) against its `metrics.py` / `eval_epoch`, written out
 here as the reference, and against the metrics the original recorded for the fixtures."""
 
 import json
@@ -9,7 +9,7 @@ import pytest
 import safetensors.torch
 import torch
 
-from tvr.evaluation.internvideo import internvideo_metrics
+from tvr.methods.internvideo.evaluation import internvideo_metrics
 
 FIXTURES = Path(__file__).parent / "fixtures" / "internvideo"
 

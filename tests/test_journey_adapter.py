@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def tvr(*args, cwd=None, check=True) -> subprocess.CompletedProcess:
     """`python -m tvr ARGS` in a fresh process, as a user runs it (this checkout's tvr, offline)."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]),
            "HF_HUB_OFFLINE": "1"}
     result = subprocess.run([sys.executable, "-m", "tvr", *map(str, args)], cwd=cwd or ROOT, env=env,
                             capture_output=True, text=True, timeout=600)
@@ -33,7 +33,7 @@ def tvr(*args, cwd=None, check=True) -> subprocess.CompletedProcess:
 
 
 def python(code: str, cwd) -> str:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]),
            "HF_HUB_OFFLINE": "1"}
     result = subprocess.run([sys.executable, "-c", code], cwd=cwd, env=env, capture_output=True, text=True,
                             timeout=600)

@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def tvr(*args, cwd=None) -> subprocess.CompletedProcess:
     """``tvr ARGS...`` as typed, in a subprocess; CPU, offline."""
-    env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+    env = {**os.environ, "PYTHONPATH": f"{REPO / 'src'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
            "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     return subprocess.run([sys.executable, "-m", "tvr", *map(str, args)], cwd=cwd or REPO, env=env,
                           capture_output=True, text=True, timeout=300)

@@ -10,7 +10,7 @@ from model_testers import RetrievalModelTester
 
 from tvr.cli import main
 from tvr.data import make_synthetic_dataset
-from tvr.modeling import CLIP4ClipModel
+from tvr import CLIP4ClipModel
 from tvr.processing import TVRProcessor, TVRVideoProcessor, train_clip_tokenizer
 from tvr.retrieval import VideoIndex, default_nlist, list_video_files
 

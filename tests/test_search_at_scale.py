@@ -18,7 +18,7 @@ from test_retrieval import MAX_WORDS, corpus, ranking, saved_model, tiny_model  
 
 from tvr.cli import main
 from tvr.data import make_synthetic_dataset
-from tvr.modeling import EERCFModel
+from tvr import EERCFModel
 from tvr.retrieval import VideoIndex, build_faiss_index, list_video_files, read_shards
 from tvr.retrieval.faiss_index import recall_at
 from tvr.retrieval.serving import search_parts
@@ -183,7 +183,7 @@ def launch(root, index_dir, processes=2):
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}",
                "-m", "tvr.retrieval", "index", str(root / "model"), str(root / "videos.txt"), str(index_dir),
                "--device", "cpu", "--batch-size", "5", "--shard-size", str(SHARD_SIZE)]
-    env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+    env = {**os.environ, "PYTHONPATH": f"{REPO / 'src'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
            "OMP_NUM_THREADS": "1"}
     return subprocess.Popen(command, cwd=REPO, env=env, start_new_session=True, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)

@@ -10,7 +10,7 @@ from model_testers import TOWER_TYPES, tiny_image_text_model, tiny_inputs, tiny_
 from transformers import AutoModel, CLIPImageProcessor, CLIPTextConfig, CLIPTextModel, SiglipImageProcessor
 
 from tvr import CLIP4ClipModel, EERCFModel, EMCLModel
-from tvr.modeling import METHODS, sigmoid_loss
+from tvr import METHODS, sigmoid_loss
 from tvr.modeling.losses import contrastive_loss
 from tvr.processing import processor_for_image_text_model
 from tvr.training import build_optimizer, parameter_groups
