@@ -124,5 +124,5 @@ def test_tvr_train_names_a_bad_option_in_one_line(tmp_path, saved_tiny_model, ca
     assert console_main([*train, "--output-dir", str(tmp_path / "truncated")]) == 1
     errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("tvr: error: ")]
     assert len(errors) == 1 and errors[0].startswith(
-        f"tvr: error: init_from '{saved_tiny_model}': its weights (*.safetensors) could not be read, the file is "
+        f"tvr: error: init_from '{saved_tiny_model}': its weights (model.safetensors) could not be read, the file is "
         "truncated or damaged")

@@ -133,7 +133,8 @@ def naming_damaged_weights(folder: str | os.PathLike, what: str = "model folder"
     except Exception as error:  # noqa: BLE001  (safetensors' and transformers' errors do not name the file)
         if "safetensors" not in f"{type(error).__module__} {error}".lower():
             raise
-        raise ValueError(f"{what} {os.fspath(folder)!r}: its weights (*.safetensors) could not be read, the file is "
+        names = ", ".join(sorted(path.name for path in Path(folder).glob("*.safetensors"))) or "*.safetensors"
+        raise ValueError(f"{what} {os.fspath(folder)!r}: its weights ({names}) could not be read, the file is "
                          f"truncated or damaged ({type(error).__name__}: {error}); save the model again") from None
 
 
