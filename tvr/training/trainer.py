@@ -499,8 +499,9 @@ class TrainingRun:
 class StepState:
     """The optimiser step being accumulated, then what it did: read by its metrics line and the divergence check.
 
-    One object serves the whole run: ``losses`` is emptied after each optimiser step (a window left unfinished at
-    an epoch's end carries on into the next, as its gradients do); the rest is overwritten by the next step.
+    One object serves the whole run: ``losses`` is emptied after each optimiser step (Accelerate ends a window at
+    an epoch's last batch; one left open because those batches had no decodable video carries on into the next
+    epoch, as its gradients do); the rest is overwritten by the next step.
     """
 
     losses: list[torch.Tensor] = dataclasses.field(default_factory=list)  # this process's batch losses, detached
