@@ -99,7 +99,7 @@ class TrainingConfig:
     # --- evaluation, logging, checkpoints
     eval_batch_size: int = option(16, "batch size of the evaluation after every epoch")
     logging_steps: int = option(1, "write a metrics line every this many optimiser steps")
-    save_steps: int | None = option(None, "save_state every this many optimiser steps (and after every epoch)")
+    save_steps: int | None = option(None, "save a checkpoint every this many optimiser steps (and after every epoch)")
     save_total_limit: int | None = option(2, "keep at most this many checkpoints (none: keep all)")
     output_dir: str = option("tvr_output", "metrics.jsonl, checkpoints/, best/ and final/ go here")
     resume_from: str | None = option(None, "checkpoint folder to resume from, or 'latest' (under output_dir)")

@@ -1,5 +1,14 @@
-"""The training loop every tvr method shares: build -> ``accelerator.prepare`` -> loop with
-``accelerator.accumulate`` -> log -> ``save_state``.
+"""The training loop every tvr method shares, as named stages :func:`train` runs top to bottom:
+
+    set_up        accelerator, run folder, model, processor, data, optimiser, schedule, ``accelerator.prepare``,
+                  resume
+    train_epoch   per epoch: each batch under ``accelerator.accumulate``; optimizer_step (with its finite check),
+                  record_step (counters, metrics line, divergence), a checkpoint every ``save_steps``
+    end_epoch     evaluation keeping ``best/`` (evaluate_and_keep_best), a checkpoint
+    save_final    ``final/``, the model cards, ``push_to_hub``
+
+Checkpoints are tvr's own (:mod:`.checkpointing`: safetensors and JSON, nothing pickled), not Accelerate's
+``save_state``.
 
 It relies only on the model contract: ``encode_text``, ``encode_video``, ``compute_loss`` (by default
 :func:`tvr.modeling.losses.contrastive_loss` of the batch similarity), ``gather_for_loss`` and ``logit_scale``.
@@ -9,9 +18,11 @@ Processes, devices and mixed precision belong to Accelerate: the same code runs 
 Output folder (``config.output_dir``)::
 
     training_config.yaml   the config of the run
-    metrics.jsonl          one JSON line per logged step (loss, lr/<group>, grad_norm, samples_per_second) and
-                           per evaluation (t2v_R@1, ...)
-    checkpoints/checkpoint-<step>/   model, optimiser, scheduler, RNG, progress (see :mod:`.checkpointing`)
+    metrics.jsonl          one JSON line per logged step (step, epoch, loss, lr/<group>, grad_norm,
+                           samples_per_second; nonfinite_steps, skipped_videos once there are any) and per
+                           evaluation (t2v_R@1, ...)
+    checkpoints/checkpoint-<step>/   model, optimiser, scheduler, RNG, progress (see :mod:`.checkpointing`), after
+                           every epoch and every ``save_steps``; the newest ``save_total_limit`` are kept
     best/                  save_pretrained model + processor + README.md card, best t2v R@1 so far
     final/                 the same for the model at the end of training
     skipped_videos.json    training videos that could not be decoded (left out of their batches) or have no file
@@ -21,8 +32,9 @@ Output folder (``config.output_dir``)::
 
 Every file and folder here is written to a temporary name and renamed into place (:mod:`tvr.utils.atomic`), so a
 run killed at any instant leaves complete checkpoints, ``best/`` and ``final/`` (old or new) and resumes with
-``resume_from="latest"`` (``metrics.jsonl`` is appended to; a torn last line is dropped on resume). Steps whose loss or gradient norm is not finite are skipped and counted; after
-``max_nonfinite_steps`` in a row the run stops with :class:`TrainingDiverged`, and non-finite weights are never saved.
+``resume_from="latest"`` (``metrics.jsonl`` is appended to; a torn last line is dropped on resume). Steps whose
+loss or gradient norm is not finite are skipped and counted; after ``max_nonfinite_steps`` in a row the run stops
+with :class:`TrainingDiverged`, and non-finite weights are never saved.
 """
 
 from __future__ import annotations
@@ -455,7 +467,49 @@ def _accelerate_cpu_launch_of_several() -> bool:
     return "ACCELERATE_USE_CPU" in os.environ and "MASTER_ADDR" in os.environ and "WORLD_SIZE" not in os.environ
 
 
-# ------------------------------------------------------------------------------------------------- the loop
+# ------------------------------------------------------------------------------------------------- the run
+
+
+@dataclasses.dataclass
+class TrainingRun:
+    """What :func:`set_up` builds and every later stage reads; where the run is lives in ``progress``."""
+
+    config: TrainingConfig
+    accelerator: Accelerator
+    output_dir: Path
+    model: nn.Module  # unwrapped (a peft model for adapter methods): evaluated, checkpointed and saved
+    processor: Any  # saved with the model
+    data_processor: Any  # the processor, or its video cache: makes the training batches and the evaluation inputs
+    samples: CaptionVideoSamples  # the training set (caption choice per epoch)
+    train_loader: torch.utils.data.DataLoader  # prepared: Accelerate shards it over the processes
+    step_module: nn.Module  # ContrastiveStep around the model, prepared (DDP, autocast)
+    optimizer: torch.optim.Optimizer  # prepared
+    scheduler: Any  # prepared; its ``.scheduler`` is the LambdaLR schedule
+    total_steps: int  # optimiser steps of the whole run
+    num_epochs: int  # epochs needed for them
+    progress: TrainingProgress
+    metrics_log: MetricsLog
+    skipped_videos: SkippedVideos
+    bar: tqdm  # optimiser steps, on the local main process
+    eval_dataset: Dataset | None = None
+    evaluate_fn: Callable[[nn.Module, Any, Dataset, TrainingConfig], dict[str, float]] | None = None
+
+
+@dataclasses.dataclass
+class StepState:
+    """The optimiser step being accumulated, then what it did: read by its metrics line and the divergence check.
+
+    One object serves the whole run: ``losses`` is emptied after each optimiser step (Accelerate ends a window at
+    an epoch's last batch; one left open because those batches had no decodable video carries on into the next
+    epoch, as its gradients do); the rest is overwritten by the next step.
+    """
+
+    losses: list[torch.Tensor] = dataclasses.field(default_factory=list)  # this process's batch losses, detached
+    started: float = 0.0  # perf_counter at the window's start, for samples_per_second
+    lrs: list[float] = dataclasses.field(default_factory=list)  # each group's rate for this step (before the schedule)
+    grad_norm: torch.Tensor | None = None  # before clipping
+    finite: bool = True  # every process's losses and the gradient norm were finite: the optimiser stepped
+    loss: float | None = None  # the window's mean loss over the processes, when the step was logged
 
 
 def train(
@@ -467,14 +521,22 @@ def train(
     eval_dataset: Dataset | None = None,
     evaluate_fn: Callable[[nn.Module, Any, Dataset, TrainingConfig], dict[str, float]] = evaluate,
 ) -> Path:
-    """Train a tvr retrieval model with the contrastive loss over the global batch.
+    """Train a tvr retrieval model with its training loss (``model.compute_loss``: by default the symmetric
+    contrastive loss over the global batch).
+
+    The stages, in order: :func:`set_up` (accelerator, run folder, model, processor, data, optimiser, schedule,
+    ``accelerator.prepare``, resume); per epoch :func:`train_epoch` (each batch under ``accelerator.accumulate``,
+    :func:`optimizer_step` with its finite check, :func:`record_step`: counters, metrics line, divergence, and a
+    checkpoint every ``save_steps``) then :func:`end_epoch` (evaluation keeping ``best/``, a checkpoint); at the end
+    :func:`save_final` (``final/``, the cards, ``push_to_hub``).
 
     Args:
         config: the run (see :class:`TrainingConfig`).
         model, processor, train_dataset, eval_dataset: objects to use instead of building them from ``config``
             (``config.train_data`` / ``config.eval_data`` are read with ``tvr.data.load_annotations``).
         evaluate_fn: ``(model, processor, eval_dataset, config) -> metrics`` run after every epoch when there is an
-            evaluation set; the model with the best ``t2v_R@1`` is saved in ``best/``.
+            evaluation set (``processor`` is the run's processor, or its video cache with ``cache_videos`` /
+            ``frame_cache_dir``); the model with the best ``t2v_R@1`` is saved in ``best/``.
 
     Returns:
         ``config.output_dir`` as a ``Path``.
@@ -487,7 +549,60 @@ def train(
     """
     if launched_worker():  # a `kill -9` of torchrun / accelerate launch must not leave this worker running
         exit_with_parent()
-    output_dir = claim_run_dir(config)  # before anything is built or written, on every process
+    run = set_up(config, model, processor, train_dataset, eval_dataset, evaluate_fn)
+    step = StepState()
+    for epoch in range(run.progress.epoch, run.num_epochs):
+        train_epoch(run, epoch, step)
+        end_epoch(run, epoch)
+        if run.progress.global_step >= run.total_steps:
+            break
+    run.bar.close()
+    save_final(run)
+    return run.output_dir
+
+
+# ------------------------------------------------------------------------------------------------- set-up
+
+
+def set_up(config: TrainingConfig, model: nn.Module | None, processor, train_dataset: Dataset | None,
+           eval_dataset: Dataset | None, evaluate_fn: Callable) -> TrainingRun:
+    """Everything before the first batch: the accelerator and run folder (:func:`start_run`), the model and
+    processor, the data, the optimiser and schedule, ``accelerator.prepare``, and the progress of a resumed run."""
+    output_dir, accelerator = start_run(config)
+    model, processor = build_model_and_processor(config, model, processor, output_dir, accelerator)
+    train_dataset, eval_dataset = load_datasets(config, train_dataset, eval_dataset)
+    freeze_pretrained_layers(model, config.freeze_layer_num)
+    if config.gradient_checkpointing:
+        model.activation_checkpointing_enable()  # transformers 5's name; non-reentrant, so DDP-safe
+    samples, missing, data_processor = build_training_samples(config, processor, train_dataset, eval_dataset,
+                                                              accelerator)
+    train_loader = build_train_dataloader(samples, data_processor, config)
+    optimizer, scheduler, total_steps, num_epochs = build_optimization(config, model, len(train_loader))
+
+    step_module = ContrastiveStep(model, processor.video_processor)
+    if config.torch_compile:
+        step_module.compile()  # in place: the module, its parameters and its state dict keys stay as they are
+    step_module, optimizer, train_loader, scheduler = accelerator.prepare(
+        step_module, optimizer, train_loader, scheduler)
+    model = accelerator.unwrap_model(step_module).model
+    progress, resumed = resume(config, output_dir, accelerator, model, optimizer, scheduler)
+
+    metrics_log = MetricsLog(output_dir / "metrics.jsonl", accelerator.is_main_process,
+                             resume_step=progress.global_step if resumed else None)
+    progress.skipped_videos.update(missing)  # listed with the undecodable ones
+    skipped_videos = SkippedVideos(output_dir / SKIPPED_VIDEOS_FILE, accelerator, progress.skipped_videos,
+                                   num_videos=len(set(samples.video_paths)) + len(missing))
+    bar = tqdm(total=total_steps, initial=progress.global_step, desc="training",
+               disable=not accelerator.is_local_main_process)
+    return TrainingRun(config, accelerator, output_dir, model, processor, data_processor, samples, train_loader,
+                       step_module, optimizer, scheduler, total_steps, num_epochs, progress, metrics_log,
+                       skipped_videos, bar, eval_dataset, evaluate_fn)
+
+
+def start_run(config: TrainingConfig) -> tuple[Path, Accelerator]:
+    """The run folder (claimed before anything is built or written, on every process) and the accelerator; seeds
+    every RNG; the main process marks the folder and writes ``training_config.yaml``."""
+    output_dir = claim_run_dir(config)
     accelerator = build_accelerator(config)
     if config.batch_size % accelerator.num_processes:
         raise ValueError(f"batch_size={config.batch_size} must be a multiple of the {accelerator.num_processes} "
@@ -497,24 +612,41 @@ def train(
         output_dir.mkdir(parents=True, exist_ok=True)
         write_marker(output_dir, RUN_KIND)
         config.save(output_dir / "training_config.yaml")
+    return output_dir, accelerator
 
-    # build
+
+def build_model_and_processor(config: TrainingConfig, model: nn.Module | None, processor, output_dir: Path,
+                              accelerator: Accelerator) -> tuple[nn.Module, Any]:
+    """The model to train and its processor (the given ones, or built from ``config``). Methods that train a peft
+    adapter (DAVRL): the frozen base goes to ``output_dir/base`` once, with the processor (a complete model folder),
+    and the model returned is the wrapped one, so checkpoints, ``best/`` and ``final/`` hold the adapter only."""
     model = model if model is not None else build_model(config)
-    # methods that train a peft adapter (DAVRL): the frozen base goes to output_dir/base once, training sees the
-    # wrapped model, and checkpoints, best/ and final/ hold the adapter only
     model = prepare_adapter_training(model, output_dir / ADAPTER_BASE_DIR, accelerator.is_main_process)
     processor = processor if processor is not None else build_processor(config, model)
     if is_peft_model(model) and accelerator.is_main_process:  # base/ is a complete model folder (AutoProcessor too)
         processor.save_pretrained(output_dir / ADAPTER_BASE_DIR)
+    return model, processor
+
+
+def load_datasets(config: TrainingConfig, train_dataset: Dataset | None, eval_dataset: Dataset | None
+                  ) -> tuple[Dataset, Dataset | None]:
+    """The training set and the evaluation set (if any): the given ones, or read from ``config.train_data`` /
+    ``config.eval_data``."""
     if train_dataset is None:
         if config.train_data is None:
             raise ValueError("TrainingConfig: train_data is required when no train_dataset is given")
         train_dataset = load_split(config.train_data)
     if eval_dataset is None and config.eval_data is not None:
         eval_dataset = load_split(config.eval_data)
-    freeze_pretrained_layers(model, config.freeze_layer_num)
-    if config.gradient_checkpointing:
-        model.activation_checkpointing_enable()  # transformers 5's name; non-reentrant, so DDP-safe
+    return train_dataset, eval_dataset
+
+
+def build_training_samples(config: TrainingConfig, processor, train_dataset: Dataset, eval_dataset: Dataset | None,
+                           accelerator: Accelerator) -> tuple[CaptionVideoSamples, dict[str, str], Any]:
+    """The training samples (rows whose video has a file), ``{video_id: error}`` of the rows left out, and the
+    processor that decodes their videos: ``processor`` itself, or a :class:`CachedVideoProcessor` around it with
+    ``frame_cache_dir`` (filled as the loader's workers decode) or ``cache_videos`` (filled here, evaluation videos
+    too)."""
     train_dataset, missing = without_missing_videos(train_dataset, config.on_bad_video)
     samples = CaptionVideoSamples(train_dataset, seed=config.seed)
     data_processor = processor
@@ -528,23 +660,27 @@ def train(
         data_processor.fill(keys, config.eval_batch_size, accelerator.is_local_main_process)
         if data_processor.failed and config.on_bad_video == "error":
             raise ValueError(f"on_bad_video='error': {next(iter(data_processor.failed.values()))}")
-    train_loader = build_train_dataloader(samples, data_processor, config)
+    return samples, missing, data_processor
+
+
+def build_optimization(config: TrainingConfig, model: nn.Module, batches_per_epoch: int
+                       ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR, int, int]:
+    """The optimiser (the seeds' parameter groups and rates), its warmup schedule over the run, the run's optimiser
+    steps (``max_steps``, or ``epochs`` of them) and the epochs they take."""
     optimizer = build_optimizer(model, config.optimizer, config.lr, config.coef_lr, config.weight_decay,
                                 (config.adam_beta1, config.adam_beta2), config.adam_epsilon,
                                 config.max_grad_norm or 0.0)
-    steps_per_epoch = math.ceil(len(train_loader) / config.gradient_accumulation_steps)
+    steps_per_epoch = math.ceil(batches_per_epoch / config.gradient_accumulation_steps)
     total_steps = config.max_steps or steps_per_epoch * config.epochs
     num_epochs = math.ceil(total_steps / steps_per_epoch)
-    scheduler = build_scheduler(optimizer, total_steps, config.warmup_proportion)
-    group_names = [group["name"] for group in optimizer.param_groups]
+    return optimizer, build_scheduler(optimizer, total_steps, config.warmup_proportion), total_steps, num_epochs
 
-    # prepare
-    step_module = ContrastiveStep(model, processor.video_processor)
-    if config.torch_compile:
-        step_module.compile()  # in place: the module, its parameters and its state dict keys stay as they are
-    step_module, optimizer, train_loader, scheduler = accelerator.prepare(
-        step_module, optimizer, train_loader, scheduler)
-    model = accelerator.unwrap_model(step_module).model
+
+def resume(config: TrainingConfig, output_dir: Path, accelerator: Accelerator, model: nn.Module, optimizer,
+           scheduler) -> tuple[TrainingProgress, bool]:
+    """The run's progress, and whether it resumed: ``config.resume_from`` loads the model, optimiser, schedule, RNG
+    and progress of a checkpoint (``"latest"`` with none saved yet starts fresh, saying so), then gives the
+    schedule this config's learning rates when they differ (:func:`apply_learning_rates`)."""
     progress = TrainingProgress()
     resume_from = config.resume_from
     if resume_from == "latest" and not list_checkpoints(output_dir):
@@ -558,128 +694,187 @@ def train(
         accelerator.step = progress.accelerator_step
         accelerator.print(f"resuming from {resumed.name} (step {progress.global_step})")
         apply_learning_rates(scheduler.scheduler, configured_lrs, accelerator)
-    metrics_log = MetricsLog(output_dir / "metrics.jsonl", accelerator.is_main_process,
-                             resume_step=progress.global_step if resume_from else None)
-    progress.skipped_videos.update(missing)  # listed with the undecodable ones
-    skipped_videos = SkippedVideos(output_dir / SKIPPED_VIDEOS_FILE, accelerator, progress.skipped_videos,
-                                   num_videos=len(set(samples.video_paths)) + len(missing))
-    bar = tqdm(total=total_steps, initial=progress.global_step, desc="training",
-               disable=not accelerator.is_local_main_process)
+    return progress, bool(resume_from)
 
-    def checkpoint() -> None:
-        check_finite_weights(model, f"checkpoint at step {progress.global_step}")
-        progress.accelerator_step = accelerator.step
-        skipped_videos.save()
-        save_checkpoint(accelerator, model, optimizer, scheduler, progress, output_dir, progress.global_step,
-                        config.save_total_limit)
 
-    # loop
-    samples_per_step = config.batch_size * config.gradient_accumulation_steps
-    window_losses: list[torch.Tensor] = []
-    for epoch in range(progress.epoch, num_epochs):
-        step_module.train()
-        step_start = time.perf_counter()
-        train_loader.set_epoch(epoch)  # the sampler's order
-        samples.set_epoch(epoch)  # caption choice and augmentation (accelerate's set_epoch skips the dataset
-        # when the sampler is sharded over processes)
-        batches = train_loader
-        if progress.batches_in_epoch:  # resuming mid-epoch: the same order, minus what was trained
-            batches = accelerator.skip_first_batches(train_loader, progress.batches_in_epoch)
-        for batch in batches:
-            batch = skipped_videos.take(batch)
-            if batch is None:  # no video of this batch could be decoded: nothing to train on
-                progress.batches_in_epoch += 1
-                continue
-            with accelerator.accumulate(step_module):
-                loss = step_module(**batch)
-                accelerator.backward(loss)
-                window_losses.append(loss.detach())
-                if accelerator.sync_gradients:
-                    step_lrs = [group["lr"] for group in optimizer.param_groups]  # this step's, before the schedule
-                    if config.max_grad_norm:
-                        grad_norm = accelerator.clip_grad_norm_(step_module.parameters(), config.max_grad_norm)
-                    else:
-                        grad_norm = gradient_norm(step_module)
-                    finite = step_is_finite(accelerator, window_losses, grad_norm)
-                    if finite:
-                        optimizer.step()
-                    # the schedule follows global_step, skipped or not, so a resumed run sees the same rates
-                    scheduler.step()
-                optimizer.zero_grad()
-            progress.batches_in_epoch += 1
-            if not accelerator.sync_gradients:
-                continue
+# ------------------------------------------------------------------------------------------------- the epoch loop
 
-            clamp_logit_scale(model)
-            progress.global_step += 1
-            if finite:
-                progress.consecutive_nonfinite_steps = 0
+
+def train_epoch(run: TrainingRun, epoch: int, step: StepState) -> None:
+    """One pass over the training batches (when resuming mid-epoch, the same order minus what was trained): each
+    batch without its undecodable videos goes forward and backward; after each optimiser step, its record, and a
+    checkpoint every ``save_steps`` (an epoch's end is saved by :func:`end_epoch`). Stops at ``total_steps``."""
+    progress = run.progress
+    run.step_module.train()
+    step.started = time.perf_counter()
+    run.train_loader.set_epoch(epoch)  # the sampler's order
+    run.samples.set_epoch(epoch)  # caption choice and augmentation (accelerate's set_epoch skips the dataset
+    # when the sampler is sharded over processes)
+    batches = run.train_loader
+    if progress.batches_in_epoch:  # resuming mid-epoch: the same order, minus what was trained
+        batches = run.accelerator.skip_first_batches(run.train_loader, progress.batches_in_epoch)
+    for batch in batches:
+        batch = run.skipped_videos.take(batch)  # None: no video of this batch could be decoded, nothing to train on
+        stepped = batch is not None and optimizer_step(run, step, batch)
+        progress.batches_in_epoch += 1
+        if not stepped:
+            continue
+        record_step(run, step, epoch)
+        if progress.global_step >= run.total_steps:
+            return
+        if run.config.save_steps and progress.global_step % run.config.save_steps == 0 \
+                and progress.batches_in_epoch < len(run.train_loader):  # an epoch's end is saved by end_epoch
+            checkpoint(run)
+            step.started = time.perf_counter()
+
+
+def optimizer_step(run: TrainingRun, step: StepState, batch: dict[str, torch.Tensor]) -> bool:
+    """Forward and backward one batch under ``accelerator.accumulate``; at the window's last batch
+    (``sync_gradients``) the optimiser step: the groups' rates, the gradient norm (clipped to ``max_grad_norm``
+    when set), the finite check over every process (:func:`step_is_finite`), ``optimizer.step()`` only when finite,
+    and the schedule either way (it follows ``global_step``, skipped or not, so a resumed run sees the same rates).
+    Returns whether the window ended in an optimiser step."""
+    accelerator, optimizer = run.accelerator, run.optimizer
+    with accelerator.accumulate(run.step_module):
+        loss = run.step_module(**batch)
+        accelerator.backward(loss)
+        step.losses.append(loss.detach())
+        if accelerator.sync_gradients:
+            step.lrs = [group["lr"] for group in optimizer.param_groups]  # this step's, before the schedule
+            if run.config.max_grad_norm:
+                step.grad_norm = accelerator.clip_grad_norm_(run.step_module.parameters(), run.config.max_grad_norm)
             else:
-                progress.nonfinite_steps += 1
-                progress.consecutive_nonfinite_steps += 1
-            bar.update(1)
-            diverged = progress.consecutive_nonfinite_steps >= config.max_nonfinite_steps
-            if progress.global_step % config.logging_steps == 0 or progress.global_step == total_steps \
-                    or not finite:
-                step_loss = accelerator.reduce(torch.stack(window_losses).mean(), "mean").item()
-                record = {
-                    "step": progress.global_step,
-                    "epoch": epoch + progress.batches_in_epoch / len(train_loader),
-                    "loss": step_loss,
-                    **{f"lr/{name}": lr for name, lr in zip(group_names, step_lrs)},
-                    "samples_per_second": samples_per_step / (time.perf_counter() - step_start),
-                }
-                if grad_norm is not None:
-                    record["grad_norm"] = float(grad_norm)
-                if progress.nonfinite_steps:
-                    record["nonfinite_steps"] = progress.nonfinite_steps
-                if skipped_videos.count:
-                    record["skipped_videos"] = skipped_videos.count
-                metrics_log.write(record)
-                bar.set_postfix(loss=f"{step_loss:.4f}")
-            window_losses.clear()
-            if diverged:
-                bar.close()
-                skipped_videos.save()
-                raise TrainingDiverged(
-                    f"training diverged: the loss or gradient norm was NaN/inf for {config.max_nonfinite_steps} "
-                    f"steps in a row (steps {progress.global_step - config.max_nonfinite_steps + 1}-"
-                    f"{progress.global_step}; last loss {step_loss}, "
-                    f"learning rates {step_lrs}). Those steps were skipped and nothing was saved after them; the "
-                    f"last checkpoint under {output_dir / 'checkpoints'} holds finite weights. Lower lr (now "
-                    f"{config.lr}), check the inputs for NaN/inf values, or raise max_nonfinite_steps.")
-            step_start = time.perf_counter()
-            if progress.global_step >= total_steps:
-                break
-            if config.save_steps and progress.global_step % config.save_steps == 0 \
-                    and progress.batches_in_epoch < len(train_loader):  # an epoch's end is saved below
-                checkpoint()
-                step_start = time.perf_counter()
+                step.grad_norm = gradient_norm(run.step_module)
+            step.finite = step_is_finite(accelerator, step.losses, step.grad_norm)
+            if step.finite:
+                optimizer.step()
+            run.scheduler.step()
+        optimizer.zero_grad()
+    return accelerator.sync_gradients
 
-        if progress.batches_in_epoch >= len(train_loader):
-            progress.epoch, progress.batches_in_epoch = epoch + 1, 0
-        if eval_dataset is not None:
-            evaluate_and_keep_best(accelerator, model, processor, data_processor, eval_dataset, config, progress,
-                                   metrics_log, evaluate_fn)
-        checkpoint()
-        if progress.global_step >= total_steps:
-            break
-    bar.close()
 
-    skipped_videos.save(warn=True)
+def record_step(run: TrainingRun, step: StepState, epoch: int) -> None:
+    """After an optimiser step: the logit scale clamped, the step and non-finite counters, the progress bar, a
+    metrics line every ``logging_steps`` (and at the last step, and at every non-finite one); raises
+    :class:`TrainingDiverged` after ``max_nonfinite_steps`` non-finite steps in a row (nothing saved after them)."""
+    progress, config = run.progress, run.config
+    clamp_logit_scale(run.model)
+    progress.global_step += 1
+    if step.finite:
+        progress.consecutive_nonfinite_steps = 0
+    else:
+        progress.nonfinite_steps += 1
+        progress.consecutive_nonfinite_steps += 1
+    run.bar.update(1)
+    if progress.global_step % config.logging_steps == 0 or progress.global_step == run.total_steps \
+            or not step.finite:
+        log_step(run, step, epoch)
+    step.losses.clear()
+    if progress.consecutive_nonfinite_steps >= config.max_nonfinite_steps:
+        run.bar.close()
+        run.skipped_videos.save()
+        raise TrainingDiverged(
+            f"training diverged: the loss or gradient norm was NaN/inf for {config.max_nonfinite_steps} "
+            f"steps in a row (steps {progress.global_step - config.max_nonfinite_steps + 1}-"
+            f"{progress.global_step}; last loss {step.loss}, "
+            f"learning rates {step.lrs}). Those steps were skipped and nothing was saved after them; the "
+            f"last checkpoint under {run.output_dir / 'checkpoints'} holds finite weights. Lower lr (now "
+            f"{config.lr}), check the inputs for NaN/inf values, or raise max_nonfinite_steps.")
+    step.started = time.perf_counter()
+
+
+def log_step(run: TrainingRun, step: StepState, epoch: int) -> None:
+    """The step's line in ``metrics.jsonl`` (loss averaged over the window and the processes, each group's rate,
+    throughput, gradient norm, the non-finite and skipped-video counts once there are any) and the bar's loss."""
+    progress, accelerator = run.progress, run.accelerator
+    step.loss = accelerator.reduce(torch.stack(step.losses).mean(), "mean").item()
+    group_names = [group["name"] for group in run.optimizer.param_groups]
+    samples_per_step = run.config.batch_size * run.config.gradient_accumulation_steps
+    record = {
+        "step": progress.global_step,
+        "epoch": epoch + progress.batches_in_epoch / len(run.train_loader),
+        "loss": step.loss,
+        **{f"lr/{name}": lr for name, lr in zip(group_names, step.lrs)},
+        "samples_per_second": samples_per_step / (time.perf_counter() - step.started),
+    }
+    if step.grad_norm is not None:
+        record["grad_norm"] = float(step.grad_norm)
+    if progress.nonfinite_steps:
+        record["nonfinite_steps"] = progress.nonfinite_steps
+    if run.skipped_videos.count:
+        record["skipped_videos"] = run.skipped_videos.count
+    run.metrics_log.write(record)
+    run.bar.set_postfix(loss=f"{step.loss:.4f}")
+
+
+# ------------------------------------------------------------------------------------------------- evaluation, saving
+
+
+def end_epoch(run: TrainingRun, epoch: int) -> None:
+    """After an epoch's batches (or the run's last step): the progress moves to the next epoch when this one is
+    done, the evaluation keeps the best model (:func:`evaluate_and_keep_best`), and a checkpoint is saved."""
+    progress = run.progress
+    if progress.batches_in_epoch >= len(run.train_loader):
+        progress.epoch, progress.batches_in_epoch = epoch + 1, 0
+    if run.eval_dataset is not None:
+        evaluate_and_keep_best(run)
+    checkpoint(run)
+
+
+def evaluate_and_keep_best(run: TrainingRun) -> None:
+    """Evaluate on the main process (as the original) with the run's ``data_processor`` (the processor, or its
+    video cache) and write the metrics line; save ``best/`` with the processor when ``t2v_R@1`` improves (ties: the
+    later epoch, as the original)."""
+    accelerator, progress, model = run.accelerator, run.progress, run.model
+    metrics = [None]
     if accelerator.is_main_process:
-        save_model(model, processor, output_dir / "final", config, with_curves=True)
-        if progress.best_metrics is not None:
-            rewrite_card(output_dir / "best", config, progress.best_metrics, with_curves=True)
+        model.eval()
+        with torch.no_grad(), accelerator.autocast():
+            metrics[0] = run.evaluate_fn(model, run.data_processor, run.eval_dataset, run.config)
+        model.train()
+        run.metrics_log.write({"step": progress.global_step, "epoch": progress.epoch, **metrics[0]})
+        shown = "  ".join(f"{key} {metrics[0][key]:.2f}" for key in CONSOLE_METRICS if key in metrics[0])
+        accelerator.print(f"evaluation after epoch {progress.epoch} (step {progress.global_step}): {shown}")
+    metrics = broadcast_object_list(metrics)[0]
+    if progress.best_metrics is None or metrics[BEST_METRIC] >= progress.best_metrics[BEST_METRIC]:
+        progress.best_metrics = metrics
+        if accelerator.is_main_process:
+            save_model(model, run.processor, run.output_dir / "best", run.config, metrics)
+    accelerator.wait_for_everyone()
+
+
+def checkpoint(run: TrainingRun) -> None:
+    """A crash-safe checkpoint under ``checkpoints/`` (model, optimiser, schedule, RNG, progress: see
+    :mod:`.checkpointing`; tvr's own format, not Accelerate's pickling ``save_state``), refused for non-finite
+    weights; ``skipped_videos.json`` is written with it."""
+    progress = run.progress
+    check_finite_weights(run.model, f"checkpoint at step {progress.global_step}")
+    progress.accelerator_step = run.accelerator.step
+    run.skipped_videos.save()
+    save_checkpoint(run.accelerator, run.model, run.optimizer, run.scheduler, progress, run.output_dir,
+                    progress.global_step, run.config.save_total_limit)
+
+
+def save_final(run: TrainingRun) -> None:
+    """The end of training: ``skipped_videos.json`` (with a warning naming them), ``final/`` with its card and
+    training curves, ``best/``'s card redrawn with the whole run's curves, ``best/`` (or ``final/`` without an
+    evaluation) pushed with ``push_to_hub``; then every process waits and Accelerate's trackers end."""
+    accelerator, config, output_dir = run.accelerator, run.config, run.output_dir
+    run.skipped_videos.save(warn=True)
+    if accelerator.is_main_process:
+        save_model(run.model, run.processor, output_dir / "final", config, with_curves=True)
+        if run.progress.best_metrics is not None:
+            rewrite_card(output_dir / "best", config, run.progress.best_metrics, with_curves=True)
         if config.push_to_hub:
             from ..hub_cards import push_to_hub
 
-            published = output_dir / ("best" if progress.best_metrics is not None else "final")
+            published = output_dir / ("best" if run.progress.best_metrics is not None else "final")
             push_to_hub(published, config.hub_model_id)
     accelerator.wait_for_everyone()
     accelerator.end_training()
-    return output_dir
 
+
+# ------------------------------------------------------------------------------------------------- the stages' helpers
 
 def apply_learning_rates(scheduler: torch.optim.lr_scheduler.LambdaLR, base_lrs: list[float],
                          accelerator: Accelerator) -> None:
@@ -791,25 +986,3 @@ def clamp_logit_scale(model: nn.Module) -> None:
         for name, parameter in model.named_parameters():
             if parameter.requires_grad and (name == "logit_scale" or name.endswith(".logit_scale")):
                 parameter.clamp_(max=MAX_LOGIT_SCALE)
-
-
-def evaluate_and_keep_best(accelerator: Accelerator, model: nn.Module, processor, data_processor,
-                           eval_dataset: Dataset, config: TrainingConfig, progress: TrainingProgress,
-                           metrics_log: MetricsLog, evaluate_fn: Callable) -> None:
-    """Evaluate on the main process (as the original) with ``data_processor`` (the processor, or its video
-    cache); save ``best/`` with ``processor`` when ``t2v_R@1`` improves (ties: the later epoch, as the original)."""
-    metrics = [None]
-    if accelerator.is_main_process:
-        model.eval()
-        with torch.no_grad(), accelerator.autocast():
-            metrics[0] = evaluate_fn(model, data_processor, eval_dataset, config)
-        model.train()
-        metrics_log.write({"step": progress.global_step, "epoch": progress.epoch, **metrics[0]})
-        shown = "  ".join(f"{key} {metrics[0][key]:.2f}" for key in CONSOLE_METRICS if key in metrics[0])
-        accelerator.print(f"evaluation after epoch {progress.epoch} (step {progress.global_step}): {shown}")
-    metrics = broadcast_object_list(metrics)[0]
-    if progress.best_metrics is None or metrics[BEST_METRIC] >= progress.best_metrics[BEST_METRIC]:
-        progress.best_metrics = metrics
-        if accelerator.is_main_process:
-            save_model(model, processor, Path(config.output_dir) / "best", config, metrics)
-    accelerator.wait_for_everyone()
