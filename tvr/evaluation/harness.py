@@ -13,7 +13,9 @@ embedding::
     results = evaluate_retrieval(model, processor, dataset, postprocessing=("dsl",))
     results.metrics["t2v_R@1"], results.metrics["dsl/t2v_R@1"]
 
-(``tvr eval`` does the same from a saved model folder.)
+(``tvr eval`` does the same from a saved model folder.) The options can also travel as one object,
+``evaluate_retrieval(model, processor, dataset, EvaluationOptions(postprocessing=("dsl",)))``; videos are encoded
+by tvr's one decode -> skip bad videos -> encode loop (:mod:`tvr.processing.encode_loop`), as ``tvr index`` does.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from ..processing.encode_loop import encode_video_batches
 from .metrics import TIE_RULES, compute_retrieval_metrics
 from .postprocessing import POSTPROCESSING, postprocessed_metrics
 
+MIXED_PRECISION_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 @dataclass
@@ -251,8 +254,6 @@ def _check_postprocessing(postprocessing: Sequence[str], query_bank: Sequence[st
     if "qb_norm" in postprocessing and not query_bank:
         raise ValueError("post-processing 'qb_norm' needs query_bank: a list of captions, e.g. the training set's")
 
-
-MIXED_PRECISION_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def mixed_precision_autocast(device: torch.device, mixed_precision: str):

@@ -16,6 +16,10 @@ number of processes or on interruptions, the result is the same as one uninterru
 is checked first (:func:`prepare_shard_folder`): shards of other model weights are all dropped (the run starts
 over, saying so), a finished shard one of whose videos changed since is encoded again. :func:`read_shards` gathers
 the shards in video order for the final index; :func:`remove_shard_folder` deletes only what tvr wrote there.
+
+Videos are encoded by tvr's one decode -> skip bad videos -> encode loop (:mod:`tvr.processing.encode_loop`). This
+module is the layer under :mod:`tvr.retrieval.index` and never imports it; what both need (which videos a folder
+holds, :func:`list_video_files`; which encoding classes a file may name, :func:`tvr_encoding_class`) lives here.
 """
 
 from __future__ import annotations
@@ -387,5 +391,6 @@ def video_inputs(source) -> tuple[list[str], dict[str, str] | None]:
     return list(ids), {path: str(video_id) for path, video_id in ids.items()}
 
 
-__all__ = ["encode_shards", "index_lock", "open_shard_folder", "prepare_shard_folder", "read_provenance",
-           "read_shards", "remove_shard_folder", "video_inputs", "write_shard"]
+__all__ = ["VIDEO_EXTENSIONS", "encode_shards", "index_lock", "list_video_files", "open_shard_folder",
+           "prepare_shard_folder", "read_provenance", "read_shards", "remove_shard_folder", "tvr_encoding_class",
+           "video_inputs", "write_shard"]
