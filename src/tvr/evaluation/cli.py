@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from ..loading import load_model_and_processor
-    from .harness import evaluate_retrieval, save_eval_results
+    from .harness import EvaluationOptions, evaluate_retrieval, save_eval_results
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     # names a missing folder or a damaged model.safetensors (transformers' own errors name neither)
@@ -88,23 +88,21 @@ def run(args: argparse.Namespace) -> int:
     postprocessing = postprocessing or None  # none asked for: the model's default (InternVideo reports DSL)
     query_bank = _captions(_load_split(args, args.qb_norm_split, None)) if args.qb_norm else None
 
-    result = evaluate_retrieval(
-        model,
-        processor,
-        dataset,
+    options = EvaluationOptions(
         batch_size=args.batch_size,
         postprocessing=postprocessing,
-        device=device,
+        query_bank=query_bank,
         block_size=args.block_size,
         rerank_top_k=args.rerank_top_k,
-        query_bank=query_bank,
         ties=args.ties,
+        device=device,
+        mixed_precision=args.mixed_precision,
         num_workers=args.num_workers,
-        return_similarity=args.save_similarity is not None,
         on_bad_video=args.on_bad_video,
         frame_cache_dir=args.frame_cache,
-        mixed_precision=args.mixed_precision,
+        return_similarity=args.save_similarity is not None,
     )
+    result = evaluate_retrieval(model, processor, dataset, options)
     from ..hub_cards.card import dataset_label
 
     metadata = dict(

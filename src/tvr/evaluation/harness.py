@@ -13,30 +13,33 @@ embedding::
     results = evaluate_retrieval(model, processor, dataset, postprocessing=("dsl",))
     results.metrics["t2v_R@1"], results.metrics["dsl/t2v_R@1"]
 
-(``tvr eval`` does the same from a saved model folder.)
+(``tvr eval`` does the same from a saved model folder.) The options can also travel as one object,
+``evaluate_retrieval(model, processor, dataset, EvaluationOptions(postprocessing=("dsl",)))``; videos are encoded
+by tvr's one decode -> skip bad videos -> encode loop (:mod:`tvr.processing.encode_loop`), as ``tvr index`` does.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import difflib
 import json
 import os
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 import torch
-from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers.utils import ModelOutput
 
 from ..data.videos import missing_videos
 from ..modeling.outputs import concat_encodings
-from ..processing.bad_videos import check_bad_video_policy, process_videos, warn_bad_videos
-from ..processing.normalization import UINT8_FRAMES, video_inputs_on_device
-from .metrics import compute_retrieval_metrics
+from ..processing.bad_videos import check_bad_video_policy, warn_bad_videos
+from ..processing.encode_loop import encode_video_batches
+from .metrics import TIE_RULES, compute_retrieval_metrics
 from .postprocessing import POSTPROCESSING, postprocessed_metrics
 
+MIXED_PRECISION_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 @dataclass
@@ -59,30 +62,89 @@ class RetrievalEvaluation:
     skipped_videos: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
-def evaluate_retrieval(
-    model: Any,
-    processor: Any,
-    dataset: Any,
-    batch_size: int = 16,
-    postprocessing: Sequence[str] | None = None,
-    device: torch.device | str | None = None,
-    block_size: int | None = None,
-    rerank_top_k: int | None = None,
-    query_bank: Sequence[str] | None = None,
-    postprocessing_options: Mapping[str, Mapping] | None = None,
-    ties: str = "pessimistic",
-    num_workers: int = 0,
-    accelerator: Any = None,
-    return_similarity: bool = False,
-    progress: bool = True,
-    on_bad_video: str = "skip",
-    frame_cache_dir: str | os.PathLike | None = None,
-    mixed_precision: str = "no",
-) -> RetrievalEvaluation:
+@dataclass(frozen=True)
+class EvaluationOptions:
+    """How :func:`evaluate_retrieval` evaluates; every option has a default, ``tvr eval``'s flags set them.
+
+    Example::
+
+        options = EvaluationOptions(batch_size=64, postprocessing=("dsl",), mixed_precision="bf16")
+        results = evaluate_retrieval(model, processor, dataset, options=options)
+        # the same, by keyword (options given and keywords: the keywords win)
+        results = evaluate_retrieval(model, processor, dataset, batch_size=64, postprocessing=("dsl",),
+                                     mixed_precision="bf16")
+
+    Attributes:
+        batch_size: texts / videos encoded per forward pass.
+        postprocessing: names from ``("dsl", "inverted_softmax", "qb_norm")``; reported beside the plain metrics.
+            ``None``: the model's ``default_postprocessing`` if it declares one (InternVideo: ``("dsl",)``), else none.
+        postprocessing_options: keyword arguments per method, e.g. ``{"dsl": {"temperature": 1.0}}``.
+        query_bank: captions for QB-Norm's query bank (the paper uses the training captions); needed for
+            ``"qb_norm"``.
+        block_size: passed to ``model.score_gallery``, which scores the gallery the way the method is evaluated
+            (its own blocks by default: EMCL's ``eval_block_size``, on which its results depend).
+        rerank_top_k: passed to ``model.score_gallery`` for two-stage models (EERCF; default its
+            ``config.rerank_top_k``, ``0`` for the first stage only).
+        ties: tie rule, see :func:`~tvr.evaluation.compute_retrieval_metrics`.
+        device: where to run; default ``accelerator.device``, else the model's device.
+        mixed_precision: ``"no"`` (the model's dtype), ``"bf16"`` or ``"fp16"``: encode and score under autocast
+            (faster on GPUs and on CPUs with bf16 units; scores change within the precision). An ``accelerator``
+            brings its own.
+        num_workers: DataLoader workers that decode videos.
+        on_bad_video: ``"skip"``: a video that cannot be decoded (by decord or PyAV) is left out with its captions,
+            warned about and listed in ``skipped_videos``; ``"error"``: it raises, naming the video.
+        frame_cache_dir: a folder caching the decoded frames of every video on disk (see
+            :class:`~tvr.data.frame_cache.CachedVideoProcessor`): later evaluations of the same videos with the same
+            video settings read them instead of decoding; ``None``: decode every time.
+        return_similarity: keep the similarity matrix in the result.
+        progress: show tqdm progress bars (main process only).
+
+    Raises:
+        ValueError: an option outside its range (named), an unknown post-processing name, ``"qb_norm"`` without a
+            ``query_bank``.
+    """
+
+    batch_size: int = 16
+    postprocessing: Sequence[str] | None = None
+    postprocessing_options: Mapping[str, Mapping] | None = None
+    query_bank: Sequence[str] | None = None
+    block_size: int | None = None
+    rerank_top_k: int | None = None
+    ties: str = "pessimistic"
+    device: torch.device | str | None = None
+    mixed_precision: str = "no"
+    num_workers: int = 0
+    on_bad_video: str = "skip"
+    frame_cache_dir: str | os.PathLike | None = None
+    return_similarity: bool = False
+    progress: bool = True
+
+    def __post_init__(self):
+        if self.postprocessing is not None:
+            _check_postprocessing(self.postprocessing, self.query_bank)
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.num_workers < 0:
+            raise ValueError(f"num_workers must be >= 0, got {self.num_workers}")
+        if self.ties not in TIE_RULES:
+            raise ValueError(f"ties must be one of {TIE_RULES}, got {self.ties!r}")
+        if self.mixed_precision != "no" and self.mixed_precision not in MIXED_PRECISION_DTYPES:
+            raise ValueError(f"mixed_precision must be 'no', 'bf16' or 'fp16', got {self.mixed_precision!r}")
+        check_bad_video_policy(self.on_bad_video)
+
+
+def evaluate_retrieval(model: Any, processor: Any, dataset: Any, options: EvaluationOptions | None = None, *,
+                       accelerator: Any = None, **option_values: Any) -> RetrievalEvaluation:
     """Encode a caption dataset, score every text against every video and compute retrieval metrics.
 
     Each dataset row is one text query; rows sharing a ``video_id`` share one video (multi-caption sets).
-    The model is put in eval mode for the call and restored afterwards.
+    The model is put in eval mode for the call and restored afterwards. Videos are encoded by the one
+    decode -> skip bad videos -> encode loop (:func:`tvr.processing.encode_loop.encode_video_batches`).
+
+    Example::
+
+        results = evaluate_retrieval(model, processor, dataset, batch_size=64)
+        results = evaluate_retrieval(model, processor, dataset, EvaluationOptions(batch_size=64, ties="optimistic"))
 
     Args:
         model: a tvr model (or one wrapped by ``accelerator.prepare``).
@@ -90,80 +152,67 @@ def evaluate_retrieval(
             ``processor(text=[...], return_tensors="pt")`` -> ``input_ids``, ``attention_mask`` and
             ``processor(videos=[paths], start=[...], end=[...], do_rescale=False, do_normalize=False,
             return_tensors="pt")`` -> uint8 ``pixel_values_videos``, ``video_mask``; uint8 frames are normalised on
-            ``device`` with the ``video_processor``'s settings (:func:`~tvr.processing.normalize_videos`), float
+            the device with the ``video_processor``'s settings (:func:`~tvr.processing.normalize_videos`), float
             frames used as given.
         dataset: a ``datasets.Dataset`` (or dict of lists) with columns ``video_id``, ``video_path``,
             ``caption`` and optionally ``start``, ``end`` (seconds, ``None`` for the whole video).
-        batch_size: texts / videos encoded per forward pass.
-        postprocessing: names from ``("dsl", "inverted_softmax", "qb_norm")``; reported beside the plain metrics.
-            ``None``: the model's ``default_postprocessing`` if it declares one (InternVideo: ``("dsl",)``), else none.
-        device: where to run; default ``accelerator.device``, else the model's device.
-        block_size: passed to ``model.score_gallery``, which scores the gallery the way the method is evaluated
-            (its own blocks by default: EMCL's ``eval_block_size``, on which its results depend).
-        rerank_top_k: passed to ``model.score_gallery`` for two-stage models (EERCF; default its
-            ``config.rerank_top_k``, ``0`` for the first stage only).
-        query_bank: captions for QB-Norm's query bank (the paper uses the training captions); needed for
-            ``"qb_norm"``.
-        postprocessing_options: keyword arguments per method, e.g. ``{"dsl": {"temperature": 1.0}}``.
-        ties: tie rule, see :func:`~tvr.evaluation.compute_retrieval_metrics`.
-        num_workers: DataLoader workers that decode videos.
+        options: an :class:`EvaluationOptions` (default: its defaults).
         accelerator: an ``accelerate.Accelerator``; gives the device, autocast and unwraps the model. Every
             process computes the full result (encoding is not yet split across processes).
-        return_similarity: keep the similarity matrix in the result.
-        progress: show tqdm progress bars (main process only).
-        on_bad_video: ``"skip"``: a video that cannot be decoded (by decord or PyAV) is left out with its captions,
-            warned about and listed in ``skipped_videos``; ``"error"``: it raises, naming the video.
-        frame_cache_dir: a folder caching the decoded frames of every video on disk (see
-            :class:`~tvr.data.frame_cache.CachedVideoProcessor`): later evaluations of the same videos with the same
-            video settings read them instead of decoding; ``None``: decode every time.
-        mixed_precision: ``"no"`` (the model's dtype), ``"bf16"`` or ``"fp16"``: encode and score under autocast
-            (faster on GPUs and on CPUs with bf16 units; scores change within the precision). An ``accelerator``
-            brings its own.
+        **option_values: any :class:`EvaluationOptions` field by keyword (``batch_size=64``), over ``options``.
 
     Returns:
         A :class:`RetrievalEvaluation`.
+
+    Raises:
+        TypeError: an unknown option (with the closest name), or ``options`` that is not an ``EvaluationOptions``.
     """
+    options = _evaluation_options(options, option_values)
+    postprocessing = options.postprocessing
     if postprocessing is None:
         unwrapped = accelerator.unwrap_model(model) if accelerator is not None else model
         postprocessing = tuple(getattr(unwrapped, "default_postprocessing", ()))
-    unknown = set(postprocessing) - set(POSTPROCESSING)
-    if unknown:
-        raise ValueError(f"unknown post-processing {sorted(unknown)}; expected names from {POSTPROCESSING}")
-    if "qb_norm" in postprocessing and not query_bank:
-        raise ValueError("post-processing 'qb_norm' needs query_bank: a list of captions, e.g. the training set's")
-    check_bad_video_policy(on_bad_video)
+        _check_postprocessing(postprocessing, options.query_bank)
     captions, videos, text_to_video = _group_by_video(dataset)
-    if frame_cache_dir is not None:
+    if options.frame_cache_dir is not None:
         from ..data.frame_cache import CachedVideoProcessor
 
-        processor = CachedVideoProcessor(processor, frame_cache_dir)
+        processor = CachedVideoProcessor(processor, options.frame_cache_dir)
+    device, progress = options.device, options.progress
     if accelerator is not None:
         model = accelerator.unwrap_model(model)
         device = device or accelerator.device
         progress = progress and accelerator.is_local_main_process
     device = torch.device(device) if device is not None else next(model.parameters()).device
-    gallery_options = {"block_size": block_size, "progress": progress}
-    if rerank_top_k is not None:
-        gallery_options["rerank_top_k"] = rerank_top_k
-    autocast = accelerator.autocast() if accelerator is not None else mixed_precision_autocast(device,
-                                                                                              mixed_precision)
+    gallery_options = {"block_size": options.block_size, "progress": progress}
+    if options.rerank_top_k is not None:
+        gallery_options["rerank_top_k"] = options.rerank_top_k
+    autocast = accelerator.autocast() if accelerator is not None else mixed_precision_autocast(
+        device, options.mixed_precision)
+    batch_size = options.batch_size
 
     was_training = model.training
     model.eval()
     try:
         with torch.no_grad(), autocast:
             # videos with no file and videos that cannot be decoded: one policy, left out and listed together
-            skipped = missing_videos(videos["video_id"], videos["video_path"], on_bad_video, "evaluation dataset")
+            skipped = missing_videos(videos["video_id"], videos["video_path"], options.on_bad_video,
+                                     "evaluation dataset")
             present = [index for index, path in enumerate(videos["video_path"]) if path]
 
             def of_present(name: str) -> list:
                 return [videos[name][index] for index in present]
 
-            video_encoding, kept, undecodable = encode_videos_skipping_bad(
-                model, processor, of_present("video_path"), batch_size, device, of_present("start"),
-                of_present("end"), num_workers, progress, on_bad_video,
+            encoded = encode_video_batches(
+                model, processor, of_present("video_path"), batch_size, starts=of_present("start"),
+                ends=of_present("end"), on_bad_video=options.on_bad_video, device=device,
+                num_workers=options.num_workers, progress=progress,
             )
-            kept, skipped = [present[position] for position in kept], {**skipped, **undecodable}
+            if not encoded.encodings:
+                raise ValueError(f"none of the {len(present)} videos could be decoded; first error: "
+                                 f"{next(iter(encoded.failed.values()))}")
+            video_encoding = concat_encodings(encoded.encodings)
+            kept, skipped = [present[position] for position in encoded.kept], {**skipped, **encoded.failed}
             if skipped:
                 captions, videos, text_to_video = _drop_videos(captions, videos, text_to_video, kept)
                 warn_bad_videos(skipped, len(kept) + len(skipped), "left out of the evaluation with their captions")
@@ -171,21 +220,40 @@ def evaluate_retrieval(
             sim = model.score_gallery(text_encoding, video_encoding, **gallery_options)
             bank_sim = None
             if "qb_norm" in postprocessing:
-                bank_encoding = encode_texts(model, processor, list(query_bank), batch_size, device, progress)
+                bank_encoding = encode_texts(model, processor, list(options.query_bank), batch_size, device, progress)
                 bank_sim = model.score_gallery(bank_encoding, video_encoding, **gallery_options)
     finally:
         model.train(was_training)
 
-    metrics = compute_retrieval_metrics(sim, text_to_video, ties)
+    metrics = compute_retrieval_metrics(sim, text_to_video, options.ties)
     if postprocessing:
-        metrics.update(
-            postprocessed_metrics(sim, text_to_video, postprocessing, bank_sim, postprocessing_options, ties)
-        )
-    return RetrievalEvaluation(metrics, videos["video_id"], text_to_video, sim if return_similarity else None,
-                               skipped)
+        metrics.update(postprocessed_metrics(sim, text_to_video, postprocessing, bank_sim,
+                                             options.postprocessing_options, options.ties))
+    return RetrievalEvaluation(metrics, videos["video_id"], text_to_video,
+                               sim if options.return_similarity else None, skipped)
 
 
-MIXED_PRECISION_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+def _evaluation_options(options: EvaluationOptions | None, values: Mapping[str, Any]) -> EvaluationOptions:
+    """``options`` with ``values`` (keyword options) over it; unknown names are an error naming the closest one."""
+    if options is not None and not isinstance(options, EvaluationOptions):
+        raise TypeError(f"evaluate_retrieval's fourth argument is options=EvaluationOptions(...), got "
+                        f"{type(options).__name__} {options!r:.40}; pass batch_size and the other options by keyword")
+    names = [field.name for field in dataclasses.fields(EvaluationOptions)]
+    unknown = [name for name in values if name not in names]
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], names, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise TypeError(f"evaluate_retrieval got an unknown option {unknown[0]!r}{hint}; options: {', '.join(names)}")
+    return dataclasses.replace(options or EvaluationOptions(), **values)
+
+
+def _check_postprocessing(postprocessing: Sequence[str], query_bank: Sequence[str] | None) -> None:
+    unknown = set(postprocessing) - set(POSTPROCESSING)
+    if unknown:
+        raise ValueError(f"unknown post-processing {sorted(unknown)}; expected names from {POSTPROCESSING}")
+    if "qb_norm" in postprocessing and not query_bank:
+        raise ValueError("post-processing 'qb_norm' needs query_bank: a list of captions, e.g. the training set's")
+
 
 
 def mixed_precision_autocast(device: torch.device, mixed_precision: str):
@@ -226,50 +294,11 @@ def encode_videos(
 ) -> ModelOutput:
     """``model.encode_video`` over ``video_paths`` (clipped to ``starts``/``ends`` seconds where given), decoded in
     DataLoader workers to uint8 frames that are normalised on ``device``; the batches' encodings concatenated on
-    ``device``. A video that cannot be decoded raises (see :func:`encode_videos_skipping_bad` to leave such videos
-    out)."""
-    return encode_videos_skipping_bad(model, processor, video_paths, batch_size, device, starts, ends, num_workers,
-                                      progress, on_bad_video="error")[0]
-
-
-def encode_videos_skipping_bad(
-    model: Any,
-    processor: Any,
-    video_paths: Sequence[str],
-    batch_size: int,
-    device: torch.device,
-    starts: Sequence[float | None] | None = None,
-    ends: Sequence[float | None] | None = None,
-    num_workers: int = 0,
-    progress: bool = True,
-    on_bad_video: str = "skip",
-) -> tuple[ModelOutput, list[int], dict[str, str]]:
-    """:func:`encode_videos` that leaves out the videos that cannot be decoded (``on_bad_video="skip"``).
-
-    Returns:
-        ``(encoding, kept, failed)``: the encoding of the decodable videos (rows in ``kept`` order), the positions
-        in ``video_paths`` of those videos, and ``{path: error}`` of the others.
-
-    Raises:
-        ValueError: no video could be decoded (naming the first error).
-    """
-    device = torch.device(device)
-    video_processor = getattr(processor, "video_processor", processor)
-    collate = _VideoCollator(processor, video_paths, starts, ends, on_bad_video)
-    loader = DataLoader(range(len(video_paths)), batch_size=batch_size, collate_fn=collate, num_workers=num_workers,
-                        pin_memory=device.type == "cuda")
-    encodings, kept, failed = [], [], {}
-    for inputs, batch_kept, batch_failed in tqdm(loader, desc="encoding videos", disable=not progress):
-        failed.update(batch_failed)
-        if inputs is None:
-            continue
-        kept += batch_kept
-        pixel_values, video_mask = video_inputs_on_device(inputs, video_processor, device)
-        encodings.append(model.encode_video(pixel_values_videos=pixel_values, video_mask=video_mask))
-    if not encodings:
-        raise ValueError(f"none of the {len(video_paths)} videos could be decoded; first error: "
-                         f"{next(iter(failed.values()))}")
-    return concat_encodings(encodings), kept, failed
+    ``device``. A video that cannot be decoded raises (the loop this runs,
+    :func:`tvr.processing.encode_loop.encode_video_batches`, leaves such videos out with ``on_bad_video="skip"``)."""
+    encoded = encode_video_batches(model, processor, video_paths, batch_size, starts=starts, ends=ends,
+                                   on_bad_video="error", device=device, num_workers=num_workers, progress=progress)
+    return concat_encodings(encoded.encodings)
 
 
 def _drop_videos(captions: list[str], videos: dict[str, list], text_to_video: torch.Tensor, kept: list[int]
@@ -305,27 +334,6 @@ def _group_by_video(dataset) -> tuple[list[str], dict[str, list], torch.Tensor]:
     }
     text_to_video = torch.tensor([video_index[video_id] for video_id in columns["video_id"]])
     return columns["caption"], videos, text_to_video
-
-
-class _VideoCollator:
-    """Decodes a batch of videos to uint8 frames with the processor (picklable, so it runs in DataLoader workers):
-    the inputs of the decodable videos (or ``None``), their indices, and ``{path: error}`` of the others."""
-
-    def __init__(self, processor: Any, paths: Sequence[str], starts=None, ends=None, on_bad_video: str = "skip"):
-        self.processor = processor
-        self.paths = list(paths)
-        self.starts = list(starts) if starts is not None else [None] * len(self.paths)
-        self.ends = list(ends) if ends is not None else [None] * len(self.paths)
-        self.on_bad_video = on_bad_video
-
-    def __call__(self, indices: list[int]) -> tuple[Mapping[str, torch.Tensor] | None, list[int], dict[str, str]]:
-        starts = ends = None
-        # whole-video rows have start = end = None; only clip datasets pass times
-        if any(self.starts[i] is not None or self.ends[i] is not None for i in indices):
-            starts, ends = [self.starts[i] for i in indices], [self.ends[i] for i in indices]
-        decoded = process_videos(self.processor, [self.paths[i] for i in indices], starts, ends, self.on_bad_video,
-                                 **UINT8_FRAMES)
-        return decoded.inputs, [indices[position] for position in decoded.kept], decoded.failed
 
 
 def save_eval_results(path: str | os.PathLike, metrics: Mapping[str, float], **metadata: Any) -> dict[str, Any]:

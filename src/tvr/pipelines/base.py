@@ -9,16 +9,17 @@ return, exactly as ``tvr eval`` scores a gallery.
 from __future__ import annotations
 
 import os
-from typing import Any, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Sequence
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 from transformers import Pipeline
 
 from ..loading import load_processor, not_a_retrieval_model
 from ..modeling.outputs import concat_encodings
 from ..peft import install_relative_base_resolution
+from ..processing.encode_loop import encode_video_batches
 
 # transformers' pipeline() reads an adapter's base_model_name_or_path before any tvr code runs: let it resolve tvr's
 # relative bases (`../base`) against the adapter folder, as AutoModel.from_pretrained(adapter_dir) then does too
@@ -80,29 +81,43 @@ class VideoTextPipeline(Pipeline):
         return [dict(self.processor(text=texts[start:start + batch_size], return_tensors="pt"))
                 for start in range(0, len(texts), batch_size)]
 
-    def video_batches(self, videos: list[Any], batch_size: int, progress: bool | None) -> Iterator[dict]:
-        """Decoded videos, ``batch_size`` per batch, produced as they are consumed (so memory holds one batch);
-        a video that cannot be decoded raises the processor's error, which names it."""
+    def video_batches(self, videos: list[Any], batch_size: int, progress: bool | None) -> "VideoBatches":
+        """The videos to encode, ``batch_size`` per batch: decoded lazily by :meth:`score` (so memory holds one
+        batch); a video that cannot be decoded raises the processor's error, which names it."""
         show = len(videos) > PROGRESS_MIN_VIDEOS if progress is None else progress
-        for start in tqdm(range(0, len(videos), batch_size), desc="decoding videos", disable=not show):
-            inputs = self.processor(videos=videos[start:start + batch_size], return_tensors="pt")
-            yield {"pixel_values_videos": inputs["pixel_values_videos"], "video_mask": inputs["video_mask"]}
+        return VideoBatches(self.processor, list(videos), batch_size, show)
 
     # ---------------------------------------------------------------------------------------------- forward
 
-    def score(self, text_batches: list[dict], video_batches) -> torch.Tensor:
+    def score(self, text_batches: list[dict], video_batches: "VideoBatches") -> torch.Tensor:
         """``(num_texts, num_videos)`` float32 scores on CPU: every caption against every video, as the model scores
-        a gallery (``score_gallery``)."""
+        a gallery (``score_gallery``). Videos go through tvr's one decode -> encode loop
+        (:func:`tvr.processing.encode_loop.encode_video_batches`; frames cast to the model's dtype)."""
         device, dtype = self.device, self.model.dtype
         text_encoding = concat_encodings([
             self.model.encode_text(batch["input_ids"].to(device), batch["attention_mask"].to(device))
             for batch in text_batches
         ])
-        video_encoding = concat_encodings([
-            self.model.encode_video(batch["pixel_values_videos"].to(device, dtype), batch["video_mask"].to(device))
-            for batch in video_batches
-        ])
+        video_encoding = concat_encodings(video_batches.encode(self.model, device, dtype))
         return self.model.score_gallery(text_encoding, video_encoding).float().cpu()
+
+
+@dataclass(frozen=True)
+class VideoBatches:
+    """The videos of one pipeline call and how to batch them, decoded only when :meth:`encode` runs. (Not a tuple:
+    transformers' pipelines would move a tuple's items to the device and lose it.)"""
+
+    processor: Any
+    videos: list[Any]
+    batch_size: int
+    progress: bool
+
+    def encode(self, model: Any, device: torch.device, dtype: torch.dtype) -> list[Any]:
+        """The batches' ``model.encode_video`` outputs, through the one loop; float frames from the processor (as
+        transformers' pipelines hand them over), a bad video raises."""
+        return encode_video_batches(model, self.processor, self.videos, self.batch_size, on_bad_video="error",
+                                    device=device, dtype=dtype, uint8_frames=False, progress=self.progress,
+                                    desc="decoding videos").encodings
 
 
 def as_video_list(videos: Any, name: str = "videos") -> tuple[list[Any], bool]:

@@ -3,6 +3,8 @@
 ``on_bad_video="skip"`` (the default): the video is left out, counted, and listed with its error in the command's
 output; ``"error"``: the first bad video stops the command with an error naming it. Before a video counts as bad,
 the processor has already tried both decoders (decord, then PyAV; see :mod:`tvr.processing.decoding`).
+Evaluation, indexing (whole or in shards) and the pipelines (always "error") apply it through one loop,
+:func:`tvr.processing.encode_loop.encode_video_batches`; training through its collator.
 """
 
 from __future__ import annotations

@@ -38,20 +38,19 @@ from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 from transformers.utils import ModelOutput
 
-from ..modeling.outputs import VideoEncoding, concat_encodings
-from ..processing.bad_videos import check_bad_video_policy, process_videos, warn_bad_videos
+from ..modeling.outputs import concat_encodings
+from ..processing.bad_videos import check_bad_video_policy, warn_bad_videos
+from ..processing.encode_loop import encode_video_batches
 from ..utils.atomic import atomic_directory, recover_directory
 from ..utils.fingerprint import check_fingerprint, weights_fingerprint
 from .faiss_index import INDEX_TYPES, build_faiss_index, default_nlist, search_index, set_search_parameters
-from ..processing.normalization import UINT8_FRAMES
-from .shards import decoder_logs_muted, encode_shards, encode_videos as _encode_videos, fingerprint_or_none
-from .shards import read_provenance, read_shards
+# shards.py is the layer below: it never imports this module
+from .shards import VIDEO_EXTENSIONS, encode_shards, fingerprint_or_none, list_video_files  # noqa: F401
+from .shards import read_provenance, read_shards, tvr_encoding_class as _encoding_class
 from ..loading import load_model_and_processor  # noqa: F401  (re-exported: tvr.retrieval's public API)
 
-VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp", ".ts")
 CONFIG_FILE = "index_config.json"
 VIDEOS_FILE = "videos.json"
 ENCODINGS_FILE = "encodings.safetensors"
@@ -73,25 +72,6 @@ class SearchResult(NamedTuple):
 
     path: str
     score: float
-
-
-def list_video_files(video_dir: str | os.PathLike) -> list[str]:
-    """Video files under ``video_dir`` (recursively, sorted), recognised by extension (:data:`VIDEO_EXTENSIONS`).
-
-    Raises:
-        FileNotFoundError: ``video_dir`` is not a folder.
-        ValueError: it holds no video file.
-    """
-    if not os.path.isdir(video_dir):
-        raise FileNotFoundError(f"video folder {os.fspath(video_dir)!r} does not exist or is not a folder")
-    paths = []  # absolute, so a saved index and search results name the files from any working directory
-    for root, folders, files in os.walk(os.path.abspath(video_dir)):
-        folders.sort()
-        paths += [os.path.join(root, name) for name in sorted(files)
-                  if not name.startswith(".") and name.lower().endswith(VIDEO_EXTENSIONS)]
-    if not paths:
-        raise ValueError(f"video folder {os.fspath(video_dir)!r} holds no video files (extensions {VIDEO_EXTENSIONS})")
-    return paths
 
 
 def model_weights_fingerprint(model_dir: str | os.PathLike) -> str | None:
@@ -215,24 +195,13 @@ class VideoIndex:
                           on_bad_video=on_bad_video, progress=progress, weights=weights)
             return cls.from_shards(model, processor, paths, resume_dir, index_type=index_type, nlist=nlist,
                                    model_dir=model_dir, target_recall=target_recall)
-        encodings, indexed, failed = [], [], {}
         fingerprints = {path: fingerprint_or_none(path) for path in paths}  # before decoding: what was encoded
-        was_training = model.training
-        model.eval()
-        try:
-            for start in tqdm(range(0, len(paths), batch_size), desc="indexing videos", disable=not progress):
-                batch = paths[start:start + batch_size]
-                with decoder_logs_muted():  # a bad video is reported once, in `failed`
-                    decoded = process_videos(processor, batch, on_bad_video=on_bad_video, **UINT8_FRAMES)
-                if decoded.kept:
-                    encodings.append(_encode_videos(model, processor, decoded.inputs))
-                    indexed += [batch[position] for position in decoded.kept]
-                failed.update(decoded.failed)
-        finally:
-            model.train(was_training)
-        index = cls._from_encodings(model, processor, paths, encodings and concat_encodings(encodings), indexed,
-                                    failed, index_type=index_type, nlist=nlist, model_dir=model_dir,
-                                    target_recall=target_recall)
+        encoded = encode_video_batches(model, processor, paths, batch_size, on_bad_video=on_bad_video, to_cpu=True,
+                                       progress=progress, desc="indexing videos", mute_decoder_logs=True)
+        indexed, failed = [paths[position] for position in encoded.kept], encoded.failed
+        encoding = concat_encodings(encoded.encodings) if encoded.encodings else None
+        index = cls._from_encodings(model, processor, paths, encoding, indexed, failed, index_type=index_type,
+                                    nlist=nlist, model_dir=model_dir, target_recall=target_recall)
         index.weights, index.video_fingerprints = weights, fingerprints
         return index
 
@@ -501,24 +470,6 @@ def mmap_safetensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         tensor = torch.from_numpy(array)
         tensors[name] = tensor.view(torch.bfloat16) if entry["dtype"] == "BF16" else tensor
     return tensors
-
-
-def _encoding_class(name: str, where: str) -> type:
-    """The tvr video-encoding class called ``name`` (``module.QualName``); nothing else is accepted, so an index
-    folder can never make tvr import a module of its choosing."""
-    import tvr  # noqa: F401  (defines every method's encoding class)
-
-    def subclasses(cls):
-        for sub in cls.__subclasses__():
-            yield sub
-            yield from subclasses(sub)
-
-    allowed = {f"{cls.__module__}.{cls.__qualname__}": cls
-               for cls in (VideoEncoding, *subclasses(VideoEncoding)) if cls.__module__.startswith("tvr.")}
-    if name not in allowed:
-        raise ValueError(f"{where}: encoding_class {name!r} is not a tvr video encoding; expected one of "
-                         f"{sorted(allowed)}")
-    return allowed[name]
 
 
 def _read_index_json(path: Path, where: str) -> Any:

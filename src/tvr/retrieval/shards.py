@@ -16,6 +16,10 @@ number of processes or on interruptions, the result is the same as one uninterru
 is checked first (:func:`prepare_shard_folder`): shards of other model weights are all dropped (the run starts
 over, saying so), a finished shard one of whose videos changed since is encoded again. :func:`read_shards` gathers
 the shards in video order for the final index; :func:`remove_shard_folder` deletes only what tvr wrote there.
+
+Videos are encoded by tvr's one decode -> skip bad videos -> encode loop (:mod:`tvr.processing.encode_loop`). This
+module is the layer under :mod:`tvr.retrieval.index` and never imports it; what both need (which videos a folder
+holds, :func:`list_video_files`; which encoding classes a file may name, :func:`tvr_encoding_class`) lives here.
 """
 
 from __future__ import annotations
@@ -25,7 +29,6 @@ import fcntl
 import hashlib
 import json
 import os
-import sys
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
@@ -33,12 +36,13 @@ import torch
 from tqdm.auto import tqdm
 from transformers.utils import ModelOutput
 
-from ..processing.bad_videos import process_videos
-from ..processing.normalization import UINT8_FRAMES, video_inputs_on_device
+from ..modeling.outputs import VideoEncoding, concat_encodings
+from ..processing.encode_loop import decoder_logs_muted, encode_video_batches  # noqa: F401  (its old home)
 from ..utils.atomic import TMP_MARK, atomic_write_bytes, atomic_write_json
 from ..utils.fingerprint import file_fingerprint, same_file
 from ..utils.output_dir import MARKER, OutputDirError, claim_output_dir, write_marker
 
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp", ".ts")
 MANIFEST_FILE = "manifest.json"
 SHARDS_KIND = "index shards"  # the marker kind of a partial folder
 SHARD_PATTERNS = (MANIFEST_FILE, "shard-*.json", "shard-*.safetensors")  # what tvr writes in one
@@ -195,21 +199,6 @@ def index_lock(index_dir: str | os.PathLike) -> Iterator[Path]:
         handle.close()
 
 
-@contextlib.contextmanager
-def decoder_logs_muted() -> Iterator[None]:
-    """Discard what the native decoders (FFmpeg, decord) print on file descriptor 2 while a batch is decoded: a bad
-    video is reported once, by the caller, with its error."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as devnull:
-            os.dup2(devnull.fileno(), 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-
-
 def num_shards(num_videos: int, shard_size: int) -> int:
     return -(-num_videos // shard_size)
 
@@ -245,25 +234,14 @@ def encode_shards(model, processor, paths: Sequence[str], folder: str | os.PathL
     folder = open_shard_folder(folder, model, paths, shard_size, weights)
     mine = [shard for shard in range(rank, num_shards(len(paths), shard_size), world_size)
             if not shard_done(folder, shard)]
-    was_training = model.training
-    model.eval()
-    try:
-        for shard in tqdm(mine, desc=f"encoding shards (process {rank})", disable=not progress):
-            videos = paths[shard * shard_size:(shard + 1) * shard_size]
-            encodings, indexed, failed = [], [], {}
-            # fingerprinted before decoding: a video rewritten meanwhile no longer matches on a restart
-            fingerprints = {path: fingerprint_or_none(path) for path in videos}
-            for start in range(0, len(videos), batch_size):
-                batch = videos[start:start + batch_size]
-                with decoder_logs_muted():
-                    decoded = process_videos(processor, batch, on_bad_video=on_bad_video, **UINT8_FRAMES)
-                failed.update(decoded.failed)
-                if decoded.kept:
-                    encodings.append(encode_videos(model, processor, decoded.inputs))
-                    indexed += [batch[position] for position in decoded.kept]
-            write_shard(folder, shard, encodings, indexed, failed, dtype, fingerprints)
-    finally:
-        model.train(was_training)
+    for shard in tqdm(mine, desc=f"encoding shards (process {rank})", disable=not progress):
+        videos = paths[shard * shard_size:(shard + 1) * shard_size]
+        # fingerprinted before decoding: a video rewritten meanwhile no longer matches on a restart
+        fingerprints = {path: fingerprint_or_none(path) for path in videos}
+        encoded = encode_video_batches(model, processor, videos, batch_size, on_bad_video=on_bad_video, to_cpu=True,
+                                       mute_decoder_logs=True)
+        write_shard(folder, shard, encoded.encodings, [videos[position] for position in encoded.kept],
+                    encoded.failed, dtype, fingerprints)
     return mine
 
 
@@ -279,8 +257,6 @@ def write_shard(folder: Path, shard: int, encodings: list[ModelOutput], paths: l
                 failed: dict[str, str], dtype: torch.dtype | None = None,
                 fingerprints: dict[str, Any] | None = None) -> None:
     from safetensors.torch import save
-
-    from ..modeling.outputs import concat_encodings
 
     record = {"paths": paths, "failed": failed, "encoding_class": None, "videos": fingerprints}
     if encodings:
@@ -299,9 +275,6 @@ def read_shards(folder: str | os.PathLike, paths: Sequence[str]):
     Raises:
         ValueError: a shard is missing (some process has not finished), or a file is damaged (named).
     """
-    from ..modeling.outputs import concat_encodings
-    from .index import _encoding_class
-
     folder = Path(folder)
     manifest = _read_json(folder / MANIFEST_FILE)
     if manifest["videos_sha256"] != _list_hash(list(paths)):
@@ -315,7 +288,7 @@ def read_shards(folder: str | os.PathLike, paths: Sequence[str]):
     for shard in range(count):
         record = _read_json(folder / f"shard-{shard:06d}.json")
         if record["paths"]:
-            encoding_class = _encoding_class(record["encoding_class"], f"shard folder {os.fspath(folder)!r}")
+            encoding_class = tvr_encoding_class(record["encoding_class"], f"shard folder {os.fspath(folder)!r}")
             encodings.append(encoding_class(**_load_shard_tensors(folder / f"shard-{shard:06d}.safetensors")))
             indexed += record["paths"]
         failed.update(record["failed"])
@@ -342,6 +315,43 @@ def _load_shard_tensors(path: Path) -> dict[str, torch.Tensor]:
                          "and run `tvr index` again to encode its shard anew") from None
 
 
+def list_video_files(video_dir: str | os.PathLike) -> list[str]:
+    """Video files under ``video_dir`` (recursively, sorted), recognised by extension (:data:`VIDEO_EXTENSIONS`).
+
+    Raises:
+        FileNotFoundError: ``video_dir`` is not a folder.
+        ValueError: it holds no video file.
+    """
+    if not os.path.isdir(video_dir):
+        raise FileNotFoundError(f"video folder {os.fspath(video_dir)!r} does not exist or is not a folder")
+    paths = []  # absolute, so a saved index and search results name the files from any working directory
+    for root, folders, files in os.walk(os.path.abspath(video_dir)):
+        folders.sort()
+        paths += [os.path.join(root, name) for name in sorted(files)
+                  if not name.startswith(".") and name.lower().endswith(VIDEO_EXTENSIONS)]
+    if not paths:
+        raise ValueError(f"video folder {os.fspath(video_dir)!r} holds no video files (extensions {VIDEO_EXTENSIONS})")
+    return paths
+
+
+def tvr_encoding_class(name: str, where: str) -> type:
+    """The tvr video-encoding class called ``name`` (``module.QualName``); nothing else is accepted, so an index
+    folder can never make tvr import a module of its choosing."""
+    import tvr  # noqa: F401  (defines every method's encoding class)
+
+    def subclasses(cls):
+        for sub in cls.__subclasses__():
+            yield sub
+            yield from subclasses(sub)
+
+    allowed = {f"{cls.__module__}.{cls.__qualname__}": cls
+               for cls in (VideoEncoding, *subclasses(VideoEncoding)) if cls.__module__.startswith("tvr.")}
+    if name not in allowed:
+        raise ValueError(f"{where}: encoding_class {name!r} is not a tvr video encoding; expected one of "
+                         f"{sorted(allowed)}")
+    return allowed[name]
+
+
 def video_inputs(source) -> tuple[list[str], dict[str, str] | None]:
     """The video paths of ``source`` and ``{path: video_id}`` when it has ids.
 
@@ -350,8 +360,6 @@ def video_inputs(source) -> tuple[list[str], dict[str, str] | None]:
     (``.jsonl``) with ``video_id`` and ``video_path`` columns (the ``test`` split of a ``DatasetDict``). A video
     captioned several times is indexed once.
     """
-    from .index import list_video_files
-
     if isinstance(source, (str, os.PathLike)):
         source = os.fspath(source)
         if os.path.isfile(source) and source.endswith(".txt"):
@@ -383,14 +391,6 @@ def video_inputs(source) -> tuple[list[str], dict[str, str] | None]:
     return list(ids), {path: str(video_id) for path, video_id in ids.items()}
 
 
-def encode_videos(model, processor, inputs) -> ModelOutput:
-    """``model.encode_video`` of processor outputs (uint8 frames normalised on the model's device), on CPU."""
-    device = next(model.parameters()).device
-    with torch.no_grad():
-        encoding = model.encode_video(
-            *video_inputs_on_device(inputs, getattr(processor, "video_processor", processor), device))
-    return type(encoding)(**{name: value.detach().cpu() for name, value in encoding.items()})
-
-
-__all__ = ["encode_shards", "index_lock", "open_shard_folder", "prepare_shard_folder", "read_provenance",
-           "read_shards", "remove_shard_folder", "video_inputs", "write_shard"]
+__all__ = ["VIDEO_EXTENSIONS", "encode_shards", "index_lock", "list_video_files", "open_shard_folder",
+           "prepare_shard_folder", "read_provenance", "read_shards", "remove_shard_folder", "tvr_encoding_class",
+           "video_inputs", "write_shard"]
