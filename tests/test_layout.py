@@ -49,6 +49,7 @@ def test_sub_packages_import_only_downwards():
         layer = LAYERS.index(parts[1])
         for name, line in imports_of(path):
             target = name.split(".")[1]
+            # tvr._deprecated imports nothing of tvr at module level: any layer may read its table of moved names
             if target in LAYERS and LAYERS.index(target) > layer and name not in commands:
                 upward.append(f"{path.relative_to(SRC)}:{line} imports {name} ({parts[1]} -> {target})")
     assert upward == []
@@ -128,3 +129,16 @@ def test_old_import_paths_still_work_with_a_warning(statement, check):
             "for w in caught), [str(w.message) for w in caught]\n")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_an_index_saved_by_tvr_0_1_names_its_encoding_class_by_the_old_module():
+    """Saved folders are unchanged by the move: an index records its encoding class as module.QualName."""
+    from tvr.methods.eercf.modeling import EERCFVideoEncoding
+    from tvr.modeling.outputs import VideoEncoding
+    from tvr.retrieval.shards import tvr_encoding_class
+
+    assert tvr_encoding_class("tvr.modeling.modeling_eercf.EERCFVideoEncoding", "index") is EERCFVideoEncoding
+    assert tvr_encoding_class("tvr.methods.eercf.modeling.EERCFVideoEncoding", "index") is EERCFVideoEncoding
+    assert tvr_encoding_class("tvr.modeling.outputs.VideoEncoding", "index") is VideoEncoding
+    with pytest.raises(ValueError, match="not a tvr video encoding"):
+        tvr_encoding_class("os.system", "index")

@@ -36,6 +36,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers.utils import ModelOutput
 
+from .._deprecated import MODULES as MOVED_MODULES
 from ..modeling.outputs import VideoEncoding, concat_encodings
 from ..processing.encode_loop import decoder_logs_muted, encode_video_batches  # noqa: F401  (its old home)
 from ..utils.atomic import TMP_MARK, atomic_write_bytes, atomic_write_json
@@ -337,7 +338,7 @@ def list_video_files(video_dir: str | os.PathLike) -> list[str]:
 def tvr_encoding_class(name: str, where: str) -> type:
     """The tvr video-encoding class called ``name`` (``module.QualName``); nothing else is accepted, so an index
     folder can never make tvr import a module of its choosing."""
-    import tvr  # noqa: F401  (defines every method's encoding class)
+    import tvr.methods  # noqa: F401  (defines every method's encoding class)
 
     def subclasses(cls):
         for sub in cls.__subclasses__():
@@ -346,6 +347,10 @@ def tvr_encoding_class(name: str, where: str) -> type:
 
     allowed = {f"{cls.__module__}.{cls.__qualname__}": cls
                for cls in (VideoEncoding, *subclasses(VideoEncoding)) if cls.__module__.startswith("tvr.")}
+    # an index saved by tvr 0.1 names the modules the methods lived in then (tvr.modeling.modeling_eercf, ...)
+    moved_from = {new: old for old, new in MOVED_MODULES.items()}
+    allowed |= {f"{moved_from[module]}.{qualname}": cls for module, qualname, cls in
+                (key.rsplit(".", 1) + [cls] for key, cls in list(allowed.items())) if module in moved_from}
     if name not in allowed:
         raise ValueError(f"{where}: encoding_class {name!r} is not a tvr video encoding; expected one of "
                          f"{sorted(allowed)}")
