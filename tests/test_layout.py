@@ -142,3 +142,13 @@ def test_an_index_saved_by_tvr_0_1_names_its_encoding_class_by_the_old_module():
     assert tvr_encoding_class("tvr.modeling.outputs.VideoEncoding", "index") is VideoEncoding
     with pytest.raises(ValueError, match="not a tvr video encoding"):
         tvr_encoding_class("os.system", "index")
+
+
+def test_python_run_next_to_a_clone_named_tvr_imports_the_package(tmp_path):
+    """With the package in src/, a clone folder named `tvr` in the working directory is no longer imported as an
+    empty namespace package (README: Install)."""
+    (tmp_path / "tvr").symlink_to(SRC.parent, target_is_directory=True)
+    result = subprocess.run([sys.executable, "-c", "import tvr; print(tvr.__file__)"], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().endswith("src/tvr/__init__.py")
