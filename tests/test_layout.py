@@ -119,13 +119,16 @@ def test_a_toy_method_is_one_folder(tmp_path, monkeypatch):
     ("from tvr.peft import get_dual_attention_peft_model as f", "f is tvr.methods.dual_attention.get_dual_attention_peft_model"),
     ("from tvr.evaluation.internvideo import internvideo_metrics as f",
      "f is tvr.methods.internvideo.evaluation.internvideo_metrics"),
+    ("from tvr.modeling import CLIPRetrievalPreTrainedModel as c", "c is tvr.ImageTextRetrievalPreTrainedModel"),
+    ("from tvr.modeling.configuration_base import CLIPRetrievalConfig as c", "c is tvr.ImageTextRetrievalConfig"),
+    ("c = tvr.CLIPRetrievalPreTrainedModel", "c is tvr.modeling.base.ImageTextRetrievalPreTrainedModel"),
 ])
 def test_old_import_paths_still_work_with_a_warning(statement, check):
     code = ("import warnings, tvr, tvr.methods.emcl.em, tvr.methods.internvideo.evaluation\n"
             "with warnings.catch_warnings(record=True) as caught:\n"
             f"    warnings.simplefilter('always')\n    {statement}\n"
             f"assert {check}\n"
-            "assert any(issubclass(w.category, FutureWarning) and 'moved to tvr.methods' in str(w.message) "
+            "assert any(issubclass(w.category, FutureWarning) and 'moved to tvr.' in str(w.message) "
             "for w in caught), [str(w.message) for w in caught]\n")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]

@@ -32,7 +32,7 @@ def __getattr__(name: str):
         import importlib
 
         return importlib.import_module(f"{__name__}.{name}")
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return _deprecated.old_attribute(__name__, name)  # tvr 0.1's names, with a FutureWarning
 
 
 def __dir__():

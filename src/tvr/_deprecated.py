@@ -26,9 +26,18 @@ MODULES = {
     "tvr.evaluation.internvideo": "tvr.methods.internvideo.evaluation",
 }
 
-# names tvr.modeling (and tvr.convert, tvr.evaluation) exported in tvr 0.1 -> the module that holds them now
+# tvr 0.1's names for the shared base classes (they hold SigLIP towers too, not only CLIP)
+RENAMED = {"CLIPRetrievalConfig": "ImageTextRetrievalConfig",
+           "CLIPRetrievalPreTrainedModel": "ImageTextRetrievalPreTrainedModel"}
+
+# names tvr.modeling (and tvr.convert, tvr.evaluation, tvr.peft) exported in tvr 0.1 -> the module that holds them
+# now ("module:new_name" where the name changed too)
 ATTRIBUTES = {
+    "tvr": {old: f"tvr.modeling:{new}" for old, new in RENAMED.items()},
+    "tvr.modeling.configuration_base": {"CLIPRetrievalConfig": "tvr.modeling:ImageTextRetrievalConfig"},
+    "tvr.modeling.base": {"CLIPRetrievalPreTrainedModel": "tvr.modeling:ImageTextRetrievalPreTrainedModel"},
     "tvr.modeling": {
+        **{old: f"tvr.modeling:{new}" for old, new in RENAMED.items()},
         "METHODS": "tvr.methods", "Method": "tvr.methods", "register_method": "tvr.methods",
         "CLIP4ClipConfig": "tvr.methods.clip4clip", "CLIP4ClipModel": "tvr.methods.clip4clip",
         "CLIP4ClipPreTrainedModel": "tvr.methods.clip4clip", "EMCLConfig": "tvr.methods.emcl",
@@ -74,12 +83,19 @@ class _AliasFinder(importlib.abc.MetaPathFinder):
         return None
 
 
+def old_attribute(module_name: str, name: str):
+    """The object tvr 0.1 exported as ``module_name.name`` (with a ``FutureWarning``); ``AttributeError`` when there
+    is none."""
+    if name not in ATTRIBUTES.get(module_name, {}):
+        raise AttributeError(f"module {module_name!r} has no attribute {name!r}")
+    target, _, new_name = ATTRIBUTES[module_name][name].partition(":")
+    _moved(f"{module_name}.{name}", f"{target}.{new_name}" if new_name else target)
+    return getattr(importlib.import_module(target), new_name or name)
+
+
 def _module_getattr(module_name: str):
     def __getattr__(name: str):
-        if name in ATTRIBUTES[module_name]:
-            _moved(f"{module_name}.{name}", ATTRIBUTES[module_name][name])
-            return getattr(importlib.import_module(ATTRIBUTES[module_name][name]), name)
-        raise AttributeError(f"module {module_name!r} has no attribute {name!r}")
+        return old_attribute(module_name, name)
 
     return __getattr__
 
@@ -94,4 +110,4 @@ def install() -> None:
             module.__getattr__ = _module_getattr(module_name)
 
 
-__all__ = ["ATTRIBUTES", "MODULES", "install"]
+__all__ = ["ATTRIBUTES", "MODULES", "RENAMED", "install", "old_attribute"]

@@ -1,8 +1,8 @@
 """tvr.modeling: the parts every method shares -- image-text towers, the base model contract, temporal heads, pooling,
 losses and outputs. The methods themselves live in `tvr.methods` (one folder each)."""
 
-from .base import CLIPRetrievalPreTrainedModel
-from .configuration_base import CLIPRetrievalConfig, TemporalTransformerConfig
+from .base import ImageTextRetrievalPreTrainedModel
+from .configuration_base import ImageTextRetrievalConfig, TemporalTransformerConfig
 from .heads import MeanPHead, SeqLSTMHead, SeqTransfHead, TemporalTransformer, TightTransfHead
 from .losses import contrastive_loss, sigmoid_loss
 from .outputs import (
@@ -17,8 +17,8 @@ from .pooling import masked_mean, mean_pool_normalized
 from .towers import TOWER_FAMILIES, FrameEncoderOutput, ImageTextTower, TowerFamily, inflate_patch_kernel
 
 __all__ = [
-    "CLIPRetrievalConfig",
-    "CLIPRetrievalPreTrainedModel",
+    "ImageTextRetrievalConfig",
+    "ImageTextRetrievalPreTrainedModel",
     "FrameEncoderOutput",
     "ImageTextTower",
     "MeanPHead",

@@ -42,10 +42,10 @@ ParameterRole = Literal["pretrained", "new", "frozen"]
 DEFAULT_GALLERY_BLOCK = 1024  # texts x videos per `similarity` call when a method sets no block of its own
 
 
-class CLIPRetrievalPreTrainedModel(PreTrainedModel):
+class ImageTextRetrievalPreTrainedModel(PreTrainedModel):
     """Weight init, loading conventions and the shared half of the model contract for tvr's methods.
 
-    Subclasses set `config: <MethodConfig>` (a `CLIPRetrievalConfig`: `tower_type`, `text_config`, `vision_config`,
+    Subclasses set `config: <MethodConfig>` (a `ImageTextRetrievalConfig`: `tower_type`, `text_config`, `vision_config`,
     `projection_dim`, `logit_scale_init_value`, `linear_patch`, `loss_type` and usually `temporal_config`) and
     `base_model_prefix`.
     """
@@ -101,7 +101,7 @@ class CLIPRetrievalPreTrainedModel(PreTrainedModel):
     @classmethod
     def from_image_text_model(
         cls, image_text_model: str | os.PathLike | PreTrainedModel, **config_overrides
-    ) -> "CLIPRetrievalPreTrainedModel":
+    ) -> "ImageTextRetrievalPreTrainedModel":
         """A model on a transformers image-text model's towers, initialised the way the method's original
         initialises it from CLIP.
 
@@ -145,7 +145,7 @@ class CLIPRetrievalPreTrainedModel(PreTrainedModel):
         return model
 
     @classmethod
-    def from_clip(cls, clip: str | os.PathLike | PreTrainedModel, **config_overrides) -> "CLIPRetrievalPreTrainedModel":
+    def from_clip(cls, clip: str | os.PathLike | PreTrainedModel, **config_overrides) -> "ImageTextRetrievalPreTrainedModel":
         """Alias of `from_image_text_model` (tvr 0.1's name; any supported image-text model works)."""
         return cls.from_image_text_model(clip, **config_overrides)
 
@@ -492,4 +492,4 @@ def _peft_adapter_parameter_ids(model: nn.Module) -> set[int]:
     return ids
 
 
-__all__ = ["CLIPRetrievalPreTrainedModel", "DEFAULT_GALLERY_BLOCK", "ParameterRole"]
+__all__ = ["ImageTextRetrievalPreTrainedModel", "DEFAULT_GALLERY_BLOCK", "ParameterRole"]

@@ -64,8 +64,8 @@ def temporal_config_from_text(text_config: PreTrainedConfig | dict | None) -> di
 
 
 @strict
-class CLIPRetrievalConfig(PreTrainedConfig):
-    """Fields and rules shared by the configs of tvr's methods (`CLIPRetrievalPreTrainedModel`).
+class ImageTextRetrievalConfig(PreTrainedConfig):
+    """Fields and rules shared by the configs of tvr's methods (`ImageTextRetrievalPreTrainedModel`).
 
     `tower_type` names the transformers image-text model the method wraps (`"clip"`, `"metaclip_2"`, `"siglip"`);
     `text_config` / `vision_config` are that model's sub-configs (dicts are read as its classes, e.g.
@@ -135,4 +135,4 @@ def _tower_sub_config(tower_type: str, key: str, value: dict | PreTrainedConfig 
     return config_class(**value)
 
 
-__all__ = ["LINEAR_PATCHES", "CLIPRetrievalConfig", "TemporalTransformerConfig", "temporal_config_from_text"]
+__all__ = ["LINEAR_PATCHES", "ImageTextRetrievalConfig", "TemporalTransformerConfig", "temporal_config_from_text"]

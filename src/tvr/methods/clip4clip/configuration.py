@@ -5,7 +5,7 @@ from huggingface_hub.dataclasses import strict
 
 from ...modeling.configuration_base import (  # noqa: F401  (LINEAR_PATCHES, temporal config: importable from here as before)
     LINEAR_PATCHES,
-    CLIPRetrievalConfig,
+    ImageTextRetrievalConfig,
     TemporalTransformerConfig,
     temporal_config_from_text,
 )
@@ -14,7 +14,7 @@ SIM_HEADERS = ("meanP", "seqLSTM", "seqTransf", "tightTransf")
 
 
 @strict
-class CLIP4ClipConfig(CLIPRetrievalConfig):
+class CLIP4ClipConfig(ImageTextRetrievalConfig):
     r"""Configuration of [`CLIP4ClipModel`] (Luo et al., "CLIP4Clip", 2021).
 
     Example:

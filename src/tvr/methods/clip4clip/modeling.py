@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from transformers import PreTrainedModel
 
-from ...modeling.base import CLIPRetrievalPreTrainedModel
+from ...modeling.base import ImageTextRetrievalPreTrainedModel
 from .configuration import CLIP4ClipConfig
 from ...modeling.heads import TightTransfHead, build_loose_head
 from ...modeling.outputs import TextEncoding, VideoEncoding
@@ -22,8 +22,8 @@ from ...modeling.pooling import mean_pool_normalized
 from ...modeling.towers import ImageTextTower
 
 
-class CLIP4ClipPreTrainedModel(CLIPRetrievalPreTrainedModel):
-    """Weight init and loading conventions for CLIP4Clip (those of `CLIPRetrievalPreTrainedModel`)."""
+class CLIP4ClipPreTrainedModel(ImageTextRetrievalPreTrainedModel):
+    """Weight init and loading conventions for CLIP4Clip (those of `ImageTextRetrievalPreTrainedModel`)."""
 
     config: CLIP4ClipConfig
     base_model_prefix = "clip4clip"

@@ -5,7 +5,7 @@ from dataclasses import field
 
 from huggingface_hub.dataclasses import strict
 
-from ...modeling.configuration_base import CLIPRetrievalConfig
+from ...modeling.configuration_base import ImageTextRetrievalConfig
 
 SELECT_MODES = ("dual_attention",)
 VISUAL_OUTPUT_TYPES = (
@@ -19,7 +19,7 @@ DUAL_ATTENTION_TOWERS = ("clip", "metaclip_2")
 
 
 @strict
-class DualAttentionConfig(CLIPRetrievalConfig):
+class DualAttentionConfig(ImageTextRetrievalConfig):
     r"""Configuration of [`DualAttentionModel`] (DAVRL: "Dual-Attention Video Representation Learning for Parameter
     Efficient Text-Video Retrieval", github.com/bzy-source/DAVRL). Defaults are the original's training scripts
     (ViT-B/32, 12 frames); the original flag of each field is named in its comment.

@@ -33,7 +33,7 @@ from torch import nn
 from transformers import initialization as init
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
-from ...modeling.base import CLIPRetrievalPreTrainedModel
+from ...modeling.base import ImageTextRetrievalPreTrainedModel
 from .configuration import DualAttentionConfig
 from ...modeling.outputs import TextEncoding, VideoEncoding
 from ...modeling.towers import ImageTextTower
@@ -117,7 +117,7 @@ class DualAttentionVideoEncoding(VideoEncoding):
     video_features: torch.FloatTensor | None = None
 
 
-class DualAttentionPreTrainedModel(CLIPRetrievalPreTrainedModel):
+class DualAttentionPreTrainedModel(ImageTextRetrievalPreTrainedModel):
     """Weight init and loading conventions for DAVRL."""
 
     config: DualAttentionConfig

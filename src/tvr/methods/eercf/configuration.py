@@ -5,19 +5,19 @@ from __future__ import annotations
 
 from huggingface_hub.dataclasses import strict
 
-from ...modeling.configuration_base import CLIPRetrievalConfig
+from ...modeling.configuration_base import ImageTextRetrievalConfig
 
 PATCH_DTYPES = ("float16", "bfloat16", "float32")
 
 
 @strict
-class EERCFConfig(CLIPRetrievalConfig):
+class EERCFConfig(ImageTextRetrievalConfig):
     r"""Configuration of [`EERCFModel`] (Tian et al., "Towards Efficient and Effective Text-to-Video Retrieval with
     Coarse-to-Fine Visual Representation Learning", AAAI 2024).
 
     Defaults are the original's (MSR-VTT command and hard-coded constants). Score names: V = video level (coarse),
     WF = weak frame, WP = weak patch, SF = strong frame (text-gated frames), SP = strong patch (text-gated patches).
-    The CLIP towers, temporal transformer, `linear_patch` and `max_words` are `CLIPRetrievalConfig`'s; `max_frames`
+    The CLIP towers, temporal transformer, `linear_patch` and `max_words` are `ImageTextRetrievalConfig`'s; `max_frames`
     also fixes the size of the frame-logit matrix (videos have exactly that many frames).
 
     Example:

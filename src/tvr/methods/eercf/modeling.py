@@ -32,7 +32,7 @@ from torch import nn
 from transformers import initialization as init
 from transformers.utils import ModelOutput
 
-from ...modeling.base import DEFAULT_GALLERY_BLOCK, CLIPRetrievalPreTrainedModel
+from ...modeling.base import DEFAULT_GALLERY_BLOCK, ImageTextRetrievalPreTrainedModel
 from .configuration import EERCFConfig
 from ...modeling.heads import SeqTransfHead
 from ...modeling.outputs import RetrievalLossOutput, RetrievalOutput, TextEncoding, VideoEncoding
@@ -192,8 +192,8 @@ class EERCFLossOutput(RetrievalLossOutput):
 EERCFOutput = RetrievalOutput
 
 
-class EERCFPreTrainedModel(CLIPRetrievalPreTrainedModel):
-    """`CLIPRetrievalPreTrainedModel`'s init and loading conventions, plus identity init of EERCF's two logit
+class EERCFPreTrainedModel(ImageTextRetrievalPreTrainedModel):
+    """`ImageTextRetrievalPreTrainedModel`'s init and loading conventions, plus identity init of EERCF's two logit
     matrices."""
 
     config: EERCFConfig
@@ -225,7 +225,7 @@ class EERCFModel(EERCFPreTrainedModel):
     ```
 
     `forward(input_ids, attention_mask, pixel_values_videos, video_mask, return_loss=False, rerank_top_k=None)`
-    (from `CLIPRetrievalPreTrainedModel`) passes `rerank_top_k` to `similarity` for `logits_per_text` (default: the
+    (from `ImageTextRetrievalPreTrainedModel`) passes `rerank_top_k` to `similarity` for `logits_per_text` (default: the
     coarse logits); `return_loss=True` adds EERCF's training loss (`loss`, parts in `loss_output`, an
     `EERCFLossOutput`). Videos are `(batch_size, max_frames, 3, image_size, image_size)`.
     """

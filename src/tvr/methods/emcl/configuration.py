@@ -5,18 +5,18 @@ import math
 
 from huggingface_hub.dataclasses import strict
 
-from ...modeling.configuration_base import CLIPRetrievalConfig
+from ...modeling.configuration_base import ImageTextRetrievalConfig
 
 # The original's --agg_module: "None" (no temporal module), "seqLSTM" or "seqTransf" (used for every result).
 TEMPORAL_HEADS = ("none", "seqLSTM", "seqTransf")
 
 
 @strict
-class EMCLConfig(CLIPRetrievalConfig):
+class EMCLConfig(ImageTextRetrievalConfig):
     r"""Configuration of [`EMCLModel`] (Jin et al., "Expectation-Maximization Contrastive Learning for Compact
     Video-and-Language Representations", NeurIPS 2022). Defaults are the paper's; the original flag of each field is
     named in its comment. The CLIP towers, temporal transformer, `max_frames` / `max_words` and `linear_patch` are
-    `CLIPRetrievalConfig`'s (frames are patchified one by one by default: the original has no 3d patch).
+    `ImageTextRetrievalConfig`'s (frames are patchified one by one by default: the original has no 3d patch).
 
     Example:
 

@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import initialization as init
 
-from ...modeling.base import CLIPRetrievalPreTrainedModel
+from ...modeling.base import ImageTextRetrievalPreTrainedModel
 from .configuration import EMCLConfig
 from .em import EMReconstruction, initial_em_bases
 from ...modeling.heads import build_loose_head
@@ -81,8 +81,8 @@ class EMCLVideoEncoding(VideoEncoding):
     temporal_features: torch.FloatTensor | None = None
 
 
-class EMCLPreTrainedModel(CLIPRetrievalPreTrainedModel):
-    """Weight init and loading conventions for EMCL (`CLIPRetrievalPreTrainedModel`'s, plus the EM bases)."""
+class EMCLPreTrainedModel(ImageTextRetrievalPreTrainedModel):
+    """Weight init and loading conventions for EMCL (`ImageTextRetrievalPreTrainedModel`'s, plus the EM bases)."""
 
     config: EMCLConfig
     base_model_prefix = "emcl"

@@ -3,7 +3,7 @@
 
 from huggingface_hub.dataclasses import strict
 
-from ...modeling.configuration_base import CLIPRetrievalConfig
+from ...modeling.configuration_base import ImageTextRetrievalConfig
 
 # OpenAI CLIP ViT-L/14 at 224 px, the towers of every released InternVideo retrieval checkpoint.
 VIT_L14_TEXT = {
@@ -28,7 +28,7 @@ VIT_L14_VISION = {
 
 
 @strict
-class InternVideoConfig(CLIPRetrievalConfig):
+class InternVideoConfig(ImageTextRetrievalConfig):
     r"""Configuration of [`InternVideoModel`] (Wang et al., "InternVideo", 2022; retrieval code of
     OpenGVLab/InternVideo, `InternVideo1/Downstream/Video-Text-Retrieval`, `--clip_evl`).
 

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import initialization as init
 
-from ...modeling.base import CLIPRetrievalPreTrainedModel
+from ...modeling.base import ImageTextRetrievalPreTrainedModel
 from .configuration import InternVideoConfig
 from ...modeling.outputs import TextEncoding, VideoEncoding
 from ...modeling.pooling import masked_mean
@@ -160,8 +160,8 @@ class InternVideoTemporalBranch(nn.Module):
         return (1 - weight) * query[:, 0] + weight * frames_mean
 
 
-class InternVideoPreTrainedModel(CLIPRetrievalPreTrainedModel):
-    """Weight init and loading conventions for InternVideo (those of `CLIPRetrievalPreTrainedModel`; the branch is
+class InternVideoPreTrainedModel(ImageTextRetrievalPreTrainedModel):
+    """Weight init and loading conventions for InternVideo (those of `ImageTextRetrievalPreTrainedModel`; the branch is
     initialised as the original's: zero query, balance and convolution biases, Xavier q/k/v and first MLP layer, zero
     output projections, so a new branch starts by returning `sigmoid(0) * mean class token`)."""
 
