@@ -11,6 +11,7 @@ from transformers import AutoProcessor, AutoTokenizer, AutoVideoProcessor, CLIPT
 
 from tvr.data.synthetic import write_video
 from tvr.processing import TVRProcessor, TVRVideoProcessor, train_clip_tokenizer
+from tvr.processing.processing_tvr import TVRProcessorKwargs
 
 CAPTIONS = [
     "a man is playing a guitar on stage",
@@ -103,6 +104,27 @@ def test_text_follows_clip4clip_layout(tokenizer):
     assert [len(ids) for ids in longest["input_ids"]] == [len(bpe) + 2] * 2  # the longest caption's length
     assert longest["input_ids"][0] == expected[1][: len(short) + 2] + [0] * (len(bpe) - len(short))
     assert processor(text="rock &amp;amp; roll")["input_ids"] == processor(text="rock & roll")["input_ids"]
+
+
+@pytest.mark.parametrize("max_words", [8, 32, 77, 100])
+@pytest.mark.parametrize("text_padding", ["max_length", "clip4clip"])
+def test_a_call_equals_the_tokenizer_with_the_merged_defaults(tokenizer_dir, max_words, text_padding):
+    # the caption length is a default `_merge_kwargs` returns (not an attribute it cannot see), for any max_words
+    tokenizer = CLIPTokenizer.from_pretrained(tokenizer_dir)  # its own: calling it directly leaves its truncation set
+    processor = TVRProcessor(TVRVideoProcessor(), tokenizer, max_words=max_words, text_padding=text_padding)
+    merged = processor._merge_kwargs(TVRProcessorKwargs, tokenizer_init_kwargs=tokenizer.init_kwargs)["text_kwargs"]
+    assert merged == {"padding": "max_length", "truncation": True, "max_length": max_words}
+    captions = ["a chef slices onions with a sharp knife in the kitchen " * 10, "two dogs"]
+    expected = tokenizer(captions, **merged)
+    actual = processor(text=captions)
+    assert actual["attention_mask"] == expected["attention_mask"]
+    assert [len(ids) for ids in actual["input_ids"]] == [max_words] * 2
+    pad = tokenizer.pad_token_id if text_padding == "max_length" else 0
+    assert actual["input_ids"] == [[token if keep else pad for token, keep in zip(ids, mask)]
+                                   for ids, mask in zip(expected["input_ids"], expected["attention_mask"])]
+    # the call's own max_length still wins, and the processor saves max_words, not the merged defaults
+    assert processor(text="two dogs", text_kwargs={"max_length": 6})["input_ids"][0].__len__() == 6
+    assert "text_kwargs" not in processor.to_dict()
 
 
 def test_video_options_pass_through(tokenizer, video):

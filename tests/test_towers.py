@@ -145,6 +145,53 @@ def test_frames_give_pooled_features_tokens_and_per_layer_states_like_the_vision
 
 
 @pytest.mark.parametrize("tower_type", TOWER_TYPES)
+def test_tower_outputs_are_recorded_by_the_towers_own_transformers_hooks(tower_dirs, tower_type):
+    # no side channel on the tower: output_hidden_states / output_attentions come from transformers' recording
+    # (`capture_outputs` + the towers' `_can_record_outputs`), the temporal head's CLIP layers never recorded
+    model = build(tower_dirs[tower_type], "seqTransf").eval()
+    model.set_attn_implementation("eager")
+    assert not hasattr(model.clip, "capture") and not hasattr(model.clip, "_capture")
+    inputs = tiny_inputs(batch_size=2)
+    video = inputs["pixel_values_videos"]
+    batch_size, num_frames = video.shape[:2]
+    with torch.no_grad():
+        frames = model.clip.encode_frames(video, output_hidden_states=True)
+        # whatever a method runs inside is recorded: here its own loop over the stock layers
+        def own_loop():
+            hidden = model.clip.embed_frames(video)
+            for layer in model.clip.vision_layers:
+                hidden = layer(hidden, None)
+            return hidden
+
+        hidden, vision = model.clip.record_frames(own_loop, num_frames, output_hidden_states=True,
+                                                  output_attentions=True)
+        _, last_only = model.clip.record_frames(own_loop, num_frames)
+        _, selected = model.clip.record_frames(own_loop, num_frames, output_hidden_states=[-1])
+        _, none_run = model.clip.record_frames(lambda: None, num_frames, output_hidden_states=True)
+        text = model.get_text_features(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"],
+                                       output_hidden_states=True, output_attentions=True)
+        mask = None if tower_type == "siglip" else inputs["attention_mask"]
+        reference = model.clip.text_model(input_ids=inputs["input_ids"], attention_mask=mask,
+                                          output_hidden_states=True, output_attentions=True)
+    assert getattr(model.clip.vision_model, "_output_capturing_hooks_installed", False)
+    per_video = [state.view(batch_size, num_frames, *state.shape[1:]) for state in frames.hidden_states]
+    assert len(vision.hidden_states) == len(model.clip.vision_layers) + 1 == len(vision.attentions) + 1
+    for ours, theirs in zip(vision.hidden_states, per_video):
+        torch.testing.assert_close(ours, theirs, rtol=0, atol=0)
+    torch.testing.assert_close(vision.last_hidden_state, per_video[-1], rtol=0, atol=0)
+    torch.testing.assert_close(vision.pooler_output, model.clip.pool_frames(hidden).view(batch_size, num_frames, -1))
+    assert vision.attentions[0].shape[:2] == (batch_size, num_frames)
+    assert last_only.hidden_states is None and last_only.attentions is None
+    torch.testing.assert_close(last_only.last_hidden_state, per_video[-1], rtol=0, atol=0)
+    assert selected.hidden_states[:-1] == (None,) * len(model.clip.vision_layers)
+    assert none_run is None  # nothing ran through the stock layers (DAVRL's own layout): no per-frame output
+    assert len(text.hidden_states) == len(reference.hidden_states)
+    assert len(text.attentions) == len(reference.attentions) == len(model.clip.text_model.encoder.layers)
+    for ours, theirs in zip(text.hidden_states + text.attentions, reference.hidden_states + reference.attentions):
+        torch.testing.assert_close(ours, theirs, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("tower_type", TOWER_TYPES)
 def test_saved_models_reload_with_their_tower(tower_dirs, tower_type, tmp_path):
     model = build(tower_dirs[tower_type], "seqTransf").eval()
     model.save_pretrained(tmp_path)

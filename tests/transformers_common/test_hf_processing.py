@@ -29,8 +29,8 @@ class TVRProcessorTest(common.ProcessorTesterMixin, unittest.TestCase):
 
     @staticmethod
     def prepare_processor_dict():
-        # A call's default max_length is the processor's max_words (CLIP4Clip: 32); the mixin compares with the
-        # tokenizer's own default (its model_max_length), so the two are made equal here. The mixin compares ids with
-        # the tokenizer's: "max_length" pads with the tokenizer's pad id, "clip4clip" (the seeds' layout) writes id 0
-        # at the padded positions instead, which tests/test_processor.py checks.
-        return {"max_words": 77, "text_padding": "max_length"}
+        # A call's default max_length is the processor's max_words, which `_merge_kwargs` returns (the processor's
+        # `text_kwargs`): it differs here from the tokenizer's model_max_length (77) on purpose. The mixin compares ids
+        # with the tokenizer's: "max_length" pads with the tokenizer's pad id, "clip4clip" (the seeds' layout) writes
+        # id 0 at the padded positions instead, which tests/test_processor.py checks.
+        return {"max_words": 20, "text_padding": "max_length"}

@@ -235,12 +235,35 @@ class ImageTextRetrievalPreTrainedModel(PreTrainedModel):
             A `TextEncoding` whose `text_features` `(batch_size, projection_dim)` are the projected end-of-text
             features, not normalised.
         """
+        return self._encode_text(input_ids, attention_mask)[0]
+
+    def _encode_text(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, **recording
+    ) -> tuple[TextEncoding, BaseModelOutputWithPooling]:
+        """`encode_text` and the text tower's output (`**recording`: its `output_hidden_states` /
+        `output_attentions`, recorded by the text model itself)."""
         if input_ids.dim() != 2:
             raise ValueError(f"input_ids must be (batch_size, max_words), got shape {tuple(input_ids.shape)}")
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
-        text_features = self.clip.encode_text(input_ids, attention_mask).pooler_output
-        return TextEncoding(text_features=text_features, attention_mask=attention_mask)
+        text_output = self.clip.encode_text(input_ids, attention_mask, **recording)
+        return TextEncoding(text_features=text_output.pooler_output, attention_mask=attention_mask), text_output
+
+    def _encode_video(
+        self,
+        pixel_values_videos: torch.Tensor,
+        video_mask: torch.Tensor | None,
+        output_hidden_states: bool | list[int],
+        output_attentions: bool,
+    ) -> tuple[VideoEncoding, BaseModelOutputWithPooling | None]:
+        """`encode_video` under the vision tower's output recording (`ImageTextTower.record_frames`), and the vision
+        tower's output per video (`None` for a method that does not run frames through the stock layers)."""
+        return self.clip.record_frames(
+            lambda: self.encode_video(pixel_values_videos, video_mask),
+            num_frames=pixel_values_videos.shape[1] if pixel_values_videos.dim() == 5 else 1,
+            output_hidden_states=output_hidden_states,
+            output_attentions=output_attentions,
+        )
 
     def encode_video(
         self, pixel_values_videos: torch.Tensor, video_mask: torch.Tensor | None = None
@@ -280,13 +303,15 @@ class ImageTextRetrievalPreTrainedModel(PreTrainedModel):
             `(batch_size, max_words, text_width)`; `hidden_states` / `attentions` of the text tower when asked.
             For the normalised vectors a vector index stores, use `get_text_embeds`.
         """
-        with self.clip.capture(*self._output_flags(output_hidden_states, output_attentions)) as captured:
-            text_encoding = self.encode_text(input_ids, attention_mask)
+        hidden_states, attentions = self._output_flags(output_hidden_states, output_attentions)
+        text_encoding, text_output = self._encode_text(
+            input_ids, attention_mask, output_hidden_states=hidden_states, output_attentions=attentions
+        )
         return BaseModelOutputWithPooling(
-            last_hidden_state=captured.text.last_hidden_state,
+            last_hidden_state=text_output.last_hidden_state,
             pooler_output=text_encoding.text_features,
-            hidden_states=captured.text.hidden_states,
-            attentions=captured.text.attentions,
+            hidden_states=text_output.hidden_states,
+            attentions=text_output.attentions,
         )
 
     @can_return_tuple
@@ -307,14 +332,15 @@ class ImageTextRetrievalPreTrainedModel(PreTrainedModel):
             last vision layer's output per frame; `hidden_states` / `attentions` per frame when asked. For the
             method's own normalised video embedding (what a vector index stores), use `get_video_embeds`.
         """
-        with self.clip.capture(*self._output_flags(output_hidden_states, output_attentions)) as captured:
-            video_encoding = self.encode_video(pixel_values_videos, video_mask)
+        video_encoding, vision = self._encode_video(
+            pixel_values_videos, video_mask, *self._output_flags(output_hidden_states, output_attentions)
+        )
         frame_features = getattr(video_encoding, "frame_features", None)
         if frame_features is not None:
             pooled = masked_mean(frame_features, video_encoding.video_mask)
         else:  # a method with its own vision loop and no per-frame features (DAVRL): its video feature
             pooled = video_encoding.video_features
-        vision = captured.vision or BaseModelOutputWithPooling()
+        vision = vision or BaseModelOutputWithPooling()
         return BaseModelOutputWithPooling(
             last_hidden_state=vision.last_hidden_state,
             pooler_output=pooled,
@@ -451,9 +477,11 @@ class ImageTextRetrievalPreTrainedModel(PreTrainedModel):
                 "forward needs input_ids and pixel_values_videos; use encode_text / encode_video (or "
                 "get_text_features / get_video_features) for one modality"
             )
-        with self.clip.capture(*self._output_flags(output_hidden_states, output_attentions)) as captured:
-            text_encoding = self.encode_text(input_ids, attention_mask)
-            video_encoding = self.encode_video(pixel_values_videos, video_mask)
+        hidden_states, attentions = self._output_flags(output_hidden_states, output_attentions)
+        text_encoding, text_output = self._encode_text(
+            input_ids, attention_mask, output_hidden_states=hidden_states, output_attentions=attentions
+        )
+        video_encoding, vision_output = self._encode_video(pixel_values_videos, video_mask, hidden_states, attentions)
         logits_per_text = self.batch_similarity(text_encoding, video_encoding, **similarity_kwargs)
         loss_output = self.compute_loss(text_encoding, video_encoding, logits_per_text) if return_loss else None
         return RetrievalOutput(
@@ -465,8 +493,8 @@ class ImageTextRetrievalPreTrainedModel(PreTrainedModel):
             text_encoding=text_encoding,
             video_encoding=video_encoding,
             loss_output=loss_output,
-            text_model_output=captured.text,
-            vision_model_output=captured.vision,
+            text_model_output=text_output,
+            vision_model_output=vision_output,
         )
 
 

@@ -18,22 +18,24 @@ grids with a pixel mask) does not fit a fixed frame tensor and is not offered.
 The vision side runs as one path, `encode_frames`, built from pieces a method can also call itself:
 `embed_frames` (patch + class + position embeddings, and the pre-LayerNorm where the family has one),
 `vision_layers` (the stock encoder layers, to run one by one over any token layout), `pool_frames` and
-`project_tokens`. Per-layer hidden states come back on request.
+`project_tokens`. Per-layer hidden states and attention weights are recorded the transformers way: the towers' own
+`_can_record_outputs` hooks, switched on by `capture_outputs` (the text tower's `forward`; `record_frames` for the
+frames, whatever loop a method runs them in).
 """
 
 from __future__ import annotations
 
-import contextlib
 import importlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Any
 
 import torch
 from torch import nn
 from transformers import CONFIG_MAPPING, PreTrainedConfig, PreTrainedModel
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 from transformers.utils import ModelOutput
+from transformers.utils.output_capturing import capture_outputs, resolve_hidden_states_indices, selected_hidden_states
 
 from .losses import contrastive_loss, sigmoid_loss
 
@@ -152,25 +154,27 @@ class FrameEncoderOutput(ModelOutput):
 
 
 @dataclass
-class TowerCapture:
-    """What the text and vision towers produced inside `ImageTextTower.capture(...)`: their last outputs.
+class FrameRecording(ModelOutput):
+    """What the vision tower's recording hooks collected while `ImageTextTower.record_frames` ran a call, and the
+    call's result. `hidden_states` / `attentions` are as the hooks give them: `(batch_size * num_frames, ...)`.
 
-    Attributes:
-        output_hidden_states: what was asked for: `True`, or indices of the hidden states to keep (the others are
-            `None`), as transformers' `output_hidden_states` takes them.
-        output_attentions: what was asked for.
-        text: the text tower's `BaseModelOutputWithPooling` (`last_hidden_state` `(batch, words, text_width)`,
-            `pooler_output` in the shared space, `hidden_states` / `attentions` when asked).
-        vision: the vision tower's `BaseModelOutputWithPooling` with every tensor per video:
-            `last_hidden_state` `(batch, frames, tokens, vision_width)` (the last layer's output),
-            `pooler_output` `(batch, frames, projection_dim)`, `hidden_states` (embeddings + each layer) and
-            `attentions` `(batch, frames, heads, tokens, tokens)` per layer when asked.
+    Args:
+        hidden_states (`tuple(torch.FloatTensor)`): the first vision layer's input and every layer's output (`None`
+            where a selection leaves one out), empty when no frame ran through the stock layers.
+        attentions (`tuple(torch.FloatTensor)`): every vision attention's weights (eager attention only).
+        result: what the call returned.
     """
 
-    output_hidden_states: bool | list[int] = False
-    output_attentions: bool = False
-    text: BaseModelOutputWithPooling | None = None
-    vision: BaseModelOutputWithPooling | None = None
+    hidden_states: tuple[torch.FloatTensor | None, ...] | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
+    result: Any = None
+
+
+@capture_outputs(tie_last_hidden_states=False)
+def _recorded(vision_model: PreTrainedModel, run: Callable[[], Any], **recording) -> FrameRecording:
+    """`run()` under `vision_model`'s output recording (transformers' `capture_outputs`, exactly as on
+    `CLIPVisionModel.forward`: its `_can_record_outputs`, its config's defaults and layer count)."""
+    return FrameRecording(result=run())
 
 
 class ImageTextTower(nn.Module):
@@ -197,7 +201,6 @@ class ImageTextTower(nn.Module):
         self.logit_scale = nn.Parameter(torch.full(shape, float(config.logit_scale_init_value)))
         if self.family.has_logit_bias:
             self.logit_bias = nn.Parameter(torch.full(shape, float(config.logit_bias_init_value)))
-        self._capture: TowerCapture | None = None
         self.patch_embedding_3d = None
         if config.linear_patch == "3d":
             patch = vision_config.patch_size
@@ -220,33 +223,14 @@ class ImageTextTower(nn.Module):
         logits = self.logit_scale.exp() * cosine
         return logits + self.logit_bias if self.family.has_logit_bias else logits
 
-    @contextlib.contextmanager
-    def capture(
-        self, output_hidden_states: bool | list[int] | None = False, output_attentions: bool | None = False
-    ) -> Iterator[TowerCapture]:
-        """Keep the towers' outputs (and per-layer hidden states / attentions when asked) of the `encode_text` /
-        `encode_frames` calls made inside, whatever method makes them: one pass gives the method's scores and the
-        towers' internals, as transformers' `output_hidden_states` / `output_attentions` ask.
-
-        Example:
-
-        ```python
-        >>> with model.clip.capture(output_hidden_states=True) as captured:
-        ...     video = model.encode_video(pixel_values_videos)
-        >>> len(captured.vision.hidden_states)  # embeddings + one per vision layer
-        ```
-        """
-        previous = self._capture
-        self._capture = TowerCapture(output_hidden_states or False, bool(output_attentions))
-        try:
-            yield self._capture
-        finally:
-            self._capture = previous
-
     # -------------------------------------------------------------------------------------------------- text
 
     def encode_text(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        output_hidden_states: bool | list[int] | None = None,
+        output_attentions: bool | None = None,
     ) -> BaseModelOutputWithPooling:
         """Run the text tower.
 
@@ -254,23 +238,25 @@ class ImageTextTower(nn.Module):
             input_ids: `(batch_size, max_words)` laid out as the family's tokenizer does (see `TowerFamily`).
             attention_mask: `(batch_size, max_words)`; CLIP's causal mask already hides the padding after the
                 end-of-text token, and SigLIP is run without it, as both were trained.
+            output_hidden_states / output_attentions: passed to the text model, which records them itself
+                (default: its config's). `output_hidden_states` may be indices of the hidden states to keep.
 
         Returns:
             The text model's output whose `pooler_output` `(batch_size, projection_dim)` is the pooled feature in the
-            shared space, not normalised; `last_hidden_state` `(batch_size, max_words, text_width)`.
+            shared space, not normalised; `last_hidden_state` `(batch_size, max_words, text_width)`;
+            `hidden_states` / `attentions` when asked (`attentions` `None` when none were formed: SDPA).
         """
         mask = attention_mask if self.family.text_uses_attention_mask else None
-        capture = self._capture
-        flags = {} if capture is None else {"output_hidden_states": capture.output_hidden_states}
-        # attention weights are recorded here, as for the frames, whatever attention module a method puts in a layer
-        with self._recording_attentions(capture, self.text_model.encoder.layers) as attentions:
-            outputs = self.text_model(input_ids=input_ids, attention_mask=mask, return_dict=True, **flags)
-        if self.family.has_projections:
-            outputs.pooler_output = self.text_projection(outputs.pooler_output)
-        if capture is not None:
-            outputs.attentions = tuple(a for a in attentions if a is not None) or None
-            capture.text = outputs
-        return outputs
+        flags = {"output_hidden_states": output_hidden_states, "output_attentions": output_attentions}
+        flags = {name: value for name, value in flags.items() if value is not None}
+        outputs = self.text_model(input_ids=input_ids, attention_mask=mask, return_dict=True, **flags)
+        pooled = self.text_projection(outputs.pooler_output) if self.family.has_projections else outputs.pooler_output
+        return BaseModelOutputWithPooling(
+            last_hidden_state=outputs.last_hidden_state,
+            pooler_output=pooled,
+            hidden_states=outputs.hidden_states,
+            attentions=outputs.attentions or None,  # SDPA forms no weights: None, not an empty tuple
+        )
 
     # ------------------------------------------------------------------------------------------------ vision
 
@@ -342,42 +328,25 @@ class ImageTextTower(nn.Module):
             A `FrameEncoderOutput`.
         """
         batch_size, num_frames = pixel_values_videos.shape[:2]
-        capture = self._capture
         num_layers = len(self.vision_layers)
         output_layers = list(output_layers) if output_layers is not None else None
         if output_layers is not None and not all(0 <= index < num_layers for index in output_layers):
             raise ValueError(f"output_layers {output_layers} must be layer numbers in [0, {num_layers})")
-        keep_all = output_hidden_states or (capture is not None and bool(capture.output_hidden_states))
         hidden_states = self.embed_frames(pixel_values_videos)
         all_hidden_states = [hidden_states]
         kept: dict[int, torch.Tensor] = {}
-        with self._recording_attentions(capture, self.vision_layers) as attentions:
-            for index, layer in enumerate(self.vision_layers):
-                hidden_states = layer(hidden_states, None)
-                if keep_all:
-                    all_hidden_states.append(hidden_states)
-                if output_layers is not None and index in output_layers:
-                    kept[index] = hidden_states
+        # the stock layers: inside `record_frames`, their own recording hooks keep hidden states / attentions
+        for index, layer in enumerate(self.vision_layers):
+            hidden_states = layer(hidden_states, None)
+            if output_hidden_states:
+                all_hidden_states.append(hidden_states)
+            if output_layers is not None and index in output_layers:
+                kept[index] = hidden_states
         pooled = self.pool_frames(hidden_states).view(batch_size, num_frames, -1)
         patch_tokens = None
         if output_all_tokens:
             tokens = self.project_tokens(hidden_states[:, self.num_prefix_tokens :])
             patch_tokens = tokens.view(batch_size, num_frames, *tokens.shape[1:])
-        if capture is not None:
-
-            def per_video(tensor: torch.Tensor) -> torch.Tensor:
-                return tensor.view(batch_size, num_frames, *tensor.shape[1:])
-
-            # attention weights exist with eager attention only (SDPA does not form them), as in transformers
-            weights = tuple(per_video(a) for a in attentions if a is not None)
-            capture.vision = BaseModelOutputWithPooling(
-                last_hidden_state=per_video(hidden_states),
-                pooler_output=pooled,
-                hidden_states=_select_hidden_states(
-                    tuple(map(per_video, all_hidden_states)), capture.output_hidden_states
-                ),
-                attentions=weights or None,
-            )
         return FrameEncoderOutput(
             pooler_output=pooled,
             patch_tokens=patch_tokens,
@@ -386,21 +355,62 @@ class ImageTextTower(nn.Module):
             layer_outputs=tuple(kept[index] for index in output_layers) if output_layers is not None else None,
         )
 
-    @staticmethod
-    @contextlib.contextmanager
-    def _recording_attentions(capture: TowerCapture | None, layers: nn.ModuleList) -> Iterator[list]:
-        """Collect each layer's attention weights while the layers run (when captured; eager attention only: SDPA
-        forms no weights)."""
-        attentions: list = []
-        handles = []
-        if capture is not None and capture.output_attentions:
-            for layer in layers:
-                handles.append(layer.self_attn.register_forward_hook(lambda _, __, out: attentions.append(out[1])))
-        try:
-            yield attentions
-        finally:
-            for handle in handles:
-                handle.remove()
+    def record_frames(
+        self,
+        encode: Callable[[], Any],
+        num_frames: int,
+        output_hidden_states: bool | list[int] | None = False,
+        output_attentions: bool | None = False,
+    ) -> tuple[Any, BaseModelOutputWithPooling | None]:
+        """Call `encode()` (a method's `encode_video`, whatever it does) with the vision tower's own output recording
+        on, and return its result with the vision tower's output per video, as transformers' `output_hidden_states`
+        / `output_attentions` ask.
+
+        The recording is transformers' (`capture_outputs` with the vision model's `_can_record_outputs`, as its
+        `forward` has): the stock vision layers record whenever they run inside, in `encode_frames` or in a
+        method's own loop over `vision_layers`. The last layer's output is always kept, for `last_hidden_state`.
+
+        Args:
+            encode: the call to run.
+            num_frames: frames per video, to lay the recorded `(batch_size * num_frames, ...)` tensors out per video.
+            output_hidden_states: `True`, or indices of the hidden states to keep (the others are `None`).
+            output_attentions: keep each layer's attention weights (eager attention only: SDPA forms none).
+
+        Returns:
+            `encode()`'s result and a `BaseModelOutputWithPooling` with every tensor per video:
+            `last_hidden_state` `(batch, frames, tokens, vision_width)` (the last layer's output, before the
+            post-LayerNorm), `pooler_output` `(batch, frames, projection_dim)` (`pool_frames` of it), `hidden_states`
+            (the embeddings + each layer) and `attentions` `(batch, frames, heads, tokens, tokens)` per layer when
+            asked; `None` when no frame ran through the stock layers one by one (DAVRL's own token layout).
+        """
+        last = len(self.vision_layers)  # the hidden states are the first layer's input, then each layer's output
+        selected = selected_hidden_states(output_hidden_states)
+        asked = resolve_hidden_states_indices(self.vision_model, selected) if selected is not None else None
+        keep = sorted(asked | {last}) if asked is not None else (True if output_hidden_states else [last])
+        recording = _recorded(
+            self.vision_model, encode, output_hidden_states=keep, output_attentions=bool(output_attentions),
+            return_dict=True,
+        )
+        recorded = recording.hidden_states
+        if len(recorded) != last + 1:  # no frame ran through the stock layers one by one
+            return recording.result, None
+
+        def per_video(tensor: torch.Tensor) -> torch.Tensor:
+            return tensor.view(-1, num_frames, *tensor.shape[1:])
+
+        last_hidden_state = recorded[-1]
+        hidden_states = None
+        if output_hidden_states:
+            hidden_states = tuple(
+                per_video(state) if state is not None and (asked is None or index in asked) else None
+                for index, state in enumerate(recorded)
+            )
+        return recording.result, BaseModelOutputWithPooling(
+            last_hidden_state=per_video(last_hidden_state),
+            pooler_output=per_video(self.pool_frames(last_hidden_state)),
+            hidden_states=hidden_states,
+            attentions=tuple(map(per_video, recording.attentions or ())) or None,
+        )
 
     # ------------------------------------------------------------------------------------------ initialising
 
@@ -453,21 +463,9 @@ class ImageTextTower(nn.Module):
         return [name for name, parameter in self.named_parameters() if id(parameter) in frozen_ids]
 
 
-def _select_hidden_states(
-    hidden_states: tuple[torch.Tensor, ...], selection: bool | list[int]
-) -> tuple[torch.Tensor | None, ...] | None:
-    """All hidden states (`True`), none (`False`), or those at the given indices with `None` elsewhere."""
-    if not selection:
-        return None
-    if selection is True:
-        return hidden_states
-    kept = {index % len(hidden_states) for index in selection}
-    return tuple(state if index in kept else None for index, state in enumerate(hidden_states))
-
-
 __all__ = [
     "FrameEncoderOutput",
-    "TowerCapture",
+    "FrameRecording",
     "ImageTextTower",
     "LOSSES",
     "TOWER_FAMILIES",

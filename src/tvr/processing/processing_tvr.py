@@ -16,7 +16,13 @@ TEXT_PADDINGS = ("clip4clip", "max_length")
 
 class TVRProcessorKwargs(ProcessingKwargs, total=False):
     """Call options of :class:`TVRProcessor`: the tokenizer's (``padding``, ``max_length``, ``truncation``; default
-    ``padding="max_length"`` to the processor's ``max_words``) and every :class:`TVRVideoProcessorKwargs` option."""
+    ``padding="max_length"`` to the processor's ``max_words``) and every :class:`TVRVideoProcessorKwargs` option.
+
+    The defaults are what ``processor._merge_kwargs`` returns, so ``processor(text=t)`` equals
+    ``processor.tokenizer(t, **processor._merge_kwargs(TVRProcessorKwargs, ...)["text_kwargs"])`` (before the
+    ``"clip4clip"`` zero padding): ``padding`` and ``truncation`` here, ``max_length`` the instance's ``max_words``
+    (``TVRProcessor.text_kwargs``, the per-processor defaults ``_merge_kwargs`` reads below these).
+    """
 
     videos_kwargs: TVRVideoProcessorKwargs
     _defaults = {"text_kwargs": {"padding": "max_length", "truncation": True}}
@@ -78,7 +84,7 @@ class TVRProcessor(ProcessorMixin):
         data = {}
         if text is not None:
             text_kwargs = dict(options["text_kwargs"])
-            if text_kwargs.get("max_length") is None:  # neither the call nor the tokenizer's own settings give one
+            if text_kwargs.get("max_length") is None:  # a call's explicit max_length=None: still max_words long
                 text_kwargs["max_length"] = self.max_words
             data.update(self._tokenize(text, text_kwargs))
         if videos is not None:
@@ -104,6 +110,13 @@ class TVRProcessor(ProcessorMixin):
                 [token if keep else 0 for token, keep in zip(ids, mask)] for ids, mask in zip(input_ids, attention_mask)
             ]
         return {"input_ids": input_ids, "attention_mask": attention_mask}
+
+    @property
+    def text_kwargs(self) -> dict[str, int]:
+        """This processor's own tokenizer defaults, ``{"max_length": max_words}``: the processor-attribute defaults
+        ``_merge_kwargs`` reads (below ``TVRProcessorKwargs._defaults``, the tokenizer's init kwargs and the call's),
+        so merged kwargs carry the caption length a call uses. A property, not saved: ``max_words`` is."""
+        return {"max_length": self.max_words}
 
     @property
     def model_input_names(self) -> list[str]:

@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import initialization as init
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+from transformers.utils.output_capturing import install_output_capuring_hook
 
 from ...modeling.base import ImageTextRetrievalPreTrainedModel
 from .configuration import DualAttentionConfig
@@ -161,6 +162,10 @@ class DualAttentionModel(DualAttentionPreTrainedModel):
         for tower in (self.clip.text_model, self.clip.vision_model):
             for layer in tower.encoder.layers:
                 layer.self_attn = FusedQKVAttention(tower.config)
+        # the text model records `output_attentions` from these as from the attentions they replace (its
+        # `_can_record_outputs` names that class); the vision forward has its own token layout and records none
+        for layer in self.clip.text_model.encoder.layers:
+            install_output_capuring_hook(layer.self_attn, "attentions", index=1)
         self.global_tokens = GlobalTokens(config.num_global_tokens, config.vision_config.hidden_size)
         self.post_init()
 
