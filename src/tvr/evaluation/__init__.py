@@ -6,6 +6,7 @@
 import os
 
 from .harness import (
+    EvaluationOptions,
     RetrievalEvaluation,
     encode_texts,
     encode_videos,
@@ -18,6 +19,7 @@ from .postprocessing import POSTPROCESSING, dual_softmax, inverted_softmax, post
 RETRIEVAL_METRICS_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "retrieval_metrics.py")
 
 __all__ = [
+    "EvaluationOptions",
     "POSTPROCESSING",
     "RETRIEVAL_METRICS_SCRIPT",
     "RetrievalEvaluation",

@@ -6,7 +6,7 @@ towers (the original's `TVPt_LoRA`: one shared down-projection for q, k and v, n
 `peft` LoRA on `qkv_proj` (`tvr.peft`); this model knows nothing about them, it only exposes one fused
 `self_attn.qkv_proj` per attention (`FusedQKVAttention`) and the global tokens as a module (`global_tokens`).
 
-The video side is re-wired (spec: shared/specs/dual_attention.md §3):
+The video side is re-wired as in the original's `visual_prompt` vision transformer:
 
 - `num_global_tokens` video tokens are prepended once per video;
 - every layer runs two attentions with the same weights: a *local* one inside each frame (later: segment), and a
