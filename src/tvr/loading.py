@@ -111,7 +111,7 @@ def load_model(folder: str | os.PathLike, device: str | torch.device | None = No
     """
     from transformers import AutoModel
 
-    from .modeling import methods  # noqa: F401  (registers the tvr models and processors with the Auto classes)
+    from . import methods  # noqa: F401  (registers the tvr models and processors with the Auto classes)
 
     config_folder = model_config_folder(folder, allow_base_change)
     model = _from_pretrained(AutoModel, config_folder, **from_pretrained_kwargs)

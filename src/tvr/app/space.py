@@ -40,7 +40,7 @@ SPACE_KIND = "space"
 # what tvr 0.1 wrote into a Space folder (recognised as its own before the output marker existed)
 SPACE_FILES = (APP_FILE, "README.md", "requirements.txt", "model", "videos", "index", "tvr-*.whl")
 # what a wheel of tvr is built from: the files setup.cfg packages, and the metadata files it reads
-SOURCE_FILES = ("pyproject.toml", "setup.cfg", "setup.py", "README.md", "LICENSE", "tvr_launcher.py", "tvr")
+SOURCE_FILES = ("pyproject.toml", "setup.cfg", "setup.py", "README.md", "LICENSE", "src")
 APP_TEMPLATE = '''"""A tvr Space (the app of `tvr app`): text search over videos, zero-shot labels and captions for an
 uploaded video."""
 
@@ -156,7 +156,7 @@ def tvr_source() -> Path:
     """
     import tvr
 
-    root = Path(tvr.__file__).resolve().parent.parent
+    root = Path(tvr.__file__).resolve().parents[2]  # CLONE/src/tvr/__init__.py
     if not (root / "setup.cfg").is_file() or not (root / "pyproject.toml").is_file():
         raise FileNotFoundError(f"tvr space bundles tvr as a wheel built from its source, but {os.fspath(root)!r} "
                                 "(where tvr is installed) holds no setup.cfg: run it from a clone of tvr "
@@ -180,7 +180,7 @@ def build_tvr_wheel(destination: str | os.PathLike) -> Path:
         copy.mkdir()
         for name in SOURCE_FILES:
             if (source / name).is_dir():
-                shutil.copytree(source / name, copy / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+                shutil.copytree(source / name, copy / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info"))
             elif (source / name).is_file():
                 shutil.copy2(source / name, copy / name)
         build = subprocess.run(
