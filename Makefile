@@ -6,7 +6,7 @@ export HF_DATASETS_OFFLINE := 1
 export HF_EVALUATE_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install test demo bench clean
+.PHONY: install lint test demo bench clean
 
 $(BIN)/tvr: setup.cfg pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -16,7 +16,10 @@ $(BIN)/tvr: setup.cfg pyproject.toml constraints.txt
 
 install: $(BIN)/tvr
 
-test: install
+lint: install
+	$(BIN)/ruff check src tests benchmarks
+
+test: install lint
 	@# transformers' common tests ship in its sdist only: fetched once into $(VENV)/transformers-tests (a registry
 	@# download like every dependency); without them tests/transformers_common skips with the reason
 	$(BIN)/python tests/transformers_common/fetch_transformers_tests.py || echo "could not fetch transformers' tests"

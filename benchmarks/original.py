@@ -19,7 +19,6 @@ process benchmarks one method: CLIP4Clip's and EERCF's code are both a top-level
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import sys
 import tempfile

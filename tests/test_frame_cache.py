@@ -3,7 +3,6 @@ memory-mapped, crash-safe; or in memory) on tiny synthetic videos."""
 
 import multiprocessing
 import os
-import shutil
 import subprocess
 import sys
 

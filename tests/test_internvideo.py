@@ -3,7 +3,7 @@ roles and freezing, gradient checkpointing, save / load, config checks, and the 
 
 import pytest
 import torch
-from model_testers import RetrievalModelTester, tiny_image_text_model, tiny_inputs, tiny_text_config, tiny_vision_config
+from model_testers import RetrievalModelTester, tiny_image_text_model, tiny_inputs
 from transformers import AutoModel
 from transformers.modeling_layers import GradientCheckpointingLayer
 
