@@ -40,7 +40,7 @@ SPACE_KIND = "space"
 # what tvr 0.1 wrote into a Space folder (recognised as its own before the output marker existed)
 SPACE_FILES = (APP_FILE, "README.md", "requirements.txt", "model", "videos", "index", "tvr-*.whl")
 # what a wheel of tvr is built from: the files setup.cfg packages, and the metadata files it reads
-SOURCE_FILES = ("pyproject.toml", "setup.cfg", "setup.py", "README.md", "LICENSE", "tvr_launcher.py", "tvr")
+SOURCE_FILES = ("pyproject.toml", "setup.cfg", "setup.py", "README.md", "LICENSE", "tvr")
 APP_TEMPLATE = '''"""A tvr Space (the app of `tvr app`): text search over videos, zero-shot labels and captions for an
 uploaded video."""
 
@@ -73,7 +73,7 @@ if __name__ == "__main__":
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
-        "space", help="write a Hugging Face Space (Gradio) running `tvr app` for a model, optionally push it",
+        "space",
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("model", help="folder saved with save_pretrained (copied into the Space), or a Hub id")
