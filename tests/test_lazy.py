@@ -14,7 +14,7 @@ import tvr
 from tvr.processing import TVRProcessor, TVRVideoProcessor, train_clip_tokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
-LAZY_PACKAGES = ("tvr", "tvr.convert", "tvr.evaluation", "tvr.hub_cards", "tvr.processing", "tvr.training")
+LAZY_PACKAGES = ("tvr", "tvr.convert", "tvr.data", "tvr.evaluation", "tvr.hub_cards", "tvr.processing", "tvr.training")
 
 
 def fresh(code: str) -> str:
@@ -25,8 +25,10 @@ def fresh(code: str) -> str:
 
 
 def test_import_tvr_loads_neither_torch_nor_transformers():
-    out = fresh("import sys, tvr, tvr.cli, tvr.training, tvr.evaluation, tvr.processing, tvr.convert, tvr.hub_cards\n"
-                "print(sorted(m for m in ('torch', 'transformers', 'tvr.methods', 'tvr.modeling') if m in sys.modules))")
+    out = fresh("import sys, tvr, tvr.cli, tvr.data, tvr.training, tvr.evaluation, tvr.processing, tvr.convert\n"
+                "import tvr.hub_cards\n"
+                "heavy = ('torch', 'transformers', 'datasets', 'tvr.methods', 'tvr.modeling')\n"
+                "print(sorted(m for m in heavy if m in sys.modules))")
     assert out.strip() == "[]"
 
 
@@ -109,7 +111,8 @@ def test_pipeline_of_a_model_object_and_the_task_list(saved_folder):
                 "from transformers.pipelines import get_supported_tasks\n"
                 "assert 'zero-shot-video-classification' in get_supported_tasks()\n"
                 "model = tvr.CLIP4ClipModel.from_pretrained(FOLDER)\n"
-                "p = pipeline('video-text-retrieval', model=model, processor=tvr.TVRProcessor.from_pretrained(FOLDER))\n"
+                "processor = tvr.TVRProcessor.from_pretrained(FOLDER)\n"
+                "p = pipeline('video-text-retrieval', model=model, processor=processor)\n"
                 "print(type(p).__name__)\n")
     assert out.strip().endswith("VideoTextRetrievalPipeline")
 

@@ -291,7 +291,8 @@ def test_tvr_help_lists_every_command_without_importing_torch(capsys):
     # in a fresh interpreter, as the console script runs it: nothing heavy is imported for the help
     for argv in (["--help"], *([name, "--help"] for name in LIGHT_HELP)):
         probe = ("import contextlib, io, sys, tvr.cli\n"
-                 f"with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit): tvr.cli.main({argv})\n"
+                 "with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):\n"
+                 f"    tvr.cli.main({argv})\n"
                  "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))")
         result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300,
                                 cwd=Path(__file__).resolve().parents[1])
