@@ -49,6 +49,8 @@ class _CallbackLoader(importlib.abc.Loader):
             callback(module)
 
     def __getattr__(self, name):  # get_source, is_package, get_resource_reader, ...: the module's own loader's
+        if name == "loader":
+            raise AttributeError(name)
         return getattr(self.loader, name)
 
 
