@@ -19,7 +19,7 @@ LAYERS = ("utils", "modeling", "processing", "data", "convert", "evaluation", "p
 def command_modules() -> set[str]:
     from tvr.cli import COMMANDS
 
-    return set(COMMANDS.values()) | {"tvr.cli", "tvr.__main__"} | {
+    return {command.module for command in COMMANDS.values()} | {"tvr.cli", "tvr.__main__"} | {
         ".".join(path.relative_to(SRC).with_suffix("").parts) for path in SRC.glob("tvr/*/__main__.py")}
 
 
@@ -44,8 +44,8 @@ def test_sub_packages_import_only_downwards():
     for path in sorted((SRC / "tvr").rglob("*.py")):
         module = ".".join(path.relative_to(SRC).with_suffix("").parts).removesuffix(".__init__")
         parts = module.split(".")
-        if module in commands or len(parts) < 2 or parts[1] in ("__init__", "_deprecated", "__main__"):
-            continue  # the top: tvr/__init__.py, the old names, the commands
+        if module in commands or len(parts) < 2 or parts[1] in ("__init__", "_deprecated", "_lazy", "__main__"):
+            continue  # the top: tvr/__init__.py, the old names, the lazy loading (strings only), the commands
         layer = LAYERS.index(parts[1])
         for name, line in imports_of(path):
             target = name.split(".")[1]
@@ -57,7 +57,8 @@ def test_sub_packages_import_only_downwards():
 
 def test_every_sub_package_has_a_layer():
     packages = {path.name for path in (SRC / "tvr").iterdir() if (path / "__init__.py").exists()}
-    modules = {path.stem for path in (SRC / "tvr").glob("*.py")} - {"__init__", "__main__", "_deprecated", "cli", "demo"}
+    top = {"__init__", "__main__", "_deprecated", "_lazy", "cli", "demo"}
+    modules = {path.stem for path in (SRC / "tvr").glob("*.py")} - top
     assert packages | modules <= set(LAYERS)
 
 

@@ -1,39 +1,55 @@
 """tvr: text-to-video retrieval on Hugging Face transformers.
 
-Importing ``tvr`` registers every config, model and processor with the transformers Auto classes, so
-``AutoModel.from_pretrained(dir)`` and ``AutoProcessor.from_pretrained(dir)`` work on saved tvr folders, and
-registers tvr's pipelines (``pipeline("video-text-retrieval")``, ``pipeline("zero-shot-video-classification")``).
+``import tvr`` is light (no torch, no transformers): every name below loads on first use (``tvr.CLIP4ClipModel``,
+``from tvr import TVRProcessor``, ``tvr.retrieval``), as transformers' own top-level module does. It also makes tvr's
+configs, models and processors known to the transformers Auto classes and its pipelines to ``pipeline()``
+(``"video-text-retrieval"``, ``"zero-shot-video-classification"``) before the first lookup needs them, whichever of
+tvr and transformers is imported first: ``AutoModel.from_pretrained(dir)``, ``AutoProcessor.from_pretrained(dir)`` and
+``pipeline("video-text-retrieval", model=dir)`` work on saved tvr folders after ``import tvr`` (see :mod:`tvr._lazy`).
 """
 
-from . import methods, modeling, processing  # importing tvr.methods registers every method
-from .methods import METHODS, Method, register_method  # noqa: F401
-from .methods.clip4clip import *  # noqa: F401,F403
-from .methods.dual_attention import *  # noqa: F401,F403
-from .methods.eercf import *  # noqa: F401,F403
-from .methods.emcl import *  # noqa: F401,F403
-from .methods.internvideo import *  # noqa: F401,F403
-from .modeling import *  # noqa: F401,F403
-from .processing import *  # noqa: F401,F403
-from .merging import merge_weights  # noqa: F401
-from . import pipelines  # noqa: F401  (registers tvr's pipelines with transformers' PIPELINE_REGISTRY)
-from . import _deprecated
+from __future__ import annotations
 
-_deprecated.install()  # tvr 0.1's import paths (tvr.modeling.modeling_clip4clip, ...) for one more release
+from . import _deprecated, _lazy
 
 __version__ = "0.1.0"
 
-# the task packages load on first use (`tvr.data`, `tvr.evaluation`, ...), so `import tvr` stays as light as the
-# Auto registration allows and every one of them is still reachable from it
-SUBPACKAGES = ("convert", "data", "evaluation", "hub_cards", "retrieval", "training", "utils")
+# the modules whose public names (their ``__all__``) are tvr's: module -> names
+EXPORTS = {
+    "methods.registry": ("METHODS", "Method", "register_method"),
+    "methods.clip4clip": ("CLIP4ClipConfig", "CLIP4ClipModel", "CLIP4ClipPreTrainedModel", "TemporalTransformerConfig"),
+    "methods.dual_attention": ("DualAttentionConfig", "DualAttentionModel", "DualAttentionPreTrainedModel",
+                               "dual_attention_lora_config", "get_dual_attention_peft_model"),
+    "methods.eercf": ("EERCFConfig", "EERCFModel", "EERCFPreTrainedModel"),
+    "methods.emcl": ("EMCLConfig", "EMCLModel", "EMCLPreTrainedModel"),
+    "methods.internvideo": ("InternVideoConfig", "InternVideoModel", "InternVideoPreTrainedModel",
+                            "InternVideoVideoEncoding"),
+    "modeling": ("FrameEncoderOutput", "ImageTextRetrievalConfig", "ImageTextRetrievalPreTrainedModel", "ImageTextTower",
+                 "MeanPHead", "RetrievalLossOutput", "RetrievalOutput", "SeqLSTMHead", "SeqTransfHead",
+                 "TemporalTransformer", "TemporalTransformerConfig", "TextEncoding", "TOWER_FAMILIES",
+                 "TightTransfHead", "TowerFamily", "VideoEncoding", "concat_encodings", "contrastive_loss",
+                 "inflate_patch_kernel", "masked_mean", "mean_pool_normalized", "sigmoid_loss", "slice_encoding"),
+    "processing": ("TEXT_PADDINGS", "TVRProcessor", "TVRProcessorKwargs", "TVRVideoProcessor",
+                   "TVRVideoProcessorKwargs", "TVRVideosKwargs", "clip_frame_range", "normalize_videos",
+                   "order_frame_indices", "processor_for_image_text_model", "per_second_frame_indices",
+                   "sample_frame_indices", "segment_middle_frame_indices", "slice_frame_indices",
+                   "train_clip_tokenizer"),
+    "merging": ("merge_weights",),
+}
+# every sub-package and module, loaded on first use (`tvr.data`, `tvr.evaluation`, ...)
+SUBPACKAGES = ("app", "cli", "convert", "data", "demo", "evaluation", "hub_cards", "loading", "merging", "methods",
+               "modeling", "peft", "pipelines", "processing", "retrieval", "training", "utils")
+
+_lazy_getattr, __dir__ = _lazy.lazy_names(__name__, EXPORTS, SUBPACKAGES)
 
 
 def __getattr__(name: str):
-    if name in SUBPACKAGES:
-        import importlib
+    try:
+        return _lazy_getattr(name)
+    except AttributeError:
+        return _deprecated.old_attribute(__name__, name)  # tvr 0.1's names, with a FutureWarning
 
-        return importlib.import_module(f"{__name__}.{name}")
-    return _deprecated.old_attribute(__name__, name)  # tvr 0.1's names, with a FutureWarning
+__all__ = sorted({name for names in EXPORTS.values() for name in names})  # `from tvr import *`
 
-
-def __dir__():
-    return sorted(set(globals()) | set(SUBPACKAGES))
+_lazy.install()  # tvr's configs, models, processors and pipelines known to transformers on first need
+_deprecated.install()  # tvr 0.1's import paths (tvr.modeling.modeling_clip4clip, ...) for one more release

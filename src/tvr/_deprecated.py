@@ -93,21 +93,32 @@ def old_attribute(module_name: str, name: str):
     return getattr(importlib.import_module(target), new_name or name)
 
 
-def _module_getattr(module_name: str):
+def _module_getattr(module_name: str, own=None):
     def __getattr__(name: str):
-        return old_attribute(module_name, name)
+        if name in ATTRIBUTES[module_name] or own is None:
+            return old_attribute(module_name, name)
+        return own(name)  # the package's own lazy names
 
+    __getattr__.serves_old_names = True
     return __getattr__
 
 
+def _serve_old_attributes(module) -> None:
+    own = vars(module).get("__getattr__")
+    if not getattr(own, "serves_old_names", False):
+        module.__getattr__ = _module_getattr(module.__name__, own)
+
+
 def install() -> None:
-    """Serve the old names (idempotent)."""
+    """Serve the old names (idempotent); imports nothing: the old attributes of ``tvr.modeling`` and the others go in
+    when each is imported."""
+    from ._lazy import after_import
+
     if not any(isinstance(finder, _AliasFinder) for finder in sys.meta_path):
         sys.meta_path.insert(0, _AliasFinder())
-    for module_name in ATTRIBUTES:
-        module = importlib.import_module(module_name)
-        if "__getattr__" not in vars(module):
-            module.__getattr__ = _module_getattr(module_name)
+        for module_name in ATTRIBUTES:
+            if module_name != "tvr":  # tvr's own __getattr__ asks old_attribute
+                after_import(module_name, _serve_old_attributes)
 
 
 __all__ = ["ATTRIBUTES", "MODULES", "RENAMED", "install", "old_attribute"]

@@ -1,8 +1,10 @@
 """The ``tvr`` command line: ``tvr <command> --help`` for each command.
 
-Each command lives next to the code it drives; a module listed here exposes
-``add_parser(subparsers) -> argparse.ArgumentParser`` and sets ``func`` on the parser it creates
-(``parser.set_defaults(func=run)``), where ``run(args)`` returns an exit code or ``None``.
+Each command lives next to the code it drives; a module listed in :data:`COMMANDS` (with the command's one-line
+help) exposes ``add_parser(subparsers) -> argparse.ArgumentParser`` and sets ``func`` on the parser it creates
+(``parser.set_defaults(func=run)``), where ``run(args)`` returns an exit code or ``None``. A command module imports
+torch and transformers inside ``run`` only, and ``tvr`` imports only the module of the command given, so
+``tvr --help`` and ``tvr COMMAND --help`` answer at once.
 """
 
 from __future__ import annotations
@@ -11,41 +13,75 @@ import argparse
 import importlib
 import os
 import sys
+from typing import NamedTuple
 
-# command name -> module that defines it (imported only when present, so a partial install still runs)
+DESCRIPTION = "Text-to-video retrieval on transformers."
+
+
+class Command(NamedTuple):
+    module: str  # the module whose add_parser(subparsers) defines the command
+    help: str  # its one line in `tvr --help`
+
+
+# every command: its module (imported only when the command runs or shows its --help) and its one-line help
 COMMANDS = {
-    "compress": "tvr.processing.compress",
-    "convert": "tvr.convert.cli",
-    "train": "tvr.training.cli",
-    "eval": "tvr.evaluation.cli",
-    "index": "tvr.retrieval.cli",
-    "search": "tvr.retrieval.cli",
-    "merge": "tvr.loading",
-    "card": "tvr.hub_cards.cli",
-    "demo": "tvr.demo",
-    "app": "tvr.app.cli",
-    "space": "tvr.app.space",
+    "compress": Command("tvr.processing.compress", "re-encode a folder of videos at 3 fps, shorter side 224 (as the "
+                        "original code's compress_video.py)"),
+    "convert": Command("tvr.convert.cli", "convert original checkpoints to transformers folders"),
+    "train": Command("tvr.training.cli", "train a retrieval model"),
+    "eval": Command("tvr.evaluation.cli", "evaluate a saved model on a dataset split (R@K, MedR, MeanR; optional DSL / "
+                    "QB-Norm)"),
+    "index": Command("tvr.retrieval.cli", "encode a folder of videos with a saved model into a searchable index"),
+    "search": Command("tvr.retrieval.cli", "rank the videos of an index for a text query"),
+    "merge": Command("tvr.loading", "merge a peft adapter folder (DAVRL) into its base: a plain model folder for every "
+                     "command"),
+    "card": Command("tvr.hub_cards.cli", "write a model card into a saved model folder (and optionally push the folder "
+                    "to the Hub)"),
+    "demo": Command("tvr.demo", "synthetic data -> tokenizer -> train CLIP4Clip from scratch -> evaluate -> card -> "
+                    "search"),
+    "app": Command("tvr.app.cli", "serve a browser app: text search over videos, zero-shot labels and captions for an "
+                   "upload"),
+    "space": Command("tvr.app.space", "write a Hugging Face Space (Gradio) running `tvr app` for a model, optionally "
+                     "push it"),
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from tvr_launcher import DESCRIPTION  # the console command's launcher lists the commands without importing tvr
+class _Commands(argparse._SubParsersAction):
+    """`tvr`'s sub-commands: a command's help (and default description) is its line in :data:`COMMANDS`."""
 
-    parser = argparse.ArgumentParser(prog="tvr", description=DESCRIPTION)
-    subparsers = parser.add_subparsers(dest="command", required=True)
-    seen = set()
-    for module_name in COMMANDS.values():
-        if module_name in seen:
-            continue
-        seen.add(module_name)
+    def add_parser(self, name, **kwargs):
+        if name in COMMANDS:
+            kwargs["help"] = COMMANDS[name].help
+            kwargs.setdefault("description", COMMANDS[name].help)
+        return super().add_parser(name, **kwargs)
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The ``tvr`` parser. Its commands' modules are imported for ``command`` only (every command's when ``None``):
+    the others are listed by their help line, so ``tvr --help`` and ``tvr COMMAND --help`` import no torch."""
+    parser = argparse.ArgumentParser(prog="tvr", description=DESCRIPTION,
+                                     epilog="`tvr COMMAND --help` shows a command's options.")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", action=_Commands,
+                                       title="commands")
+    modules = [spec.module for name, spec in COMMANDS.items() if command is None or name == command]
+    for module_name in dict.fromkeys(modules):
         try:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError as error:
             if not (module_name == error.name or module_name.startswith(f"{error.name}.")):
                 raise  # a real import error inside the command's module
-            continue
+            continue  # a partial install: the command is listed, and says so when run
         module.add_parser(subparsers)
+    for name in COMMANDS:  # the commands not loaded: their line in the listing
+        if name not in subparsers.choices:
+            subparsers.add_parser(name, add_help=False).set_defaults(func=_not_installed)
+    subparsers._choices_actions.sort(key=lambda action: list(COMMANDS).index(action.dest))  # COMMANDS' order
     return parser
+
+
+def _not_installed(args: argparse.Namespace) -> int:
+    raise SystemExit(f"tvr: error: `tvr {args.command}` needs {COMMANDS[args.command].module}, which this "
+                     "installation lacks")
 
 
 # what a user's input can cause (a missing file, a bad value, a tokenizer that does not fit): one line, no traceback
@@ -55,7 +91,8 @@ TRACEBACK_ENV = "TVR_TRACEBACK"
 
 def main(argv: list[str] | None = None) -> int:
     """Run ``tvr <command>`` and return its exit code; errors propagate (for callers and tests)."""
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else [str(arg) for arg in argv]
+    args = build_parser(argv[0] if argv and argv[0] in COMMANDS else "").parse_args(argv)
     if getattr(args, "device", None) is not None:  # every command's --device, checked before anything loads
         from tvr.utils.device import check_device
 

@@ -54,7 +54,7 @@ DEMO_ENTRIES = ("data", "training", "model", "eval_results.json", "index", "sear
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
-        "demo", help="synthetic data -> tokenizer -> train CLIP4Clip from scratch -> evaluate -> card -> search",
+        "demo",
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--output", default="demo_output", help="folder for everything the demo writes")

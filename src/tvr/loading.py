@@ -240,13 +240,10 @@ def merge_adapter(adapter_dir: str | os.PathLike, output_dir: str | os.PathLike,
     return Path(output_dir)
 
 
-MERGE_HELP = "merge a peft adapter folder (DAVRL) into its base: a plain model folder for every command"
-
-
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """``tvr merge ADAPTER_DIR OUTPUT_DIR``."""
     parser = subparsers.add_parser(
-        "merge", help=MERGE_HELP,
+        "merge",
         description="Merge a peft adapter folder (e.g. a DAVRL run's best/ or a converted DAVRL folder) into its "
         "base (peft merge_and_unload) and save a plain model folder with its processor: what tvr eval / index / app "
         "/ space, the pipelines and AutoModel load without peft, with the same scores.")

@@ -19,7 +19,7 @@ INSTALL_HINT = "tvr app needs gradio: pip install -e '.[app]' in tvr's clone (or
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
-        "app", help="serve a browser app: text search over videos, zero-shot labels and captions for an upload",
+        "app",
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("model", help="folder saved with save_pretrained (model + processor), or a Hub id")

@@ -73,7 +73,7 @@ if __name__ == "__main__":
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
-        "space", help="write a Hugging Face Space (Gradio) running `tvr app` for a model, optionally push it",
+        "space",
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("model", help="folder saved with save_pretrained (copied into the Space), or a Hub id")

@@ -4,20 +4,12 @@
 the method converters compose; `arguments` the original flags and `--set`; `layouts` which method a checkpoint is.
 """
 
-from .openai_clip import (
-    clip_config_from_openai,
-    convert_openai_clip,
-    convert_openai_clip_state_dict,
-    convert_resblocks,
-    load_original_state_dict,
-    raise_on_unknown_keys,
-)
+from .._lazy import lazy_names
 
-__all__ = [
-    "clip_config_from_openai",
-    "convert_openai_clip",
-    "convert_openai_clip_state_dict",
-    "convert_resblocks",
-    "load_original_state_dict",
-    "raise_on_unknown_keys",
-]
+# module -> the names it gives the package, each loaded on first use (`import tvr.X.cli` stays light)
+EXPORTS = {
+    "openai_clip": ("clip_config_from_openai", "convert_openai_clip", "convert_openai_clip_state_dict",
+                    "convert_resblocks", "load_original_state_dict", "raise_on_unknown_keys"),
+}
+__getattr__, __dir__ = lazy_names(__name__, EXPORTS)
+__all__ = sorted({name for names in EXPORTS.values() for name in names})

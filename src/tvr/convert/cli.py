@@ -23,7 +23,7 @@ def converter_modules() -> list[str]:
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser("convert", help="convert original checkpoints to transformers folders")
+    parser = subparsers.add_parser("convert")
     formats = parser.add_subparsers(dest="format", required=True, metavar="FORMAT")
     for module_name in converter_modules():
         try:

@@ -1,37 +1,13 @@
 """Annotation readers (``load_annotations``) and the synthetic video-caption generator."""
 
-from .readers import (
-    FEATURES,
-    READERS,
-    load_activitynet,
-    load_annotations,
-    load_didemo,
-    load_generic,
-    load_lsmdc,
-    load_msrvtt,
-    load_msvd,
-    load_vatex,
-)
-from .synthetic import Event, describe, generate_events, make_synthetic_dataset, render_frames, write_video
-from .videos import index_video_files, resolve_video_paths
+from .._lazy import lazy_names
 
-__all__ = [
-    "FEATURES",
-    "READERS",
-    "Event",
-    "describe",
-    "generate_events",
-    "index_video_files",
-    "load_activitynet",
-    "load_annotations",
-    "load_didemo",
-    "load_generic",
-    "load_lsmdc",
-    "load_msrvtt",
-    "load_msvd",
-    "load_vatex",
-    "make_synthetic_dataset",
-    "render_frames",
-    "resolve_video_paths",
-    "write_video",
-]
+# module -> the names it gives the package, each loaded on first use (`tvr eval --help` imports the readers only)
+EXPORTS = {
+    "readers": ("FEATURES", "READERS", "load_activitynet", "load_annotations", "load_didemo", "load_generic",
+                "load_lsmdc", "load_msrvtt", "load_msvd", "load_vatex"),
+    "synthetic": ("Event", "describe", "generate_events", "make_synthetic_dataset", "render_frames", "write_video"),
+    "videos": ("index_video_files", "resolve_video_paths"),
+}
+__getattr__, __dir__ = lazy_names(__name__, EXPORTS)
+__all__ = sorted({name for names in EXPORTS.values() for name in names})

@@ -25,29 +25,35 @@ a caption that is not a string, a duration or clip time that is not a number >= 
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 import math
 import os
 import pickle
 from collections import defaultdict
-from typing import Any, Callable, Iterable
-
-import pyarrow as pa
-from datasets import Dataset, Features, Sequence, Value
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from .videos import MissingPolicy, first_existing, index_video_files, resolve_video_paths
 
-FEATURES = Features(
-    {
-        "video_id": Value("string"),
-        "video_path": Value("string"),
-        "caption": Value("string"),
-        "caption_index": Value("int32"),
-        "start": Value("float64"),
-        "end": Value("float64"),
-    }
-)
+if TYPE_CHECKING:
+    from datasets import Dataset, Features
+
+
+@functools.cache
+def _features() -> Features:
+    """The columns every reader gives (:data:`FEATURES`); built on first use, so that importing the readers (``tvr eval
+    --help`` lists them) does not import ``datasets``."""
+    from datasets import Features, Value
+
+    return Features({"video_id": Value("string"), "video_path": Value("string"), "caption": Value("string"),
+                     "caption_index": Value("int32"), "start": Value("float64"), "end": Value("float64")})
+
+
+def __getattr__(name: str):
+    if name == "FEATURES":
+        return _features()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 # a generic annotation file named after one of these holds that split
 SPLIT_NAMES = ("train", "val", "test")
@@ -90,7 +96,10 @@ def _build_dataset(
             rows, paths = [r for r, p in zip(rows, paths) if p], [p for p in paths if p]
             if not rows:
                 raise ValueError(f"{where}: none of the split's videos was found (missing='drop' left no rows)")
-    features = Features({**FEATURES, **(extra_features or {})})
+    import pyarrow as pa
+    from datasets import Dataset, Features
+
+    features = Features({**_features(), **(extra_features or {})})
     columns = {name: [row.get(name) for row in rows] for name in features if name != "video_path"}
     columns["video_path"] = paths
     # an Arrow table with the features' schema: from_dict(features=...) would encode every value in Python (~10x slower)
@@ -262,6 +271,8 @@ def load_msrvtt(
                                  f"MSRVTT_data.json (first: {uncaptioned[:5]})")
             if split == "train":
                 rows = [_row(v, by_video[v][0], captions=by_video[v]) for v in video_ids]
+                from datasets import Sequence, Value
+
                 extra_features = {"captions": Sequence(Value("string"))}
             else:
                 rows = [_row(v, caption, i) for v in video_ids for i, caption in enumerate(by_video[v])]

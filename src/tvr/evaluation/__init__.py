@@ -5,31 +5,15 @@
 
 import os
 
-from .harness import (
-    EvaluationOptions,
-    RetrievalEvaluation,
-    encode_texts,
-    encode_videos,
-    evaluate_retrieval,
-    save_eval_results,
-)
-from .metrics import compute_retrieval_metrics
-from .postprocessing import POSTPROCESSING, dual_softmax, inverted_softmax, postprocessed_metrics, qb_norm
+from .._lazy import lazy_names
 
 RETRIEVAL_METRICS_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "retrieval_metrics.py")
 
-__all__ = [
-    "EvaluationOptions",
-    "POSTPROCESSING",
-    "RETRIEVAL_METRICS_SCRIPT",
-    "RetrievalEvaluation",
-    "compute_retrieval_metrics",
-    "dual_softmax",
-    "encode_texts",
-    "encode_videos",
-    "evaluate_retrieval",
-    "inverted_softmax",
-    "postprocessed_metrics",
-    "qb_norm",
-    "save_eval_results",
-]
+# module -> the names it gives the package, each loaded on first use (`import tvr.X.cli` stays light)
+EXPORTS = {
+    "harness": ("EvaluationOptions", "RetrievalEvaluation", "encode_texts", "encode_videos", "evaluate_retrieval", "save_eval_results"),
+    "metrics": ("compute_retrieval_metrics",),
+    "postprocessing": ("POSTPROCESSING", "dual_softmax", "inverted_softmax", "postprocessed_metrics", "qb_norm"),
+}
+__getattr__, __dir__ = lazy_names(__name__, EXPORTS)
+__all__ = sorted({name for names in EXPORTS.values() for name in names} | {"RETRIEVAL_METRICS_SCRIPT"})

@@ -19,7 +19,6 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
     parser = subparsers.add_parser(
         "eval",
-        help="evaluate a saved model on a dataset split (R@K, MedR, MeanR; optional DSL / QB-Norm)",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -14,7 +14,6 @@ import argparse
 def add_parser(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "card",
-        help="write a model card into a saved model folder (and optionally push the folder to the Hub)",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

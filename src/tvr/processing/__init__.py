@@ -1,33 +1,16 @@
 """Video and text processing: frame sampling, decord decoding, the video processor, the processor, a tokenizer
 trainer and the ``tvr compress`` command."""
 
-from .normalization import normalize_videos
-from .processing_tvr import TEXT_PADDINGS, TVRProcessor, TVRProcessorKwargs, processor_for_image_text_model
-from .sampling import (
-    clip_frame_range,
-    order_frame_indices,
-    per_second_frame_indices,
-    sample_frame_indices,
-    segment_middle_frame_indices,
-    slice_frame_indices,
-)
-from .tokenizer import train_clip_tokenizer
-from .video_processing_tvr import TVRVideoProcessor, TVRVideoProcessorKwargs, TVRVideosKwargs
+from .._lazy import lazy_names
 
-__all__ = [
-    "TEXT_PADDINGS",
-    "TVRProcessor",
-    "TVRProcessorKwargs",
-    "TVRVideoProcessor",
-    "TVRVideoProcessorKwargs",
-    "TVRVideosKwargs",
-    "clip_frame_range",
-    "normalize_videos",
-    "order_frame_indices",
-    "processor_for_image_text_model",
-    "per_second_frame_indices",
-    "sample_frame_indices",
-    "segment_middle_frame_indices",
-    "slice_frame_indices",
-    "train_clip_tokenizer",
-]
+# module -> the names it gives the package, each loaded on first use (`import tvr.X.cli` stays light)
+EXPORTS = {
+    "normalization": ("normalize_videos",),
+    "processing_tvr": ("TEXT_PADDINGS", "TVRProcessor", "TVRProcessorKwargs", "processor_for_image_text_model"),
+    "sampling": ("clip_frame_range", "order_frame_indices", "per_second_frame_indices", "sample_frame_indices",
+                 "segment_middle_frame_indices", "slice_frame_indices"),
+    "tokenizer": ("train_clip_tokenizer",),
+    "video_processing_tvr": ("TVRVideoProcessor", "TVRVideoProcessorKwargs", "TVRVideosKwargs"),
+}
+__getattr__, __dir__ = lazy_names(__name__, EXPORTS)
+__all__ = sorted({name for names in EXPORTS.values() for name in names})

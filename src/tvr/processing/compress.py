@@ -215,7 +215,6 @@ class _InlinePool:
 def add_parser(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "compress",
-        help="re-encode a folder of videos at 3 fps, shorter side 224 (as the original code's compress_video.py)",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

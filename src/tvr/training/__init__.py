@@ -4,33 +4,15 @@ Entry points: :func:`train` (Python), ``tvr train`` and ``accelerate launch -m t
 driven by a :class:`TrainingConfig` (``FLAGS.md`` maps the seeds' flags to it).
 """
 
-from .config import TrainingConfig
-from .gather import all_gather_with_grad, gather_encoding
-from .optimization import (
-    BertAdam,
-    build_optimizer,
-    build_scheduler,
-    freeze_pretrained_layers,
-    parameter_groups,
-    parameter_roles,
-    warmup_cosine,
-)
-from .trainer import ContrastiveStep, build_model, build_processor, read_metrics, train
+from .._lazy import lazy_names
 
-__all__ = [
-    "BertAdam",
-    "ContrastiveStep",
-    "TrainingConfig",
-    "all_gather_with_grad",
-    "build_model",
-    "build_optimizer",
-    "build_processor",
-    "build_scheduler",
-    "freeze_pretrained_layers",
-    "gather_encoding",
-    "parameter_groups",
-    "parameter_roles",
-    "read_metrics",
-    "train",
-    "warmup_cosine",
-]
+# module -> the names it gives the package, each loaded on first use (`import tvr.X.cli` stays light)
+EXPORTS = {
+    "config": ("TrainingConfig",),
+    "gather": ("all_gather_with_grad", "gather_encoding"),
+    "optimization": ("BertAdam", "build_optimizer", "build_scheduler", "freeze_pretrained_layers", "parameter_groups",
+                     "parameter_roles", "warmup_cosine"),
+    "trainer": ("ContrastiveStep", "build_model", "build_processor", "read_metrics", "train"),
+}
+__getattr__, __dir__ = lazy_names(__name__, EXPORTS)
+__all__ = sorted({name for names in EXPORTS.values() for name in names})

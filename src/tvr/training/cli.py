@@ -20,7 +20,7 @@ DESCRIPTION = (
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser("train", help="train a retrieval model", description=DESCRIPTION)
+    parser = subparsers.add_parser("train", description=DESCRIPTION)
     add_config_arguments(parser)
     parser.set_defaults(func=run)
     return parser
