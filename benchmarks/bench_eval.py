@@ -30,9 +30,8 @@ import contextlib
 import time
 
 import numpy as np
-import torch
-
 import original as reference
+import torch
 from original import summarise, synchronize
 
 VARIANTS = ("original", "tvr-fp32", "tvr-bf16")

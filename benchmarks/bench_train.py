@@ -31,9 +31,8 @@ import importlib
 import math
 import time
 
-import torch
-
 import original as reference
+import torch
 from original import PeakMemory, summarise, synchronize
 
 VARIANTS = ("original", "tvr-fp32", "tvr-bertadam", "tvr-bf16", "tvr-bf16-compile")

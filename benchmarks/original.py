@@ -166,10 +166,10 @@ def build_emcl_models(original_dir, seed: int = 42, device: str = "cpu", origina
     """`(original, tvr_model)` EMCL-Net with the same random ViT-B/32 weights: the original reads its CLIP from
     `models/ViT-B-32.pt` beside its code, so the random weights are written there (an ignored folder); tvr's
     converter (`--original-args` flag map) then reads the original's state dict and EM bases."""
-    from tvr.methods.emcl.convert import FLAG_MAP, SIM_HEADER_TO_TEMPORAL_HEAD, emcl_config_from_checkpoint
-    from tvr.methods.clip4clip.convert import convert_clip4clip_state_dict
-    from tvr.convert.openai_clip import load_converted_weights
     from tvr import EMCLModel
+    from tvr.convert.openai_clip import load_converted_weights
+    from tvr.methods.clip4clip.convert import convert_clip4clip_state_dict
+    from tvr.methods.emcl.convert import FLAG_MAP, SIM_HEADER_TO_TEMPORAL_HEAD, emcl_config_from_checkpoint
 
     models = import_renamed_tvr(Path(original_dir).resolve() / EMCL_PACKAGE, "emcl_original", EMCL_HINT)
     torch.manual_seed(seed)
@@ -235,9 +235,9 @@ def build_eercf_models(original_dir, seed: int = 42, device: str = "cpu", origin
                        max_frames: int = 12):
     """`(original, tvr_model)` EERCF with the same random ViT-B/32 weights: its `XCLIP.from_pretrained("cross-base",
     ...)` as `init_model` does with the README's MSR-VTT flags, converted with tvr's EERCF converter."""
-    from tvr.methods.eercf.convert import convert_eercf_state_dict, eercf_config_from_checkpoint
-    from tvr.convert.openai_clip import load_converted_weights
     from tvr import EERCFModel
+    from tvr.convert.openai_clip import load_converted_weights
+    from tvr.methods.eercf.convert import convert_eercf_state_dict, eercf_config_from_checkpoint
 
     modules = import_original(original_dir, "modeling_fineclip_patches_cdcl", EERCF_HINT)
     original = _from_random_clip(modules.modeling_fineclip_patches_cdcl.XCLIP, "seqTransf", seed, max_frames,
@@ -274,9 +274,9 @@ def eercf_original_loss(model, inputs: dict) -> torch.Tensor:
 
 def tvr_from_original(original: torch.nn.Module, sim_header: str, max_frames: int = 12):
     """The original model's weights in a `CLIP4ClipModel`, through tvr's checkpoint converter."""
-    from tvr.methods.clip4clip.convert import clip4clip_config_from_checkpoint, convert_clip4clip_state_dict
-    from tvr.convert.openai_clip import load_converted_weights
     from tvr import CLIP4ClipModel
+    from tvr.convert.openai_clip import load_converted_weights
+    from tvr.methods.clip4clip.convert import clip4clip_config_from_checkpoint, convert_clip4clip_state_dict
 
     state_dict = {key: value.detach().float().cpu() for key, value in original.state_dict().items()}
     config = clip4clip_config_from_checkpoint(state_dict, sim_header=sim_header, max_frames=max_frames, max_words=32)

@@ -6,8 +6,8 @@ import shutil
 import sys
 
 import pytest
-from app_server import REPO_ROOT, free_port, running_app, save_demo_model
 
+from app_server import REPO_ROOT, free_port, running_app, save_demo_model
 from tvr.app import RetrievalDemo
 from tvr.cli import main
 

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 from accelerate.state import AcceleratorState
+
 from test_evaluation_harness import make_tiny_clip4clip
 from test_training import base_config, processor, tiny_model, videos  # noqa: F401  (fixtures)
-
 from tvr.cli import main
 from tvr.evaluation.harness import evaluate_retrieval
 from tvr.retrieval import VideoIndex

@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 import safetensors.torch
 import torch
-from model_testers import tiny_clip4clip_config, tiny_clip4clip_model, tiny_inputs
 from transformers import AutoConfig, AutoModel
 from transformers.modeling_layers import GradientCheckpointingLayer
 
+from model_testers import tiny_clip4clip_config, tiny_clip4clip_model, tiny_inputs
 from tvr.cli import main
-from tvr.methods.clip4clip.convert import convert_clip4clip_state_dict
 from tvr.convert.openai_clip import load_original_state_dict
+from tvr.methods.clip4clip.convert import convert_clip4clip_state_dict
 from tvr.modeling import (
     CLIP4ClipConfig,
     CLIP4ClipModel,

@@ -122,7 +122,6 @@ def test_clean_folder_exits_zero(input_dir, tmp_path, capsys):
 
 def test_one_frame_and_cut_videos_are_compressed(tmp_path):
     from test_bad_videos import write_mp4
-
     from tvr.processing.compress import compress_video
 
     # one frame at 30 fps lasts 1/30 s, under one 3-fps interval: the fps filter alone rounds it to no frame

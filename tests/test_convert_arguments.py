@@ -4,6 +4,7 @@ import argparse
 
 import pytest
 
+from tvr import CLIP4ClipConfig, InternVideoConfig
 from tvr.convert.arguments import (
     OriginalFlags,
     add_config_arguments,
@@ -12,7 +13,6 @@ from tvr.convert.arguments import (
     parse_original_args,
     parse_set_arguments,
 )
-from tvr import CLIP4ClipConfig, InternVideoConfig
 
 ORIGINAL = OriginalFlags("EMCL-Net's main_retrieval.py", "max_frames max_words centerK seed lr local_rank")
 

@@ -11,11 +11,11 @@ import torch
 from torch import nn
 from transformers import CLIPModel
 
+from tvr import CLIP4ClipModel
 from tvr.cli import main
 from tvr.convert import convert_clip4clip_checkpoint, convert_resblocks, load_original_state_dict
-from tvr.methods.clip4clip.convert import clip4clip_config_from_checkpoint, infer_sim_header
 from tvr.convert.openai_clip import clip_config_from_openai
-from tvr import CLIP4ClipModel
+from tvr.methods.clip4clip.convert import clip4clip_config_from_checkpoint, infer_sim_header
 
 FIXTURES = Path(__file__).parent / "fixtures" / "clip4clip"
 OPENAI_CLIP = FIXTURES / "clip_openai_state_dict.bin"

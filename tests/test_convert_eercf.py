@@ -8,9 +8,9 @@ from safetensors.torch import load_file
 from transformers import AutoConfig, AutoModel
 
 from tvr.cli import main
-from tvr.methods.eercf.convert import convert_eercf_checkpoint
 from tvr.convert.openai_clip import load_original_state_dict
 from tvr.methods.eercf.configuration import EERCFConfig
+from tvr.methods.eercf.convert import convert_eercf_checkpoint
 from tvr.methods.eercf.modeling import EERCFModel
 
 # tvr.modeling registers EERCF with the Auto classes; make sure it is registered even before that line lands.

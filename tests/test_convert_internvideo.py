@@ -10,7 +10,10 @@ import torch
 from transformers import AutoModel
 
 import tvr
+from tvr import InternVideoModel
 from tvr.cli import main
+from tvr.convert.openai_clip import load_original_state_dict
+from tvr.evaluation.postprocessing import dual_softmax
 from tvr.methods.internvideo.convert import (
     convert_internvideo_checkpoint,
     convert_internvideo_state_dict,
@@ -18,9 +21,6 @@ from tvr.methods.internvideo.convert import (
     merge_clip_state_dict,
     strip_clip_prefix,
 )
-from tvr.convert.openai_clip import load_original_state_dict
-from tvr.evaluation.postprocessing import dual_softmax
-from tvr import InternVideoModel
 
 FIXTURES = Path(__file__).parent / "fixtures" / "internvideo"
 # case -> (vision heads: not width // 64 in the tiny fixtures, so they come from --set)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import FIXTURES
 
+from conftest import FIXTURES
 from tvr.cli import main
 from tvr.convert import load_original_state_dict
 from tvr.convert.layouts import detect_layout

@@ -6,10 +6,10 @@ import shlex
 
 import pytest
 import torch
-from conftest import FIXTURES
 from safetensors.torch import load_file
 from transformers import AutoModel
 
+from conftest import FIXTURES
 from tvr.cli import main
 from tvr.methods.dual_attention.convert import FLAG_MAP as DAVRL_FLAGS
 

@@ -6,11 +6,11 @@ import json
 
 import pytest
 import torch
+
 from conftest import FIXTURES
 from stand_ins import word_tokenizer
 from test_convert_original_args import CONVERTERS
 from test_dual_attention import ORIGINAL_ARGS as DAVRL_ARGS
-
 from tvr.cli import main
 from tvr.convert import convert_clip4clip_checkpoint
 from tvr.utils.output_dir import MARKER, OutputDirError

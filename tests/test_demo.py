@@ -9,8 +9,8 @@ import pytest
 
 from tvr.cli import main
 from tvr.data import load_generic
-from tvr.evaluation import evaluate_retrieval
 from tvr.demo import DEMO_ENTRIES
+from tvr.evaluation import evaluate_retrieval
 from tvr.retrieval import VideoIndex, load_model_and_processor
 from tvr.utils.output_dir import MARKER, read_marker
 

@@ -6,8 +6,8 @@ import pytest
 import torch
 from accelerate import Accelerator, DistributedDataParallelKwargs, debug_launcher
 from accelerate.state import AcceleratorState
-from model_testers import RetrievalModelTester
 
+from model_testers import RetrievalModelTester
 from tvr import CLIP4ClipModel, TVRVideoProcessor
 from tvr.training.trainer import ContrastiveStep
 

@@ -6,6 +6,13 @@ import json
 import pytest
 import torch
 import torch.nn.functional as F
+from huggingface_hub.errors import StrictDataclassClassValidationError
+from peft import PeftModel
+from peft.tuners.lora import LoraLayer
+from safetensors import safe_open
+from safetensors.torch import load_file
+from transformers import AutoModel
+
 from conftest import FIXTURES
 from model_testers import (
     TOWER_TYPES,
@@ -15,17 +22,10 @@ from model_testers import (
     tiny_text_config,
     tiny_vision_config,
 )
-from huggingface_hub.errors import StrictDataclassClassValidationError
-from peft import PeftModel
-from peft.tuners.lora import LoraLayer
-from safetensors import safe_open
-from safetensors.torch import load_file
-from transformers import AutoModel
-
 from tvr import DualAttentionConfig, DualAttentionModel
 from tvr.cli import main as tvr_main
-from tvr.methods.dual_attention.convert import dual_attention_config_from_checkpoint
 from tvr.methods.dual_attention import get_dual_attention_peft_model
+from tvr.methods.dual_attention.convert import dual_attention_config_from_checkpoint
 from tvr.peft import BASE_RECORD_NAME, adapter_base_model, save_adapter
 from tvr.utils.fingerprint import weights_fingerprint
 

@@ -5,9 +5,9 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from model_testers import RetrievalModelTester
 from transformers import AutoConfig, AutoModel, CLIPConfig, CLIPModel
 
+from model_testers import RetrievalModelTester
 from tvr.methods.eercf.configuration import EERCFConfig
 from tvr.methods.eercf.modeling import (
     EERCFModel,
@@ -17,8 +17,8 @@ from tvr.methods.eercf.modeling import (
     text_gated_pool,
     weak_frame_logits,
 )
-from tvr.modeling.outputs import TextEncoding, concat_encodings
 from tvr.methods.eercf.rerank import top_k_pairs, two_stage_logits
+from tvr.modeling.outputs import TextEncoding, concat_encodings
 
 # tvr.modeling registers EERCF with the Auto classes; make sure it is registered even before that line lands.
 AutoConfig.register("eercf", EERCFConfig, exist_ok=True)

@@ -7,13 +7,13 @@ import pathlib
 
 import pytest
 import torch
-from model_testers import RetrievalModelTester, tiny_inputs, tiny_text_config, tiny_vision_config
 from safetensors.torch import load_file, save_file
 from transformers import CLIPModel
 
-from tvr.methods.emcl.convert import convert_emcl
+from model_testers import RetrievalModelTester, tiny_inputs, tiny_text_config, tiny_vision_config
 from tvr.convert.openai_clip import clip_config_from_openai, convert_openai_clip_state_dict
 from tvr.methods.emcl.configuration import EMCLConfig
+from tvr.methods.emcl.convert import convert_emcl
 from tvr.methods.emcl.em import EMReconstruction, initial_em_bases
 from tvr.methods.emcl.modeling import EMCLModel, EMCLVideoEncoding, text_conditioned_pooling
 from tvr.modeling.outputs import TextEncoding, VideoEncoding

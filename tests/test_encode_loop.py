@@ -9,9 +9,9 @@ from pathlib import Path
 import datasets
 import pytest
 import torch
-from test_evaluation_harness import ROWS, FakeModel, FakeProcessor, make_tiny_clip4clip
 
 import tvr
+from test_evaluation_harness import ROWS, FakeModel, FakeProcessor, make_tiny_clip4clip
 from tvr.evaluation.harness import EvaluationOptions, evaluate_retrieval
 from tvr.modeling.outputs import concat_encodings
 from tvr.processing.encode_loop import encode_video_batches

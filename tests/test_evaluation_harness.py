@@ -216,9 +216,8 @@ def make_tiny_clip4clip(folder, num_videos=5):
     """Synthetic test videos (``folder/data``), a BPE tokenizer trained on their captions, a tiny random CLIP4Clip
     and its ``TVRProcessor``; returns ``(model, processor, dataset)``."""
     from model_testers import tiny_text_config, tiny_vision_config
-
-    from tvr.data import make_synthetic_dataset
     from tvr import CLIP4ClipConfig, CLIP4ClipModel
+    from tvr.data import make_synthetic_dataset
     from tvr.processing import TVRProcessor, TVRVideoProcessor, train_clip_tokenizer
 
     dataset = make_synthetic_dataset(folder / "data", num_videos, size=32, fps=5, duration=4.0, num_events=2,
@@ -331,8 +330,8 @@ def test_bf16_evaluation_runs_under_autocast_and_stays_close(tmp_path, monkeypat
 def test_eval_cli_two_stage_eercf(tmp_path):
     """`tvr eval --rerank-top-k K` on a saved EERCF model: the top-k is taken over the whole gallery even when the
     harness scores texts in blocks, so the matrix equals `similarity(all texts, all videos, rerank_top_k=K)`."""
-    from tvr.cli import main
     from tvr import EERCFConfig, EERCFModel
+    from tvr.cli import main
 
     _, processor, dataset = make_tiny_clip4clip(tmp_path, num_videos=6)
     text = dict(vocab_size=len(processor.tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=1,

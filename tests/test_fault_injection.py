@@ -14,10 +14,10 @@ import signal
 import pytest
 import torch
 from accelerate.state import AcceleratorState
+
 from test_retrieval import corpus  # noqa: F401  (fixture)
 from test_retrieval import tiny_model as tiny_retrieval_model
 from test_training import base_config, cli_run, error_lines, losses, processor, tiny_model, videos  # noqa: F401
-
 from tvr import CLIP4ClipModel
 from tvr.retrieval import VideoIndex, list_video_files
 from tvr.training import checkpointing, train

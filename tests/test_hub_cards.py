@@ -11,7 +11,6 @@ import tvr
 import tvr.hub_cards.push as push_module
 from test_evaluation_harness import make_tiny_clip4clip
 from tvr.cli import main
-from tvr.retrieval import VideoIndex
 from tvr.hub_cards import (
     build_model_card,
     curve_panel,
@@ -22,6 +21,7 @@ from tvr.hub_cards import (
     training_series,
     write_model_card,
 )
+from tvr.retrieval import VideoIndex
 
 CONFIG = {"model_type": "clip4clip", "sim_header": "meanP", "projection_dim": 8, "text_config": {"hidden_size": 8}}
 EVAL = {
@@ -267,7 +267,6 @@ def test_usage_snippet_runs_on_a_saved_model(tmp_path, monkeypatch):
 def _adapter_run(tmp_path):
     """A tiny DAVRL run laid out as `tvr train` writes it: RUN/base (the base) and RUN/best (adapter + processor)."""
     from test_dual_attention_training import DAVRL_KWARGS, make_tiny_clip
-
     from tvr import DualAttentionModel
     from tvr.peft import prepare_adapter_training, save_adapter
 

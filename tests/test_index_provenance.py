@@ -7,8 +7,8 @@ import shutil
 
 import pytest
 import torch
-from test_retrieval import corpus, saved_model, tiny_model  # noqa: F401  (fixtures)
 
+from test_retrieval import corpus, saved_model, tiny_model  # noqa: F401  (fixtures)
 from tvr.cli import main
 from tvr.retrieval import VideoIndex, list_video_files, read_shards
 from tvr.retrieval.index import load_model_and_processor, model_weights_fingerprint

@@ -3,13 +3,12 @@ roles and freezing, gradient checkpointing, save / load, config checks, and the 
 
 import pytest
 import torch
-from model_testers import RetrievalModelTester, tiny_image_text_model, tiny_inputs
 from transformers import AutoModel
 from transformers.modeling_layers import GradientCheckpointingLayer
 
+from model_testers import RetrievalModelTester, tiny_image_text_model, tiny_inputs
 from tvr import InternVideoConfig, InternVideoModel
 from tvr.training.optimization import parameter_groups
-
 
 TESTER = RetrievalModelTester(model_class=InternVideoModel, vision_config={"num_hidden_layers": 3},
                               extractor_layers=[1, 2])

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_dual_attention_training import DAVRL_KWARGS, make_tiny_clip
 
+from test_dual_attention_training import DAVRL_KWARGS, make_tiny_clip
 from tvr.data import make_synthetic_dataset
 from tvr.loading import merge_adapter as tvr_merge
 

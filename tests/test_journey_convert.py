@@ -10,9 +10,9 @@ import subprocess
 import sys
 
 import pytest
+
 from conftest import FIXTURES
 from stand_ins import word_tokenizer
-
 from tvr.cli import console_main
 from tvr.data.synthetic import make_synthetic_dataset
 from tvr.utils.output_dir import MARKER

@@ -11,8 +11,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_retrieval import corpus, saved_model, tiny_model  # noqa: F401  (fixtures)
 
+from test_retrieval import corpus, saved_model, tiny_model  # noqa: F401  (fixtures)
 from tvr.cli import console_main
 from tvr.retrieval.index import INDEX_FILES
 from tvr.retrieval.shards import index_lock

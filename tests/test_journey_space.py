@@ -10,9 +10,9 @@ import subprocess
 
 import pytest
 import yaml
-from app_server import call_api, fresh_venv, run_tvr, running_app, save_demo_model
 
 import tvr
+from app_server import call_api, fresh_venv, run_tvr, running_app, save_demo_model
 from tvr.app.space import wheel_requirements
 from tvr.cli import main
 from tvr.retrieval import load_model_and_processor

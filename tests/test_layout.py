@@ -79,9 +79,9 @@ def test_a_toy_method_is_one_folder(tmp_path, monkeypatch):
     """A new method: its folder (config, model, entry) and one registration; the Auto classes, the processor of its
     saved folders and the card's method name then work like any method's."""
     from transformers import AutoModel
+    from transformers.models.auto.processing_auto import PROCESSOR_MAPPING
 
     from model_testers import tiny_clip4clip_config
-    from transformers.models.auto.processing_auto import PROCESSOR_MAPPING
     from tvr.methods import METHODS, register_method
     from tvr.processing import TVRProcessor
     from tvr.processing.model_processor import FRAME_SAMPLING

@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from stand_ins import word_tokenizer
 
+from stand_ins import word_tokenizer
 from tvr.cli import console_main, main
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -197,8 +197,9 @@ def test_train_data_needs_a_split():
 
 
 def test_train_flags_are_kebab_case_with_snake_case_aliases_and_defaults_in_help(capsys):
-    from tvr.training.config import add_config_arguments, config_from_args
     import argparse
+
+    from tvr.training.config import add_config_arguments, config_from_args
 
     parser = argparse.ArgumentParser()
     add_config_arguments(parser)

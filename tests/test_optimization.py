@@ -4,8 +4,8 @@ import math
 
 import pytest
 import torch
-from model_testers import RetrievalModelTester
 
+from model_testers import RetrievalModelTester
 from tvr.training.optimization import (
     BertAdam,
     build_optimizer,

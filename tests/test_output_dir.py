@@ -6,7 +6,13 @@ import os
 import pytest
 
 from tvr.utils.atomic import atomic_directory
-from tvr.utils.fingerprint import FingerprintMismatch, check_fingerprint, file_fingerprint, same_file, weights_fingerprint
+from tvr.utils.fingerprint import (
+    FingerprintMismatch,
+    check_fingerprint,
+    file_fingerprint,
+    same_file,
+    weights_fingerprint,
+)
 from tvr.utils.output_dir import MARKER, OutputDirError, claim_output_dir, read_marker
 from tvr.utils.values import check_known_keys
 

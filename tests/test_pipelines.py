@@ -5,10 +5,10 @@ batching, dtype, device, index search and input errors."""
 import numpy as np
 import pytest
 import torch
-from model_testers import model_testers, tiny_config_options, tiny_text_config, tiny_vision_config
 from transformers import pipeline
 
 import tvr
+from model_testers import model_testers, tiny_config_options, tiny_text_config, tiny_vision_config
 from tvr.data import make_synthetic_dataset
 from tvr.pipelines import VideoTextRetrievalPipeline, ZeroShotVideoClassificationPipeline
 from tvr.processing import TVRProcessor, TVRVideoProcessor, train_clip_tokenizer

@@ -13,8 +13,8 @@ import shlex
 from pathlib import Path
 
 import pytest
-from stand_ins import word_tokenizer
 
+from stand_ins import word_tokenizer
 from tvr.cli import console_main, main
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -6,11 +6,11 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from model_testers import RetrievalModelTester
 
+from model_testers import RetrievalModelTester
+from tvr import CLIP4ClipModel
 from tvr.cli import main
 from tvr.data import make_synthetic_dataset
-from tvr import CLIP4ClipModel
 from tvr.processing import TVRProcessor, TVRVideoProcessor, train_clip_tokenizer
 from tvr.retrieval import VideoIndex, default_nlist, list_video_files
 
@@ -143,8 +143,9 @@ def test_rerank_gives_the_tight_heads_own_order(corpus):
     assert any(ranking(a) != ranking(b)[:4] for a, b in zip(
         first_stage, index.search(captions, top_k=NUM_VIDEOS, rerank_top_k=NUM_VIDEOS)))
     # the pipeline (and the app, through it) gives rerank_top_k the same meaning and names its score
-    import tvr  # noqa: F401  (registers the pipelines)
     from transformers import pipeline
+
+    import tvr  # noqa: F401  (registers the pipelines)
 
     retriever = pipeline("video-text-retrieval", model=model, processor=processor, device=-1)
     for rerank_top_k, name in ((4, "similarity"), (0, "inner_product")):

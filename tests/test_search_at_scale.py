@@ -13,12 +13,12 @@ import faiss
 import numpy as np
 import pytest
 import torch
+
 from model_testers import RetrievalModelTester
 from test_retrieval import MAX_WORDS, corpus, ranking, saved_model, tiny_model  # noqa: F401  (fixtures)
-
+from tvr import EERCFModel
 from tvr.cli import main
 from tvr.data import make_synthetic_dataset
-from tvr import EERCFModel
 from tvr.retrieval import VideoIndex, build_faiss_index, list_video_files, read_shards
 from tvr.retrieval.faiss_index import recall_at
 from tvr.retrieval.serving import search_parts

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from app_server import run_tvr, save_demo_model
 
 import tvr
+from app_server import run_tvr, save_demo_model
 from tvr.app import space as space_module
 from tvr.app.space import push_space, write_space
 from tvr.cli import main

@@ -6,11 +6,10 @@ import json
 import pytest
 import torch
 import torch.nn.functional as F
-from model_testers import TOWER_TYPES, tiny_image_text_model, tiny_inputs, tiny_text_config
 from transformers import AutoModel, CLIPImageProcessor, CLIPTextConfig, CLIPTextModel, SiglipImageProcessor
 
-from tvr import CLIP4ClipModel, EERCFModel, EMCLModel
-from tvr import METHODS, sigmoid_loss
+from model_testers import TOWER_TYPES, tiny_image_text_model, tiny_inputs, tiny_text_config
+from tvr import METHODS, CLIP4ClipModel, EERCFModel, EMCLModel, sigmoid_loss
 from tvr.modeling.losses import contrastive_loss
 from tvr.processing import processor_for_image_text_model
 from tvr.training import build_optimizer, parameter_groups

@@ -8,7 +8,6 @@ import torch
 from accelerate.state import AcceleratorState
 
 from model_testers import RetrievalModelTester
-
 from tvr import CLIP4ClipModel
 from tvr.cli import main as tvr_main
 from tvr.data import make_synthetic_dataset

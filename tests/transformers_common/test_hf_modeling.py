@@ -13,8 +13,9 @@ common = pytest.importorskip(
     reason="transformers' common tests are not fetched: run `make test` (or tests/transformers_common/"
     "fetch_transformers_tests.py)",
 )
-from model_testers import RetrievalModelTester, model_testers  # noqa: E402
 from transformers_tests.test_configuration_common import ConfigTester  # noqa: E402
+
+from model_testers import RetrievalModelTester, model_testers  # noqa: E402
 
 TESTERS = model_testers()
 

@@ -11,7 +11,6 @@ import functools
 import importlib
 from typing import Callable
 
-
 DTYPE_HELP = "dtype of the saved weights (default float32: the original's fp16 weights are upcast)"
 
 

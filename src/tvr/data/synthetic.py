@@ -223,8 +223,9 @@ def write_video(path: str | os.PathLike, frames: np.ndarray | Sequence[np.ndarra
     Returns:
         The path written, as a string.
     """
-    import av
     from fractions import Fraction
+
+    import av
 
     frames = np.asarray(frames, dtype=np.uint8)
     if frames.ndim != 4 or frames.shape[-1] != 3:

@@ -15,6 +15,7 @@ imports below are one per line and absolute: the metric math lives in ``tvr.eval
 import datasets
 import evaluate
 import numpy
+
 from tvr.evaluation.metrics import compute_retrieval_metrics
 
 _DESCRIPTION = """

@@ -7,7 +7,6 @@
 from transformers.pipelines import PIPELINE_REGISTRY
 
 from ..loading import AutoRetrievalModel
-
 from .video_text_retrieval import VideoTextRetrievalPipeline
 from .zero_shot_video_classification import ZeroShotVideoClassificationPipeline
 

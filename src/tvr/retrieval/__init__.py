@@ -2,9 +2,13 @@
 own gallery scoring where asked (``tvr index`` / ``tvr search`` on the command line; ``accelerate launch -m
 tvr.retrieval index ...`` to encode with several processes)."""
 
-from .faiss_index import INDEX_TYPES, build_faiss_index
-from .index import SearchResult, VideoIndex, default_nlist, list_video_files, load_model_and_processor
-from .shards import encode_shards, read_shards
+from .._lazy import lazy_names
 
-__all__ = ["INDEX_TYPES", "SearchResult", "VideoIndex", "build_faiss_index", "default_nlist", "encode_shards",
-           "list_video_files", "load_model_and_processor", "read_shards"]
+# module -> the names it gives the package, each loaded on first use (`tvr index --help` imports no torch)
+EXPORTS = {
+    "faiss_index": ("INDEX_TYPES", "build_faiss_index", "default_nlist"),
+    "index": ("SearchResult", "VideoIndex", "load_model_and_processor"),
+    "shards": ("encode_shards", "list_video_files", "read_shards"),
+}
+__getattr__, __dir__ = lazy_names(__name__, EXPORTS)
+__all__ = sorted({name for names in EXPORTS.values() for name in names})

@@ -89,8 +89,15 @@ def run_index(args: argparse.Namespace) -> int:
     from ..utils.output_dir import claim_output_dir
     from ..utils.process import exit_with_parent, launched_worker
     from .index import INDEX_FILES, INDEX_KIND, VideoIndex, load_model_and_processor, model_weights_fingerprint
-    from .shards import (SHARD_PATTERNS, SHARDS_KIND, encode_shards, index_lock, prepare_shard_folder,
-                         remove_shard_folder, video_inputs)
+    from .shards import (
+        SHARD_PATTERNS,
+        SHARDS_KIND,
+        encode_shards,
+        index_lock,
+        prepare_shard_folder,
+        remove_shard_folder,
+        video_inputs,
+    )
 
     if launched_worker():  # a worker of torchrun / accelerate launch: exit if the launcher dies
         exit_with_parent()
@@ -137,9 +144,9 @@ def run_index(args: argparse.Namespace) -> int:
 
 
 def run_search(args: argparse.Namespace) -> int:
-    from .index import SCORE_NAMES, VideoIndex
-
     import json
+
+    from .index import SCORE_NAMES, VideoIndex
 
     if args.info:
         print(format_info(args.index_dir))

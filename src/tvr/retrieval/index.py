@@ -40,16 +40,17 @@ import numpy as np
 import torch
 from transformers.utils import ModelOutput
 
+from ..loading import load_model_and_processor  # noqa: F401  (re-exported: tvr.retrieval's public API)
 from ..modeling.outputs import concat_encodings
 from ..processing.bad_videos import check_bad_video_policy, warn_bad_videos
 from ..processing.encode_loop import encode_video_batches
 from ..utils.atomic import atomic_directory, recover_directory
 from ..utils.fingerprint import check_fingerprint, weights_fingerprint
 from .faiss_index import INDEX_TYPES, build_faiss_index, default_nlist, search_index, set_search_parameters
+
 # shards.py is the layer below: it never imports this module
-from .shards import VIDEO_EXTENSIONS, encode_shards, fingerprint_or_none, list_video_files  # noqa: F401
-from .shards import read_provenance, read_shards, tvr_encoding_class as _encoding_class
-from ..loading import load_model_and_processor  # noqa: F401  (re-exported: tvr.retrieval's public API)
+from .shards import VIDEO_EXTENSIONS, encode_shards, fingerprint_or_none, list_video_files, read_provenance, read_shards  # noqa: F401
+from .shards import tvr_encoding_class as _encoding_class
 
 CONFIG_FILE = "index_config.json"
 VIDEOS_FILE = "videos.json"

@@ -29,9 +29,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     import json
 
-    from .trainer import SKIPPED_VIDEOS_FILE, train
-
     from accelerate import PartialState
+
+    from .trainer import SKIPPED_VIDEOS_FILE, train
 
     output_dir = train(config_from_args(args))
     if not PartialState().is_main_process:  # one report per run, not one per process

@@ -69,9 +69,6 @@ from ..peft import (
 from ..processing.normalization import normalize_videos
 from ..utils.output_dir import claim_output_dir, write_marker
 from ..utils.process import exit_with_parent, launched_worker
-from .config import TrainingConfig, rerunnable_config
-from .data import CachedVideoProcessor, CaptionVideoSamples, TrainingCollator
-from .gather import gather_encoding
 from .checkpointing import (  # noqa: F401  (list_checkpoints, resolve_checkpoint: part of this module's API)
     CHECKPOINT_PREFIX,
     list_checkpoints,
@@ -79,6 +76,9 @@ from .checkpointing import (  # noqa: F401  (list_checkpoints, resolve_checkpoin
     resolve_checkpoint,
     save_checkpoint,
 )
+from .config import TrainingConfig, rerunnable_config
+from .data import CachedVideoProcessor, CaptionVideoSamples, TrainingCollator
+from .gather import gather_encoding
 from .optimization import build_optimizer, build_scheduler, freeze_pretrained_layers
 
 SKIPPED_VIDEOS_FILE = "skipped_videos.json"
@@ -159,9 +159,9 @@ def build_model(config: TrainingConfig) -> nn.Module:
     """The model of a config: ``init_from`` a saved tvr model (or a saved adapter, loaded trainable on its base),
     ``from_image_text_model`` an image-text model's weights, or random from ``model_type`` + ``model_kwargs``; every
     registered method works through the Auto classes."""
-    import tvr  # noqa: F401  (registers the tvr model types with the Auto classes)
     from transformers import CONFIG_MAPPING, MODEL_MAPPING, AutoConfig, AutoModel
 
+    from .. import methods  # noqa: F401  (registers the tvr model types with the Auto classes)
     from ..utils.values import check_known_keys, did_you_mean
 
     if config.init_from:
@@ -225,11 +225,10 @@ def build_processor(config: TrainingConfig, model: nn.Module | None = None):
     """The processor of a config, with ``config.processor_kwargs`` overriding its settings (they are saved with
     the trained model): ``AutoProcessor`` from ``config.processor`` or ``init_from``; for ``from_image_text_model``,
     the image-text model's tokenizer with its conventions (:func:`~tvr.processing.processor_for_image_text_model`)."""
-    import tvr  # noqa: F401
     from transformers import AutoProcessor
 
+    from .. import methods  # noqa: F401  (registers the tvr processor with AutoProcessor)
     from ..processing import processor_for_image_text_model
-
     from ..processing.tokenizer import check_tokenizer_fits
     from ..utils.values import check_known_keys
 
@@ -311,7 +310,6 @@ def write_card(directory: Path, config: TrainingConfig, metrics: dict[str, float
     """README.md of a saved model: its evaluation results, the training config and, ``with_curves``, the run's
     training curves plotted from ``metrics.jsonl`` (plotting takes seconds, so only at the end of training)."""
     from ..hub_cards import write_model_card
-
     from ..hub_cards.card import dataset_label
 
     eval_data = config.eval_data or {}

@@ -16,8 +16,6 @@ import re
 
 import torch
 
-from .configuration import CLIP4ClipConfig
-from .modeling import CLIP4ClipModel
 from ...convert.arguments import OriginalFlags, add_config_arguments, config_keys, config_overrides
 from ...convert.openai_clip import (
     clip_config_from_openai,
@@ -30,6 +28,8 @@ from ...convert.openai_clip import (
 )
 from ...convert.output import converted_folder
 from ...convert.processor import add_tokenizer_argument, save_tokenizer_or_processor
+from .configuration import CLIP4ClipConfig
+from .modeling import CLIP4ClipModel
 
 logger = logging.getLogger(__name__)
 

@@ -15,11 +15,11 @@ import torch.nn.functional as F
 from transformers import PreTrainedModel
 
 from ...modeling.base import ImageTextRetrievalPreTrainedModel
-from .configuration import CLIP4ClipConfig
 from ...modeling.heads import TightTransfHead, build_loose_head
 from ...modeling.outputs import TextEncoding, VideoEncoding
 from ...modeling.pooling import mean_pool_normalized
 from ...modeling.towers import ImageTextTower
+from .configuration import CLIP4ClipConfig
 
 
 class CLIP4ClipPreTrainedModel(ImageTextRetrievalPreTrainedModel):

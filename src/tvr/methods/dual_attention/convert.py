@@ -32,18 +32,18 @@ from pathlib import Path
 
 import torch
 
-from .configuration import DualAttentionConfig
-from .modeling import DualAttentionModel
-from ...utils.output_dir import write_marker
 from ...convert.arguments import OriginalFlags, add_config_arguments, config_keys, config_overrides, parse_original_args
-from ...convert.output import KIND, claim_model_dir
-from ...convert.processor import add_tokenizer_argument, save_tokenizer_or_processor
 from ...convert.openai_clip import (
     clip_config_from_openai,
     convert_openai_clip_state_dict,
     load_checkpoint_with_clip,
     raise_on_unknown_keys,
 )
+from ...convert.output import KIND, claim_model_dir
+from ...convert.processor import add_tokenizer_argument, save_tokenizer_or_processor
+from ...utils.output_dir import write_marker
+from .configuration import DualAttentionConfig
+from .modeling import DualAttentionModel
 
 logger = logging.getLogger(__name__)
 

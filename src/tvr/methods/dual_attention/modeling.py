@@ -35,9 +35,9 @@ from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.utils.output_capturing import install_output_capuring_hook
 
 from ...modeling.base import ImageTextRetrievalPreTrainedModel
-from .configuration import DualAttentionConfig
 from ...modeling.outputs import TextEncoding, VideoEncoding
 from ...modeling.towers import ImageTextTower
+from .configuration import DualAttentionConfig
 
 
 def _eager_attention(module, query, key, value, attention_mask, scaling, dropout=0.0, **kwargs):

@@ -15,13 +15,13 @@ import os
 
 import torch
 
-from .configuration import EERCFConfig
-from .modeling import EERCFModel
 from ...convert.arguments import OriginalFlags, add_config_arguments, config_keys, config_overrides
-from ..clip4clip.convert import clip4clip_config_from_checkpoint, convert_clip4clip_state_dict
 from ...convert.openai_clip import finish_conversion, load_checkpoint_with_clip, load_converted_weights
 from ...convert.output import converted_folder
 from ...convert.processor import add_tokenizer_argument, save_tokenizer_or_processor
+from ..clip4clip.convert import clip4clip_config_from_checkpoint, convert_clip4clip_state_dict
+from .configuration import EERCFConfig
+from .modeling import EERCFModel
 
 # EERCF's own keys (original -> tvr); everything else is CLIP4Clip seqTransf.
 EERCF_RENAMES = {"global_mat_weight": "video_logit_weight", "frame_logit_weight": "frame_logit_weight"}

@@ -33,12 +33,12 @@ from transformers import initialization as init
 from transformers.utils import ModelOutput
 
 from ...modeling.base import DEFAULT_GALLERY_BLOCK, ImageTextRetrievalPreTrainedModel
-from .configuration import EERCFConfig
 from ...modeling.heads import SeqTransfHead
 from ...modeling.outputs import RetrievalLossOutput, RetrievalOutput, TextEncoding, VideoEncoding
 from ...modeling.pooling import masked_mean
-from .rerank import two_stage_logits
 from ...modeling.towers import ImageTextTower
+from .configuration import EERCFConfig
+from .rerank import two_stage_logits
 
 
 def weak_frame_logits(frame_sims: torch.Tensor, frame_logit_weight: torch.Tensor, temperature: float) -> torch.Tensor:

@@ -24,15 +24,15 @@ import os
 import torch
 from safetensors.torch import load_file
 
-from .configuration import EMCLConfig
-from .em import initial_em_bases
-from .modeling import EMCLModel
 from ...convert.arguments import OriginalFlags, add_config_arguments, config_keys, config_overrides
-from ..clip4clip.convert import clip4clip_config_from_checkpoint, convert_clip4clip_state_dict
 from ...convert.layouts import check_layout
 from ...convert.openai_clip import finish_conversion, load_converted_weights, load_original_state_dict
 from ...convert.output import converted_folder
 from ...convert.processor import add_tokenizer_argument, save_tokenizer_or_processor
+from ..clip4clip.convert import clip4clip_config_from_checkpoint, convert_clip4clip_state_dict
+from .configuration import EMCLConfig
+from .em import initial_em_bases
+from .modeling import EMCLModel
 
 # The original's --agg_module keys are CLIP4Clip's loose-head keys; CLIP4Clip calls the bare model "meanP".
 SIM_HEADER_TO_TEMPORAL_HEAD = {"meanP": "none", "seqLSTM": "seqLSTM", "seqTransf": "seqTransf"}

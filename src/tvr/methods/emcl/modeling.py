@@ -36,12 +36,12 @@ from torch import nn
 from transformers import initialization as init
 
 from ...modeling.base import ImageTextRetrievalPreTrainedModel
-from .configuration import EMCLConfig
-from .em import EMReconstruction, initial_em_bases
 from ...modeling.heads import build_loose_head
 from ...modeling.outputs import TextEncoding, VideoEncoding
 from ...modeling.pooling import masked_mean
 from ...modeling.towers import ImageTextTower
+from .configuration import EMCLConfig
+from .em import EMReconstruction, initial_em_bases
 
 
 def text_conditioned_pooling(

@@ -19,13 +19,8 @@ import re
 
 import torch
 
-from ...merging import merge_weights
-from .configuration import InternVideoConfig
-from .modeling import InternVideoModel
-from ...processing import TVRProcessor, TVRVideoProcessor
 from ...convert.arguments import OriginalFlags, add_config_arguments, config_keys, config_overrides
 from ...convert.layouts import check_layout
-from ...convert.output import converted_folder
 from ...convert.openai_clip import (
     CLIP_BUFFERS,
     clip_config_from_openai,
@@ -35,6 +30,11 @@ from ...convert.openai_clip import (
     load_original_state_dict,
     raise_on_unknown_keys,
 )
+from ...convert.output import converted_folder
+from ...merging import merge_weights
+from ...processing import TVRProcessor, TVRVideoProcessor
+from .configuration import InternVideoConfig
+from .modeling import InternVideoModel
 
 logger = logging.getLogger(__name__)
 

@@ -30,10 +30,10 @@ from torch import nn
 from transformers import initialization as init
 
 from ...modeling.base import ImageTextRetrievalPreTrainedModel
-from .configuration import InternVideoConfig
 from ...modeling.outputs import TextEncoding, VideoEncoding
 from ...modeling.pooling import masked_mean
 from ...modeling.towers import ImageTextTower
+from .configuration import InternVideoConfig
 
 
 @dataclass
