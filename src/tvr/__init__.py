@@ -52,4 +52,8 @@ def __getattr__(name: str):
 __all__ = sorted({name for names in EXPORTS.values() for name in names})  # `from tvr import *`
 
 _lazy.install()  # tvr's configs, models, processors and pipelines known to transformers on first need
+# transformers' own adapter loading resolves tvr's relative adapter bases (`../base`) against the adapter folder
+from .peft import install_relative_base_resolution  # noqa: E402  (light: json, os, pathlib)
+
+install_relative_base_resolution()
 _deprecated.install()  # tvr 0.1's import paths (tvr.modeling.modeling_clip4clip, ...) for one more release

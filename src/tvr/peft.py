@@ -232,15 +232,19 @@ def install_relative_base_resolution() -> None:
     `find_adapter_config_file` where it is used: for a local adapter folder with such a relative base (or a Hub repo
     holding its base, `./base`, as `tvr card --push-to-hub` uploads an adapter: that folder is downloaded), it returns
     the path of a copy of `adapter_config.json` naming the resolved base; anything else is unchanged. `import tvr`
-    installs it.
+    installs it: each module is wrapped once it has been imported (now, or when transformers imports it), so
+    `import tvr` itself imports no transformers.
     """
-    import importlib
+    from ._lazy import after_import
 
     for name in ("transformers.models.auto.auto_factory", "transformers.integrations.peft", "transformers.pipelines"):
-        module = importlib.import_module(name)
-        find = getattr(module, "find_adapter_config_file", None)
-        if find is not None and not getattr(find, "_tvr_resolves_relative_base", False):
-            module.find_adapter_config_file = _resolving(find)
+        after_import(name, _wrap_find_adapter_config_file)
+
+
+def _wrap_find_adapter_config_file(module) -> None:
+    find = getattr(module, "find_adapter_config_file", None)
+    if find is not None and not getattr(find, "_tvr_resolves_relative_base", False):
+        module.find_adapter_config_file = _resolving(find)
 
 
 def _resolving(find):

@@ -18,12 +18,7 @@ from transformers import Pipeline
 
 from ..loading import load_processor, not_a_retrieval_model
 from ..modeling.outputs import concat_encodings
-from ..peft import install_relative_base_resolution
 from ..processing.encode_loop import encode_video_batches
-
-# transformers' pipeline() reads an adapter's base_model_name_or_path before any tvr code runs: let it resolve tvr's
-# relative bases (`../base`) against the adapter folder, as AutoModel.from_pretrained(adapter_dir) then does too
-install_relative_base_resolution()
 
 DEFAULT_BATCH_SIZE = 8  # videos (and captions) per forward pass when neither the pipeline nor the call sets one
 PROGRESS_MIN_VIDEOS = 32  # a progress bar is shown (progress=None) for longer video lists
