@@ -114,7 +114,9 @@ def test_readme_names_only_what_exists():
 
     readme = (ROOT / "README.md").read_text()
     unresolved = []
-    for dotted in sorted(set(re.findall(r"`(tvr(?:\.\w+)+)", readme))):
+    # a line that speaks of tvr 0.1 may name its old paths
+    current = "\n".join(line for line in readme.splitlines() if "tvr 0.1" not in line)
+    for dotted in sorted(set(re.findall(r"`(tvr(?:\.\w+)+)", current))):
         parts, obj = dotted.split("."), None
         for end in range(len(parts), 0, -1):  # the longest importable module, then attributes
             module_name = ".".join(parts[:end])
