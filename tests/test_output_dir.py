@@ -121,3 +121,17 @@ def test_a_worker_exits_when_its_launcher_is_killed(tmp_path):
     else:
         os.kill(worker_pid, signal.SIGKILL)
         pytest.fail("the worker outlived its killed launcher")
+
+
+def test_a_finished_worker_exits_with_its_code_and_its_output_flushed():
+    """exit_worker: a launcher's worker (LOCAL_RANK set) leaves without the interpreter's teardown, where gloo's
+    threads can abort a finished run; what it printed still arrives, and its exit code is the run's."""
+    import subprocess
+    import sys
+
+    code = ("import sys, tvr.utils.process as p; print('trained', flush=False); "
+            "sys.stderr.write('note'); p.exit_worker(3)")
+    for env, expected in (({"LOCAL_RANK": "1"}, 3), ({}, 3)):
+        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                                env={**{k: v for k, v in os.environ.items() if k != "LOCAL_RANK"}, **env})
+        assert (result.returncode, result.stdout, result.stderr) == (expected, "trained\n", "note")

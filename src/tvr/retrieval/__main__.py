@@ -6,4 +6,6 @@ import sys
 from ..cli import main
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    from ..utils.process import exit_worker
+
+    exit_worker(main(sys.argv[1:]))

@@ -17,5 +17,6 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     from ..cli import console_main
+    from ..utils.process import exit_worker
 
-    sys.exit(console_main(["train", *sys.argv[1:]]))
+    exit_worker(console_main(["train", *sys.argv[1:]]))

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import ctypes
+import logging
 import os
 import signal
 import sys
@@ -46,4 +47,16 @@ def launched_worker() -> bool:
     return "LOCAL_RANK" in os.environ or "TORCHELASTIC_RUN_ID" in os.environ
 
 
-__all__ = ["exit_with_parent", "launched_worker"]
+def exit_worker(code: int) -> None:
+    """End this process with ``code``. A launcher's worker skips the interpreter's teardown once its work is done and
+    its output flushed: there, torch's gloo threads can abort an already finished run (``terminate called without
+    an active exception``, exit -6), which makes the launcher report a failure and kill the other workers."""
+    if not launched_worker():
+        sys.exit(code)
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+__all__ = ["exit_with_parent", "exit_worker", "launched_worker"]
