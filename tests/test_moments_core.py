@@ -63,3 +63,31 @@ def test_video_duration_reads_the_header(tmp_path):
     frames = np.zeros((25, 16, 16, 3), dtype=np.uint8)
     path = write_video(tmp_path / "v.mp4", frames, fps=10)
     assert video_duration(path) == pytest.approx(2.5)
+
+
+def test_encode_windows_encodes_each_planned_window_as_a_clip(tmp_path):
+    import torch
+
+    from model_testers import RetrievalModelTester
+    from tvr.data.synthetic import write_video
+    from tvr.modeling.outputs import concat_encodings
+    from tvr.processing import TVRVideoProcessor
+    from tvr.processing.windows import encode_windows
+
+    rng = np.random.default_rng(0)
+    long_video = write_video(tmp_path / "long.mp4", rng.integers(0, 255, (40, 16, 16, 3), dtype=np.uint8), fps=4)
+    short_video = write_video(tmp_path / "short.mp4", rng.integers(0, 255, (12, 16, 16, 3), dtype=np.uint8), fps=4)
+    missing = str(tmp_path / "missing.mp4")
+    processor = TVRVideoProcessor(size=16, crop_size=16, max_frames=4)
+    model = RetrievalModelTester(sim_header="meanP").model().eval()
+    windowed = encode_windows(model, processor, [long_video, missing, short_video], [4.0, 8.0], stride=0.5,
+                              batch_size=3)
+    # 10 s: 4 s windows at 0,2,4,6 (the last one 6-10), 8 s windows 0-8 and 2-10; 3 s: the whole video once
+    assert windowed.rows == [(0, 0.0, 4.0), (0, 0.0, 8.0), (0, 2.0, 6.0), (0, 2.0, 10.0), (0, 4.0, 8.0),
+                             (0, 6.0, 10.0), (2, 0.0, 3.0)]
+    assert list(windowed.failed) == [missing] and "not found" in windowed.failed[missing]
+    encoding = concat_encodings(windowed.encodings)
+    inputs = processor([long_video, short_video], start=[2.0, 0.0], end=[10.0, 3.0], return_tensors="pt")
+    with torch.no_grad():
+        expected = model.encode_video(inputs["pixel_values_videos"], inputs["video_mask"]).video_embeds
+    torch.testing.assert_close(encoding.video_embeds[[3, 6]], expected, atol=1e-5, rtol=1e-5)

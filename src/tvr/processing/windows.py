@@ -15,9 +15,24 @@ Example::
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, NamedTuple, Sequence
 
 Window = tuple[float, float]
+
+
+class WindowedVideos(NamedTuple):
+    """What :func:`encode_windows` made of a list of videos.
+
+    Attributes:
+        encodings: one ``model.encode_video`` output per batch of windows (concatenate them with
+            :func:`tvr.modeling.outputs.concat_encodings`); their rows are ``rows``.
+        rows: per encoded window, ``(position of its video in the list given, start, end)`` in seconds.
+        failed: ``{video: "ErrorType: message"}`` of the videos left out (``on_bad_video="skip"``).
+    """
+
+    encodings: list[Any]
+    rows: list[tuple[int, float, float]]
+    failed: dict[str, str]
 
 
 def parse_window_scales(spec: str | Sequence[float | str], clip_seconds: float | None = None) -> list[float]:
@@ -95,4 +110,37 @@ def video_duration(video) -> float:
     return float(metadata.duration)
 
 
-__all__ = ["Window", "check_stride", "parse_window_scales", "plan_windows", "video_duration"]
+def encode_windows(model: Any, processor: Any, videos: Sequence[Any], scales: Sequence[float], stride: float = 0.5,
+                   batch_size: int = 16, on_bad_video: str = "skip", progress: bool = False,
+                   **loop_options: Any) -> WindowedVideos:
+    """Encode every window (:func:`plan_windows`) of each video as a clip, with the method's own frame sampling
+    inside the window, through the one encode loop (:func:`tvr.processing.encode_loop.encode_video_batches`; extra
+    ``loop_options`` go to it).
+
+    Raises:
+        ValueError, FileNotFoundError: with ``on_bad_video="error"``, the first video that cannot be read.
+    """
+    from .bad_videos import check_bad_video_policy
+    from .decoding import video_name
+    from .encode_loop import encode_video_batches
+
+    check_bad_video_policy(on_bad_video)
+    planned, failed = [], {}
+    for position, video in enumerate(videos):
+        try:
+            duration = video_duration(video)
+        except (OSError, ValueError) as error:
+            if on_bad_video == "error":
+                raise
+            failed[video_name(video)] = f"{type(error).__name__}: {error}"
+            continue
+        planned += [(position, start, end) for start, end in plan_windows(duration, scales, stride)]
+    encoded = encode_video_batches(model, processor, [videos[position] for position, _, _ in planned], batch_size,
+                                   starts=[start for _, start, _ in planned], ends=[end for _, _, end in planned],
+                                   on_bad_video=on_bad_video, progress=progress, desc="encoding windows",
+                                   **loop_options)
+    failed.update(encoded.failed)
+    return WindowedVideos(encoded.encodings, [planned[row] for row in encoded.kept], failed)
+
+
+__all__ = ["WindowedVideos", "encode_windows", "Window", "check_stride", "parse_window_scales", "plan_windows", "video_duration"]
