@@ -11,7 +11,6 @@ EXPORTS = {
                  "segment_middle_frame_indices", "slice_frame_indices"),
     "tokenizer": ("train_clip_tokenizer",),
     "video_processing_tvr": ("TVRVideoProcessor", "TVRVideoProcessorKwargs", "TVRVideosKwargs"),
-    "windows": ("WindowedVideos", "encode_windows", "parse_window_scales", "plan_windows", "video_duration"),
 }
 __getattr__, __dir__ = lazy_names(__name__, EXPORTS)
 __all__ = sorted({name for names in EXPORTS.values() for name in names})
