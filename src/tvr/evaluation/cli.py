@@ -191,7 +191,8 @@ def run_zero_shot(args: argparse.Namespace) -> int:
     from .templates import resolve_templates
     from .zero_shot import ZeroShotOptions, evaluate_zero_shot, zero_shot_results
 
-    _check_task_options(args, CLASSIFICATION_READERS, ("dsl", "inverted_softmax", "qb_norm", "rerank_top_k"))
+    _check_task_options(args, CLASSIFICATION_READERS, ("dsl", "inverted_softmax", "qb_norm", "rerank_top_k", "ties",
+                                                       "save_similarity"))
     options = ZeroShotOptions(templates=args.templates, num_views=args.num_views, batch_size=args.batch_size,
                               block_size=args.block_size, mixed_precision=args.mixed_precision,
                               num_workers=args.num_workers, on_bad_video=args.on_bad_video,
@@ -230,7 +231,7 @@ def _check_task_options(args: argparse.Namespace, datasets, other_task_options: 
     if args.dataset not in datasets:
         raise ValueError(f"--dataset {args.dataset} is not a {args.task} dataset (those are "
                          f"{', '.join(sorted(datasets))}); pass the --task it is for ({', '.join(TASKS)})")
-    defaults = {"num_views": 1}
+    defaults = {"num_views": 1, "ties": "pessimistic"}
     given = [name for name in other_task_options if getattr(args, name, None) not in (None, False, defaults.get(name))]
     if given:
         raise ValueError(f"--{given[0].replace('_', '-')} does not apply to --task {args.task}")
