@@ -22,7 +22,7 @@ METRIC_KEYS = [f"{direction}_{metric}" for direction in ("t2v", "v2t")
 def demo_output(tmp_path_factory):
     output = tmp_path_factory.mktemp("demo")
     code = main(["demo", "--output", str(output), "--train-videos", "8", "--val-videos", "4", "--test-videos", "5",
-                 "--epochs", "1", "--batch-size", "4"])
+                 "--labelled-videos", "4", "--epochs", "1", "--batch-size", "4"])
     assert code == 0
     return output
 
@@ -46,6 +46,25 @@ def test_demo_writes_model_card_curves_and_metrics(demo_output):
     records = [json.loads(line) for line in (demo_output / "training" / "metrics.jsonl").read_text().splitlines()]
     assert [record["step"] for record in records if "loss" in record] == [2]
     assert sum("t2v_R@1" in record for record in records) == 1
+
+
+def test_demo_reports_zero_shot_classification(demo_output):
+    """Beside retrieval, the demo classifies its labelled set zero-shot: the numbers are those of the saved model, and
+    the card carries them."""
+    from tvr.data.classification import load_classification
+    from tvr.evaluation.zero_shot import evaluate_zero_shot
+
+    results = json.loads((demo_output / "zero_shot_results.json").read_text())
+    assert (results["task"], results["dataset"], results["templates"]) == ("zero-shot-classification",
+                                                                           "tvr-synthetic-labelled", "tvr-synthetic")
+    assert (results["num_classes"], results["num_videos"]) == (15, 4)
+    model, processor = load_model_and_processor(demo_output / "model", device="cpu")
+    labelled = load_classification("csv", demo_output / "data" / "labelled" / "test.csv")
+    assert labelled["label"] == ["red square", "red circle", "red triangle", "green square"]
+    expected = evaluate_zero_shot(model, processor, labelled, templates="tvr-synthetic", progress=False).metrics
+    assert {key: results[key] for key in expected} == pytest.approx(expected)
+    card = (demo_output / "model" / "README.md").read_text()
+    assert "type: zero-shot-video-classification" in card and f"value: {round(results['top1'], 2)}" in card
 
 
 def test_demo_index_answers_queries(demo_output):

@@ -20,7 +20,8 @@ from tvr.cli import console_main, main
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures"
 SKIP = re.compile(r"<!--\s*readme-test:\s*skip\b")
-DEMO_ARGS = ["--train-videos", "8", "--val-videos", "4", "--test-videos", "5", "--epochs", "1", "--batch-size", "4"]
+DEMO_ARGS = ["--train-videos", "8", "--val-videos", "4", "--test-videos", "5", "--labelled-videos", "4", "--epochs", "1",
+             "--batch-size", "4"]
 
 
 def readme_blocks(text: str) -> list[tuple[int, str, str, bool]]:

@@ -6,16 +6,18 @@
    CLIP tower (default) or SigLIP tower (``--tower siglip``: sigmoid loss, logit bias, attention-pooled frames);
 4. evaluate the best checkpoint (by validation t2v R@1) on held-out test videos with the evaluation harness, plus
    a time-reversal check (:func:`time_reversal_accuracy`): does the model prefer each caption's video to the same
-   video played backwards?
+   video played backwards? And zero-shot classification of a labelled synthetic set (the class is the main
+   object, ``"red square"``: 15 classes), prompted with the ``tvr-synthetic`` templates;
 5. save it as a model folder with a model card and training curves;
 6. index the test videos with ``VideoIndex`` and answer a few text queries.
 
 Everything goes under ``--output``::
 
-    data/                 videos/*.mp4 and {train,val,test}.jsonl
+    data/                 videos/*.mp4 and {train,val,test}.jsonl; labelled/ (the zero-shot set: videos, test.csv)
     training/             the training run (metrics.jsonl, checkpoints/, best/, final/)
     model/                the demo model: save_pretrained + processor + README.md card + training_curves.png
     eval_results.json     test metrics (t2v_R@1 ... v2t_MeanR, time_reversal_accuracy)
+    zero_shot_results.json  zero-shot classification of the labelled set (top1, top5, mean_class_accuracy)
     index/                the VideoIndex of the test videos
     search_results.json   the demo queries and their ranked videos
 
@@ -49,7 +51,10 @@ NUM_QUERIES = 3  # test captions searched in the index at the end
 DEMO_TOWERS = ("clip", "siglip")
 OUTPUT_KIND = "demo"
 # what the demo writes under --output ("data" first: every demo folder, tvr 0.1's unmarked ones included, has it)
-DEMO_ENTRIES = ("data", "training", "model", "eval_results.json", "index", "search_results.json")
+DEMO_ENTRIES = ("data", "training", "model", "eval_results.json", "index", "search_results.json",
+                "zero_shot_results.json")
+ZERO_SHOT_LABELS = "object"  # the labelled set's class: colour and shape of its one object (15 classes)
+ZERO_SHOT_TEMPLATES = "tvr-synthetic"  # the captions the demo model learnt, one per action
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -64,6 +69,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--train-videos", type=int, default=1500, help="synthetic training videos")
     parser.add_argument("--val-videos", type=int, default=100, help="validation videos (picks the best epoch)")
     parser.add_argument("--test-videos", type=int, default=100, help="held-out test videos")
+    parser.add_argument("--labelled-videos", type=int, default=45,
+                        help="videos of the labelled set classified zero-shot (15 classes: colour + shape)")
     parser.add_argument("--epochs", type=int, default=12, help="passes over the training videos")
     parser.add_argument("--batch-size", type=int, default=64, help="contrastive batch (negatives per caption - 1)")
     parser.add_argument("--lr", type=float, default=1e-3, help="learning rate (the whole model trains at it)")
@@ -137,7 +144,9 @@ def run(args: argparse.Namespace) -> int:
     from accelerate.utils import set_seed
 
     from .data import make_synthetic_dataset
+    from .data.synthetic import make_labelled_dataset
     from .evaluation import evaluate_retrieval, save_eval_results
+    from .evaluation.zero_shot import evaluate_zero_shot, zero_shot_results
     from .hub_cards import write_model_card
     from .processing import train_clip_tokenizer
     from .retrieval import VideoIndex, load_model_and_processor
@@ -145,7 +154,7 @@ def run(args: argparse.Namespace) -> int:
     from .training import TrainingConfig, train
     from .training.config import rerunnable_config
 
-    for name in ("train_videos", "val_videos", "test_videos", "epochs", "batch_size"):
+    for name in ("train_videos", "val_videos", "test_videos", "labelled_videos", "epochs", "batch_size"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if args.train_videos < args.batch_size:
@@ -199,12 +208,23 @@ def run(args: argparse.Namespace) -> int:
     print("  ".join(f"{key} {value:.1f}" for key, value in metrics.items()))
     print("(time_reversal_accuracy: % of captions scored higher with their video than with it played backwards; "
           "50 = blind to frame order)")
+    labelled = make_labelled_dataset(data_dir / "labelled", args.labelled_videos, ZERO_SHOT_LABELS, seed=args.seed,
+                                     progress=False)
+    zero_shot = evaluate_zero_shot(model, processor, labelled, templates=ZERO_SHOT_TEMPLATES, batch_size=64,
+                                   progress=False)
+    zero_shot_result = zero_shot_results(zero_shot, "tvr-synthetic-labelled", "test", ZERO_SHOT_TEMPLATES)
+    save_eval_results(output / "zero_shot_results.json", {}, **zero_shot_result)
+    chance = 100 / len(zero_shot.classes)
+    print(f"zero-shot classification of {len(labelled)} labelled videos ({len(zero_shot.classes)} classes, "
+          f"templates {ZERO_SHOT_TEMPLATES}): top1 {zero_shot.metrics['top1']:.1f} (chance {chance:.1f})  top5 "
+          f"{zero_shot.metrics['top5']:.1f}  mean_class_accuracy {zero_shot.metrics['mean_class_accuracy']:.1f}")
 
     step(f"5/6 model folder with card and training curves: {model_dir}")
     rerun = (f"tvr demo --output DIR --sim-header {args.sim_header} --tower {args.tower} --train-videos "
-             f"{args.train_videos} --val-videos {args.val_videos} --test-videos {args.test_videos} --epochs "
+             f"{args.train_videos} --val-videos {args.val_videos} --test-videos {args.test_videos} --labelled-videos "
+             f"{args.labelled_videos} --epochs "
              f"{args.epochs} --batch-size {args.batch_size} --lr {args.lr} --seed {args.seed}")
-    write_model_card(model_dir, eval_results=[eval_results], train_log=output / "training" / "metrics.jsonl",
+    write_model_card(model_dir, eval_results=[eval_results, zero_shot_result], train_log=output / "training" / "metrics.jsonl",
                      training_config=rerunnable_config(config.to_dict()), training_command=rerun)
 
     step("6/6 indexing the test videos and searching them")
@@ -218,6 +238,7 @@ def run(args: argparse.Namespace) -> int:
     with open(output / "search_results.json", "w", encoding="utf-8") as file:
         json.dump([{"query": query, "results": [result._asdict() for result in results]}
                    for query, results in zip(queries, answers)], file, indent=2)
-    step(f"done: test t2v R@1 {metrics['t2v_R@1']:.1f} (chance {100 / len(splits['test']):.1f}); "
+    step(f"done: test t2v R@1 {metrics['t2v_R@1']:.1f} (chance {100 / len(splits['test']):.1f}), zero-shot top-1 "
+         f"{zero_shot.metrics['top1']:.1f} (chance {chance:.1f}); "
          f"try `tvr search {output / 'index'} \"a red square moves left\"`")
     return 0

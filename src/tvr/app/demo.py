@@ -11,7 +11,7 @@ from typing import Any
 
 DEFAULT_TOP_K = 5
 DEFAULT_LABELS = "red, green, blue, yellow, white"
-DEFAULT_TEMPLATE = "a video of {}."
+DEFAULT_TEMPLATE = "a video of {}."  # the pipeline's default, the "single" template set
 MAX_CAPTIONS_SHOWN = 5
 
 
@@ -90,7 +90,8 @@ class RetrievalDemo:
                 template: str = DEFAULT_TEMPLATE) -> tuple[dict[str, float], str]:
         """Zero-shot labels for an uploaded video (comma-separated ``labels``) and its best captions among
         ``captions`` (one per line): ``({label: probability}, Markdown)``; a video that cannot be read gives no labels
-        and a message saying why."""
+        and a message saying why. ``template`` is one template with ``{}`` or a template set's name (``clip-kinetics``:
+        its prompts averaged per label, as ``tvr eval --task zero-shot-classification`` does)."""
         if video is None:
             return {}, "Upload a video first."
         label_list = [label.strip() for label in (labels or "").split(",") if label.strip()]
@@ -98,17 +99,14 @@ class RetrievalDemo:
         if not label_list and not caption_list:
             return {}, "Give some labels (comma-separated) or captions (one per line)."
         name = Path(os.fspath(video)).name
-        from ..pipelines.zero_shot_video_classification import check_hypothesis_template
-
         try:  # a bad template is the user's text, not the video's fault: said before the video is read
-            check_hypothesis_template(template or "{}")
+            templates = label_templates(template)
         except ValueError as error:
             return {}, _cell(str(error))
         try:
             scores = {}
             if label_list:
-                results = self.classifier(os.fspath(video), candidate_labels=label_list,
-                                          hypothesis_template=template or "{}")
+                results = self.classifier(os.fspath(video), candidate_labels=label_list, templates=templates)
                 scores = {result["label"]: result["score"] for result in results}
             message = f"**{_cell(name)}**"
             if caption_list:
@@ -120,6 +118,18 @@ class RetrievalDemo:
         except Exception as error:  # noqa: BLE001  (any decoding error: the app answers with it and keeps running)
             reason = str(error).replace(os.fspath(video), name)
             return {}, f"Could not read the uploaded file **{_cell(name)}** as a video: {_cell(reason)}"
+
+
+def label_templates(template: str | None) -> list[str]:
+    """The templates of the app's template box: a template set's name (:data:`tvr.evaluation.templates.TEMPLATE_SETS`)
+    or one template with ``{}`` (empty: the labels as they are)."""
+    from ..evaluation.templates import TEMPLATE_SETS, resolve_templates
+    from ..pipelines.zero_shot_video_classification import check_hypothesis_template
+
+    template = template or "{}"
+    if template.strip() in TEMPLATE_SETS:
+        return resolve_templates(template.strip())
+    return [check_hypothesis_template(template)]
 
 
 def _cell(text: str) -> str:

@@ -9,6 +9,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # never phone home
 
 import gradio as gr  # noqa: E402
 
+from ..evaluation.templates import TEMPLATE_SETS  # noqa: E402
 from .demo import DEFAULT_LABELS, DEFAULT_TEMPLATE, DEFAULT_TOP_K, RetrievalDemo  # noqa: E402
 
 # system fonts: the page loads nothing from outside the server
@@ -34,7 +35,8 @@ def build_ui(demo: RetrievalDemo) -> gr.Blocks:
                 video = gr.Video(label="Video", sources=["upload"], include_audio=True, elem_id="upload-video")
                 with gr.Column():
                     labels = gr.Textbox(label="Labels (comma-separated)", value=DEFAULT_LABELS, elem_id="labels")
-                    template = gr.Textbox(label="Template", value=DEFAULT_TEMPLATE)
+                    template = gr.Textbox(label="Template (one with {}, or a set: " + ", ".join(TEMPLATE_SETS) + ")",
+                                          value=DEFAULT_TEMPLATE)
                     captions = gr.Textbox(label="Captions (one per line)", lines=4, elem_id="captions")
             analyse = gr.Button("Analyse", variant="primary", elem_id="analyse-button")
             label_output = gr.Label(label="Zero-shot labels", elem_id="labels-output")

@@ -1,4 +1,5 @@
-"""Retrieval evaluation: metrics, post-processing (DSL, inverted softmax, QB-Norm) and the batched harness.
+"""Retrieval evaluation: metrics, post-processing (DSL, inverted softmax, QB-Norm) and the batched harness; zero-shot
+classification (``evaluate_zero_shot``) with its prompt templates.
 
 ``RETRIEVAL_METRICS_SCRIPT`` is the path of the ``evaluate`` module: ``evaluate.load(RETRIEVAL_METRICS_SCRIPT)``.
 """
@@ -15,6 +16,8 @@ EXPORTS = {
     "metrics": ("compute_retrieval_metrics",),
     "moments": ("moment_metrics", "temporal_iou", "temporal_nms"),
     "postprocessing": ("POSTPROCESSING", "dual_softmax", "inverted_softmax", "postprocessed_metrics", "qb_norm"),
+    "templates": ("TEMPLATE_SETS", "resolve_templates"),
+    "zero_shot": ("ZeroShotEvaluation", "ZeroShotOptions", "evaluate_zero_shot"),
 }
 __getattr__, __dir__ = lazy_names(__name__, EXPORTS)
 __all__ = sorted({name for names in EXPORTS.values() for name in names} | {"RETRIEVAL_METRICS_SCRIPT"})

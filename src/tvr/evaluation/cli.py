@@ -4,6 +4,8 @@ Example::
 
     tvr eval runs/clip4clip --dataset msrvtt --annotations data/msrvtt --videos data/msrvtt/videos --dsl \\
         --output runs/clip4clip/eval_results.json
+    tvr eval runs/clip4clip --task zero-shot-classification --dataset ucf101 --annotations data/ucfTrainTestlist \\
+        --videos data/UCF-101 --templates clip-ucf101 --output runs/clip4clip/ucf101_zero_shot.json
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ GENERIC_FORMATS = ("csv", "jsonl")
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     from ..data import READERS
+    from ..data.classification import CLASSIFICATION_READERS
+    from .templates import TEMPLATE_SETS
 
     parser = subparsers.add_parser(
         "eval",
@@ -26,9 +30,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         "folder (DAVRL: RUN/best), loaded onto the base its adapter_config.json names")
     parser.add_argument("--allow-base-change", action="store_true",
                         help="an adapter folder: load it even if its base's weights changed since it was saved")
+    parser.add_argument("--task", choices=list(TASKS), default="retrieval",
+                        help="what to measure: text-video retrieval (R@K, default) or zero-shot classification "
+                             "(top-1 / top-5 / mean class accuracy of class-name prompts)")
     parser.add_argument(
-        "--dataset", required=True, choices=sorted(set(READERS) | set(GENERIC_FORMATS)),
-        help="annotation format; csv / jsonl are your own files (columns video_id or video_path, caption, start, end)",
+        "--dataset", required=True, choices=sorted(set(READERS) | set(GENERIC_FORMATS) | set(CLASSIFICATION_READERS)),
+        help="annotation format; csv / jsonl are your own files (retrieval: columns video_id or video_path, caption, "
+             "start, end; zero-shot-classification: csv with video_path, label); kinetics400/600/700, ucf101, "
+             "hmdb51, ssv2, folder: zero-shot-classification benchmarks",
     )
     parser.add_argument("--annotations", required=True, help="annotation folder (csv / jsonl: the file or its folder)")
     parser.add_argument("--dataset-name", default=None,
@@ -64,6 +73,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--on-bad-video", choices=("skip", "error"), default="skip",
                         help="a video that cannot be decoded: skip it and its captions (listed in the results) or "
                              "stop with an error")
+    parser.add_argument("--templates", default=None, metavar="NAME|FILE",
+                        help="zero-shot-classification: prompt templates, a set (" + ", ".join(TEMPLATE_SETS)
+                             + "; default single: 'a video of {}.') or a file with one template a line holding {}")
+    parser.add_argument("--num-views", type=int, default=1,
+                        help="zero-shot-classification: clips scored per video (equal spans), logits averaged")
+    parser.add_argument("--fold", type=int, default=None,
+                        help="zero-shot-classification on ucf101 / hmdb51: the official split 1, 2 or 3 (default 1)")
     parser.add_argument("--output", default=None, help="results JSON (default: print only)")
     parser.add_argument("--save-similarity", default=None, help="also torch.save the similarity matrix here")
     parser.set_defaults(func=run)
@@ -71,11 +87,16 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    return TASKS[args.task](args)
+
+
+def run_retrieval(args: argparse.Namespace) -> int:
     import torch
 
     from ..loading import load_model_and_processor
     from .harness import EvaluationOptions, evaluate_retrieval, save_eval_results
 
+    _check_task_options(args, retrieval_datasets(), ("templates", "num_views", "fold"))
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     # names a missing folder or a damaged model.safetensors (transformers' own errors name neither)
     model, processor = load_model_and_processor(args.model_dir, device, processor=args.processor,
@@ -157,3 +178,67 @@ def _captions(dataset) -> list[str]:
     if "captions" in dataset.column_names:
         return [caption for captions in dataset["captions"] for caption in captions]
     return list(dataset["caption"])
+
+
+def run_zero_shot(args: argparse.Namespace) -> int:
+    """``--task zero-shot-classification``: classify the split's videos among its classes with prompt templates."""
+    import torch
+
+    from ..data.classification import CLASSIFICATION_READERS, load_classification
+    from ..hub_cards.card import dataset_label
+    from ..loading import load_model_and_processor
+    from .harness import save_eval_results
+    from .templates import resolve_templates
+    from .zero_shot import ZeroShotOptions, evaluate_zero_shot, zero_shot_results
+
+    _check_task_options(args, CLASSIFICATION_READERS, ("dsl", "inverted_softmax", "qb_norm", "rerank_top_k", "ties",
+                                                       "save_similarity"))
+    options = ZeroShotOptions(templates=args.templates, num_views=args.num_views, batch_size=args.batch_size,
+                              block_size=args.block_size, mixed_precision=args.mixed_precision,
+                              num_workers=args.num_workers, on_bad_video=args.on_bad_video,
+                              frame_cache_dir=args.frame_cache)
+    resolve_templates(args.templates)  # a bad set name or file is reported before the model loads
+    reader_options = {} if args.fold is None else {"fold": args.fold}
+    dataset = load_classification(args.dataset, args.annotations, args.videos, args.split, **reader_options)
+    args.split = dataset[0]["split"]
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    model, processor = load_model_and_processor(args.model_dir, device, processor=args.processor,
+                                                allow_base_change=args.allow_base_change)
+    result = evaluate_zero_shot(model, processor, dataset, options, device=device)
+    results = zero_shot_results(result, args.dataset_name or dataset_label(args.dataset, args.annotations),
+                                args.split, args.templates, args.num_views, model=os.path.abspath(args.model_dir),
+                                **reader_options)
+    if args.output:
+        save_eval_results(args.output, {}, **results)
+    print(f"{args.dataset} {args.split}: {len(result.video_ids)} videos, {len(result.classes)} classes, "
+          f"{len(result.templates)} templates, {args.num_views} view(s); {len(result.skipped_videos)} skipped")
+    for video, error in result.skipped_videos.items():
+        print(f"  skipped: {video}: {error}")
+    for key, value in result.metrics.items():
+        print(f"  {key:<28} {value:8.2f}")
+    return 0
+
+
+def retrieval_datasets() -> set[str]:
+    from ..data import READERS
+
+    return set(READERS) | set(GENERIC_FORMATS)
+
+
+def _check_task_options(args: argparse.Namespace, datasets, other_task_options: tuple[str, ...]) -> None:
+    """``--dataset`` must be one of the task's formats, and options of another task must not be set (they would be
+    ignored)."""
+    if args.dataset not in datasets:
+        raise ValueError(f"--dataset {args.dataset} is not a {args.task} dataset (those are "
+                         f"{', '.join(sorted(datasets))}); pass the --task it is for ({', '.join(TASKS)})")
+    defaults = {"num_views": 1, "ties": "pessimistic"}
+    given = [name for name in other_task_options if getattr(args, name, None) not in (None, False, defaults.get(name))]
+    if given:
+        raise ValueError(f"--{given[0].replace('_', '-')} does not apply to --task {args.task}")
+
+
+# task -> the function that runs it (`tvr eval --task`): one entry per task
+TASKS = {
+    "retrieval": run_retrieval,
+    "zero-shot-classification": run_zero_shot,
+}

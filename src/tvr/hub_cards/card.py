@@ -27,7 +27,7 @@ import math
 import os
 import re
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, NamedTuple, Sequence
 
 import yaml
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
@@ -43,6 +43,12 @@ HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 PIPELINE_TAG = "video-classification"  # the Hub task nearest to tvr's pipelines (see the module doc)
 
 DATASET_NAMES = {
+    "kinetics400": "Kinetics-400",
+    "kinetics600": "Kinetics-600",
+    "kinetics700": "Kinetics-700",
+    "ucf101": "UCF-101",
+    "hmdb51": "HMDB-51",
+    "ssv2": "Something-Something V2",
     "msrvtt": "MSR-VTT",
     "msvd": "MSVD",
     "lsmdc": "LSMDC",
@@ -54,13 +60,19 @@ TASKS = {
     "t2v": ("text-to-video-retrieval", "Text-to-Video Retrieval"),
     "v2t": ("video-to-text-retrieval", "Video-to-Text Retrieval"),
 }
+ZERO_SHOT_TASK = ("zero-shot-video-classification", "Zero-Shot Video Classification")
+# zero-shot result key -> (model-index metric type, its name)
+ZERO_SHOT_METRICS = {"top1": ("top_1_accuracy", "top-1 accuracy"), "top5": ("top_5_accuracy", "top-5 accuracy"),
+                     "mean_class_accuracy": ("mean_class_accuracy", "mean class accuracy")}
 METRICS = {"R@1": "recall@1", "R@5": "recall@5", "R@10": "recall@10", "MedR": "median_rank", "MeanR": "mean_rank"}
 # "<post-processing>/t2v_R@1" or "t2v_R@1"
 METRIC_KEY = re.compile(r"^(?:(?P<postprocessing>[\w-]+)/)?(?P<direction>t2v|v2t)_(?P<metric>R@\d+|MedR|MeanR)$")
 
 
 def load_eval_results(source: str | os.PathLike | Mapping[str, Any]) -> dict[str, Any]:
-    """An eval-results dict (as ``tvr eval --output`` writes): ``dataset``, ``split`` and metric keys."""
+    """An eval-results dict (as ``tvr eval --output`` writes): ``dataset``, ``split``, the metric keys of its ``task``
+    (``retrieval`` when absent: ``t2v_R@1``, ...; ``zero-shot-classification``: ``top1``, ``top5``,
+    ``mean_class_accuracy``)."""
     if isinstance(source, Mapping):
         results = dict(source)
         where = "eval results"
@@ -70,34 +82,48 @@ def load_eval_results(source: str | os.PathLike | Mapping[str, Any]) -> dict[str
         where = os.fspath(source)
     if not isinstance(results, dict) or "dataset" not in results:
         raise ValueError(f"{where}: expected a JSON object with 'dataset', 'split' and metric keys like 't2v_R@1'")
-    if not any(METRIC_KEY.match(key) for key in results):
-        raise ValueError(f"{where}: no metric keys like 't2v_R@1' (found {sorted(results)})")
+    task = result_task(results, where)
+    if not task.has_metrics(results):
+        raise ValueError(f"{where}: no metric keys like {task.metric_example!r} (found "
+                         f"{sorted(results)})")
     return results
 
 
 def eval_results_to_model_index(results: Iterable[Mapping[str, Any]]) -> list[EvalResult]:
-    """Plain (not post-processed) metrics of each eval-results dict as ``huggingface_hub.EvalResult`` entries."""
+    """Plain (not post-processed) metrics of each eval-results dict as ``huggingface_hub.EvalResult`` entries, as
+    its ``task`` declares them (retrieval when absent)."""
+    return [entry for result in results for entry in result_task(result).model_index(result)]
+
+
+def _retrieval_model_index(result: Mapping[str, Any]) -> list[EvalResult]:
     entries = []
-    for result in results:
-        dataset = str(result["dataset"])
-        for key, value in result.items():
-            match = METRIC_KEY.match(key)
-            if not match or match["postprocessing"]:
-                continue
-            task_type, task_name = TASKS[match["direction"]]
-            entries.append(
-                EvalResult(
-                    task_type=task_type,
-                    task_name=task_name,
-                    dataset_type=dataset,
-                    dataset_name=DATASET_NAMES.get(dataset, dataset),
-                    dataset_split=result.get("split"),
-                    metric_type=METRICS[match["metric"]],
-                    metric_name=f"{match['direction']} {match['metric']}",
-                    metric_value=round(float(value), 2),
-                )
+    dataset = str(result["dataset"])
+    for key, value in result.items():
+        match = METRIC_KEY.match(key)
+        if not match or match["postprocessing"]:
+            continue
+        task_type, task_name = TASKS[match["direction"]]
+        entries.append(
+            EvalResult(
+                task_type=task_type,
+                task_name=task_name,
+                dataset_type=dataset,
+                dataset_name=DATASET_NAMES.get(dataset, dataset),
+                dataset_split=result.get("split"),
+                metric_type=METRICS[match["metric"]],
+                metric_name=f"{match['direction']} {match['metric']}",
+                metric_value=round(float(value), 2),
             )
+        )
     return entries
+
+
+def _zero_shot_model_index(result: Mapping[str, Any]) -> list[EvalResult]:
+    dataset = str(result["dataset"])
+    return [EvalResult(task_type=ZERO_SHOT_TASK[0], task_name=ZERO_SHOT_TASK[1], dataset_type=dataset,
+                       dataset_name=DATASET_NAMES.get(dataset, dataset), dataset_split=result.get("split"),
+                       metric_type=metric_type, metric_name=metric_name, metric_value=round(float(result[key]), 2))
+            for key, (metric_type, metric_name) in ZERO_SHOT_METRICS.items() if key in result]
 
 
 def training_series(records: Iterable[Mapping[str, Any]]) -> dict[str, tuple[list[float], list[float]]]:
@@ -550,6 +576,16 @@ def _model_details(config: Mapping[str, Any], num_parameters: int | None) -> str
 
 
 def _results_section(eval_results: Sequence[Mapping[str, Any]]) -> str:
+    """``## Evaluation``: a table per task, in :data:`RESULT_TASKS` order."""
+    tables = []
+    for name, task in RESULT_TASKS.items():
+        results = [result for result in eval_results if result.get("task", "retrieval") == name]
+        if results:
+            tables.append(task.table(results))
+    return "## Evaluation\n\n" + "\n\n".join(tables)
+
+
+def _retrieval_table(eval_results: Sequence[Mapping[str, Any]]) -> str:
     header = "| dataset | split | direction | post-processing | R@1 | R@5 | R@10 | MedR | MeanR |"
     lines = [header, "|" + "---|" * 9]
     for result in eval_results:
@@ -568,14 +604,56 @@ def _results_section(eval_results: Sequence[Mapping[str, Any]]) -> str:
                 + " |"
             )
     return (
-        "## Evaluation\n\n"
-        + "\n".join(lines)
+        "\n".join(lines)
         + "\n\nR@K in percent (higher is better), median / mean rank 1-based (lower is better), computed with "
         "`tvr eval`; a candidate scoring exactly as much as the ground truth counts as ranked above it. "
         "† Post-processed scores (DSL, inverted softmax) normalise over the whole test query set (transductive) "
         "and are not comparable with plain numbers; QB-Norm uses the training captions as its query bank. "
         "Only the plain numbers are in the card metadata."
     )
+
+
+def _zero_shot_table(eval_results: Sequence[Mapping[str, Any]]) -> str:
+    lines = ["Zero-shot video classification:", "",
+             "| dataset | split | templates | views | top-1 | top-5 | mean class accuracy |", "|" + "---|" * 7]
+    for result in eval_results:
+        dataset = str(result["dataset"])
+        templates = result.get("templates", "")
+        templates = templates if isinstance(templates, str) else f"{len(templates)} own"
+        cells = [f"{float(result[key]):.1f}" if key in result else "" for key in ZERO_SHOT_METRICS]
+        lines.append(f"| {DATASET_NAMES.get(dataset, dataset)} | {result.get('split', '')} | {templates} | "
+                     f"{result.get('num_views', 1)} | " + " | ".join(cells) + " |")
+    return ("\n".join(lines) + "\n\nAccuracy in percent over the split's videos, each classified among all its "
+            "classes by prompts built from the class names with the named templates (`tvr eval --task "
+            "zero-shot-classification`); mean class accuracy averages the per-class top-1. A class scoring exactly "
+            "as much as the true one counts as ranked above it.")
+
+
+class ResultTask(NamedTuple):
+    """How the card reads one ``task`` of eval results: whether a results dict holds its metrics, its model-index
+    entries and its README table."""
+
+    metric_example: str
+    has_metrics: Callable[[Mapping[str, Any]], bool]
+    model_index: Callable[[Mapping[str, Any]], list[EvalResult]]
+    table: Callable[[Sequence[Mapping[str, Any]]], str]
+
+
+# eval results' "task" -> how the card shows it: one entry per task
+RESULT_TASKS = {
+    "retrieval": ResultTask("t2v_R@1", lambda result: any(METRIC_KEY.match(key) for key in result),
+                            _retrieval_model_index, _retrieval_table),
+    "zero-shot-classification": ResultTask("top1", lambda result: any(key in result for key in ZERO_SHOT_METRICS),
+                                           _zero_shot_model_index, _zero_shot_table),
+}
+
+
+def result_task(results: Mapping[str, Any], where: str = "eval results") -> ResultTask:
+    """The :class:`ResultTask` of an eval-results dict (``retrieval`` when it names no ``task``)."""
+    task = results.get("task", "retrieval")
+    if task not in RESULT_TASKS:
+        raise ValueError(f"{where}: unknown task {task!r}; expected one of {list(RESULT_TASKS)}")
+    return RESULT_TASKS[task]
 
 
 def _training_section(training_config: Mapping[str, Any] | None, training_curves: str | None,

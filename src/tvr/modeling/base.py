@@ -156,6 +156,14 @@ class ImageTextRetrievalPreTrainedModel(PreTrainedModel):
         self.clip.inflate_patch_embedding()
 
     @property
+    def scores_by_embedding_product(self) -> bool:
+        """Whether `similarity` is the tower's scaled inner product of the normalised `text_features` with
+        `video_embeds` and depends on nothing else of either encoding. Zero-shot classification then ensembles a
+        class's prompts in embedding space (CLIP's averaging), else it averages the prompts' logits
+        (`tvr.evaluation.zero_shot.class_logits`). Default `False`, right for any model; methods that qualify say so."""
+        return False
+
+    @property
     def logit_scale(self) -> nn.Parameter:
         """The tower's log temperature (`clip.logit_scale`); the training loop clamps it to at most ln(100)."""
         return self.clip.logit_scale

@@ -88,13 +88,16 @@ class VideoTextPipeline(Pipeline):
         """``(num_texts, num_videos)`` float32 scores on CPU: every caption against every video, as the model scores
         a gallery (``score_gallery``). Videos go through tvr's one decode -> encode loop
         (:func:`tvr.processing.encode_loop.encode_video_batches`; frames cast to the model's dtype)."""
+        return self.model.score_gallery(*self.encode(text_batches, video_batches)).float().cpu()
+
+    def encode(self, text_batches: list[dict], video_batches: "VideoBatches") -> tuple[Any, Any]:
+        """``(text_encoding, video_encoding)`` of every caption and every video (what :meth:`score` scores)."""
         device, dtype = self.device, self.model.dtype
         text_encoding = concat_encodings([
             self.model.encode_text(batch["input_ids"].to(device), batch["attention_mask"].to(device))
             for batch in text_batches
         ])
-        video_encoding = concat_encodings(video_batches.encode(self.model, device, dtype))
-        return self.model.score_gallery(text_encoding, video_encoding).float().cpu()
+        return text_encoding, concat_encodings(video_batches.encode(self.model, device, dtype))
 
 
 @dataclass(frozen=True)

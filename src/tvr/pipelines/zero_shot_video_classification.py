@@ -1,28 +1,23 @@
 """``pipeline("zero-shot-video-classification")``: label videos with any captions, like transformers'
-zero-shot-image-classification."""
+zero-shot-image-classification; labels are scored with the templates and averaging of ``tvr eval --task
+zero-shot-classification`` (:func:`tvr.evaluation.zero_shot.class_logits`)."""
 
 from __future__ import annotations
 
-import string
-from typing import Any
+import os
+from typing import Any, Sequence
 
+from ..evaluation.templates import TEMPLATE_SETS, check_template, resolve_templates
+from ..evaluation.zero_shot import class_logits, class_prompts
 from .base import VideoTextPipeline, as_text_list, as_video_list, check_top_k, ranked
 
-DEFAULT_HYPOTHESIS_TEMPLATE = "a video of {}."
+DEFAULT_HYPOTHESIS_TEMPLATE = TEMPLATE_SETS["single"][0]  # "a video of {}."
 
 
 def check_hypothesis_template(template: str) -> str:
     """``template`` if it puts a label in exactly one place (one ``{}``); else a ``ValueError`` naming it (not the bare
     ``IndexError`` / ``KeyError`` of ``str.format``, which the app would report as an unreadable video)."""
-    fields = []
-    try:
-        fields = [field for _, field, _, _ in string.Formatter().parse(template) if field is not None]
-    except ValueError:  # an unmatched brace
-        pass
-    if not isinstance(template, str) or fields not in ([""], ["0"]):
-        raise ValueError(f"hypothesis_template must contain '{{}}' exactly once, where the label goes (write other "
-                         f"braces as '{{{{' and '}}}}'), got {template!r}; e.g. 'a video of {{}}.'")
-    return template
+    return check_template(template, "hypothesis_template")
 
 
 class ZeroShotVideoClassificationPipeline(VideoTextPipeline):
@@ -50,6 +45,9 @@ class ZeroShotVideoClassificationPipeline(VideoTextPipeline):
             candidate_labels: the labels, formatted with ``hypothesis_template`` (pass ``"{}"`` when they are
                 already captions).
             hypothesis_template: default ``"a video of {}."``.
+            templates: instead of one ``hypothesis_template``, several, averaged per label as ``tvr eval --task
+                zero-shot-classification`` does: a set's name (``"clip-kinetics"``, ...; see
+                :data:`tvr.evaluation.templates.TEMPLATE_SETS`), a file of templates or a list.
             top_k: labels returned per video (default all).
             batch_size: videos / captions per forward pass.
             progress: show a progress bar while decoding (default: for more than 32 videos).
@@ -69,26 +67,34 @@ class ZeroShotVideoClassificationPipeline(VideoTextPipeline):
         return super().__call__({"videos": videos, "labels": labels, "single": single}, **kwargs)
 
     def _sanitize_parameters(self, hypothesis_template: str | None = None, top_k: int | None = None,
-                             progress: bool | None = None, **kwargs):
+                             progress: bool | None = None,
+                             templates: str | os.PathLike | Sequence[str] | None = None, **kwargs):
         if kwargs:
             raise TypeError(f"zero-shot-video-classification got unexpected arguments {sorted(kwargs)}")
         preprocess, postprocess = {}, {}
+        if hypothesis_template is not None and templates is not None:
+            raise ValueError("give hypothesis_template (one template) or templates (a set's name, a file or a list), "
+                             "not both")
         if hypothesis_template is not None:
-            preprocess["hypothesis_template"] = check_hypothesis_template(hypothesis_template)
+            preprocess["templates"] = [check_hypothesis_template(hypothesis_template)]
+        if templates is not None:
+            preprocess["templates"] = resolve_templates(templates)
         if progress is not None:
             preprocess["progress"] = progress
         if top_k is not None:
             postprocess["top_k"] = check_top_k(top_k)
         return preprocess, {}, postprocess
 
-    def preprocess(self, inputs: dict, batch_size: int, hypothesis_template: str = DEFAULT_HYPOTHESIS_TEMPLATE,
+    def preprocess(self, inputs: dict, batch_size: int, templates: Sequence[str] = (DEFAULT_HYPOTHESIS_TEMPLATE,),
                    progress: bool | None = None) -> dict:
-        captions = [hypothesis_template.format(label) for label in inputs["labels"]]
-        return {**inputs, "text_batches": self.text_batches(captions, batch_size),
+        captions = class_prompts(inputs["labels"], templates)
+        return {**inputs, "num_templates": len(templates), "text_batches": self.text_batches(captions, batch_size),
                 "video_batches": self.video_batches(inputs["videos"], batch_size, progress)}
 
     def _forward(self, model_inputs: dict) -> dict:
-        return {**model_inputs, "logits": self.score(model_inputs["text_batches"], model_inputs["video_batches"]).t()}
+        text_encoding, video_encoding = self.encode(model_inputs["text_batches"], model_inputs["video_batches"])
+        logits = class_logits(self.model, text_encoding, video_encoding, model_inputs["num_templates"])
+        return {**model_inputs, "logits": logits.float().cpu()}  # (num_videos, num_labels)
 
     def postprocess(self, model_outputs: dict, top_k: int | None = None):
         logits = model_outputs["logits"]  # (num_videos, num_labels)

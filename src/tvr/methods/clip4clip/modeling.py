@@ -140,6 +140,11 @@ class CLIP4ClipModel(CLIP4ClipPreTrainedModel):
             video_embeds=mean_pool_normalized(head_features, video_mask),
         )
 
+    @property
+    def scores_by_embedding_product(self) -> bool:
+        """Loose heads score `scale * cos(text_features, video_embeds)`; tightTransf's cross encoder does not."""
+        return self.config.sim_header != "tightTransf"
+
     def similarity(self, text_encoding: TextEncoding, video_encoding: VideoEncoding) -> torch.Tensor:
         """`(num_texts, num_videos)` logits: the tower's scaled cosine (loose heads) or cross-encoder scores."""
         if self.config.sim_header == "tightTransf":

@@ -306,6 +306,11 @@ class DualAttentionModel(DualAttentionPreTrainedModel):
 
         return torch.cat([regroup(units[:, :, :cls_per_unit]), regroup(units[:, :, cls_per_unit:])], dim=2)
 
+    @property
+    def scores_by_embedding_product(self) -> bool:
+        """`similarity` is `scale * cos(text_features, video_embeds)`."""
+        return True
+
     def similarity(self, text_encoding: TextEncoding, video_encoding: VideoEncoding) -> torch.Tensor:
         """`(num_texts, num_videos)` logits: `exp(logit_scale) * cosine` of text and video features."""
         text_embeds = F.normalize(text_encoding.text_features, dim=-1)

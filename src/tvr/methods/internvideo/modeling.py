@@ -268,6 +268,11 @@ class InternVideoModel(InternVideoPreTrainedModel):
             video_features=video_features,
         )
 
+    @property
+    def scores_by_embedding_product(self) -> bool:
+        """`similarity` is `scale * cos(text_features, video_embeds)`."""
+        return True
+
     def similarity(self, text_encoding: TextEncoding, video_encoding: VideoEncoding) -> torch.Tensor:
         """`(num_texts, num_videos)` logits: `exp(logit_scale) * cosine(text, video)`."""
         text_embeds = F.normalize(text_encoding.text_features, dim=-1)
