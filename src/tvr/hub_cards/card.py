@@ -27,7 +27,7 @@ import math
 import os
 import re
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, NamedTuple, Sequence
 
 import yaml
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
@@ -49,18 +49,27 @@ DATASET_NAMES = {
     "activitynet": "ActivityNet Captions",
     "didemo": "DiDeMo",
     "vatex": "VATEX",
+    "charades-sta": "Charades-STA",
 }
 TASKS = {
     "t2v": ("text-to-video-retrieval", "Text-to-Video Retrieval"),
     "v2t": ("video-to-text-retrieval", "Video-to-Text Retrieval"),
 }
+MOMENT_TASK = ("moment-retrieval", "Moment Retrieval")
+# moment result key -> (model-index metric type, its name); baselines ("whole_video/R@1_IoU0.5") stay out of it
+MOMENT_METRICS = {
+    **{f"R@{k}_IoU{t}": (f"recall@{k}_iou{t}", f"R@{k} IoU={t}") for k in (1, 5) for t in ("0.3", "0.5", "0.7")},
+    "mIoU": ("mean_iou", "mIoU"),
+}
+MOMENT_BASELINES = {"whole_video": "whole video", "random_window": "random window †"}
 METRICS = {"R@1": "recall@1", "R@5": "recall@5", "R@10": "recall@10", "MedR": "median_rank", "MeanR": "mean_rank"}
 # "<post-processing>/t2v_R@1" or "t2v_R@1"
 METRIC_KEY = re.compile(r"^(?:(?P<postprocessing>[\w-]+)/)?(?P<direction>t2v|v2t)_(?P<metric>R@\d+|MedR|MeanR)$")
 
 
 def load_eval_results(source: str | os.PathLike | Mapping[str, Any]) -> dict[str, Any]:
-    """An eval-results dict (as ``tvr eval --output`` writes): ``dataset``, ``split`` and metric keys."""
+    """An eval-results dict (as ``tvr eval --output`` writes): ``dataset``, ``split``, the metric keys of its ``task``
+    (``retrieval`` when absent: ``t2v_R@1``, ...; ``moments``: ``R@1_IoU0.5``, ..., ``mIoU``)."""
     if isinstance(source, Mapping):
         results = dict(source)
         where = "eval results"
@@ -70,34 +79,48 @@ def load_eval_results(source: str | os.PathLike | Mapping[str, Any]) -> dict[str
         where = os.fspath(source)
     if not isinstance(results, dict) or "dataset" not in results:
         raise ValueError(f"{where}: expected a JSON object with 'dataset', 'split' and metric keys like 't2v_R@1'")
-    if not any(METRIC_KEY.match(key) for key in results):
-        raise ValueError(f"{where}: no metric keys like 't2v_R@1' (found {sorted(results)})")
+    task = result_task(results, where)
+    if not task.has_metrics(results):
+        raise ValueError(f"{where}: no metric keys like {task.metric_example!r} (found "
+                         f"{sorted(results)})")
     return results
 
 
 def eval_results_to_model_index(results: Iterable[Mapping[str, Any]]) -> list[EvalResult]:
-    """Plain (not post-processed) metrics of each eval-results dict as ``huggingface_hub.EvalResult`` entries."""
+    """Plain (not post-processed) metrics of each eval-results dict as ``huggingface_hub.EvalResult`` entries, as
+    its ``task`` declares them (retrieval when absent)."""
+    return [entry for result in results for entry in result_task(result).model_index(result)]
+
+
+def _retrieval_model_index(result: Mapping[str, Any]) -> list[EvalResult]:
     entries = []
-    for result in results:
-        dataset = str(result["dataset"])
-        for key, value in result.items():
-            match = METRIC_KEY.match(key)
-            if not match or match["postprocessing"]:
-                continue
-            task_type, task_name = TASKS[match["direction"]]
-            entries.append(
-                EvalResult(
-                    task_type=task_type,
-                    task_name=task_name,
-                    dataset_type=dataset,
-                    dataset_name=DATASET_NAMES.get(dataset, dataset),
-                    dataset_split=result.get("split"),
-                    metric_type=METRICS[match["metric"]],
-                    metric_name=f"{match['direction']} {match['metric']}",
-                    metric_value=round(float(value), 2),
-                )
+    dataset = str(result["dataset"])
+    for key, value in result.items():
+        match = METRIC_KEY.match(key)
+        if not match or match["postprocessing"]:
+            continue
+        task_type, task_name = TASKS[match["direction"]]
+        entries.append(
+            EvalResult(
+                task_type=task_type,
+                task_name=task_name,
+                dataset_type=dataset,
+                dataset_name=DATASET_NAMES.get(dataset, dataset),
+                dataset_split=result.get("split"),
+                metric_type=METRICS[match["metric"]],
+                metric_name=f"{match['direction']} {match['metric']}",
+                metric_value=round(float(value), 2),
             )
+        )
     return entries
+
+
+def _moment_model_index(result: Mapping[str, Any]) -> list[EvalResult]:
+    dataset = str(result["dataset"])
+    return [EvalResult(task_type=MOMENT_TASK[0], task_name=MOMENT_TASK[1], dataset_type=dataset,
+                       dataset_name=DATASET_NAMES.get(dataset, dataset), dataset_split=result.get("split"),
+                       metric_type=metric_type, metric_name=metric_name, metric_value=round(float(result[key]), 2))
+            for key, (metric_type, metric_name) in MOMENT_METRICS.items() if key in result]
 
 
 def training_series(records: Iterable[Mapping[str, Any]]) -> dict[str, tuple[list[float], list[float]]]:
@@ -550,6 +573,16 @@ def _model_details(config: Mapping[str, Any], num_parameters: int | None) -> str
 
 
 def _results_section(eval_results: Sequence[Mapping[str, Any]]) -> str:
+    """``## Evaluation``: a table per task, in :data:`RESULT_TASKS` order."""
+    tables = []
+    for name, task in RESULT_TASKS.items():
+        results = [result for result in eval_results if result.get("task", "retrieval") == name]
+        if results:
+            tables.append(task.table(results))
+    return "## Evaluation\n\n" + "\n\n".join(tables)
+
+
+def _retrieval_table(eval_results: Sequence[Mapping[str, Any]]) -> str:
     header = "| dataset | split | direction | post-processing | R@1 | R@5 | R@10 | MedR | MeanR |"
     lines = [header, "|" + "---|" * 9]
     for result in eval_results:
@@ -568,14 +601,60 @@ def _results_section(eval_results: Sequence[Mapping[str, Any]]) -> str:
                 + " |"
             )
     return (
-        "## Evaluation\n\n"
-        + "\n".join(lines)
+        "\n".join(lines)
         + "\n\nR@K in percent (higher is better), median / mean rank 1-based (lower is better), computed with "
         "`tvr eval`; a candidate scoring exactly as much as the ground truth counts as ranked above it. "
         "† Post-processed scores (DSL, inverted softmax) normalise over the whole test query set (transductive) "
         "and are not comparable with plain numbers; QB-Norm uses the training captions as its query bank. "
         "Only the plain numbers are in the card metadata."
     )
+
+
+def _moment_table(eval_results: Sequence[Mapping[str, Any]]) -> str:
+    names = " | ".join(name for _, name in MOMENT_METRICS.values())
+    lines = ["Moment retrieval (single video: each caption's moment found in its own video):", "",
+             f"| dataset | split | moments from | windows (s) | {names} |", "|" + "---|" * (4 + len(MOMENT_METRICS))]
+    for result in eval_results:
+        dataset = str(result["dataset"])
+        windows = ",".join(f"{scale:g}" for scale in result.get("windows", ()))
+        for prefix, label in {"": "window search", **MOMENT_BASELINES}.items():
+            keys = [f"{prefix}/{key}" if prefix else key for key in MOMENT_METRICS]
+            if any(key in result for key in keys):
+                cells = [f"{float(result[key]):.1f}" if key in result else "" for key in keys]
+                lines.append(f"| {DATASET_NAMES.get(dataset, dataset)} | {result.get('split', '')} | {label} | "
+                             f"{windows if not prefix else ''} | " + " | ".join(cells) + " |")
+    return ("\n".join(lines) + "\n\nR@k IoU=t: percent of captions with one of the top k moments (after temporal NMS) "
+            "overlapping the annotated moment with temporal IoU >= t; mIoU: mean IoU of the top moment (`tvr eval "
+            "--task moments`). Windows of the listed lengths are scored with the model's own similarity. The whole "
+            "video and a random window of the annotated moment's length are the trivial baselines († random, "
+            "seeded); only the window-search numbers are in the card metadata.")
+
+
+class ResultTask(NamedTuple):
+    """How the card reads one ``task`` of eval results: whether a results dict holds its metrics, its model-index
+    entries and its README table."""
+
+    metric_example: str
+    has_metrics: Callable[[Mapping[str, Any]], bool]
+    model_index: Callable[[Mapping[str, Any]], list[EvalResult]]
+    table: Callable[[Sequence[Mapping[str, Any]]], str]
+
+
+# eval results' "task" -> how the card shows it: one entry per task
+RESULT_TASKS = {
+    "retrieval": ResultTask("t2v_R@1", lambda result: any(METRIC_KEY.match(key) for key in result),
+                            _retrieval_model_index, _retrieval_table),
+    "moments": ResultTask("R@1_IoU0.5", lambda result: any(key in result for key in MOMENT_METRICS),
+                          _moment_model_index, _moment_table),
+}
+
+
+def result_task(results: Mapping[str, Any], where: str = "eval results") -> ResultTask:
+    """The :class:`ResultTask` of an eval-results dict (``retrieval`` when it names no ``task``)."""
+    task = results.get("task", "retrieval")
+    if task not in RESULT_TASKS:
+        raise ValueError(f"{where}: unknown task {task!r}; expected one of {list(RESULT_TASKS)}")
+    return RESULT_TASKS[task]
 
 
 def _training_section(training_config: Mapping[str, Any] | None, training_curves: str | None,
