@@ -282,6 +282,23 @@ def test_eval_moments_then_card_as_typed(tmp_path):
     charades = json.loads((tmp_path / "charades.json").read_text())
     assert charades["dataset"] == "charades-sta" and {key: charades[key] for key in expected} == pytest.approx(expected)
 
+    # DiDeMo's annotations on the same videos: each row's moment from its annotators' 5-s chunks
+    duration = {r["video_id"]: r["duration"] for r in records}
+    items = [{"video": f"{video}.mp4", "description": "a red square moves left", "times": [[0, 0], [1, 1], [0, 0]]}
+             for video in duration] + [{"video": f"{video}.mp4", "description": "a blue circle", "times": [[1, 1]]}
+                                       for video in duration]
+    (tmp_path / "didemo").mkdir()
+    (tmp_path / "didemo" / "test_data.json").write_text(json.dumps(items))
+    assert main(["eval", str(model_dir), "--task", "moments", "--dataset", "didemo", "--annotations",
+                 str(tmp_path / "didemo"), "--videos", str(data / "videos"), "--output",
+                 str(tmp_path / "didemo.json")]) == 0
+    didemo = json.loads((tmp_path / "didemo.json").read_text())
+    assert (didemo["dataset"], didemo["windows"], didemo["stride"], didemo["num_texts"]) == (
+        "didemo", [5.0, 10.0, 15.0, 20.0, 25.0, 30.0], 1.0, 4)
+    # moments [0, 5] and [5, 10] (clipped to the video's end): the whole video overlaps each by its share of it
+    assert didemo["whole_video/mIoU"] == pytest.approx(100 * np.mean(
+        [5 / d for d in duration.values()] + [(min(10, d) - 5) / d for d in duration.values()]))
+
     assert main(["card", str(model_dir), "--eval-results", str(tmp_path / "moments.json"),
                  str(tmp_path / "charades.json")]) == 0
     card = ModelCard.load(model_dir / "README.md")

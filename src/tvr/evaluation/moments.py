@@ -231,8 +231,9 @@ def evaluate_moments(model: Any, processor: Any, dataset: Any, options: MomentEv
     try:
         with torch.no_grad(), mixed_precision_autocast(device, options.mixed_precision):
             windowed = encode_windows(model, processor, [videos["video_path"][index] for index in present], scales,
-                                      options.stride, options.batch_size, options.on_bad_video, options.progress,
-                                      device=device, num_workers=options.num_workers)
+                                      stride=options.stride, batch_size=options.batch_size,
+                                      on_bad_video=options.on_bad_video, progress=options.progress, device=device,
+                                      num_workers=options.num_workers)
             skipped.update(windowed.failed)
             if not windowed.rows:
                 raise ValueError(f"none of the {len(videos['video_id'])} videos could be read; first error: "
