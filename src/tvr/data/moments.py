@@ -12,9 +12,10 @@ Formats:
   videos ``VIDEOID.mp4`` (any extension: the file whose stem is the id).
 - ``didemo``: ``{train,val,test}_data.json`` (Hendricks et al. 2017), a list of {``video``, ``description``,
   ``times``}: each annotator's ``[first, last]`` 5-second chunk (chunk ``i`` is ``[5 i, 5 (i + 1)]`` s). The ground
-  truth is the span most annotators gave (ties: the one given first), in seconds ``[5 first, 5 (last + 1)]``: the
-  consensus moment of moment-retrieval work on DiDeMo (CAL, TVR-style evaluation); the original paper's own metric
-  averages over the best three annotators and is not what R@k IoU reports. Videos: the file named as ``video``.
+  truth is the span most annotators gave (ties: the one given first), in seconds ``[5 first, 5 (last + 1)]``: one
+  consensus moment per description, as R@k-IoU evaluations need. (Other conventions exist: the original paper's own
+  metric averages over the best three annotators; some code bases average the annotators' spans.) Videos: the file
+  named as ``video``.
 - ``generic`` (``jsonl`` / ``csv``): :func:`tvr.data.readers.load_generic`'s files, where every row has ``start`` and
   ``end``.
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import itertools
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
@@ -249,11 +250,8 @@ def evaluate_moments(model: Any, processor: Any, dataset: Any, options: MomentEv
                                          device, options.progress)
             predictions, durations = {}, {}
             first = 0
-            while first < len(queries):
-                video = video_of[queries[first]]
-                last = first
-                while last < len(queries) and video_of[queries[last]] == video:
-                    last += 1
+            for video, group in itertools.groupby(queries, key=video_of.__getitem__):
+                last = first + len(list(group))
                 rows = window_rows[video]
                 spans = np.array([windowed.rows[row][1:] for row in rows], dtype=np.float64)
                 scores = model.score_gallery(slice_encoding(text_encoding, first, last),
