@@ -211,6 +211,90 @@ def make_synthetic_dataset(
     return load_generic(annotation_path, missing="error")
 
 
+# ------------------------------------------------------------------------------------- long videos (moments)
+def generate_moment_events(
+    rng: np.random.Generator,
+    size: int = 64,
+    num_events: int | tuple[int, int] = (3, 6),
+    event_seconds: tuple[int, int] = (3, 8),
+) -> list[Event]:
+    """Draw the events of a long video: consecutive events of whole-second lengths drawn in ``event_seconds``
+    (inclusive), each drawn as :func:`generate_events` draws one, no two with the same coloured shape, so each
+    event's caption (``"a red square moves left"``) names exactly one span of the video."""
+    from dataclasses import replace
+
+    low, high = (num_events, num_events) if isinstance(num_events, int) else num_events
+    shortest, longest = event_seconds
+    if not 1 <= low <= high <= len(COLORS) * len(SHAPES):
+        raise ValueError(f"num_events={num_events}: expected 1 to {len(COLORS) * len(SHAPES)} events (one per "
+                         "coloured shape)")
+    if not MIN_EVENT_SECONDS <= shortest <= longest:
+        raise ValueError(f"event_seconds={event_seconds}: expected (shortest, longest) whole seconds with "
+                         f"{MIN_EVENT_SECONDS:g} <= shortest <= longest")
+    objects = rng.choice(len(COLORS) * len(SHAPES), size=int(rng.integers(low, high + 1)), replace=False)
+    events, offset = [], 0.0
+    for drawn in objects:
+        length = float(rng.integers(shortest, longest + 1))
+        event = generate_events(rng, size, length, 1)[0]
+        events.append(replace(event, color=list(COLORS)[drawn // len(SHAPES)],
+                              shape=SHAPES[drawn % len(SHAPES)], start=offset, end=offset + length))
+        offset += length
+    return events
+
+
+def make_moment_dataset(
+    output_dir: str | os.PathLike,
+    num_videos: int,
+    seed: int = 0,
+    split: str = "test",
+    size: int = 64,
+    fps: float = 10,
+    num_events: int | tuple[int, int] = (3, 6),
+    event_seconds: tuple[int, int] = (3, 8),
+    progress: bool = True,
+) -> "Dataset":
+    """Write long synthetic videos of several captioned events with known bounds, for moment retrieval, and read
+    them back as a moment dataset (:func:`tvr.data.moments.load_moments`).
+
+    Video ``i`` (it depends only on ``(seed, split, i)``) is :func:`generate_moment_events`' events one after the
+    other (3-6 events of 3-8 s by default: 9-48 s videos). Writes ``output_dir/videos/long_{split}_{i:05d}.mp4`` and
+    ``output_dir/{split}.jsonl``, one record per event in the generic format with the moment: ``video_id``,
+    ``video_path`` (relative to ``output_dir``), ``caption`` (the event's, ``"a red square moves left"``), ``start``,
+    ``end`` (seconds), plus ``duration`` (the video's). ``tvr eval MODEL --task moments --dataset jsonl
+    --annotations output_dir/test.jsonl`` evaluates it. Give it a folder of its own: the file is named as
+    :func:`make_synthetic_dataset`'s.
+
+    Returns:
+        ``datasets.Dataset``, one row per event (columns of :func:`tvr.data.moments.load_moments`).
+
+    Example::
+
+        moments = make_moment_dataset("long_videos", 20)   # about 90 captioned moments in 20 videos
+    """
+    from tqdm.auto import tqdm
+
+    from .moments import load_moments
+
+    if size % 2:
+        raise ValueError(f"size={size}: H.264 needs an even frame size")
+    if num_videos < 1:
+        raise ValueError(f"num_videos={num_videos}: expected at least 1")
+    output_dir = os.fspath(output_dir)
+    records = []
+    for index in tqdm(range(num_videos), desc=f"long synthetic {split} videos", disable=not progress):
+        events = generate_moment_events(synthetic_rng(seed, f"moments-{split}", index), size, num_events,
+                                        event_seconds)
+        video_id, duration = f"long_{split}_{index:05d}", events[-1].end
+        video_path = f"videos/{video_id}.mp4"
+        write_video(os.path.join(output_dir, video_path), render_frames(events, size, fps, duration), fps)
+        records += [dict(video_id=video_id, video_path=video_path, caption=event.describe(), start=event.start,
+                         end=event.end, duration=duration) for event in events]
+    annotation_path = os.path.join(output_dir, f"{split}.jsonl")
+    with open(annotation_path, "w", encoding="utf-8") as file:
+        file.writelines(json.dumps(record) + "\n" for record in records)
+    return load_moments("jsonl", annotation_path, missing="error")
+
+
 def write_video(path: str | os.PathLike, frames: np.ndarray | Sequence[np.ndarray], fps: float = 30) -> str:
     """Write RGB frames to an H.264 mp4 file.
 

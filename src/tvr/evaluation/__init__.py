@@ -14,7 +14,8 @@ RETRIEVAL_METRICS_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__
 EXPORTS = {
     "harness": ("EvaluationOptions", "RetrievalEvaluation", "encode_texts", "encode_videos", "evaluate_retrieval", "save_eval_results"),
     "metrics": ("compute_retrieval_metrics",),
-    "moments": ("moment_metrics", "temporal_iou", "temporal_nms"),
+    "moments": ("MomentEvaluation", "MomentEvaluationOptions", "evaluate_moments", "moment_baselines", "moment_metrics",
+                "temporal_iou", "temporal_nms"),
     "postprocessing": ("POSTPROCESSING", "dual_softmax", "inverted_softmax", "postprocessed_metrics", "qb_norm"),
     "templates": ("TEMPLATE_SETS", "resolve_templates"),
     "zero_shot": ("ZeroShotEvaluation", "ZeroShotOptions", "evaluate_zero_shot"),

@@ -6,6 +6,8 @@ Example::
         --output runs/clip4clip/eval_results.json
     tvr eval runs/clip4clip --task zero-shot-classification --dataset ucf101 --annotations data/ucfTrainTestlist \\
         --videos data/UCF-101 --templates clip-ucf101 --output runs/clip4clip/ucf101_zero_shot.json
+    tvr eval runs/clip4clip --task moments --dataset charades-sta --annotations data/charades \\
+        --videos data/charades/videos --windows 4,8,16 --output runs/clip4clip/charades_moments.json
 """
 
 from __future__ import annotations
@@ -31,13 +33,16 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--allow-base-change", action="store_true",
                         help="an adapter folder: load it even if its base's weights changed since it was saved")
     parser.add_argument("--task", choices=list(TASKS), default="retrieval",
-                        help="what to measure: text-video retrieval (R@K, default) or zero-shot classification "
-                             "(top-1 / top-5 / mean class accuracy of class-name prompts)")
+                        help="what to measure: text-video retrieval (R@K, default), zero-shot classification "
+                             "(top-1 / top-5 / mean class accuracy of class-name prompts) or moments (where in its "
+                             "video each caption happens: R@k at temporal IoU, mIoU)")
     parser.add_argument(
-        "--dataset", required=True, choices=sorted(set(READERS) | set(GENERIC_FORMATS) | set(CLASSIFICATION_READERS)),
+        "--dataset", required=True,
+        choices=sorted(set(READERS) | set(GENERIC_FORMATS) | set(CLASSIFICATION_READERS) | set(MOMENT_DATASETS)),
         help="annotation format; csv / jsonl are your own files (retrieval: columns video_id or video_path, caption, "
-             "start, end; zero-shot-classification: csv with video_path, label); kinetics400/600/700, ucf101, "
-             "hmdb51, ssv2, folder: zero-shot-classification benchmarks",
+             "start, end: the clip; moments: the same, start / end the moment; zero-shot-classification: csv with "
+             "video_path, label); kinetics400/600/700, ucf101, hmdb51, ssv2, folder: zero-shot-classification "
+             "benchmarks; charades-sta (and didemo): --task moments",
     )
     parser.add_argument("--annotations", required=True, help="annotation folder (csv / jsonl: the file or its folder)")
     parser.add_argument("--dataset-name", default=None,
@@ -80,6 +85,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         help="zero-shot-classification: clips scored per video (equal spans), logits averaged")
     parser.add_argument("--fold", type=int, default=None,
                         help="zero-shot-classification on ucf101 / hmdb51: the official split 1, 2 or 3 (default 1)")
+    parser.add_argument("--windows", default=None, metavar="SCALES",
+                        help="moments: window lengths in seconds (4,8,16) or multiples of the model's clip length "
+                             "(1x,2x); default by dataset: charades-sta / csv / jsonl 4,8,16, didemo 5,10,...,30")
+    parser.add_argument("--stride", type=float, default=None,
+                        help="moments: step between windows as a fraction of their length (default 0.5; didemo 1)")
+    parser.add_argument("--nms-iou", type=float, default=None,
+                        help="moments: temporal NMS drops a window overlapping a better one by this IoU (default 0.5)")
     parser.add_argument("--output", default=None, help="results JSON (default: print only)")
     parser.add_argument("--save-similarity", default=None, help="also torch.save the similarity matrix here")
     parser.set_defaults(func=run)
@@ -96,7 +108,7 @@ def run_retrieval(args: argparse.Namespace) -> int:
     from ..loading import load_model_and_processor
     from .harness import EvaluationOptions, evaluate_retrieval, save_eval_results
 
-    _check_task_options(args, retrieval_datasets(), ("templates", "num_views", "fold"))
+    _check_task_options(args, retrieval_datasets())
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     # names a missing folder or a damaged model.safetensors (transformers' own errors name neither)
     model, processor = load_model_and_processor(args.model_dir, device, processor=args.processor,
@@ -145,11 +157,7 @@ def run_retrieval(args: argparse.Namespace) -> int:
         )
     print(f"{args.dataset} {args.split}: {metadata['num_texts']} texts, {metadata['num_videos']} videos scored, "
           f"{metadata['num_skipped_videos']} skipped (could not be decoded)")
-    for path, error in result.skipped_videos.items():
-        print(f"  skipped: {path}: {error}")
-    for key, value in result.metrics.items():
-        print(f"  {key:<28} {value:8.2f}")
-    return 0
+    return _print_results(result.skipped_videos, result.metrics)
 
 
 def _load_split(args: argparse.Namespace, split: str, video_dir: str | None):
@@ -191,8 +199,7 @@ def run_zero_shot(args: argparse.Namespace) -> int:
     from .templates import resolve_templates
     from .zero_shot import ZeroShotOptions, evaluate_zero_shot, zero_shot_results
 
-    _check_task_options(args, CLASSIFICATION_READERS, ("dsl", "inverted_softmax", "qb_norm", "rerank_top_k", "ties",
-                                                       "save_similarity"))
+    _check_task_options(args, CLASSIFICATION_READERS)
     options = ZeroShotOptions(templates=args.templates, num_views=args.num_views, batch_size=args.batch_size,
                               block_size=args.block_size, mixed_precision=args.mixed_precision,
                               num_workers=args.num_workers, on_bad_video=args.on_bad_video,
@@ -212,9 +219,64 @@ def run_zero_shot(args: argparse.Namespace) -> int:
         save_eval_results(args.output, {}, **results)
     print(f"{args.dataset} {args.split}: {len(result.video_ids)} videos, {len(result.classes)} classes, "
           f"{len(result.templates)} templates, {args.num_views} view(s); {len(result.skipped_videos)} skipped")
-    for video, error in result.skipped_videos.items():
+    return _print_results(result.skipped_videos, result.metrics)
+
+
+def run_moments(args: argparse.Namespace) -> int:
+    """``--task moments``: find each caption's moment in its own video among windows of it, against the annotation."""
+    import torch
+
+    from ..data.moments import load_moments
+    from ..hub_cards.card import dataset_label
+    from ..loading import load_model_and_processor
+    from .harness import save_eval_results
+    from .moments import DEFAULT_WINDOWS, MomentEvaluationOptions, evaluate_moments
+
+    _check_task_options(args, MOMENT_DATASETS)
+    fmt = "generic" if args.dataset in GENERIC_FORMATS else args.dataset
+    windows, stride = DEFAULT_WINDOWS[fmt]
+    options = MomentEvaluationOptions(
+        windows=args.windows or windows, stride=args.stride if args.stride is not None else stride,
+        nms_iou=args.nms_iou if args.nms_iou is not None else MomentEvaluationOptions.nms_iou,
+        batch_size=args.batch_size, block_size=args.block_size, mixed_precision=args.mixed_precision,
+        num_workers=args.num_workers, on_bad_video=args.on_bad_video)
+    args.split = args.split or _default_split(args)
+    annotations = args.annotations
+    if fmt == "generic" and os.path.isdir(annotations):  # the folder may hold both formats: take the one asked for
+        annotations = os.path.join(annotations, f"{args.split}.{args.dataset}")
+    dataset = load_moments(args.dataset, annotations, args.videos, args.split)
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    model, processor = load_model_and_processor(args.model_dir, device, processor=args.processor,
+                                                allow_base_change=args.allow_base_change)
+    result = evaluate_moments(model, processor, dataset, options, device=device)
+    video_ids = dataset["video_id"]
+    metadata = dict(
+        task="moments",
+        model=os.path.abspath(args.model_dir),
+        dataset=args.dataset_name or dataset_label(args.dataset, args.annotations),
+        split=args.split,
+        windows=result.windows,
+        stride=options.stride,
+        nms_iou=options.nms_iou,
+        num_texts=len(result.rows),
+        num_videos=len({video_ids[row] for row in result.rows}),
+        num_windows=result.num_windows,
+        num_skipped_videos=len(result.skipped_videos),
+        skipped_videos=result.skipped_videos,
+    )
+    if args.output:
+        save_eval_results(args.output, result.metrics, **metadata)
+    print(f"{args.dataset} {args.split}: {metadata['num_texts']} captions in {metadata['num_videos']} videos, "
+          f"{result.num_windows} windows of {','.join(f'{scale:g}' for scale in result.windows)} s (stride "
+          f"{options.stride:g}), {metadata['num_skipped_videos']} videos skipped")
+    return _print_results(result.skipped_videos, result.metrics)
+
+
+def _print_results(skipped_videos: dict[str, str], metrics: dict[str, float]) -> int:
+    """The skipped videos and the metrics, one a line, as every task prints them."""
+    for video, error in skipped_videos.items():
         print(f"  skipped: {video}: {error}")
-    for key, value in result.metrics.items():
+    for key, value in metrics.items():
         print(f"  {key:<28} {value:8.2f}")
     return 0
 
@@ -225,20 +287,30 @@ def retrieval_datasets() -> set[str]:
     return set(READERS) | set(GENERIC_FORMATS)
 
 
-def _check_task_options(args: argparse.Namespace, datasets, other_task_options: tuple[str, ...]) -> None:
-    """``--dataset`` must be one of the task's formats, and options of another task must not be set (they would be
-    ignored)."""
+def _check_task_options(args: argparse.Namespace, datasets) -> None:
+    """``--dataset`` must be one of the task's formats, and the options only another task reads
+    (:data:`TASK_OPTIONS`) must not be set (they would be ignored)."""
     if args.dataset not in datasets:
         raise ValueError(f"--dataset {args.dataset} is not a {args.task} dataset (those are "
                          f"{', '.join(sorted(datasets))}); pass the --task it is for ({', '.join(TASKS)})")
     defaults = {"num_views": 1, "ties": "pessimistic"}
-    given = [name for name in other_task_options if getattr(args, name, None) not in (None, False, defaults.get(name))]
+    others = [name for task, names in TASK_OPTIONS.items() if task != args.task for name in names]
+    given = [name for name in others if getattr(args, name, None) not in (None, False, defaults.get(name))]
     if given:
         raise ValueError(f"--{given[0].replace('_', '-')} does not apply to --task {args.task}")
 
 
+# the formats `tvr eval --task moments` reads (tvr.data.moments; csv / jsonl: your own)
+MOMENT_DATASETS = ("charades-sta", "didemo", *GENERIC_FORMATS)
 # task -> the function that runs it (`tvr eval --task`): one entry per task
 TASKS = {
     "retrieval": run_retrieval,
     "zero-shot-classification": run_zero_shot,
+    "moments": run_moments,
+}
+# task -> the options only it reads: the other tasks refuse them
+TASK_OPTIONS = {
+    "retrieval": ("dsl", "inverted_softmax", "qb_norm", "rerank_top_k", "ties", "save_similarity"),
+    "zero-shot-classification": ("templates", "num_views", "fold"),
+    "moments": ("windows", "stride", "nms_iou"),
 }

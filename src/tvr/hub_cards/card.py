@@ -55,6 +55,7 @@ DATASET_NAMES = {
     "activitynet": "ActivityNet Captions",
     "didemo": "DiDeMo",
     "vatex": "VATEX",
+    "charades-sta": "Charades-STA",
 }
 TASKS = {
     "t2v": ("text-to-video-retrieval", "Text-to-Video Retrieval"),
@@ -64,6 +65,13 @@ ZERO_SHOT_TASK = ("zero-shot-video-classification", "Zero-Shot Video Classificat
 # zero-shot result key -> (model-index metric type, its name)
 ZERO_SHOT_METRICS = {"top1": ("top_1_accuracy", "top-1 accuracy"), "top5": ("top_5_accuracy", "top-5 accuracy"),
                      "mean_class_accuracy": ("mean_class_accuracy", "mean class accuracy")}
+MOMENT_TASK = ("moment-retrieval", "Moment Retrieval")
+# moment result key -> (model-index metric type, its name); baselines ("whole_video/R@1_IoU0.5") stay out of it
+MOMENT_METRICS = {
+    **{f"R@{k}_IoU{t}": (f"recall@{k}_iou{t}", f"R@{k} IoU={t}") for k in (1, 5) for t in ("0.3", "0.5", "0.7")},
+    "mIoU": ("mean_iou", "mIoU"),
+}
+MOMENT_BASELINES = {"whole_video": "whole video", "random_window": "random window †"}
 METRICS = {"R@1": "recall@1", "R@5": "recall@5", "R@10": "recall@10", "MedR": "median_rank", "MeanR": "mean_rank"}
 # "<post-processing>/t2v_R@1" or "t2v_R@1"
 METRIC_KEY = re.compile(r"^(?:(?P<postprocessing>[\w-]+)/)?(?P<direction>t2v|v2t)_(?P<metric>R@\d+|MedR|MeanR)$")
@@ -72,7 +80,7 @@ METRIC_KEY = re.compile(r"^(?:(?P<postprocessing>[\w-]+)/)?(?P<direction>t2v|v2t
 def load_eval_results(source: str | os.PathLike | Mapping[str, Any]) -> dict[str, Any]:
     """An eval-results dict (as ``tvr eval --output`` writes): ``dataset``, ``split``, the metric keys of its ``task``
     (``retrieval`` when absent: ``t2v_R@1``, ...; ``zero-shot-classification``: ``top1``, ``top5``,
-    ``mean_class_accuracy``)."""
+    ``mean_class_accuracy``; ``moments``: ``R@1_IoU0.5``, ..., ``mIoU``)."""
     if isinstance(source, Mapping):
         results = dict(source)
         where = "eval results"
@@ -118,12 +126,19 @@ def _retrieval_model_index(result: Mapping[str, Any]) -> list[EvalResult]:
     return entries
 
 
-def _zero_shot_model_index(result: Mapping[str, Any]) -> list[EvalResult]:
-    dataset = str(result["dataset"])
-    return [EvalResult(task_type=ZERO_SHOT_TASK[0], task_name=ZERO_SHOT_TASK[1], dataset_type=dataset,
-                       dataset_name=DATASET_NAMES.get(dataset, dataset), dataset_split=result.get("split"),
-                       metric_type=metric_type, metric_name=metric_name, metric_value=round(float(result[key]), 2))
-            for key, (metric_type, metric_name) in ZERO_SHOT_METRICS.items() if key in result]
+def _flat_model_index(task: tuple[str, str], metrics: Mapping[str, tuple[str, str]]
+                      ) -> Callable[[Mapping[str, Any]], list[EvalResult]]:
+    """The model-index entries of a task whose results hold flat metric keys: ``task`` is ``(type, name)``,
+    ``metrics`` maps a result key to its ``(metric type, metric name)``; other keys (baselines) stay out."""
+    def entries(result: Mapping[str, Any]) -> list[EvalResult]:
+        dataset = str(result["dataset"])
+        return [EvalResult(task_type=task[0], task_name=task[1], dataset_type=dataset,
+                           dataset_name=DATASET_NAMES.get(dataset, dataset), dataset_split=result.get("split"),
+                           metric_type=metric_type, metric_name=metric_name,
+                           metric_value=round(float(result[key]), 2))
+                for key, (metric_type, metric_name) in metrics.items() if key in result]
+
+    return entries
 
 
 def training_series(records: Iterable[Mapping[str, Any]]) -> dict[str, tuple[list[float], list[float]]]:
@@ -629,6 +644,26 @@ def _zero_shot_table(eval_results: Sequence[Mapping[str, Any]]) -> str:
             "as much as the true one counts as ranked above it.")
 
 
+def _moment_table(eval_results: Sequence[Mapping[str, Any]]) -> str:
+    names = " | ".join(name for _, name in MOMENT_METRICS.values())
+    lines = ["Moment retrieval (single video: each caption's moment found in its own video):", "",
+             f"| dataset | split | moments from | windows (s) | {names} |", "|" + "---|" * (4 + len(MOMENT_METRICS))]
+    for result in eval_results:
+        dataset = str(result["dataset"])
+        windows = ",".join(f"{scale:g}" for scale in result.get("windows", ()))
+        for prefix, label in {"": "window search", **MOMENT_BASELINES}.items():
+            keys = [f"{prefix}/{key}" if prefix else key for key in MOMENT_METRICS]
+            if any(key in result for key in keys):
+                cells = [f"{float(result[key]):.1f}" if key in result else "" for key in keys]
+                lines.append(f"| {DATASET_NAMES.get(dataset, dataset)} | {result.get('split', '')} | {label} | "
+                             f"{windows if not prefix else ''} | " + " | ".join(cells) + " |")
+    return ("\n".join(lines) + "\n\nR@k IoU=t: percent of captions with one of the top k moments (after temporal NMS) "
+            "overlapping the annotated moment with temporal IoU >= t; mIoU: mean IoU of the top moment (`tvr eval "
+            "--task moments`). Windows of the listed lengths are scored with the model's own similarity. The whole "
+            "video and a random window of the annotated moment's length are the trivial baselines († random, "
+            "seeded); only the window-search numbers are in the card metadata.")
+
+
 class ResultTask(NamedTuple):
     """How the card reads one ``task`` of eval results: whether a results dict holds its metrics, its model-index
     entries and its README table."""
@@ -644,7 +679,9 @@ RESULT_TASKS = {
     "retrieval": ResultTask("t2v_R@1", lambda result: any(METRIC_KEY.match(key) for key in result),
                             _retrieval_model_index, _retrieval_table),
     "zero-shot-classification": ResultTask("top1", lambda result: any(key in result for key in ZERO_SHOT_METRICS),
-                                           _zero_shot_model_index, _zero_shot_table),
+                                           _flat_model_index(ZERO_SHOT_TASK, ZERO_SHOT_METRICS), _zero_shot_table),
+    "moments": ResultTask("R@1_IoU0.5", lambda result: any(key in result for key in MOMENT_METRICS),
+                          _flat_model_index(MOMENT_TASK, MOMENT_METRICS), _moment_table),
 }
 
 
