@@ -271,3 +271,52 @@ def test_journey_eval_zero_shot_then_card(labelled, tmp_path):
     with pytest.raises(ValueError, match="--dsl does not apply to --task zero-shot-classification"):
         main(["eval", str(folder), "--task", "zero-shot-classification", "--dataset", "csv", "--annotations",
               str(annotations), "--dsl"])
+
+
+def test_ucf101_layout_through_the_cli_scores_as_the_csv(labelled, tmp_path):
+    """The same videos and classes written as UCF-101's lists (classInd.txt order = the labelled set's) give the
+    numbers of the labelled set's own CSV; ``--fold`` picks the list."""
+    from tvr.cli import main
+
+    dataset, processor, models = labelled
+    folder, model = models["meanP"]
+    lists = tmp_path / "ucfTrainTestlist"
+    lists.mkdir()
+    classes = labelled_classes("color")
+    (lists / "classInd.txt").write_text("".join(f"{number} {name}\n" for number, name in enumerate(classes, 1)))
+    (lists / "testlist02.txt").write_text("".join(f"{row['label']}/{row['video_path'].rsplit('/', 1)[1]}\n"
+                                                  for row in dataset))
+    output = tmp_path / "ucf.json"
+    assert main(["eval", str(folder), "--task", "zero-shot-classification", "--dataset", "ucf101", "--annotations",
+                 str(lists), "--videos", str(folder.parent / "data" / "videos"), "--fold", "2", "--templates",
+                 "tvr-synthetic", "--device", "cpu", "--output", str(output)]) == 0
+    results = json.loads(output.read_text())
+    expected = evaluate_zero_shot(model, processor, dataset, templates="tvr-synthetic", progress=False)
+    assert (results["dataset"], results["split"], results["fold"], results["templates"]) == ("ucf101", "test", 2,
+                                                                                             "tvr-synthetic")
+    assert {key: results[key] for key in expected.metrics} == pytest.approx(expected.metrics)
+
+
+def test_card_shows_each_task_in_its_own_table():
+    from tvr.hub_cards.card import build_model_card
+
+    retrieval = {"dataset": "msrvtt", "split": "test", "t2v_R@1": 44.5, "v2t_R@1": 42.0}
+    zero_shot = {"task": "zero-shot-classification", "dataset": "ucf101", "split": "test", "templates": "clip-ucf101",
+                 "num_views": 3, "top1": 71.234, "top5": 93.0, "mean_class_accuracy": 70.5}
+    alone = build_model_card({"model_type": "clip4clip"}, "me/model", eval_results=[retrieval])
+    both = build_model_card({"model_type": "clip4clip"}, "me/model", eval_results=[zero_shot, retrieval])
+    # the retrieval section is what it was, the zero-shot table follows it
+    retrieval_section = alone.text[alone.text.index("## Evaluation"):].strip()
+    assert both.text[both.text.index("## Evaluation"):].startswith(retrieval_section)
+    assert "| UCF-101 | test | clip-ucf101 | 3 | 71.2 | 93.0 | 70.5 |" in both.text
+    entries = [(e.task_type, e.dataset_name, e.metric_name, e.metric_value) for e in both.data.eval_results]
+    assert entries == [("zero-shot-video-classification", "UCF-101", "top-1 accuracy", 71.23),
+                       ("zero-shot-video-classification", "UCF-101", "top-5 accuracy", 93.0),
+                       ("zero-shot-video-classification", "UCF-101", "mean class accuracy", 70.5),
+                       ("text-to-video-retrieval", "MSR-VTT", "t2v R@1", 44.5),
+                       ("video-to-text-retrieval", "MSR-VTT", "v2t R@1", 42.0)]
+    with pytest.raises(ValueError, match=r"unknown task 'moment'"):
+        build_model_card({"model_type": "clip4clip"}, "me/model", eval_results=[{**zero_shot, "task": "moment"}])
+    with pytest.raises(ValueError, match=r"no metric keys like 'top1'"):
+        build_model_card({"model_type": "clip4clip"}, "me/model",
+                         eval_results=[{"task": "zero-shot-classification", "dataset": "ucf101"}])

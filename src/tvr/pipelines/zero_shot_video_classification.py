@@ -22,7 +22,8 @@ def check_hypothesis_template(template: str) -> str:
 
 class ZeroShotVideoClassificationPipeline(VideoTextPipeline):
     """Zero-shot video classification with any tvr model: each candidate label, put into ``hypothesis_template``,
-    is a caption; the model scores every caption against the video (``model.score_gallery``) and the scores become
+    is a caption (with ``templates=``, several per label, averaged as ``tvr eval --task zero-shot-classification``
+    averages them); the model scores every caption against the video (``model.score_gallery``) and the scores become
     probabilities over the labels (softmax; sigmoid per label for models trained with SigLIP's sigmoid loss, as
     transformers does for SigLIP).
 
