@@ -82,7 +82,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         help="search although the model folder's weights changed since the index was built")
     search.add_argument("--device", default=None, help="e.g. cuda, cpu (default: cuda when available)")
     search.add_argument("--json", action="store_true",
-                        help="print one JSON list: [{query, results: [{rank, path, score, score_name}]}]")
+                        help="print one JSON list: [{query, results: [{rank, path, score, score_name}]}] (--moments: "
+                             "with start, end)")
     search.add_argument("--moments", action="store_true",
                         help="return moments (path, start-end) of an index built with --windows, not whole videos")
     search.add_argument("--nms-iou", type=float, default=0.5,
@@ -181,12 +182,20 @@ def run_search(args: argparse.Namespace) -> int:
         raise SystemExit("tvr: error: search: give at least one query (or --info)")
     if (args.nms_iou != 0.5 or args.refine) and not args.moments:
         raise ValueError("--nms-iou and --refine go with --moments")
+    if args.moments:  # said before the model loads
+        from pathlib import Path
+
+        from .index import CONFIG_FILE, _read_index_json
+        from .moments import NO_WINDOWS
+
+        config_file = Path(args.index_dir) / CONFIG_FILE
+        if config_file.is_file() and not _read_index_json(config_file, f"index {args.index_dir!r}").get("windows"):
+            raise ValueError(f"index {args.index_dir!r}: {NO_WINDOWS}")
     index = VideoIndex.load(args.index_dir, device=args.device, allow_model_change=args.allow_model_change)
-    score_name = index.score_name(args.rerank_top_k)
+    score_name = index.score_name(args.rerank_top_k, args.refine)
     if args.moments:
         answers = list(zip(args.query, index.search_moments(args.query, args.top_k, args.nms_iou, args.refine,
                                                             args.rerank_top_k, candidates=args.candidates)))
-        score_name = "similarity" if args.refine else score_name  # refined spans are scored by the model
         if args.json:
             print(json.dumps([{"query": query, "results": [
                 {"rank": rank, "path": moment.path, "start": moment.start, "end": moment.end, "score": moment.score,

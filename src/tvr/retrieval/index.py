@@ -53,7 +53,7 @@ from ..processing.encode_loop import encode_video_batches
 from ..utils.atomic import atomic_directory, recover_directory
 from ..utils.fingerprint import check_fingerprint, weights_fingerprint
 from .faiss_index import INDEX_TYPES, build_faiss_index, default_nlist, search_index, set_search_parameters
-from .moments import Moment, best_window_per_video, check_row_spans, rows_per_video, select_moments
+from .moments import NO_WINDOWS, Moment, best_window_per_video, check_row_spans, rows_per_video, select_moments
 
 # shards.py is the layer below: it never imports this module
 from .shards import VIDEO_EXTENSIONS, encode_shards, fingerprint_or_none, list_video_files, read_provenance, read_shards  # noqa: F401
@@ -388,8 +388,7 @@ class VideoIndex:
             ValueError: the index has no windows (rebuild it with ``windows``), or an option is out of range.
         """
         if self.starts is None:
-            raise ValueError("this index has no windows, so no moments: rebuild it with `tvr index --windows 4,8,16` "
-                             "(VideoIndex.build(..., windows=[4, 8, 16]))")
+            raise ValueError(NO_WINDOWS)
         if not 0 < nms_iou <= 1:
             raise ValueError(f"nms_iou must be in (0, 1], got {nms_iou}")
         texts = [queries] if isinstance(queries, str) else list(queries)
@@ -432,10 +431,11 @@ class VideoIndex:
         return own if own is not None and _scores_in_two_stages(self.model) else max(top_k, DEFAULT_RERANK_TOP_K)
 
     @staticmethod
-    def score_name(rerank_top_k: int | None = None) -> str:
-        """What :meth:`search`'s scores are for this ``rerank_top_k``: ``"similarity"`` (the model's) or
-        ``"inner_product"`` (first stage only); :data:`SCORE_NAMES` describes each."""
-        return "inner_product" if rerank_top_k == 0 else "similarity"
+    def score_name(rerank_top_k: int | None = None, refine: bool = False) -> str:
+        """What :meth:`search`'s (and :meth:`search_moments`') scores are for this ``rerank_top_k``:
+        ``"similarity"`` (the model's) or ``"inner_product"`` (first stage only; refined moments are always re-scored
+        by the model); :data:`SCORE_NAMES` describes each."""
+        return "inner_product" if rerank_top_k == 0 and not refine else "similarity"
 
     def _results(self, rows: np.ndarray, scores: np.ndarray, top_k: int) -> list[SearchResult]:
         return [SearchResult(self.paths[row], score) for row, score in best_window_per_video(self.paths, rows, scores,

@@ -21,6 +21,9 @@ from ..evaluation.moments import temporal_nms
 #: the per-row fields of an index, one value per row, in row order (``starts`` / ``ends`` are ``None`` on an index
 #: without windows); whatever selects, appends or removes rows keeps them together (:func:`take_rows`)
 ROW_FIELDS = ("paths", "starts", "ends")
+#: what a search for moments in an index without windows says
+NO_WINDOWS = ("this index has no windows, so no moments: rebuild it with `tvr index --windows 4,8,16` "
+              "(VideoIndex.build(..., windows=[4, 8, 16]))")
 #: on a windowed index, a search's counts of videos (candidates, re-scored) become this many rows per video at most
 WINDOW_POOL_FACTOR = 10
 
@@ -104,5 +107,5 @@ def select_moments(paths: Sequence[str], starts: Sequence[float], ends: Sequence
     kept.sort(key=lambda moment: (-moment[2], moment[0]))  # ties: the earlier ranked first
     return [(row, score) for _, row, score in kept[:top_k]]
 
-__all__ = ["ROW_FIELDS", "WINDOW_POOL_FACTOR", "Moment", "best_window_per_video", "check_row_spans", "rows_per_video",
+__all__ = ["NO_WINDOWS", "ROW_FIELDS", "WINDOW_POOL_FACTOR", "Moment", "best_window_per_video", "check_row_spans", "rows_per_video",
            "select_moments", "take_rows"]
