@@ -274,3 +274,72 @@ def test_the_pipelines_moments_are_search_moments(demo, tmp_path):
         assert {r["score_name"] for r in answer} == {"similarity"}
     with pytest.raises(ValueError, match="moments=True searches an index"):
         retriever("a red square", videos=[str(next(video_dir.glob("*.mp4")))], moments=True)
+
+
+# ------------------------------------------------------------------------------------------ the app
+
+
+@pytest.fixture(scope="module")
+def windowed_index(demo, tmp_path_factory):
+    """A saved index of the demo videos as 2 s windows, half overlapping."""
+    model_dir, video_dir = demo
+    index_dir = tmp_path_factory.mktemp("app-index") / "videos.index"
+    VideoIndex.from_model_dir(model_dir, video_dir, device="cpu", windows=[2], progress=False).save(index_dir)
+    return index_dir
+
+
+def test_the_app_answers_with_moments_and_plays_from_their_start(demo, windowed_index):
+    from tvr.app import RetrievalDemo
+
+    model_dir, video_dir = demo
+    app = RetrievalDemo(model_dir, index=windowed_index, device="cpu")
+    gallery, table, spans = app.search_results("a red square", top_k=3)
+    expected = app.index.search_moments("a red square", top_k=3)
+    assert spans == [(m.path, m.start, m.end) for m in expected]
+    assert "| rank | video | moment (s) | similarity |" in table
+    first = expected[0]
+    assert f"| 1 | {Path(first.path).name} | {first.start:.2f}-{first.end:.2f} s |" in table
+    assert gallery[0] == (first.path, f"1. {Path(first.path).name} {first.start:.2f}-{first.end:.2f} s "
+                                      f"({first.score:.3f})")
+    assert "3 videos indexed as 21 windows" in app.describe()
+    player = app.player(*spans[0])
+    assert f"#t={first.start:g},{first.end:g}" in player and f'data-start="{first.start:g}"' in player
+    assert app.player(str(video_dir / "not-indexed.mp4"), 0.0, 2.0) == ""  # only indexed files are served
+
+
+def test_clicking_a_moment_plays_it_from_its_start_in_a_browser(demo, windowed_index, tmp_path):
+    from app_server import free_port
+    from test_app import CHROMIUM_FLAGS, browser_or_skip
+
+    sync_api, chromium = browser_or_skip()
+    from tvr.app import RetrievalDemo
+    from tvr.app.ui import launch
+
+    model_dir, _ = demo
+    query = "a red square"
+    app = RetrievalDemo(model_dir, index=windowed_index, device="cpu")
+    moments = app.index.search_moments(query, top_k=5)
+    rank = next(rank for rank, moment in enumerate(moments) if moment.start > 0)  # a moment that is not the start
+    port = free_port()
+    page_server = launch(app, host="127.0.0.1", port=port, prevent_thread_lock=True, quiet=True)  # in this process
+    try:
+        with sync_api.sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_FLAGS)
+            try:
+                page = browser.new_page(viewport={"width": 1100, "height": 900})
+                page.set_default_timeout(90_000)
+                page.goto(f"http://127.0.0.1:{port}")
+                page.get_by_label("Query").fill(query)
+                page.get_by_role("button", name="Search").click()
+                page.locator("#search-results table").wait_for()
+                page.locator("#search-gallery").get_by_text(f"{rank + 1}. ").click()
+                video = page.locator("#moment-player video")
+                video.wait_for()
+                page.wait_for_function("document.querySelector('#moment-player video').readyState >= 1")
+                current = video.evaluate("element => element.currentTime")
+                page.screenshot(path=tmp_path / "app-moment.png", full_page=True)
+            finally:
+                browser.close()
+    finally:
+        page_server.close()
+    assert moments[rank].start <= current <= moments[rank].end + 0.5, (current, moments[rank])
