@@ -104,6 +104,18 @@ def test_each_needed_frame_is_decoded_once_for_all_windows_and_scales(colours, m
                                concat_encodings(per_window.encodings).video_embeds, atol=1e-6, rtol=1e-6)
 
 
+def test_ranked_windows_become_moments_and_videos_on_hand_ranked_rows():
+    from tvr.retrieval.moments import best_window_per_video, select_moments
+
+    paths, starts, ends = ["a", "a", "a", "b", "b"], [0, 2, 8, 0, 1], [4, 6, 12, 4, 5]
+    rows, scores = np.array([1, 0, 3, 4, 2, -1]), np.array([0.9, 0.8, 0.8, 0.7, 0.6, 0.0])
+    # a: 2-6 kept; 0-4 overlaps it by 2/6 < 0.5: kept; b: 0-4 kept, 1-5 overlaps it by 3/5: dropped; a: 8-12 kept;
+    # equal scores keep their rank order; the -1 row (nothing found) is skipped
+    assert select_moments(paths, starts, ends, rows, scores, 0.5, 10) == [(1, 0.9), (0, 0.8), (3, 0.8), (2, 0.6)]
+    assert select_moments(paths, starts, ends, rows, scores, 0.3, 2) == [(1, 0.9), (3, 0.8)]
+    assert best_window_per_video(paths, rows, scores, 10) == [(1, 0.9), (3, 0.8)]
+
+
 def test_search_moments_finds_the_known_segment_and_search_returns_each_video_once(colours):
     model, processor, videos = colours
     index = VideoIndex.build(model, processor, [videos["middle"], videos["green"]], windows="4,8", stride=0.5,

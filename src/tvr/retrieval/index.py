@@ -221,7 +221,7 @@ class VideoIndex:
         if windows is not None:
             encoded = encode_windows(model, processor, paths, windows["scales"], windows["stride"], batch_size,
                                      on_bad_video, progress, to_cpu=True, mute_decoder_logs=True)
-            rows = [(position, start, end) for position, start, end in encoded.rows]
+            rows = encoded.rows
         else:
             encoded = encode_video_batches(model, processor, paths, batch_size, on_bad_video=on_bad_video,
                                            to_cpu=True, progress=progress, desc="indexing videos",
@@ -329,7 +329,7 @@ class VideoIndex:
         if candidates is not None and candidates < pool:
             raise ValueError(f"candidates ({candidates}) must be >= top_k ({top_k}) and rerank_top_k "
                              f"({rerank_top_k}): FAISS proposes them, the model re-scores the best rerank_top_k")
-        per_video = rows_per_video(self.paths, self.starts is not None)  # a windowed index ranks rows, not videos
+        per_video = self._rows_per_video()  # a windowed index ranks rows, not videos
         num_candidates, rerank_rows = min((candidates or pool) * per_video, len(self)), rerank_top_k * per_video
         set_search_parameters(self.faiss_index, {**self.faiss_info, "nprobe": self.nprobe})
         results = []
@@ -436,6 +436,13 @@ class VideoIndex:
         ``"similarity"`` (the model's) or ``"inner_product"`` (first stage only; refined moments are always re-scored
         by the model); :data:`SCORE_NAMES` describes each."""
         return "inner_product" if rerank_top_k == 0 and not refine else "similarity"
+
+    def _rows_per_video(self) -> int:
+        """:func:`~tvr.retrieval.moments.rows_per_video`, computed again only when the rows changed."""
+        key = (id(self.paths), len(self.paths), self.starts is not None)
+        if getattr(self, "_rows_per_video_cache", (None,))[0] != key:
+            self._rows_per_video_cache = (key, rows_per_video(self.paths, self.starts is not None))
+        return self._rows_per_video_cache[1]
 
     def _results(self, rows: np.ndarray, scores: np.ndarray, top_k: int) -> list[SearchResult]:
         return [SearchResult(self.paths[row], score) for row, score in best_window_per_video(self.paths, rows, scores,
