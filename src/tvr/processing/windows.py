@@ -298,6 +298,8 @@ def refine_moments(model: Any, processor: Any, video: Any, text_encoding: Any, m
 
     if not 0 < shift < 1:
         raise ValueError(f"shift must be in (0, 1) (a fraction of the moment's length), got {shift}")
+    if not moments:
+        return []
     duration = video_duration(video)
     best = [(float(start), float(end)) for start, end in moments]
     scores = [float("-inf")] * len(best)
