@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import html
 import os
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -66,25 +67,54 @@ class RetrievalDemo:
     def describe(self) -> str:
         model = self.retriever.model
         gallery = f"{len(self.index)} videos indexed" if self.index is not None else "no videos indexed"
+        if self.index is not None and self.index.windows is not None:
+            gallery = (f"{len(set(self.index.paths))} videos indexed as {len(self.index)} windows: results are "
+                       "moments, a click plays one from its start")
         return (f"**{type(model).__name__}** (`{model.config.model_type}`) from `{self.model_name}`, on "
                 f"{self.retriever.device}; {gallery}.")
 
     def search(self, query: str, top_k: int = DEFAULT_TOP_K) -> tuple[list[tuple[str, str]], str]:
-        """The ``top_k`` videos for ``query``: ``(gallery items (path, caption), a Markdown table)``."""
+        """The ``top_k`` videos for ``query`` (moments, in an index built with windows): ``(gallery items (path,
+        caption), a Markdown table)``."""
+        gallery, table, _ = self.search_results(query, top_k)
+        return gallery, table
+
+    def search_results(self, query: str, top_k: int = DEFAULT_TOP_K
+                       ) -> tuple[list[tuple[str, str]], str, list[tuple[str, float | None, float | None]]]:
+        """:meth:`search`'s answer and, per result, ``(path, start, end)`` to play it from (:meth:`player`; start
+        and end are ``None`` for whole videos). An index built with windows answers with moments (the
+        ``video-text-retrieval`` pipeline's ``moments=True``, as ``tvr search --moments``)."""
         query = (query or "").strip()
         if self.index is None:
-            return [], "No videos to search: start the app with `--index INDEX_DIR` or `--videos DIR`."
+            return [], "No videos to search: start the app with `--index INDEX_DIR` or `--videos DIR`.", []
         if not query:
-            return [], "Type what happens in the video you are looking for."
-        results = self.retriever(query, index=self.index, top_k=int(top_k))
-        gallery = [(result["video"], f"{rank}. {Path(result['video']).name} ({result['score']:.3f})")
-                   for rank, result in enumerate(results, start=1)]
-        rows = [f"| {rank} | {_cell(Path(result['video']).name)} | {result['score']:.3f} |"
-                for rank, result in enumerate(results, start=1)]
+            return [], "Type what happens in the video you are looking for.", []
+        moments = self.index.windows is not None
+        results = self.retriever(query, index=self.index, top_k=int(top_k), **({"moments": True} if moments else {}))
+        spans = [(result["video"], result.get("start"), result.get("end")) for result in results]
+        when = [f" {_span(start, end)}" if moments else "" for _, start, end in spans]
+        gallery = [(result["video"], f"{rank}. {Path(result['video']).name}{at} ({result['score']:.3f})")
+                   for rank, (result, at) in enumerate(zip(results, when), start=1)]
+        rows = [f"| {rank} | {_cell(Path(result['video']).name)} |{at} | {result['score']:.3f} |" if moments else
+                f"| {rank} | {_cell(Path(result['video']).name)} | {result['score']:.3f} |"
+                for rank, (result, at) in enumerate(zip(results, when), start=1)]
         score = results[0]["score_name"] if results else "score"  # what `tvr search` shows for the same query
-        header = f"Top {len(results)} for *{_cell(query)}*\n\n| rank | video | {score} |\n|---|---|---|\n"
+        columns = "| rank | video | moment (s) | {} |\n|---|---|---|---|" if moments else "| rank | video | {} |\n|---|---|---|"
+        header = f"Top {len(results)} for *{_cell(query)}*\n\n{columns.format(score)}\n"
         table = header + "\n".join(rows)
-        return gallery, table
+        return gallery, table, spans
+
+    def player(self, path: str, start: float | None = None, end: float | None = None) -> str:
+        """HTML of a player for an indexed video that starts at ``start`` and stops at ``end`` (a media fragment,
+        ``#t=start,end``, which the browser seeks to); empty for a file the index does not hold (never served)."""
+        if self.index is None or path not in set(self.index.paths):
+            return ""
+        fragment = f"#t={start:g},{end:g}" if start is not None and end is not None else ""
+        # relative to the page, so it also works under a root path (a Space); the video's folder is an allowed path
+        source = f"gradio_api/file={urllib.parse.quote(os.path.abspath(path))}{fragment}"
+        caption = f"{Path(path).name} {_span(start, end)}" if start is not None else Path(path).name
+        return (f'<video src="{html.escape(source)}" controls autoplay muted playsinline style="width: 100%; max-width: 640px" '
+                f'data-start="{start if start is not None else 0:g}"></video><p>{html.escape(caption)}</p>')
 
     def analyse(self, video: Any, labels: str = DEFAULT_LABELS, captions: str = "",
                 template: str = DEFAULT_TEMPLATE) -> tuple[dict[str, float], str]:
@@ -130,6 +160,10 @@ def label_templates(template: str | None) -> list[str]:
     if template.strip() in TEMPLATE_SETS:
         return resolve_templates(template.strip())
     return [check_hypothesis_template(template)]
+
+
+def _span(start: float, end: float) -> str:
+    return f"{start:.2f}-{end:.2f} s"
 
 
 def _cell(text: str) -> str:

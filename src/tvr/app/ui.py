@@ -17,8 +17,9 @@ THEME = gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"], fon
 
 
 def build_ui(demo: RetrievalDemo) -> gr.Blocks:
-    """The app's page: ``Search`` (query -> playable top videos with scores) and ``Upload a video`` (zero-shot
-    labels and best captions)."""
+    """The app's page: ``Search`` (query -> playable top videos with scores; a clicked result plays in the player
+    below, from its moment's start in an index built with windows) and ``Upload a video`` (zero-shot labels and best
+    captions)."""
     with gr.Blocks(title="tvr: text-to-video retrieval") as page:
         gr.Markdown("# tvr: text-to-video retrieval\n\n" + demo.describe())
         with gr.Tab("Search"):
@@ -27,9 +28,19 @@ def build_ui(demo: RetrievalDemo) -> gr.Blocks:
                 top_k = gr.Slider(1, 20, value=DEFAULT_TOP_K, step=1, label="Videos", scale=1)
             search = gr.Button("Search", variant="primary", elem_id="search-button")
             table = gr.Markdown(elem_id="search-results")
-            gallery = gr.Gallery(label="Top videos", columns=5, height="auto", elem_id="search-gallery")
-            search.click(demo.search, [query, top_k], [gallery, table], api_name="search")
-            query.submit(demo.search, [query, top_k], [gallery, table])
+            moments = demo.index is not None and demo.index.windows is not None
+            # moments: a click plays the moment in the player below (the gallery's own preview starts at 0)
+            gallery = gr.Gallery(label="Top moments" if moments else "Top videos", columns=5, height="auto",
+                                 elem_id="search-gallery", allow_preview=not moments)
+            player = gr.HTML(elem_id="moment-player")  # a clicked result, playing from its moment's start
+            spans = gr.State([])  # this session's results: (path, start, end) each
+            search.click(demo.search_results, [query, top_k], [gallery, table, spans], api_name="search")
+            query.submit(demo.search_results, [query, top_k], [gallery, table, spans])
+
+            def play(results: list, selected: gr.SelectData) -> str:
+                return demo.player(*results[selected.index]) if 0 <= selected.index < len(results) else ""
+
+            gallery.select(play, [spans], player)
         with gr.Tab("Upload a video"):
             with gr.Row():
                 video = gr.Video(label="Video", sources=["upload"], include_audio=True, elem_id="upload-video")

@@ -24,6 +24,8 @@ class VideoTextRetrievalPipeline(VideoTextPipeline):
     [{'video': 'beach.mp4', 'score': 31.2, 'index': 0}, {'video': 'kitchen.mp4', 'score': 12.9, 'index': 1}]
     >>> retriever(["a dog runs", "a man cooks"], videos=paths, top_k=3)  # one ranking per caption  # doctest: +SKIP
     >>> retriever("a dog runs", index="my_videos.index", top_k=10)  # a `tvr index` folder  # doctest: +SKIP
+    >>> retriever("a dog runs", index="lectures.index", moments=True)  # built with --windows  # doctest: +SKIP
+    [{'video': 'lecture3.mp4', 'start': 40.0, 'end': 48.0, 'score': 27.5, 'score_name': 'similarity'}, ...]
     >>> retriever(videos=["beach.mp4"], texts=["a dog runs", "a man cooks"])  # captions for a video  # doctest: +SKIP
     ```
 
@@ -49,12 +51,17 @@ class VideoTextRetrievalPipeline(VideoTextPipeline):
                 ``max(top_k, 50)``); ``0``: FAISS's first stage alone (inner products of the embeddings).
             batch_size: videos / captions per forward pass.
             progress: show a progress bar while decoding (default: for more than 32 videos).
+            moments: index search only: return moments (``start`` / ``end`` in seconds) of an index built with
+                windows, as ``tvr search --moments`` (:meth:`tvr.retrieval.VideoIndex.search_moments`).
+            nms_iou, refine: with ``moments``: the temporal NMS threshold within a video (default 0.5), and whether
+                to refine the boundaries (default no).
 
         Returns:
             t2v / index: for one caption, a list of ``{"video", "score", "index"}`` best first (``video`` is the
             path, or the position in ``videos`` for non-path inputs; ``index`` the position in ``videos`` or the
-            index row; index results add ``score_name``, as ``tvr search --json``); for a list of captions, one
-            such list each. v2t: for one video, a list of
+            index row; index results add ``score_name``, as ``tvr search --json``; moments are
+            ``{"video", "start", "end", "score", "score_name"}``, plus ``video_id`` when the index has ids); for a
+            list of captions, one such list each. v2t: for one video, a list of
             ``{"text", "score", "index"}`` best first; for a list of videos, one list each.
         """
         if text is not None and texts is not None:
@@ -81,10 +88,15 @@ class VideoTextRetrievalPipeline(VideoTextPipeline):
         return super().__call__(inputs, **kwargs)
 
     def _sanitize_parameters(self, top_k: int | None = None, rerank_top_k: int | None = None,
-                             progress: bool | None = None, **kwargs):
+                             progress: bool | None = None, moments: bool | None = None, nms_iou: float | None = None,
+                             refine: bool | None = None, **kwargs):
         if kwargs:
             raise TypeError(f"video-text-retrieval got unexpected arguments {sorted(kwargs)}")
         preprocess, forward, postprocess = {}, {}, {}
+        if (nms_iou is not None or refine) and not moments:
+            raise ValueError("nms_iou= and refine= go with moments=True (an index search)")
+        if moments:
+            forward["moments"] = {"nms_iou": 0.5 if nms_iou is None else nms_iou, "refine": bool(refine)}
         if progress is not None:
             preprocess["progress"] = progress
         if top_k is not None:
@@ -99,10 +111,19 @@ class VideoTextRetrievalPipeline(VideoTextPipeline):
         return {**inputs, "text_batches": self.text_batches(inputs["texts"], batch_size),
                 "video_batches": self.video_batches(inputs["videos"], batch_size, progress)}
 
-    def _forward(self, model_inputs: dict, top_k: int | None = None, rerank_top_k: int | None = None) -> dict:
+    def _forward(self, model_inputs: dict, top_k: int | None = None, rerank_top_k: int | None = None,
+                 moments: dict | None = None) -> dict:
+        if moments is not None and model_inputs["mode"] != "index":
+            raise ValueError("moments=True searches an index built with windows: give index=INDEX_DIR")
         if model_inputs["mode"] == "index":
             index = self.load_index(model_inputs["index"])
             top_k = top_k or DEFAULT_INDEX_TOP_K
+            if moments is not None:
+                found = index.search_moments(model_inputs["texts"], top_k=top_k, rerank_top_k=rerank_top_k,
+                                             batch_size=model_inputs["batch_size"], **moments)
+                # plain tuples: the base pipeline rebuilds the named tuples it passes on as tuples
+                return {**model_inputs, "mode": "moments", "results": [[tuple(m) for m in ms] for ms in found],
+                        "score_name": index.score_name(rerank_top_k, moments["refine"])}
             results = index.search(model_inputs["texts"], top_k=top_k, rerank_top_k=rerank_top_k,
                                    batch_size=model_inputs["batch_size"])
             rows = {path: row for row, path in enumerate(index.paths)}
@@ -113,7 +134,11 @@ class VideoTextRetrievalPipeline(VideoTextPipeline):
 
     def postprocess(self, model_outputs: dict, top_k: int | None = None):
         mode = model_outputs["mode"]
-        if mode == "index":
+        if mode == "moments":
+            rankings = [[{"video": path, "start": start, "end": end, "score": score,
+                          "score_name": model_outputs["score_name"], **({"video_id": video_id} if video_id else {})}
+                         for path, start, end, score, video_id in moments] for moments in model_outputs["results"]]
+        elif mode == "index":
             rankings = [[{"video": path, "score": float(score), "index": row,
                           "score_name": model_outputs["score_name"]} for path, score, row in results]
                         for results in model_outputs["results"]]

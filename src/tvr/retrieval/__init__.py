@@ -8,6 +8,7 @@ from .._lazy import lazy_names
 EXPORTS = {
     "faiss_index": ("INDEX_TYPES", "build_faiss_index", "default_nlist"),
     "index": ("SearchResult", "VideoIndex", "load_model_and_processor"),
+    "moments": ("Moment",),
     "shards": ("encode_shards", "list_video_files", "read_shards"),
 }
 __getattr__, __dir__ = lazy_names(__name__, EXPORTS)

@@ -7,6 +7,11 @@ Example::
     tvr search my_videos.index "a man is playing a guitar" --rerank-top-k 0   # FAISS's first stage alone
     tvr search my_videos.index --info                                    # index type, nprobe, measured recall
 
+    # long videos: windows of 4, 8 and 16 s (or 1x,2x: multiples of the model's clip), half overlapping
+    tvr index runs/clip4clip/best lectures/ lectures.index --windows 4,8,16 --stride 0.5
+    tvr search lectures.index "the speaker draws a graph" --moments --top-k 5   # score path start-end
+    tvr search lectures.index "the speaker draws a graph" --moments --refine --json
+
     # several processes encode shards; the main process builds the index (CPU workers: torchrun, as
     # `accelerate launch --cpu` starts one process)
     accelerate launch --num-processes 4 -m tvr.retrieval index runs/clip4clip/best videos.txt big.index   # 4 GPUs
@@ -53,6 +58,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     index.add_argument("--encoding-dtype", choices=("float16", "float32"), default="float32",
                        help="dtype of the stored video encodings, read when re-ranking (float32: rankings equal "
                             "`tvr eval`'s; float16 halves the disk, rankings may differ on near ties)")
+    index.add_argument("--windows", default=None,
+                       help="index each video as overlapping windows of these lengths, for `tvr search --moments`: "
+                            "seconds (4,8,16) or multiples of the model's clip length (1x,2x)")
+    index.add_argument("--stride", type=float, default=0.5,
+                       help="with --windows: the step between two windows of one length, a fraction of it (0.5: half "
+                            "overlap)")
     index.set_defaults(func=run_index)
 
     search = subparsers.add_parser(
@@ -71,7 +82,16 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         help="search although the model folder's weights changed since the index was built")
     search.add_argument("--device", default=None, help="e.g. cuda, cpu (default: cuda when available)")
     search.add_argument("--json", action="store_true",
-                        help="print one JSON list: [{query, results: [{rank, path, score, score_name}]}]")
+                        help="print one JSON list: [{query, results: [{rank, path, score, score_name}]}] (--moments: "
+                             "with start, end)")
+    search.add_argument("--moments", action="store_true",
+                        help="return moments (path, start-end) of an index built with --windows, not whole videos")
+    search.add_argument("--nms-iou", type=float, default=0.5,
+                        help="with --moments: a window overlapping a better one of its video by this temporal IoU "
+                             "or more is dropped")
+    search.add_argument("--refine", action="store_true",
+                        help="with --moments: move each moment's boundaries to where the model scores the query "
+                             "best (decodes the found spans again)")
     search.add_argument("--info", action="store_true",
                         help="show the index (videos, FAISS index type and parameters, measured recall) and exit")
     search.set_defaults(func=run_search)
@@ -86,6 +106,7 @@ def run_index(args: argparse.Namespace) -> int:
     import torch
     from accelerate import PartialState
 
+    from ..processing.windows import check_stride, clip_seconds, parse_window_scales
     from ..utils.output_dir import claim_output_dir
     from ..utils.process import exit_with_parent, launched_worker
     from .index import INDEX_FILES, INDEX_KIND, VideoIndex, load_model_and_processor, model_weights_fingerprint
@@ -116,13 +137,17 @@ def run_index(args: argparse.Namespace) -> int:
             held.enter_context(index_lock(args.index_dir))
         weights = model_weights_fingerprint(args.model_dir)
         model, processor = load_model_and_processor(args.model_dir, args.device or state.device, args.processor)
+        windows = None
+        if args.windows is not None:  # "Nx" needs the processor's clip length
+            windows = {"scales": parse_window_scales(args.windows, clip_seconds(processor)),
+                       "stride": check_stride(args.stride)}
         if state.is_main_process:
-            prepare_shard_folder(partial, model, paths, shard_size, weights)
+            prepare_shard_folder(partial, model, paths, shard_size, weights, windows=windows)
         state.wait_for_everyone()
         encode_shards(model, processor, paths, partial, shard_size=shard_size, batch_size=args.batch_size,
                       rank=state.process_index, world_size=state.num_processes, on_bad_video=args.on_bad_video,
                       progress=state.is_local_main_process, dtype=getattr(torch, args.encoding_dtype),
-                      weights=weights, prepare=False)
+                      weights=weights, prepare=False, windows=windows)
         state.wait_for_everyone()
         if not state.is_main_process:
             return 0
@@ -137,7 +162,9 @@ def run_index(args: argparse.Namespace) -> int:
                                       else os.fspath(args.processor))
         index.save(args.index_dir, inputs=inputs)
         remove_shard_folder(partial)
-    print(f"indexed {len(index)} videos into {args.index_dir}; {len(index.failed)} could not be decoded")
+    windowed = f" as {len(index)} windows" if index.windows is not None else ""
+    print(f"indexed {len(set(index.paths)) if windowed else len(index)} videos{windowed} into {args.index_dir}; "
+          f"{len(index.failed)} could not be decoded")
     for path, error in index.failed.items():
         print(f"not indexed (could not decode): {path}: {error}")
     return 0
@@ -153,8 +180,32 @@ def run_search(args: argparse.Namespace) -> int:
         return 0
     if not args.query:
         raise SystemExit("tvr: error: search: give at least one query (or --info)")
+    if (args.nms_iou != 0.5 or args.refine) and not args.moments:
+        raise ValueError("--nms-iou and --refine go with --moments")
+    if args.moments:  # said before the model loads
+        from pathlib import Path
+
+        from .index import CONFIG_FILE, _read_index_json
+        from .moments import NO_WINDOWS
+
+        config_file = Path(args.index_dir) / CONFIG_FILE
+        if config_file.is_file() and not _read_index_json(config_file, f"index {args.index_dir!r}").get("windows"):
+            raise ValueError(f"index {args.index_dir!r}: {NO_WINDOWS}")
     index = VideoIndex.load(args.index_dir, device=args.device, allow_model_change=args.allow_model_change)
-    score_name = index.score_name(args.rerank_top_k)
+    score_name = index.score_name(args.rerank_top_k, args.refine)
+    if args.moments:
+        answers = list(zip(args.query, index.search_moments(args.query, args.top_k, args.nms_iou, args.refine,
+                                                            args.rerank_top_k, candidates=args.candidates)))
+        if args.json:
+            print(json.dumps([{"query": query, "results": [
+                {"rank": rank, "path": moment.path, "start": moment.start, "end": moment.end, "score": moment.score,
+                 "score_name": score_name, **({"video_id": moment.video_id} if moment.video_id is not None else {})}
+                for rank, moment in enumerate(moments, start=1)]} for query, moments in answers], indent=2))
+            return 0
+        print(f"score: {score_name} ({SCORE_NAMES[score_name]})")
+        for query, moments in answers:
+            print(format_moments(query, moments))
+        return 0
     answers = list(zip(args.query, index.search(args.query, args.top_k, args.rerank_top_k,
                                                 candidates=args.candidates)))
     if args.json:
@@ -176,6 +227,14 @@ def format_results(query: str, results) -> str:
     return "\n".join(lines)
 
 
+def format_moments(query: str, moments) -> str:
+    """``query`` and its ranked moments as printed by ``tvr search --moments``: ``rank. score path start-end``."""
+    lines = [f"query: {query}"]
+    lines += [f"{rank:>4}. {moment.score:9.4f}  {moment.path}  {moment.start:.2f}-{moment.end:.2f}"
+              for rank, moment in enumerate(moments, start=1)]
+    return "\n".join(lines)
+
+
 def format_info(index_dir: str) -> str:
     """What ``tvr search --info`` prints: the index's size, model and FAISS index (type, parameters, recall)."""
     from pathlib import Path
@@ -187,4 +246,8 @@ def format_info(index_dir: str) -> str:
     lines = [f"index: {index_dir}", f"videos: {config['num_videos']} ({config['num_failed']} could not be decoded)",
              f"model: {config['model_dir']}", f"dim: {config['dim']}"]
     lines += [f"{key}: {value}" for key, value in faiss_info.items()]
+    if config.get("windows"):
+        windows = config["windows"]
+        lines.append(f"windows: {', '.join(f'{scale:g}' for scale in windows['scales'])} s, stride "
+                     f"{windows['stride']:g} (rows are windows: `tvr search --moments`)")
     return "\n".join(lines)

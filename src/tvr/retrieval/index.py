@@ -14,7 +14,8 @@ Index folder::
     index_config.json       model folder and its weights' fingerprint, index type, counts, encoding class, size and
                             SHA-256 of the other files
     videos.json             indexed video paths (row order of the index), the videos that failed to decode, and each
-                            video's fingerprint (size, mtime, hash of its first and last MiB) when indexed
+                            video's fingerprint (size, mtime, hash of its first and last MiB) when indexed; an index
+                            built with windows adds each row's ``starts`` / ``ends`` (seconds)
     encodings.safetensors   the video encodings, one tensor per field (``video_embeds`` included)
     index.faiss             the FAISS index
 
@@ -25,6 +26,11 @@ agree, and that the model folder's weights are the ones the index was built with
 silently. Building with
 ``resume_dir`` keeps the encodings in shards there as it goes (:mod:`tvr.retrieval.shards`), so a killed ``tvr index``
 restarts where it stopped.
+
+Built with ``windows`` (seconds, e.g. ``[4, 8, 16]``), every video becomes one row per window of each scale
+(:mod:`tvr.processing.windows`), its path kept beside its ``start`` / ``end`` (:mod:`tvr.retrieval.moments`):
+:meth:`VideoIndex.search` still returns videos (each once, scored by its best window) and
+:meth:`VideoIndex.search_moments` returns moments of them.
 """
 
 from __future__ import annotations
@@ -47,6 +53,7 @@ from ..processing.encode_loop import encode_video_batches
 from ..utils.atomic import atomic_directory, recover_directory
 from ..utils.fingerprint import check_fingerprint, weights_fingerprint
 from .faiss_index import INDEX_TYPES, build_faiss_index, default_nlist, search_index, set_search_parameters
+from .moments import NO_WINDOWS, Moment, best_window_per_video, check_row_spans, rows_per_video, select_moments
 
 # shards.py is the layer below: it never imports this module
 from .shards import VIDEO_EXTENSIONS, encode_shards, fingerprint_or_none, list_video_files, read_provenance, read_shards  # noqa: F401
@@ -117,6 +124,8 @@ class VideoIndex:
         failed: ``{path: error}`` of the videos that could not be decoded (left out of the index).
         model, processor: what encodes the queries.
         model_dir: the folder the model was loaded from (saved with the index), or ``None``.
+        starts, ends: per row, its window in seconds (an index built with ``windows``), else ``None``.
+        windows: ``{"scales": [seconds, ...], "stride": fraction}`` the windows were planned with, or ``None``.
     """
 
     def __init__(self, model, processor, paths: Sequence[str], encoding: ModelOutput, index_type: str = "auto",
@@ -138,6 +147,9 @@ class VideoIndex:
         #: what the index was built from: the model weights' fingerprint and ``{path: file fingerprint}``
         self.weights: str | None = None
         self.video_fingerprints: dict[str, Any] = {}
+        self.starts: list[float] | None = None  # per-row fields besides paths: tvr.retrieval.moments.ROW_FIELDS
+        self.ends: list[float] | None = None
+        self.windows: dict[str, Any] | None = None
         if faiss_index is None:
             faiss_index, faiss_info = build_faiss_index(_as_faiss_array(encoding.video_embeds), index_type, nlist,
                                                         nprobe, target_recall)
@@ -160,8 +172,9 @@ class VideoIndex:
     def build(cls, model, processor, videos: str | os.PathLike | Sequence[str], batch_size: int = 16,
               index_type: str = "auto", nlist: int | None = None, model_dir: str | os.PathLike | None = None,
               progress: bool = True, on_bad_video: str = "skip",
-              resume_dir: str | os.PathLike | None = None, target_recall: float = 0.95) -> "VideoIndex":
-        """Encode videos with ``model`` and index them.
+              resume_dir: str | os.PathLike | None = None, target_recall: float = 0.95,
+              windows: str | Sequence[float | str] | None = None, stride: float = 0.5) -> "VideoIndex":
+        """Encode videos with ``model`` and index them (whole, or as windows).
 
         Args:
             model: a tvr model (``encode_video`` -> an encoding with ``video_embeds``, ``get_text_embeds``,
@@ -183,8 +196,16 @@ class VideoIndex:
                 videos skips the shards already done (those of other weights, or of videos changed since, are
                 encoded again). The caller deletes it once the index is saved (``tvr index`` does, with
                 :func:`tvr.retrieval.shards.remove_shard_folder`).
+            windows: window lengths, in seconds or ``"Nx"`` multiples of the model's clip length (``[4, 8, 16]``,
+                ``"4,8,16"``, ``"1x,2x"``; :func:`tvr.processing.windows.parse_window_scales`): each video is indexed
+                as overlapping windows of each length (rows with a start and end) for :meth:`search_moments`.
+            stride: the step between two windows of one length, as a fraction of it (``0.5``: half overlap).
         """
+        from ..processing.windows import check_stride, clip_seconds, encode_windows, parse_window_scales
+
         check_bad_video_policy(on_bad_video)
+        if windows is not None:
+            windows = {"scales": parse_window_scales(windows, clip_seconds(processor)), "stride": check_stride(stride)}
         paths = list_video_files(videos) if isinstance(videos, (str, os.PathLike)) else [os.fspath(p) for p in videos]
         if not paths:
             raise ValueError("no videos to index: the list of video paths is empty")
@@ -193,17 +214,26 @@ class VideoIndex:
         weights = model_weights_fingerprint(model_dir) if model_dir is not None else None
         if resume_dir is not None:
             encode_shards(model, processor, paths, resume_dir, shard_size=batch_size, batch_size=batch_size,
-                          on_bad_video=on_bad_video, progress=progress, weights=weights)
+                          on_bad_video=on_bad_video, progress=progress, weights=weights, windows=windows)
             return cls.from_shards(model, processor, paths, resume_dir, index_type=index_type, nlist=nlist,
                                    model_dir=model_dir, target_recall=target_recall)
         fingerprints = {path: fingerprint_or_none(path) for path in paths}  # before decoding: what was encoded
-        encoded = encode_video_batches(model, processor, paths, batch_size, on_bad_video=on_bad_video, to_cpu=True,
-                                       progress=progress, desc="indexing videos", mute_decoder_logs=True)
-        indexed, failed = [paths[position] for position in encoded.kept], encoded.failed
+        if windows is not None:
+            encoded = encode_windows(model, processor, paths, windows["scales"], windows["stride"], batch_size,
+                                     on_bad_video, progress, to_cpu=True, mute_decoder_logs=True)
+            rows = encoded.rows
+        else:
+            encoded = encode_video_batches(model, processor, paths, batch_size, on_bad_video=on_bad_video,
+                                           to_cpu=True, progress=progress, desc="indexing videos",
+                                           mute_decoder_logs=True)
+            rows = [(position, None, None) for position in encoded.kept]
+        indexed, failed = [paths[position] for position, _, _ in rows], encoded.failed
         encoding = concat_encodings(encoded.encodings) if encoded.encodings else None
         index = cls._from_encodings(model, processor, paths, encoding, indexed, failed, index_type=index_type,
                                     nlist=nlist, model_dir=model_dir, target_recall=target_recall)
         index.weights, index.video_fingerprints = weights, fingerprints
+        if windows is not None:
+            index._set_windows(windows, [start for _, start, _ in rows], [end for _, _, end in rows])
         return index
 
     @classmethod
@@ -215,7 +245,18 @@ class VideoIndex:
         encoding, indexed, failed = read_shards(shard_dir, paths)
         index = cls._from_encodings(model, processor, paths, encoding, indexed, failed, **index_kwargs)
         index.weights, index.video_fingerprints = read_provenance(shard_dir)
+        from .shards import read_shard_windows
+
+        windows, starts, ends = read_shard_windows(shard_dir)
+        if windows is not None:
+            index._set_windows(windows, starts, ends)
         return index
+
+    def _set_windows(self, windows: dict[str, Any] | None, starts: list[float] | None, ends: list[float] | None,
+                     where: str = "index") -> None:
+        """Record the windows the rows are (checked: one start and end per row)."""
+        check_row_spans(self.paths, starts, ends, where)
+        self.windows, self.starts, self.ends = windows, starts, ends
 
     @classmethod
     def _from_encodings(cls, model, processor, paths, encoding, indexed, failed, **index_kwargs) -> "VideoIndex":
@@ -259,10 +300,20 @@ class VideoIndex:
 
         Returns:
             For one caption, a list of :class:`SearchResult` ``(path, score)``, best first; for a list, one such
-            list per caption. :meth:`score_name` names the scores.
+            list per caption. :meth:`score_name` names the scores. On an index built with windows each video comes
+            once, with the score of its best window (the counts above are then videos, each worth up to
+            :data:`~tvr.retrieval.moments.WINDOW_POOL_FACTOR` windows).
         """
-        single = isinstance(queries, str)
-        texts = [queries] if single else list(queries)
+        ranked = self._rank_rows(queries, top_k, rerank_top_k, batch_size, candidates)
+        results = [self._results(rows, scores, top_k) for rows, scores in ranked]
+        return results[0] if isinstance(queries, str) else results
+
+    @torch.no_grad()
+    def _rank_rows(self, queries: str | Sequence[str], top_k: int, rerank_top_k: int | None, batch_size: int,
+                   candidates: int | None) -> list[tuple[np.ndarray, np.ndarray]]:
+        """:meth:`search`'s two stages: per query, the ``(rows, scores)`` it ranked, best first (all the re-scored
+        rows, or all of FAISS's candidates with ``rerank_top_k=0``; ``-1`` rows: FAISS found fewer)."""
+        texts = [queries] if isinstance(queries, str) else list(queries)
         if not texts or not all(isinstance(text, str) for text in texts):
             raise ValueError("queries must be a string or a non-empty list of strings")
         if top_k < 1:
@@ -278,7 +329,8 @@ class VideoIndex:
         if candidates is not None and candidates < pool:
             raise ValueError(f"candidates ({candidates}) must be >= top_k ({top_k}) and rerank_top_k "
                              f"({rerank_top_k}): FAISS proposes them, the model re-scores the best rerank_top_k")
-        num_candidates = min(candidates or pool, len(self))
+        per_video = self._rows_per_video()  # a windowed index ranks rows, not videos
+        num_candidates, rerank_rows = min((candidates or pool) * per_video, len(self)), rerank_top_k * per_video
         set_search_parameters(self.faiss_index, {**self.faiss_info, "nprobe": self.nprobe})
         results = []
         for start in range(0, len(texts), batch_size):
@@ -294,21 +346,83 @@ class VideoIndex:
             scores, rows = search_index(self.faiss_index, self.faiss_info, query_embeds, num_candidates,
                                         self.encoding.video_embeds)
             if not rerank_top_k:
-                results += [self._results(r[:top_k], s[:top_k]) for r, s in zip(rows, scores)]
+                results += list(zip(rows, scores))
                 continue
             text_encoding = self.model.encode_text(input_ids, attention_mask)
             for query, candidate_rows in enumerate(rows):
                 candidate_rows = candidate_rows[candidate_rows >= 0]  # IVF may find fewer than asked
                 if two_stages:  # its own coarse stage over the candidates, its best rerank_top_k re-scored
-                    options = {"rerank_top_k": min(rerank_top_k, len(candidate_rows))}
+                    options = {"rerank_top_k": min(rerank_rows, len(candidate_rows))}
                 else:
-                    candidate_rows, options = candidate_rows[:rerank_top_k], {}
+                    candidate_rows, options = candidate_rows[:rerank_rows], {}
                 logits = self.model.score_gallery(_select(text_encoding, [query], self.device),
                                                   _select(self.encoding, candidate_rows, self.device, self.dtype),
                                                   **options)[0]
-                order = torch.argsort(logits, descending=True, stable=True)[:top_k].numpy()
-                results.append(self._results(candidate_rows[order], logits.numpy()[order]))
-        return results[0] if single else results
+                order = torch.argsort(logits, descending=True, stable=True).numpy()
+                results.append((candidate_rows[order], logits.numpy()[order]))
+        return results
+
+    @torch.no_grad()
+    def search_moments(self, queries: str | Sequence[str], top_k: int = 10, nms_iou: float = 0.5,
+                       refine: bool = False, rerank_top_k: int | None = None, batch_size: int = 64,
+                       candidates: int | None = None, refine_rounds: int = 2,
+                       refine_shift: float = 0.25) -> list[Moment] | list[list[Moment]]:
+        """The moments that match each query, in an index built with windows: its windows ranked as :meth:`search`
+        ranks (FAISS, then the model's own re-scoring; ``rerank_top_k`` / ``candidates`` count videos, each worth
+        up to :data:`~tvr.retrieval.moments.WINDOW_POOL_FACTOR` windows), then temporal non-maximum suppression
+        within each video (windows of different videos never suppress each other), best first.
+
+        Args:
+            top_k: moments returned per query.
+            nms_iou: a window overlapping a better one of the same video with at least this temporal IoU is dropped.
+            refine: move each moment's boundaries to where the model scores the query best (shifted, extended and
+                shrunk spans, decoded from the video again: :func:`tvr.processing.windows.refine_moments`); the
+                moments are then ranked by their refined scores (the model's similarity).
+            refine_rounds, refine_shift: refinement rounds, and the first round's step as a fraction of a moment.
+
+        Returns:
+            For one query, a list of :class:`~tvr.retrieval.moments.Moment` ``(path, start, end, score, video_id)``;
+            for a list, one such list per query.
+
+        Raises:
+            ValueError: the index has no windows (rebuild it with ``windows``), or an option is out of range.
+        """
+        if self.starts is None:
+            raise ValueError(NO_WINDOWS)
+        if not 0 < nms_iou <= 1:
+            raise ValueError(f"nms_iou must be in (0, 1], got {nms_iou}")
+        texts = [queries] if isinstance(queries, str) else list(queries)
+        ranked = self._rank_rows(texts, top_k, rerank_top_k, batch_size, candidates)
+        answers = []
+        for text, (rows, scores) in zip(texts, ranked):
+            found = [(self.paths[row], self.starts[row], self.ends[row], score)
+                     for row, score in select_moments(self.paths, self.starts, self.ends, rows, scores, nms_iou, top_k)]
+            if refine:
+                found = self._refined(text, found, refine_rounds, refine_shift, batch_size)
+            answers.append([Moment(path, start, end, score, (self.ids or {}).get(path))
+                            for path, start, end, score in found])
+        return answers[0] if isinstance(queries, str) else answers
+
+    def _refined(self, text: str, found: list[tuple[str, float, float, float]], rounds: int, shift: float,
+                 batch_size: int) -> list[tuple[str, float, float, float]]:
+        """``found`` moments with refined boundaries and scores (:func:`tvr.processing.windows.refine_moments`, one
+        call per video), best first."""
+        from ..processing.windows import refine_moments
+
+        inputs = self.processor(text=[text], return_tensors="pt")
+        text_encoding = self.model.encode_text(inputs["input_ids"].to(self.device),
+                                               inputs["attention_mask"].to(self.device))
+        by_video: dict[str, list[int]] = {}
+        for position, (path, *_) in enumerate(found):
+            by_video.setdefault(path, []).append(position)
+        refined = list(found)
+        for path, positions in by_video.items():
+            spans = refine_moments(self.model, self.processor, path, text_encoding,
+                                   [found[position][1:3] for position in positions], shift=shift, rounds=rounds,
+                                   batch_size=batch_size)
+            for position, (start, end, score) in zip(positions, spans):
+                refined[position] = (path, start, end, score)
+        return sorted(refined, key=lambda moment: -moment[3])
 
     def default_rerank_top_k(self, top_k: int = 10) -> int:
         """The videos :meth:`search` re-scores by default: EERCF's ``config.rerank_top_k`` (what ``tvr eval``
@@ -317,13 +431,22 @@ class VideoIndex:
         return own if own is not None and _scores_in_two_stages(self.model) else max(top_k, DEFAULT_RERANK_TOP_K)
 
     @staticmethod
-    def score_name(rerank_top_k: int | None = None) -> str:
-        """What :meth:`search`'s scores are for this ``rerank_top_k``: ``"similarity"`` (the model's) or
-        ``"inner_product"`` (first stage only); :data:`SCORE_NAMES` describes each."""
-        return "inner_product" if rerank_top_k == 0 else "similarity"
+    def score_name(rerank_top_k: int | None = None, refine: bool = False) -> str:
+        """What :meth:`search`'s (and :meth:`search_moments`') scores are for this ``rerank_top_k``:
+        ``"similarity"`` (the model's) or ``"inner_product"`` (first stage only; refined moments are always re-scored
+        by the model); :data:`SCORE_NAMES` describes each."""
+        return "inner_product" if rerank_top_k == 0 and not refine else "similarity"
 
-    def _results(self, rows: np.ndarray, scores: np.ndarray) -> list[SearchResult]:
-        return [SearchResult(self.paths[row], float(score)) for row, score in zip(rows, scores) if row >= 0]
+    def _rows_per_video(self) -> int:
+        """:func:`~tvr.retrieval.moments.rows_per_video`, computed again only when the rows changed."""
+        key = (id(self.paths), len(self.paths), self.starts is not None)
+        if getattr(self, "_rows_per_video_cache", (None,))[0] != key:
+            self._rows_per_video_cache = (key, rows_per_video(self.paths, self.starts is not None))
+        return self._rows_per_video_cache[1]
+
+    def _results(self, rows: np.ndarray, scores: np.ndarray, top_k: int) -> list[SearchResult]:
+        return [SearchResult(self.paths[row], score) for row, score in best_window_per_video(self.paths, rows, scores,
+                                                                                            top_k)]
 
     @property
     def device(self) -> torch.device:
@@ -357,6 +480,8 @@ class VideoIndex:
             faiss.write_index(self.faiss_index, os.fspath(staging / FAISS_FILE))
             _write_json(staging / VIDEOS_FILE, {"paths": self.paths, "failed": self.failed,
                                                 **({"ids": self.ids} if self.ids is not None else {}),
+                                                **({"starts": self.starts, "ends": self.ends}
+                                                   if self.starts is not None else {}),
                                                 "fingerprints": self.video_fingerprints})
             _write_json(staging / CONFIG_FILE, {
                 "model_dir": self.model_dir,
@@ -368,6 +493,7 @@ class VideoIndex:
                 "faiss": {**self.faiss_info, "nprobe": self.nprobe},
                 "num_videos": len(self),
                 "num_failed": len(self.failed),
+                **({"windows": self.windows} if self.windows is not None else {}),
                 "dim": int(self.encoding.video_embeds.shape[1]),
                 "encoding_class": f"{encoding_class.__module__}.{encoding_class.__qualname__}",
                 "files": {name: {"size": (staging / name).stat().st_size, "sha256": _sha256(staging / name)}
@@ -446,6 +572,7 @@ class VideoIndex:
         index.ids = videos.get("ids")
         index.processor_source = config.get("processor")
         index.weights, index.video_fingerprints = config.get("weights"), videos.get("fingerprints") or {}
+        index._set_windows(config.get("windows"), videos.get("starts"), videos.get("ends"), where)
         return index
 
 

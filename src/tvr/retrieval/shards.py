@@ -9,7 +9,8 @@ is two files, each written crash-safely, the JSON last (a shard without it does 
                                 a hash of the list
     shard-000000.safetensors    the encodings of the shard's decodable videos, one tensor per field
     shard-000000.json           the shard's decoded paths, its undecodable ones with their errors, the encoding class,
-                                each video's fingerprint (size, mtime, hash of its first and last MiB)
+                                each video's fingerprint (size, mtime, hash of its first and last MiB); with
+                                windows, one row per window and each row's ``starts`` / ``ends``
 
 A restart (with any number of processes) skips the finished shards; since shard boundaries do not depend on the
 number of processes or on interruptions, the result is the same as one uninterrupted run's. What a restart finds
@@ -39,6 +40,7 @@ from transformers.utils import ModelOutput
 from .._deprecated import MODULES as MOVED_MODULES
 from ..modeling.outputs import VideoEncoding, concat_encodings
 from ..processing.encode_loop import decoder_logs_muted, encode_video_batches  # noqa: F401  (its old home)
+from ..processing.windows import encode_windows
 from ..utils.atomic import TMP_MARK, atomic_write_bytes, atomic_write_json
 from ..utils.fingerprint import file_fingerprint, same_file
 from ..utils.output_dir import MARKER, OutputDirError, claim_output_dir, write_marker
@@ -57,9 +59,11 @@ def _list_hash(paths: Sequence[str]) -> str:
     return hashlib.sha256("\n".join(paths).encode()).hexdigest()
 
 
-def _manifest(model, paths: Sequence[str], shard_size: int, weights: str | None) -> dict[str, Any]:
-    return {"model": model_fingerprint(model), "weights": weights, "num_videos": len(paths), "shard_size": shard_size,
-            "videos_sha256": _list_hash(paths)}
+def _manifest(model, paths: Sequence[str], shard_size: int, weights: str | None,
+              windows: dict[str, Any] | None = None) -> dict[str, Any]:
+    manifest = {"model": model_fingerprint(model), "weights": weights, "num_videos": len(paths),
+                "shard_size": shard_size, "videos_sha256": _list_hash(paths)}
+    return {**manifest, "windows": windows} if windows is not None else manifest
 
 
 def _read_json(path: Path) -> Any:
@@ -72,21 +76,25 @@ def _read_json(path: Path) -> Any:
 
 
 def open_shard_folder(folder: str | os.PathLike, model, paths: Sequence[str], shard_size: int,
-                      weights: str | None = None) -> Path:
-    """Create ``folder`` with its manifest, or check that the one there is for the same model, videos and shard size.
+                      weights: str | None = None, windows: dict[str, Any] | None = None) -> Path:
+    """Create ``folder`` with its manifest, or check that the one there is for the same model, videos, shard size
+    and windows.
 
     Raises:
-        ValueError: the folder holds shards of another model or another video list / shard size.
+        ValueError: the folder holds shards of another model, another video list / shard size, or other windows.
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    manifest = _manifest(model, paths, shard_size, weights)
+    manifest = _manifest(model, paths, shard_size, weights, windows)
     manifest_file = folder / MANIFEST_FILE
     if manifest_file.is_file():
         found = _read_json(manifest_file)
         if found.get("model") != manifest["model"] or found.get("weights", weights) != weights:
             raise ValueError(f"resume folder {os.fspath(folder)!r} holds encodings of another model (its config or "
                              "weights differ); delete it or give another folder")
+        if found.get("windows") != windows:
+            raise ValueError(f"resume folder {os.fspath(folder)!r} holds encodings of other windows "
+                             f"({found.get('windows')}, now {windows}); run with the same windows, or delete it")
         if {**found, "weights": weights} != manifest:
             raise ValueError(f"resume folder {os.fspath(folder)!r} holds shards of another video list or shard size "
                              f"({found['num_videos']} videos in shards of {found['shard_size']}); delete it or give "
@@ -97,7 +105,8 @@ def open_shard_folder(folder: str | os.PathLike, model, paths: Sequence[str], sh
 
 
 def prepare_shard_folder(folder: str | os.PathLike, model, paths: Sequence[str], shard_size: int,
-                         weights: str | None = None, say: Callable[[str], None] = print) -> Path:
+                         weights: str | None = None, say: Callable[[str], None] = print,
+                         windows: dict[str, Any] | None = None) -> Path:
     """Make ``folder`` ready for :func:`encode_shards` (one process, before the others start): claim it as tvr's
     (refusing a folder of other files), start over when its shards were encoded by other model weights (one line
     through ``say``), and drop the finished shards one of whose videos changed since (size or content), so they
@@ -122,7 +131,7 @@ def prepare_shard_folder(folder: str | os.PathLike, model, paths: Sequence[str],
             _remove_tvr_files(folder, keep_folder=True)
     folder.mkdir(parents=True, exist_ok=True)
     write_marker(folder, SHARDS_KIND)
-    open_shard_folder(folder, model, paths, shard_size, weights)
+    open_shard_folder(folder, model, paths, shard_size, weights, windows)
     changed = []
     for shard in range(num_shards(len(paths), shard_size)):
         record_file = folder / f"shard-{shard:06d}.json"
@@ -211,7 +220,7 @@ def shard_done(folder: Path, shard: int) -> bool:
 def encode_shards(model, processor, paths: Sequence[str], folder: str | os.PathLike, shard_size: int = 256,
                   batch_size: int = 16, rank: int = 0, world_size: int = 1, on_bad_video: str = "skip",
                   progress: bool = True, dtype: torch.dtype | None = None, weights: str | None = None,
-                  prepare: bool = True) -> list[int]:
+                  prepare: bool = True, windows: dict[str, Any] | None = None) -> list[int]:
     """Encode this process's unfinished shards of ``paths`` into ``folder``; returns the shards it encoded.
 
     Args:
@@ -226,19 +235,28 @@ def encode_shards(model, processor, paths: Sequence[str], folder: str | os.PathL
             recorded in the manifest: a restart with other weights starts over.
         prepare: check the folder first (:func:`prepare_shard_folder`); a launcher's other processes pass ``False``
             once the main process has done it.
+        windows: ``{"scales": [seconds, ...], "stride": fraction}``: each video becomes one row per window
+            (:func:`tvr.processing.windows.encode_windows`), its start and end recorded in the shard; ``None``: one
+            row per video.
     """
     if shard_size < 1 or batch_size < 1:
         raise ValueError(f"shard_size and batch_size must be >= 1, got {shard_size} and {batch_size}")
     paths = list(paths)
     if prepare:
-        folder = prepare_shard_folder(folder, model, paths, shard_size, weights)
-    folder = open_shard_folder(folder, model, paths, shard_size, weights)
+        folder = prepare_shard_folder(folder, model, paths, shard_size, weights, windows=windows)
+    folder = open_shard_folder(folder, model, paths, shard_size, weights, windows)
     mine = [shard for shard in range(rank, num_shards(len(paths), shard_size), world_size)
             if not shard_done(folder, shard)]
     for shard in tqdm(mine, desc=f"encoding shards (process {rank})", disable=not progress):
         videos = paths[shard * shard_size:(shard + 1) * shard_size]
         # fingerprinted before decoding: a video rewritten meanwhile no longer matches on a restart
         fingerprints = {path: fingerprint_or_none(path) for path in videos}
+        if windows is not None:  # a row per window: its video's path, start and end
+            encoded = encode_windows(model, processor, videos, windows["scales"], windows["stride"], batch_size,
+                                     on_bad_video, to_cpu=True, mute_decoder_logs=True)
+            write_shard(folder, shard, encoded.encodings, [videos[position] for position, _, _ in encoded.rows],
+                        encoded.failed, dtype, fingerprints, spans=[(start, end) for _, start, end in encoded.rows])
+            continue
         encoded = encode_video_batches(model, processor, videos, batch_size, on_bad_video=on_bad_video, to_cpu=True,
                                        mute_decoder_logs=True)
         write_shard(folder, shard, encoded.encodings, [videos[position] for position in encoded.kept],
@@ -256,10 +274,12 @@ def fingerprint_or_none(path: str) -> dict[str, Any] | None:
 
 def write_shard(folder: Path, shard: int, encodings: list[ModelOutput], paths: list[str],
                 failed: dict[str, str], dtype: torch.dtype | None = None,
-                fingerprints: dict[str, Any] | None = None) -> None:
+                fingerprints: dict[str, Any] | None = None, spans: list[tuple[float, float]] | None = None) -> None:
     from safetensors.torch import save
 
     record = {"paths": paths, "failed": failed, "encoding_class": None, "videos": fingerprints}
+    if spans is not None:  # a windowed shard: each row's window, beside its path
+        record["starts"], record["ends"] = [start for start, _ in spans], [end for _, end in spans]
     if encodings:
         encoding = concat_encodings(encodings)
         atomic_write_bytes(folder / f"shard-{shard:06d}.safetensors",
@@ -294,6 +314,22 @@ def read_shards(folder: str | os.PathLike, paths: Sequence[str]):
             indexed += record["paths"]
         failed.update(record["failed"])
     return (concat_encodings(encodings) if encodings else None), indexed, failed
+
+
+def read_shard_windows(folder: str | os.PathLike) -> tuple[dict[str, Any] | None, list[float] | None,
+                                                      list[float] | None]:
+    """The windows of a finished shard folder: ``(its {"scales", "stride"}, every row's start, every row's end)`` in
+    the row order of :func:`read_shards`; ``(None, None, None)`` when its rows are whole videos."""
+    folder = Path(folder)
+    manifest = _read_json(folder / MANIFEST_FILE)
+    if manifest.get("windows") is None:
+        return None, None, None
+    starts, ends = [], []
+    for shard in range(num_shards(manifest["num_videos"], manifest["shard_size"])):
+        record = _read_json(folder / f"shard-{shard:06d}.json")
+        starts += record["starts"]
+        ends += record["ends"]
+    return manifest["windows"], starts, ends
 
 
 def read_provenance(folder: str | os.PathLike) -> tuple[str | None, dict[str, Any]]:
@@ -397,5 +433,5 @@ def video_inputs(source) -> tuple[list[str], dict[str, str] | None]:
 
 
 __all__ = ["VIDEO_EXTENSIONS", "encode_shards", "index_lock", "list_video_files", "open_shard_folder",
-           "prepare_shard_folder", "read_provenance", "read_shards", "remove_shard_folder", "tvr_encoding_class",
+           "prepare_shard_folder", "read_provenance", "read_shard_windows", "read_shards", "remove_shard_folder", "tvr_encoding_class",
            "video_inputs", "write_shard"]
