@@ -15,9 +15,10 @@ encodings memory-mapped) and answers ``--serve-queries`` single queries while a 
 with matrix multiplies (``--no-burn`` to leave it out). Reported: per-query p50 / p95 of (a) ``search_index`` top-10
 (FAISS + exact re-scoring of 40 rows) and (b) what ``VideoIndex.search`` does on top for a dot-product model: top-50
 candidates (200 rows re-scored), then those 50 rows gathered again and scored by torch; text encoding excluded. And
-the server's resident memory (VmRSS, RssAnon, RssFile of /proc/self/status) after loading and after the queries.
+the server's resident memory (VmRSS, RssAnon, RssFile of /proc/self/status) after its imports, after loading and
+after the queries. ``--server FOLDER`` runs the server alone (e.g. with another tree's ``tvr`` on PYTHONPATH).
 
-    OMP_NUM_THREADS=2 .venv/bin/python benchmarks/bench_search.py --serve --size 1000000
+    OMP_NUM_THREADS=2 .venv/bin/python benchmarks/bench_search.py --serve --size 1000000 [--warm]
 """
 
 from __future__ import annotations
@@ -121,6 +122,7 @@ def serve(folder: Path, num_queries: int, burn: bool) -> dict:
                     for name, entry in header.items() if name != "__metadata__"
                     for begin, _ in [entry["data_offsets"]]}
 
+    imported = status_memory()  # the libraries alone (torch, FAISS, NumPy), before the index
     torch.set_num_threads(2)
     faiss.omp_set_num_threads(2)
     info = json.loads((folder / "meta.json").read_text())["info"]
@@ -159,7 +161,7 @@ def serve(folder: Path, num_queries: int, burn: bool) -> dict:
                 "p95": round(1000 * float(np.percentile(times, 95)), 3)}
 
     return {"tvr": os.path.dirname(tvr.__file__), "queries": len(queries), "burn": burn, "top10_ms": quantiles(times_a),
-            "videoindex_stage_ms": quantiles(times_b), "memory_after_load_mib": loaded,
+            "videoindex_stage_ms": quantiles(times_b), "memory_after_imports_mib": imported, "memory_after_load_mib": loaded,
             "memory_after_queries_mib": after, "encodings_mib": round(
                 (folder / "encodings.safetensors").stat().st_size / 2**20, 1)}
 
@@ -179,6 +181,9 @@ def main() -> None:
     parser.add_argument("--serve-queries", type=int, default=10_000, help="--serve: single queries answered")
     parser.add_argument("--no-burn", dest="burn", action="store_false", help="--serve: no CPU-burning process")
     parser.add_argument("--cache", default="/tmp/tvr-bench-search", help="--serve: where the built index is kept")
+    parser.add_argument("--warm", action="store_true",
+                        help="--serve: read the encodings file once first (into the page cache, not the server), so "
+                             "row reads do not wait for the disk")
     parser.add_argument("--server", default=None, help=argparse.SUPPRESS)  # the server process of --serve
     args = parser.parse_args()
     if args.server:
@@ -193,6 +198,10 @@ def main() -> None:
         meta = json.loads((folder / "meta.json").read_text())
         print(json.dumps({key: meta[key] for key in ("build_seconds", "third_split_recall", "third_split_queries")}
                          | {"faiss": meta["info"]}))
+        if args.warm:
+            with open(folder / "encodings.safetensors", "rb") as handle:
+                while handle.read(1 << 24):
+                    pass
         # a fresh process: its resident memory is the server's alone, not this builder's
         command = [sys.executable, __file__, "--server", os.fspath(folder), "--serve-queries", str(args.serve_queries)]
         subprocess.run(command + ([] if args.burn else ["--no-burn"]), check=True)
