@@ -72,6 +72,7 @@ def test_tuned_parameters_are_saved_and_shown(corpus, saved_model, tmp_path, cap
     assert main(["search", str(tmp_path / "index"), "--info"]) == 0
     shown = capsys.readouterr().out
     assert "index_type: ivf-hnsw" in shown and "measured_recall:" in shown and "nprobe:" in shown
+    assert "tuning_recall:" in shown and "report_queries:" in shown  # tuned on one split, reported on the other
 
 
 def test_reranking_reads_only_the_candidates_from_memory_mapped_encodings(corpus, tmp_path):  # noqa: F811

@@ -7,7 +7,8 @@ with an HNSW coarse quantizer and 8-bit vectors whose ``nprobe`` is tuned to a r
 the model's own gallery scoring (``score_gallery``: tightTransf's cross encoder, EMCL's EM, EERCF's two stages), so
 a search ranks as ``tvr eval`` does; the index keeps every video's full encoding on disk for that (float32 by
 default, the precision ``tvr eval`` scores in), memory-mapped when loaded, so re-ranking reads only the candidates'
-rows and searching never decodes a video again.
+rows (with ``pread``, :mod:`tvr.retrieval.rows`: the serving process does not accumulate the file's pages) and
+searching never decodes a video again.
 
 Index folder::
 
@@ -54,6 +55,7 @@ from ..utils.atomic import atomic_directory, recover_directory
 from ..utils.fingerprint import check_fingerprint, weights_fingerprint
 from .faiss_index import INDEX_TYPES, build_faiss_index, default_nlist, search_index, set_search_parameters
 from .moments import NO_WINDOWS, Moment, best_window_per_video, check_row_spans, rows_per_video, select_moments
+from .rows import gather_rows, mmap_safetensors, on_calling_thread
 
 # shards.py is the layer below: it never imports this module
 from .shards import VIDEO_EXTENSIONS, encode_shards, fingerprint_or_none, list_video_files, read_provenance, read_shards  # noqa: F401
@@ -355,9 +357,11 @@ class VideoIndex:
                     options = {"rerank_top_k": min(rerank_rows, len(candidate_rows))}
                 else:
                     candidate_rows, options = candidate_rows[:rerank_rows], {}
-                logits = self.model.score_gallery(_select(text_encoding, [query], self.device),
-                                                  _select(self.encoding, candidate_rows, self.device, self.dtype),
-                                                  **options)[0]
+                gallery = _select(self.encoding, candidate_rows, self.device, self.dtype)
+                # a few dozen rows: scored on this thread, not by a woken thread pool (issue 26)
+                with on_calling_thread(sum(value.numel() for value in gallery.values())):
+                    logits = self.model.score_gallery(_select(text_encoding, [query], self.device), gallery,
+                                                      **options)[0]
                 order = torch.argsort(logits, descending=True, stable=True).numpy()
                 results.append((candidate_rows[order], logits.numpy()[order]))
         return results
@@ -557,7 +561,7 @@ class VideoIndex:
         if width is not None and width != config["dim"]:
             raise ValueError(f"{where} holds {config['dim']}-dim video embeddings, the model makes {width}-dim ones: "
                              "search it with the model it was built with, or rebuild it with `tvr index`")
-        # memory-mapped: re-ranking gathers the candidates' rows only, the rest stays on disk
+        # memory-mapped: re-ranking reads the candidates' rows only (pread), the rest stays on disk
         encoding = encoding_class(**mmap_safetensors(index_dir / ENCODINGS_FILE))
         videos = _read_index_json(index_dir / VIDEOS_FILE, where)
         faiss_index = faiss.read_index(os.fspath(index_dir / FAISS_FILE))
@@ -574,30 +578,6 @@ class VideoIndex:
         index.weights, index.video_fingerprints = config.get("weights"), videos.get("fingerprints") or {}
         index._set_windows(config.get("windows"), videos.get("starts"), videos.get("ends"), where)
         return index
-
-
-_SAFETENSORS_DTYPES = {"F64": np.float64, "F32": np.float32, "F16": np.float16, "BF16": np.int16, "I64": np.int64,
-                       "I32": np.int32, "I16": np.int16, "I8": np.int8, "U8": np.uint8, "BOOL": np.bool_}
-
-
-def mmap_safetensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """The tensors of a safetensors file, memory-mapped (copy-on-write): indexing rows reads only those rows."""
-    with open(path, "rb") as handle:
-        header_size = int.from_bytes(handle.read(8), "little")
-        header = json.loads(handle.read(header_size))
-    tensors = {}
-    for name, entry in header.items():
-        if name == "__metadata__":
-            continue
-        begin, end = entry["data_offsets"]
-        dtype = _SAFETENSORS_DTYPES[entry["dtype"]]
-        if end == begin:
-            array = np.empty(entry["shape"], dtype=dtype)
-        else:
-            array = np.memmap(path, dtype=dtype, mode="c", offset=8 + header_size + begin, shape=tuple(entry["shape"]))
-        tensor = torch.from_numpy(array)
-        tensors[name] = tensor.view(torch.bfloat16) if entry["dtype"] == "BF16" else tensor
-    return tensors
 
 
 def _read_index_json(path: Path, where: str) -> Any:
@@ -617,11 +597,11 @@ def _sha256(path: Path) -> str:
 
 def _select(encoding: ModelOutput, rows, device: torch.device, dtype: torch.dtype | None = None) -> ModelOutput:
     """Rows of every field of an encoding, on ``device``; floating fields in ``dtype`` when given (encodings stored
-    in float16 are scored in the model's dtype)."""
-    rows = torch.as_tensor(np.asarray(rows), dtype=torch.long)
+    in float16 are scored in the model's dtype). Fields loaded from an index file read only those rows' bytes
+    (:func:`tvr.retrieval.rows.gather_rows`)."""
     def gather(value: torch.Tensor) -> torch.Tensor:
         cast = dtype if dtype is not None and value.is_floating_point() else None
-        return value[rows.to(value.device)].to(device, cast)
+        return gather_rows(value, rows).to(device, cast)
 
     return type(encoding)(**{name: gather(value) for name, value in encoding.items()})
 

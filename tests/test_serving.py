@@ -1,0 +1,152 @@
+"""Serving under load (issue 26, part 3): rows read from the encodings file without faulting in their neighbours,
+small re-scoring on the calling thread, and nprobe tuned on one split of the queries and reported on another."""
+
+import os
+from pathlib import Path
+
+import faiss
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from test_retrieval import corpus, tiny_model  # noqa: F401  (fixtures)
+from test_search_at_scale import clustered
+from tvr.retrieval import VideoIndex, build_faiss_index
+from tvr.retrieval.faiss_index import recall_at, search_index, tune_nprobe
+from tvr.retrieval.rows import SMALL_WORK, FileRows, gather_rows, mmap_safetensors, on_calling_thread
+
+STATUS = Path("/proc/self/status")
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+def test_rows_read_from_the_file_are_the_memory_mapped_rows(tmp_path, dtype):
+    generator = torch.Generator().manual_seed(0)
+    tensors = {"video_embeds": torch.randn(300, 8, generator=generator).to(dtype),
+               "frame_features": torch.randn(300, 4, 8, generator=generator).to(dtype),
+               "video_mask": torch.randint(0, 2, (300, 4), generator=generator)}
+    save_file(tensors, tmp_path / "encodings.safetensors")
+    loaded = mmap_safetensors(tmp_path / "encodings.safetensors")
+    rows = [7, 3, 3, 299, 0, 1, 2, 150, -1]  # unordered, repeated, a run of three, the last row, a negative
+    for name, tensor in tensors.items():
+        read = gather_rows(loaded[name], rows)
+        assert read.dtype == tensor.dtype and read.shape == (len(rows), *tensor.shape[1:])
+        assert torch.equal(read, loaded[name][torch.tensor(rows)])  # what indexing the memory map returned
+        assert torch.equal(read, tensor[torch.tensor(rows)])
+        assert gather_rows(loaded[name], []).shape == (0, *tensor.shape[1:])
+    with pytest.raises(IndexError, match=r"row 300 is out of range for the 300 rows of .*encodings.safetensors"):
+        gather_rows(loaded["video_embeds"], [1, 300])
+    # without a file behind it, gather_rows indexes: the same answer for arrays and tensors
+    plain = tensors["video_embeds"].float()
+    assert torch.equal(gather_rows(plain, rows), plain[rows])
+    assert np.array_equal(gather_rows(plain.numpy(), rows), plain.numpy()[rows])
+
+
+def test_rows_are_read_alone_not_with_their_neighbours(tmp_path, monkeypatch):
+    rows_total, dim = 8192, 512  # 16 MiB of float32 rows, 2 KiB each
+    save_file({"video_embeds": torch.randn(rows_total, dim)}, tmp_path / "encodings.safetensors")
+    reader = getattr(mmap_safetensors(tmp_path / "encodings.safetensors")["video_embeds"], "tvr_file_rows")
+    assert isinstance(reader, FileRows) and reader.row_bytes == 2048
+    reads = []
+    pread = os.pread
+    monkeypatch.setattr(os, "pread", lambda fd, size, offset: reads.append((size, offset)) or pread(fd, size, offset))
+    reader.read([10, 11, 12, 500, 11, 9000 - rows_total])
+    # one read per run of consecutive rows, of exactly those rows' bytes
+    assert reads == [(3 * 2048, reader.offset + 10 * 2048), (2048, reader.offset + 500 * 2048),
+                     (2048, reader.offset + 808 * 2048)]
+    monkeypatch.undo()
+    if not STATUS.exists():
+        pytest.skip("no /proc/self/status to read the resident memory from")
+    picks = np.random.default_rng(0).choice(rows_total, 600, replace=False)
+    for name, read in [("pread", lambda values: gather_rows(values, picks)),
+                       ("memmap", lambda values: values[torch.as_tensor(picks)])]:
+        read(mmap_safetensors(tmp_path / "encodings.safetensors")["video_embeds"])  # first use, then unmapped
+        values = mmap_safetensors(tmp_path / "encodings.safetensors")["video_embeds"]  # a fresh mapping
+        before = rss_file_kib()
+        read(values)
+        grown = rss_file_kib() - before
+        # 600 rows are 1.2 MiB; a page fault around each maps its neighbours too (most of the 16 MiB file)
+        if name == "pread":
+            assert grown < 1024, f"reading 600 rows with pread grew RssFile by {grown} KiB"
+        else:
+            assert grown > 4096, f"the memory-mapped contrast grew RssFile by {grown} KiB only"
+
+
+def rss_file_kib() -> int:
+    return next(int(line.split()[1]) for line in STATUS.read_text().splitlines() if line.startswith("RssFile:"))
+
+
+def test_small_rescoring_runs_on_the_calling_thread(corpus, tmp_path, monkeypatch):  # noqa: F811
+    dataset, processor, video_dir = corpus
+    model = tiny_model(processor, "meanP")
+    built = VideoIndex.build(model, processor, video_dir, progress=False)
+    built.save(tmp_path / "index")
+    index = VideoIndex.load(tmp_path / "index", model=model, processor=processor)
+    captions = list(dataset["caption"])
+    outside = torch.get_num_threads()
+    torch.set_num_threads(2)  # a pool to stay out of (the text encoder runs on it; re-scoring does not)
+    try:
+        expected = built.search(captions, top_k=3, rerank_top_k=4)  # from the encodings in memory
+        threads, galleries, file_reads = [], [], []
+        score_gallery, read = model.score_gallery, FileRows.read
+        monkeypatch.setattr(model, "score_gallery", lambda text, video, **kwargs: threads.append(
+            torch.get_num_threads()) or galleries.append(sum(value.numel() for value in video.values()))
+            or score_gallery(text, video, **kwargs))
+        monkeypatch.setattr(FileRows, "read", lambda self, rows: file_reads.append(len(rows)) or read(self, rows))
+        assert index.search(captions, top_k=3, rerank_top_k=4) == expected
+        assert torch.get_num_threads() == 2  # restored after each query
+        with on_calling_thread(SMALL_WORK - 1):
+            assert torch.get_num_threads() == 1
+        with on_calling_thread(SMALL_WORK):  # larger work keeps the pool
+            assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(outside)
+    assert threads == [1] * len(captions) and max(galleries) < SMALL_WORK
+    assert file_reads and set(file_reads) == {4}  # each field of each query's 4 candidates read from the file
+
+
+def test_first_stage_rescoring_is_the_exact_inner_product(tmp_path):
+    rng = np.random.default_rng(3)
+    videos, queries = clustered(rng, 3000), clustered(rng, 20)
+    index, info = build_faiss_index(videos, "ivf-hnsw", nprobe=8)
+    save_file({"video_embeds": torch.from_numpy(videos)}, tmp_path / "encodings.safetensors")
+    mapped = mmap_safetensors(tmp_path / "encodings.safetensors")["video_embeds"]
+    scores, rows = search_index(index, info, queries, 10, mapped)
+    assert (rows >= 0).all()
+    expected = np.einsum("qkd,qd->qk", videos[rows].astype(np.float64), queries.astype(np.float64))
+    np.testing.assert_allclose(scores, expected, atol=1e-5)
+    assert (np.diff(scores, axis=1) <= 0).all()  # best first
+    assert np.array_equal(search_index(index, info, queries, 10, videos)[1], rows)  # in memory: the same answer
+
+
+def test_nprobe_is_tuned_on_one_split_and_reported_on_another():
+    rng = np.random.default_rng(1)
+    videos, tune, fresh = clustered(rng, 4000), clustered(rng, 600), clustered(rng, 600)
+    index, _ = build_faiss_index(videos, "ivf-hnsw", nprobe=1)  # trained and filled, not tuned
+    target, margin = 0.9, 0.03
+    tuning = tune_nprobe(index, videos, target, tune, len(tune), np.random.default_rng(5), refine=4, margin=margin)
+    # two disjoint halves of the queries, together all of them
+    assert len(tuning.tuning_queries) == len(tuning.report_queries) == 300
+    assert not set(tuning.tuning_queries) & set(tuning.report_queries)
+    assert sorted([*tuning.tuning_queries, *tuning.report_queries]) == list(range(600))
+    exact = faiss.IndexFlatIP(videos.shape[1])
+    exact.add(videos)
+
+    def recall(nprobe, queries):
+        faiss.extract_index_ivf(index).nprobe = nprobe
+        found = search_index(index, {"refine": 4}, queries, 10, videos)[1]
+        return recall_at(found, exact.search(queries, 10)[1])
+
+    # the tuning split chose nprobe: the smallest reaching target + margin there
+    assert tuning.tuning_recall == recall(tuning.nprobe, tune[tuning.tuning_queries]) >= target + margin
+    assert tuning.nprobe == 1 or recall(tuning.nprobe - 1, tune[tuning.tuning_queries]) < target + margin
+    # the reported recall is measured on the other split; with the margin it reaches the target there and on
+    # queries neither split saw
+    assert tuning.measured_recall == recall(tuning.nprobe, tune[tuning.report_queries]) >= target
+    assert recall(tuning.nprobe, fresh) >= target
+    # build_faiss_index stores both recalls and the split sizes (index_config.json, `tvr search --info`)
+    _, info = build_faiss_index(videos, "ivf-hnsw", target_recall=target, tune_queries=tune, recall_margin=margin)
+    assert info["tuning_recall"] >= target + margin and info["measured_recall"] >= target
+    assert (info["recall_margin"], info["tuning_queries"], info["report_queries"]) == (margin, 300, 300)
+    with pytest.raises(ValueError, match="at least 2 queries"):
+        build_faiss_index(videos, "ivf-hnsw", tune_queries=tune[:1])
