@@ -253,6 +253,34 @@ def test_index_windows_then_search_moments_as_typed(demo, tmp_path, capsys):
     assert error.startswith(f"tvr: error: index '{tmp_path / 'whole.index'}': this index has no windows") and "--windows" in error and "\n" not in error
 
 
+def test_tvr_index_windows_resumes_a_partial_run(demo, tmp_path, monkeypatch, capsys):
+    import tvr.retrieval.shards as shards
+    from tvr.cli import console_main
+    from tvr.retrieval.index import load_model_and_processor, model_weights_fingerprint
+
+    model_dir, video_dir = demo
+    index_dir = tmp_path / "videos.index"
+    paths = shards.list_video_files(video_dir)
+    model, processor = load_model_and_processor(model_dir, "cpu")
+    windows = {"scales": [2.0, 4.0], "stride": 0.5}
+    # a run killed after process 1 of 2 finished its shard (shard 1: the second video)
+    assert shards.encode_shards(model, processor, paths, f"{index_dir}.partial", shard_size=1, batch_size=1, rank=1,
+                                world_size=2, progress=False, weights=model_weights_fingerprint(model_dir),
+                                windows=windows) == [1]
+    encoded, encode_windows = [], shards.encode_windows
+    monkeypatch.setattr(shards, "encode_windows", lambda model, processor, videos, *args, **kwargs: (
+        encoded.extend(videos), encode_windows(model, processor, videos, *args, **kwargs))[1])
+    assert console_main(["index", str(model_dir), str(video_dir), str(index_dir), "--windows", "2,4", "--batch-size",
+                         "1", "--device", "cpu"]) == 0
+    assert "indexed 3 videos as 30 windows" in capsys.readouterr().out
+    assert encoded == [paths[0], paths[2]]  # the finished shard was kept
+    resumed = VideoIndex.load(index_dir, device="cpu")
+    uninterrupted = VideoIndex.build(model, processor, paths, windows=[2, 4], batch_size=1, progress=False)
+    assert (resumed.paths, resumed.starts, resumed.ends, resumed.windows) == \
+        (uninterrupted.paths, uninterrupted.starts, uninterrupted.ends, windows)
+    assert torch.equal(resumed.encoding.video_embeds, uninterrupted.encoding.video_embeds)
+
+
 @pytest.mark.skipif(not os.environ.get("TVR_SLOW_TESTS"), reason="about 35 s on 2 CPU cores (two torch processes "
                     "under torchrun); the shard logic it relies on is tested in-process above. TVR_SLOW_TESTS=1 runs it")
 def test_two_processes_index_the_same_windows_as_one(demo, tmp_path):
