@@ -148,5 +148,7 @@ def test_nprobe_is_tuned_on_one_split_and_reported_on_another():
     _, info = build_faiss_index(videos, "ivf-hnsw", target_recall=target, tune_queries=tune, recall_margin=margin)
     assert info["tuning_recall"] >= target + margin and info["measured_recall"] >= target
     assert (info["recall_margin"], info["tuning_queries"], info["report_queries"]) == (margin, 300, 300)
+    with pytest.raises(ValueError, match=r"recall_margin must be in \[0, 1\), got -0.1"):
+        build_faiss_index(videos, "ivf-hnsw", recall_margin=-0.1)
     with pytest.raises(ValueError, match="at least 2 queries"):
         build_faiss_index(videos, "ivf-hnsw", tune_queries=tune[:1])

@@ -69,6 +69,8 @@ def build_faiss_index(embeddings: np.ndarray, index_type: str = "auto", nlist: i
         raise ValueError(f"index_type must be one of {INDEX_TYPES}, got {index_type!r}")
     if not 0 < target_recall <= 1:
         raise ValueError(f"target_recall must be in (0, 1], got {target_recall}")
+    if not 0 <= recall_margin < 1:
+        raise ValueError(f"recall_margin must be in [0, 1), got {recall_margin}")
     embeddings = np.ascontiguousarray(embeddings, dtype=np.float32)
     num_videos, dim = embeddings.shape
     if index_type == "auto":
