@@ -80,7 +80,7 @@ def test_space_installs_in_a_fresh_venv_and_answers_over_http(demo_model, tmp_pa
     expected = retriever(captions[1], videos=sorted(str(path) for path in (space / "videos").iterdir()))
     log = []
     with running_app([str(python), "app.py"], space, tmp_path, repo_on_path=False, log_lines=log) as url:
-        gallery, table = call_api(url, "search", captions[1], 3)  # as a Space runs it, from its folder
+        gallery, table, _ = call_api(url, "search", captions[1], 3)  # as a Space runs it (spans: no windows)
     assert f"installing {WHEEL}" in log
     assert len(gallery) == 3
     assert [row.split(" | ")[1] for row in table.splitlines() if row.startswith("| 1 ")] == [
