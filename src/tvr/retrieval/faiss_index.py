@@ -123,8 +123,9 @@ def set_search_parameters(index, info: dict[str, Any]) -> None:
 def search_index(index, info: dict[str, Any], queries: np.ndarray, k: int, vectors) -> tuple[np.ndarray, np.ndarray]:
     """``(scores, rows)`` ``(num_queries, k)`` of an index built by :func:`build_faiss_index`: FAISS's answer, or for
     an index with ``info["refine"]``, its ``refine * k`` candidates re-scored exactly with their rows of ``vectors``
-    ``(num_videos, dim)`` (a NumPy array or a tensor, e.g. memory-mapped: only the candidates' rows are read). Rows
-    are ``-1`` where fewer than ``k`` were found."""
+    ``(num_videos, dim)`` (a NumPy array or a tensor, e.g. memory-mapped: only the candidates' rows are read; or a
+    callable ``ids -> vectors`` for an index whose labels are ids, not row numbers). Rows are ``-1`` where fewer
+    than ``k`` were found."""
     import torch
 
     refine = info.get("refine")
@@ -132,7 +133,8 @@ def search_index(index, info: dict[str, Any], queries: np.ndarray, k: int, vecto
         return index.search(queries, k)
     _, candidates = index.search(queries, refine * k)
     found = candidates >= 0
-    gathered = torch.as_tensor(vectors)[torch.as_tensor(np.where(found, candidates, 0))].float()
+    safe = np.where(found, candidates, 0)
+    gathered = torch.as_tensor(vectors(safe) if callable(vectors) else torch.as_tensor(vectors)[safe]).float()
     scores = torch.einsum("qcd,qd->qc", gathered, torch.as_tensor(queries, dtype=torch.float32)).numpy()
     scores = np.where(found, scores, -np.inf)
     order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
