@@ -33,6 +33,7 @@ import hashlib
 import inspect
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any, NamedTuple, Sequence
 
@@ -46,18 +47,20 @@ from ..processing.bad_videos import check_bad_video_policy, warn_bad_videos
 from ..processing.encode_loop import encode_video_batches
 from ..utils.atomic import atomic_directory, recover_directory
 from ..utils.fingerprint import check_fingerprint, weights_fingerprint
-from .faiss_index import INDEX_TYPES, build_faiss_index, default_nlist, search_index, set_search_parameters
+from .faiss_index import INDEX_TYPES, default_nlist
+from .segments import ROWS_FILE, SegmentedEncodings
 
 # shards.py is the layer below: it never imports this module
 from .shards import VIDEO_EXTENSIONS, encode_shards, fingerprint_or_none, list_video_files, read_provenance, read_shards  # noqa: F401
 from .shards import tvr_encoding_class as _encoding_class
+from .stores import FaissStore, VectorStore, load_store
 
 CONFIG_FILE = "index_config.json"
 VIDEOS_FILE = "videos.json"
 ENCODINGS_FILE = "encodings.safetensors"
 FAISS_FILE = "index.faiss"
 INDEX_KIND = "index"  # the marker kind of an index folder (tvr.utils.output_dir)
-INDEX_FILES = (CONFIG_FILE, VIDEOS_FILE, ENCODINGS_FILE, FAISS_FILE)  # what an index folder always held
+INDEX_FILES = (CONFIG_FILE, VIDEOS_FILE, ENCODINGS_FILE, FAISS_FILE, ROWS_FILE)  # what a fresh index folder holds
 DEFAULT_RERANK_TOP_K = 50  # videos the second stage re-scores, for methods without their own k (EERCF has one)
 #: what a search's scores are, by name (``tvr search`` prints the name and this; ``--json`` gives the name)
 SCORE_NAMES = {
@@ -122,14 +125,22 @@ class VideoIndex:
     def __init__(self, model, processor, paths: Sequence[str], encoding: ModelOutput, index_type: str = "auto",
                  nlist: int | None = None, nprobe: int | None = None, faiss_index=None,
                  model_dir: str | os.PathLike | None = None, failed: dict[str, str] | None = None,
-                 target_recall: float = 0.95, faiss_info: dict[str, Any] | None = None):
+                 target_recall: float = 0.95, faiss_info: dict[str, Any] | None = None,
+                 store: VectorStore | None = None, row_ids: Sequence[int] | np.ndarray | None = None):
         if index_type not in INDEX_TYPES:
             raise ValueError(f"index_type must be one of {INDEX_TYPES}, got {index_type!r}")
-        if len(paths) != len(encoding.video_embeds):
-            raise ValueError(f"{len(paths)} paths for {len(encoding.video_embeds)} video encodings")
+        rows = len(encoding) if isinstance(encoding, SegmentedEncodings) else len(encoding.video_embeds)
+        if len(paths) != rows:
+            raise ValueError(f"{len(paths)} paths for {rows} video encodings")
         self.model, self.processor = model, processor
         self.paths = list(paths)
-        self.encoding = encoding
+        #: every row's stable id (int64, ascending: new rows get new, larger ids), what the store addresses
+        self.row_ids = np.arange(len(self.paths), dtype=np.int64) if row_ids is None else \
+            np.asarray(row_ids, dtype=np.int64)
+        #: the rows' full encodings, in immutable segments (:mod:`tvr.retrieval.segments`)
+        self.segments = encoding if isinstance(encoding, SegmentedEncodings) else SegmentedEncodings(encoding)
+        #: the next id a new row gets (ids are never reused, so an old reader never mistakes a new row for its own)
+        self.next_id = int(self.row_ids[-1]) + 1 if len(self.row_ids) else 0
         self.model_dir = os.path.abspath(model_dir) if model_dir is not None else None
         self.failed = dict(failed or {})
         self.processor_source = None  # the processor folder / tokenizer given instead of model_dir's, saved
@@ -138,20 +149,94 @@ class VideoIndex:
         #: what the index was built from: the model weights' fingerprint and ``{path: file fingerprint}``
         self.weights: str | None = None
         self.video_fingerprints: dict[str, Any] = {}
-        if faiss_index is None:
-            faiss_index, faiss_info = build_faiss_index(_as_faiss_array(encoding.video_embeds), index_type, nlist,
-                                                        nprobe, target_recall)
-        #: what the FAISS index is: type, factory string, nlist, nprobe, target and measured recall@10, build time
-        self.faiss_info = dict(faiss_info or {"index_type": index_type, "nlist": nlist, "nprobe": nprobe})
-        self.faiss_index = faiss_index
-        self.index_type, self.nlist, self.nprobe = (self.faiss_info["index_type"], self.faiss_info["nlist"],
-                                                    self.faiss_info["nprobe"])
+        if store is None and faiss_index is not None:  # a bare FAISS index: its labels are the row numbers
+            store = FaissStore(faiss_index, faiss_info or {"index_type": index_type, "nlist": nlist,
+                                                           "nprobe": nprobe}, self.gather_vectors)
+        elif store is None:
+            store = FaissStore.build(self.row_ids, self.segments.whole().video_embeds, index_type, nlist, nprobe,
+                                     target_recall, gather=self.gather_vectors)
+        if getattr(store, "gather", False) is None:  # ivf-hnsw's exact refine reads full vectors by id from here
+            store.gather = self.gather_vectors
+        #: the first stage (:mod:`tvr.retrieval.stores`): FAISS or Milvus, addressed by :attr:`row_ids`
+        self.store = store
+
+    #: the fields every row has, in row order; selecting or appending rows goes through :meth:`_take_rows` /
+    #: :meth:`_append_rows`, which treat these (and the encodings' segments) alike
+    ROW_FIELDS = ("paths", "row_ids")
+
+    def _take_rows(self, keep: np.ndarray) -> None:
+        """Keep rows ``keep`` (row numbers, in order) of every per-row field."""
+        keep = np.asarray(keep, dtype=np.int64)
+        for name in self.ROW_FIELDS:
+            value = getattr(self, name)
+            setattr(self, name, value[keep] if isinstance(value, np.ndarray) else [value[row] for row in keep])
+        self.segments.take(keep)
+
+    def _append_rows(self, fields: dict[str, Any], encoding: ModelOutput) -> None:
+        """Append rows: ``fields`` gives every name of :attr:`ROW_FIELDS` (lists / arrays of one length) and
+        ``encoding`` their encodings (a new segment)."""
+        for name in self.ROW_FIELDS:
+            value = getattr(self, name)
+            added = fields[name]
+            setattr(self, name, np.concatenate([value, np.asarray(added, dtype=value.dtype)])
+                    if isinstance(value, np.ndarray) else value + list(added))
+        self.segments.append(encoding)
+
+    @property
+    def encoding(self) -> ModelOutput:
+        """The videos' encoding, rows in :attr:`paths` order (memory-mapped when loaded; gathered from the segments
+        once updates spread them, which reads them all: re-ranking reads rows with :meth:`select_rows`)."""
+        return self.segments.whole()
+
+    def select_rows(self, rows, device: torch.device | str = "cpu", dtype: torch.dtype | None = None) -> ModelOutput:
+        """Rows ``rows`` of the encoding on ``device`` (floating fields in ``dtype``): only those rows are read."""
+        return self.segments.select(rows, device, dtype)
+
+    def rows_of(self, ids) -> np.ndarray:
+        """Row numbers of ``ids`` (any shape); ``-1`` for an id not in the index (or ``-1``)."""
+        ids = np.asarray(ids, dtype=np.int64)
+        rows = np.searchsorted(self.row_ids, ids)
+        inside = rows < len(self.row_ids)
+        found = inside & (self.row_ids[np.where(inside, rows, 0)] == ids) & (ids >= 0)
+        return np.where(found, rows, -1)
+
+    def gather_vectors(self, ids) -> torch.Tensor:
+        """The indexed vectors (``video_embeds``) of ``ids`` (any shape; a missing id gives row 0's)."""
+        rows = np.maximum(self.rows_of(ids), 0)
+        return self.segments.select(rows).video_embeds.float()
+
+    @property
+    def faiss_info(self) -> dict[str, Any]:
+        """What the first stage is: backend, type, factory string, nlist, nprobe, target and measured recall@10,
+        what it was trained on (:attr:`store` ``.info``)."""
+        return self.store.info
+
+    @property
+    def faiss_index(self):
+        """The FAISS index of a FAISS store (``None`` for Milvus)."""
+        return getattr(self.store, "index", None)
+
+    @property
+    def index_type(self) -> str | None:
+        return self.store.info.get("index_type")
+
+    @property
+    def nlist(self) -> int | None:
+        return self.store.info.get("nlist")
+
+    @property
+    def nprobe(self) -> int | None:
+        return self.store.info.get("nprobe")
+
+    @nprobe.setter
+    def nprobe(self, value: int | None) -> None:
+        self.store.info["nprobe"] = value
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __repr__(self) -> str:
-        return (f"VideoIndex({len(self)} videos, dim={self.encoding.video_embeds.shape[1]}, "
+        return (f"VideoIndex({len(self)} videos, dim={self.store.dim}, "
                 f"index_type={self.index_type!r}, model_dir={self.model_dir!r})")
 
     # ---------------------------------------------------------------------------------------------- building
@@ -279,7 +364,6 @@ class VideoIndex:
             raise ValueError(f"candidates ({candidates}) must be >= top_k ({top_k}) and rerank_top_k "
                              f"({rerank_top_k}): FAISS proposes them, the model re-scores the best rerank_top_k")
         num_candidates = min(candidates or pool, len(self))
-        set_search_parameters(self.faiss_index, {**self.faiss_info, "nprobe": self.nprobe})
         results = []
         for start in range(0, len(texts), batch_size):
             batch = texts[start:start + batch_size]
@@ -287,12 +371,12 @@ class VideoIndex:
             input_ids = inputs["input_ids"].to(self.device)
             attention_mask = inputs["attention_mask"].to(self.device)
             query_embeds = _as_faiss_array(self.model.get_text_embeds(input_ids, attention_mask))
-            if query_embeds.shape[1] != self.faiss_index.d:
+            if query_embeds.shape[1] != self.store.dim:
                 raise ValueError(f"the model makes {query_embeds.shape[1]}-dim text embeddings, the index holds "
-                                 f"{self.faiss_index.d}-dim video embeddings: search it with the model it was built "
+                                 f"{self.store.dim}-dim video embeddings: search it with the model it was built "
                                  "with, or rebuild it with `tvr index`")
-            scores, rows = search_index(self.faiss_index, self.faiss_info, query_embeds, num_candidates,
-                                        self.encoding.video_embeds)
+            scores, ids = self.store.search(query_embeds, num_candidates)
+            rows = self.rows_of(ids)  # an id the row table does not know (a store ahead of its folder) is dropped
             if not rerank_top_k:
                 results += [self._results(r[:top_k], s[:top_k]) for r, s in zip(rows, scores)]
                 continue
@@ -304,7 +388,7 @@ class VideoIndex:
                 else:
                     candidate_rows, options = candidate_rows[:rerank_top_k], {}
                 logits = self.model.score_gallery(_select(text_encoding, [query], self.device),
-                                                  _select(self.encoding, candidate_rows, self.device, self.dtype),
+                                                  self.select_rows(candidate_rows, self.device, self.dtype),
                                                   **options)[0]
                 order = torch.argsort(logits, descending=True, stable=True)[:top_k].numpy()
                 results.append(self._results(candidate_rows[order], logits.numpy()[order]))
@@ -346,15 +430,15 @@ class VideoIndex:
             tvr.utils.output_dir.OutputDirError: ``index_dir`` holds files tvr did not write as an index (nothing is
                 deleted), or lies inside one of ``inputs``.
         """
-        import faiss
         from safetensors.torch import save_file
 
-        encoding_class = type(self.encoding)
+        encoding_class = type(next(segment for segment in self.segments.segments if segment is not None))
         _encoding_class(f"{encoding_class.__module__}.{encoding_class.__qualname__}", "saving an index")
         with atomic_directory(index_dir, kind=INDEX_KIND, inputs=inputs, legacy=INDEX_FILES) as staging:
-            tensors = {name: value.detach().cpu().contiguous() for name, value in self.encoding.items()}
-            save_file(tensors, staging / ENCODINGS_FILE)
-            faiss.write_index(self.faiss_index, os.fspath(staging / FAISS_FILE))
+            # unchanged segments are hard links to the current folder's files: an update rewrites no old encoding
+            segments = self.segments.save(staging, _sha256)
+            save_file({"id": torch.from_numpy(self.row_ids), **self.segments.row_table()}, staging / ROWS_FILE)
+            store = self.store.save(staging)
             _write_json(staging / VIDEOS_FILE, {"paths": self.paths, "failed": self.failed,
                                                 **({"ids": self.ids} if self.ids is not None else {}),
                                                 "fingerprints": self.video_fingerprints})
@@ -366,13 +450,19 @@ class VideoIndex:
                 "nlist": self.nlist,
                 "nprobe": self.nprobe,
                 "faiss": {**self.faiss_info, "nprobe": self.nprobe},
+                "store": store,
+                "segments": segments["segments"],
+                "next_id": self.next_id,
                 "num_videos": len(self),
                 "num_failed": len(self.failed),
-                "dim": int(self.encoding.video_embeds.shape[1]),
+                "dim": int(self.store.dim),
                 "encoding_class": f"{encoding_class.__module__}.{encoding_class.__qualname__}",
-                "files": {name: {"size": (staging / name).stat().st_size, "sha256": _sha256(staging / name)}
-                          for name in (ENCODINGS_FILE, FAISS_FILE, VIDEOS_FILE)},
+                "files": {**{name: {"size": (staging / name).stat().st_size, "sha256": _sha256(staging / name)}
+                             for name in (ROWS_FILE, VIDEOS_FILE, *store.get("files", ()))},
+                          **{entry["file"]: {"size": entry["size"], "sha256": entry["sha256"]}
+                             for entry in segments["segments"]}},
             })
+        self.segments.saved_at(Path(index_dir), segments)
 
     @classmethod
     def load(cls, index_dir: str | os.PathLike, model=None, processor=None,
@@ -391,8 +481,20 @@ class VideoIndex:
                 encodings and the path list disagree in their counts, the model makes embeddings of another width,
                 or the encoding class is not one of tvr's.
         """
-        import faiss
+        # an update swaps the folder whole: a load that overlapped a swap (the folder replaced, or absent for the
+        # instant between the two renames) reads the new version again, so a reader gets the old or the new one
+        for attempt in range(_LOAD_ATTEMPTS):
+            before = _folder_identity(index_dir)
+            try:
+                return cls._load_once(index_dir, model, processor, device, allow_model_change)
+            except (ValueError, OSError):
+                if attempt == _LOAD_ATTEMPTS - 1 or (before is not None and _folder_identity(index_dir) == before):
+                    raise
+                time.sleep(0.05 * (attempt + 1))
+        raise AssertionError("unreachable")
 
+    @classmethod
+    def _load_once(cls, index_dir, model, processor, device, allow_model_change) -> "VideoIndex":
         index_dir = Path(index_dir)
         recover_directory(index_dir)  # a save killed between its two renames left the previous index aside
         if not (index_dir / CONFIG_FILE).is_file():
@@ -431,18 +533,26 @@ class VideoIndex:
         if width is not None and width != config["dim"]:
             raise ValueError(f"{where} holds {config['dim']}-dim video embeddings, the model makes {width}-dim ones: "
                              "search it with the model it was built with, or rebuild it with `tvr index`")
-        # memory-mapped: re-ranking gathers the candidates' rows only, the rest stays on disk
-        encoding = encoding_class(**mmap_safetensors(index_dir / ENCODINGS_FILE))
+        # memory-mapped: re-ranking gathers the candidates' rows only, the rest stays on disk; a folder of tvr
+        # before updates holds one segment and no row table (ids = row numbers)
+        table = mmap_safetensors(index_dir / ROWS_FILE) if (index_dir / ROWS_FILE).is_file() else None
+        legacy_segment = {"file": ENCODINGS_FILE, "number": 0, **config["files"].get(ENCODINGS_FILE, {})}
+        segments = SegmentedEncodings.load(index_dir, config.get("segments") or [legacy_segment], table,
+                                           encoding_class, mmap_safetensors)
         videos = _read_index_json(index_dir / VIDEOS_FILE, where)
-        faiss_index = faiss.read_index(os.fspath(index_dir / FAISS_FILE))
+        row_ids = table["id"].numpy() if table is not None else None
+        faiss_info = config.get("faiss") or {key: config[key] for key in ("index_type", "nlist", "nprobe")}
+        store = load_store(index_dir, config.get("store") or {"backend": "faiss", **faiss_info})
         counts = {"index_config.json num_videos": config["num_videos"], "videos.json paths": len(videos["paths"]),
-                  "index.faiss vectors": faiss_index.ntotal, "encodings rows": len(encoding.video_embeds)}
+                  "encodings rows": len(segments), **({"row ids": len(row_ids)} if row_ids is not None else {}),
+                  # a Milvus collection may hold rows of an update that never finished: search drops unknown ids
+                  **({"index.faiss vectors": len(store)} if store.info.get("backend") == "faiss" else {})}
         if len(set(counts.values())) != 1:
             raise ValueError(f"{where}: its files disagree on the number of videos ({counts}); rebuild it with "
                              "`tvr index`")
-        faiss_info = config.get("faiss") or {key: config[key] for key in ("index_type", "nlist", "nprobe")}
-        index = cls(model, processor, videos["paths"], encoding, config["index_type"], config["nlist"],
-                    config["nprobe"], faiss_index, config["model_dir"], videos["failed"], faiss_info=faiss_info)
+        index = cls(model, processor, videos["paths"], segments, model_dir=config["model_dir"],
+                    failed=videos["failed"], store=store, row_ids=row_ids)
+        index.next_id = max(index.next_id, config.get("next_id", 0))
         index.ids = videos.get("ids")
         index.processor_source = config.get("processor")
         index.weights, index.video_fingerprints = config.get("weights"), videos.get("fingerprints") or {}
@@ -471,6 +581,17 @@ def mmap_safetensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         tensor = torch.from_numpy(array)
         tensors[name] = tensor.view(torch.bfloat16) if entry["dtype"] == "BF16" else tensor
     return tensors
+
+
+_LOAD_ATTEMPTS = 5
+
+
+def _folder_identity(folder) -> int | None:
+    """The inode of ``folder`` (a swapped-in version has another), or ``None`` while it is absent."""
+    try:
+        return os.stat(folder).st_ino
+    except OSError:
+        return None
 
 
 def _read_index_json(path: Path, where: str) -> Any:
