@@ -42,18 +42,25 @@ import torch
 from transformers.utils import ModelOutput
 
 from ..loading import load_model_and_processor  # noqa: F401  (re-exported: tvr.retrieval's public API)
-from ..modeling.outputs import concat_encodings
 from ..processing.bad_videos import check_bad_video_policy, warn_bad_videos
-from ..processing.encode_loop import encode_video_batches
 from ..utils.atomic import atomic_directory, recover_directory
 from ..utils.fingerprint import check_fingerprint, weights_fingerprint
 from .faiss_index import INDEX_TYPES, default_nlist
 from .segments import ROWS_FILE, SegmentedEncodings
 
 # shards.py is the layer below: it never imports this module
-from .shards import VIDEO_EXTENSIONS, encode_shards, fingerprint_or_none, list_video_files, read_provenance, read_shards  # noqa: F401
+from .shards import (  # noqa: F401
+    VIDEO_EXTENSIONS,
+    encode_collection,
+    encode_shards,
+    fingerprint_or_none,
+    list_video_files,
+    read_provenance,
+    read_shards,
+)
 from .shards import tvr_encoding_class as _encoding_class
-from .stores import FaissStore, VectorStore, load_store
+from .stores import DEFAULT_RETRAIN_DRIFT, FaissStore, VectorStore, load_store
+from .updates import UpdateReport, phase_done, remove_videos, resolve_videos, update_index
 
 CONFIG_FILE = "index_config.json"
 VIDEOS_FILE = "videos.json"
@@ -126,7 +133,8 @@ class VideoIndex:
                  nlist: int | None = None, nprobe: int | None = None, faiss_index=None,
                  model_dir: str | os.PathLike | None = None, failed: dict[str, str] | None = None,
                  target_recall: float = 0.95, faiss_info: dict[str, Any] | None = None,
-                 store: VectorStore | None = None, row_ids: Sequence[int] | np.ndarray | None = None):
+                 store: VectorStore | None = None, row_ids: Sequence[int] | np.ndarray | None = None,
+                 ids: dict[str, str] | None = None):
         if index_type not in INDEX_TYPES:
             raise ValueError(f"index_type must be one of {INDEX_TYPES}, got {index_type!r}")
         rows = len(encoding) if isinstance(encoding, SegmentedEncodings) else len(encoding.video_embeds)
@@ -145,7 +153,7 @@ class VideoIndex:
         self.failed = dict(failed or {})
         self.processor_source = None  # the processor folder / tokenizer given instead of model_dir's, saved
         #: ``{path: video_id}`` when the videos came from a dataset (``tvr index`` of a test split), else ``None``
-        self.ids: dict[str, str] | None = None
+        self.ids: dict[str, str] | None = ids
         #: what the index was built from: the model weights' fingerprint and ``{path: file fingerprint}``
         self.weights: str | None = None
         self.video_fingerprints: dict[str, Any] = {}
@@ -155,6 +163,8 @@ class VideoIndex:
         elif store is None:
             store = FaissStore.build(self.row_ids, self.segments.whole().video_embeds, index_type, nlist, nprobe,
                                      target_recall, gather=self.gather_vectors)
+        if store is not None and len(store) == 0 and len(self.paths):  # a new store outside the folder (Milvus)
+            store.add(self.row_ids, self.segments.whole().video_embeds, self.row_metadata(range(len(self.paths))))
         if getattr(store, "gather", False) is None:  # ivf-hnsw's exact refine reads full vectors by id from here
             store.gather = self.gather_vectors
         #: the first stage (:mod:`tvr.retrieval.stores`): FAISS or Milvus, addressed by :attr:`row_ids`
@@ -163,6 +173,11 @@ class VideoIndex:
     #: the fields every row has, in row order; selecting or appending rows goes through :meth:`_take_rows` /
     #: :meth:`_append_rows`, which treat these (and the encodings' segments) alike
     ROW_FIELDS = ("paths", "row_ids")
+
+    def row_metadata(self, rows: Sequence[int]) -> list[dict[str, Any]]:
+        """What a store that keeps metadata (Milvus) records with each of ``rows``: path and dataset video_id."""
+        video_ids = self.ids or {}
+        return [{"path": self.paths[row], "video_id": str(video_ids.get(self.paths[row], ""))} for row in rows]
 
     def _take_rows(self, keep: np.ndarray) -> None:
         """Keep rows ``keep`` (row numbers, in order) of every per-row field."""
@@ -276,20 +291,35 @@ class VideoIndex:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         weights = model_weights_fingerprint(model_dir) if model_dir is not None else None
-        if resume_dir is not None:
-            encode_shards(model, processor, paths, resume_dir, shard_size=batch_size, batch_size=batch_size,
-                          on_bad_video=on_bad_video, progress=progress, weights=weights)
-            return cls.from_shards(model, processor, paths, resume_dir, index_type=index_type, nlist=nlist,
-                                   model_dir=model_dir, target_recall=target_recall)
-        fingerprints = {path: fingerprint_or_none(path) for path in paths}  # before decoding: what was encoded
-        encoded = encode_video_batches(model, processor, paths, batch_size, on_bad_video=on_bad_video, to_cpu=True,
-                                       progress=progress, desc="indexing videos", mute_decoder_logs=True)
-        indexed, failed = [paths[position] for position in encoded.kept], encoded.failed
-        encoding = concat_encodings(encoded.encodings) if encoded.encodings else None
+        encoding, indexed, failed, fingerprints = encode_collection(
+            model, processor, paths, batch_size, resume_dir, on_bad_video, progress, weights)
         index = cls._from_encodings(model, processor, paths, encoding, indexed, failed, index_type=index_type,
                                     nlist=nlist, model_dir=model_dir, target_recall=target_recall)
         index.weights, index.video_fingerprints = weights, fingerprints
         return index
+
+    def update(self, videos: str | os.PathLike | Sequence[str], batch_size: int = 16,
+               resume_dir: str | os.PathLike | None = None, on_bad_video: str = "skip", progress: bool = True,
+               retrain_drift: float = DEFAULT_RETRAIN_DRIFT, **encode_kwargs: Any) -> UpdateReport:
+        """Bring the index in line with ``videos`` (a folder or a list of paths: the collection now) in place:
+        encode only the new and changed videos (by path and fingerprint), remove the rows of vanished and changed
+        ones, keep the rest; then, past ``retrain_drift`` of the rows changed since the last check, measure the
+        IVF index's recall again and retrain it if it fell below its target (:mod:`tvr.retrieval.updates`).
+        ``resume_dir`` makes the encoding resumable, as in :meth:`build`. :meth:`save` writes the result (only
+        the new encodings are written; the old segments are hard-linked).
+
+        Returns:
+            an :class:`~tvr.retrieval.updates.UpdateReport` (``summary()``: added / changed / removed / kept).
+        """
+        check_bad_video_policy(on_bad_video)
+        paths = list_video_files(videos) if isinstance(videos, (str, os.PathLike)) else [os.fspath(p) for p in videos]
+        return update_index(self, paths, batch_size, resume_dir, on_bad_video, progress, retrain_drift,
+                            **encode_kwargs)
+
+    def remove(self, videos: Sequence[str]) -> int:
+        """Remove every row of ``videos`` (indexed paths, or dataset ``video_id``\ s of the index); returns how many
+        rows went. Raises ``ValueError`` naming an unknown one."""
+        return remove_videos(self, resolve_videos(self, [os.fspath(video) for video in videos]))
 
     @classmethod
     def from_shards(cls, model, processor, paths: Sequence[str], shard_dir: str | os.PathLike,
@@ -437,6 +467,7 @@ class VideoIndex:
         with atomic_directory(index_dir, kind=INDEX_KIND, inputs=inputs, legacy=INDEX_FILES) as staging:
             # unchanged segments are hard links to the current folder's files: an update rewrites no old encoding
             segments = self.segments.save(staging, _sha256)
+            phase_done("staged")
             save_file({"id": torch.from_numpy(self.row_ids), **self.segments.row_table()}, staging / ROWS_FILE)
             store = self.store.save(staging)
             _write_json(staging / VIDEOS_FILE, {"paths": self.paths, "failed": self.failed,
@@ -463,6 +494,9 @@ class VideoIndex:
                              for entry in segments["segments"]}},
             })
         self.segments.saved_at(Path(index_dir), segments)
+        committed = getattr(self.store, "committed", None)
+        if committed is not None:  # a store outside the folder (Milvus) drops the removed rows once it is in place
+            committed()
 
     @classmethod
     def load(cls, index_dir: str | os.PathLike, model=None, processor=None,

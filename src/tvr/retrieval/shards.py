@@ -246,6 +246,34 @@ def encode_shards(model, processor, paths: Sequence[str], folder: str | os.PathL
     return mine
 
 
+def encode_collection(model, processor, paths: Sequence[str], batch_size: int = 16,
+                      resume_dir: str | os.PathLike | None = None, on_bad_video: str = "skip", progress: bool = True,
+                      weights: str | None = None, shard_size: int | None = None, dtype: torch.dtype | None = None,
+                      desc: str = "indexing videos"):
+    """Encode ``paths`` the one way an index does, a fresh build or an update alike: through the shards of
+    ``resume_dir`` (resumable, :func:`encode_shards`) when given, else in memory.
+
+    Returns:
+        ``(encoding, indexed, failed, fingerprints)``: the encodings of the decoded videos (``None`` when none
+        decoded), their paths in order, ``{path: error}`` of the others, ``{path: fingerprint}`` taken before decoding.
+    """
+    paths = list(paths)
+    if resume_dir is not None:
+        size = shard_size or batch_size
+        encode_shards(model, processor, paths, resume_dir, shard_size=size, batch_size=batch_size,
+                      on_bad_video=on_bad_video, progress=progress, weights=weights, dtype=dtype)
+        encoding, indexed, failed = read_shards(resume_dir, paths)
+        return encoding, indexed, failed, read_provenance(resume_dir)[1]
+    fingerprints = {path: fingerprint_or_none(path) for path in paths}  # before decoding: what was encoded
+    encoded = encode_video_batches(model, processor, paths, batch_size, on_bad_video=on_bad_video, to_cpu=True,
+                                   progress=progress, desc=desc, mute_decoder_logs=True)
+    encoding = concat_encodings(encoded.encodings) if encoded.encodings else None
+    if encoding is not None and dtype is not None:
+        encoding = type(encoding)(**{name: value.to(dtype) if value.is_floating_point() else value
+                                     for name, value in encoding.items()})
+    return encoding, [paths[position] for position in encoded.kept], encoded.failed, fingerprints
+
+
 def fingerprint_or_none(path: str) -> dict[str, Any] | None:
     """A video's :func:`~tvr.utils.fingerprint.file_fingerprint`, or ``None`` when it cannot be read."""
     try:
@@ -396,6 +424,6 @@ def video_inputs(source) -> tuple[list[str], dict[str, str] | None]:
     return list(ids), {path: str(video_id) for path, video_id in ids.items()}
 
 
-__all__ = ["VIDEO_EXTENSIONS", "encode_shards", "index_lock", "list_video_files", "open_shard_folder",
+__all__ = ["VIDEO_EXTENSIONS", "encode_collection", "encode_shards", "index_lock", "list_video_files", "open_shard_folder",
            "prepare_shard_folder", "read_provenance", "read_shards", "remove_shard_folder", "tvr_encoding_class",
            "video_inputs", "write_shard"]

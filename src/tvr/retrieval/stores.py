@@ -202,11 +202,12 @@ def measure_recall(store: VectorStore, vectors, ids, num_queries: int = NUM_CHEC
     return recall_at(found, truth)
 
 
-def check_drift(store: VectorStore, vectors, ids, threshold: float = DEFAULT_RETRAIN_DRIFT,
+def check_drift(store: VectorStore, vectors: Any, ids, threshold: float = DEFAULT_RETRAIN_DRIFT,
                 say: Callable[[str], None] = print, **build_kwargs: Any) -> VectorStore:
     """After an update: when more than ``threshold`` of an IVF store's rows changed since its last check, measure
     its recall@10 on held-out rows again and retrain it on the current rows when that fell below its target (one
-    line through ``say`` either way). Returns the store (a new one when retrained); the numbers land in its info."""
+    line through ``say`` either way); ``vectors``: the rows' vectors, or a callable giving them (read only then).
+    Returns the store (a new one when retrained); the numbers land in its info."""
     info = store.info
     if info.get("backend") != "faiss" or info.get("index_type") not in ("ivf", "ivf-hnsw"):
         return store
@@ -217,6 +218,7 @@ def check_drift(store: VectorStore, vectors, ids, threshold: float = DEFAULT_RET
     if drift <= threshold:
         return store
     target = info.get("target_recall") or max(0.0, (info.get("measured_recall") or 0.0) - RECALL_SLACK)
+    vectors = vectors() if callable(vectors) else vectors  # read only when a check is due
     recall = measure_recall(store, vectors, ids)
     if recall >= target:
         info.update(measured_recall=round(recall, 4), changed_since_check=0, checked_on=len(ids))
