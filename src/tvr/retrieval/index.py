@@ -317,7 +317,7 @@ class VideoIndex:
                             **encode_kwargs)
 
     def remove(self, videos: Sequence[str]) -> int:
-        """Remove every row of ``videos`` (indexed paths, or dataset ``video_id``\ s of the index); returns how many
+        """Remove every row of ``videos`` (indexed paths, or dataset ``video_id`` values of the index); returns how many
         rows went. Raises ``ValueError`` naming an unknown one."""
         return remove_videos(self, resolve_videos(self, [os.fspath(video) for video in videos]))
 

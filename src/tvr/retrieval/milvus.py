@@ -160,6 +160,7 @@ class MilvusStore:
         if not store.client.has_collection(store.name):
             raise ValueError(f"index {os.fspath(folder)!r}: its Milvus collection {store.name!r} is missing at "
                              f"{store.info['uri']!r}; rebuild the index with `tvr index ... --backend milvus`")
+        store.client.load_collection(store.name)  # a collection another process wrote starts released
         return store
 
 
