@@ -34,14 +34,37 @@ def _client(uri: str):
         from pymilvus import MilvusClient
     except ImportError:
         raise ValueError("the Milvus backend needs pymilvus and milvus-lite: pip install 'tvr[milvus]'") from None
+    from pymilvus.exceptions import MilvusException
+
     if uri not in _CLIENTS:
-        _CLIENTS[uri] = MilvusClient(uri)
+        try:
+            _CLIENTS[uri] = MilvusClient(uri)
+        except MilvusException as error:
+            lite = "" if _is_server(uri) else (" (Milvus Lite serves a file to one process at a time: close the other "
+                                                 "one, or use a Milvus server, --uri http://host:19530)")
+            raise ValueError(f"cannot open Milvus at {uri!r}: {error.message}{lite}") from None
     return _CLIENTS[uri]
+
+
+def close(uri: str) -> None:
+    """Close this process's client of ``uri`` (and stop the embedded Milvus Lite server of a file, so that another
+    process can open it)."""
+    client = _CLIENTS.pop(resolve_uri(uri), None)
+    if client is not None:
+        client.close()
+    if not _is_server(uri):
+        from milvus_lite.server_manager import server_manager_instance
+
+        server_manager_instance.release_server(resolve_uri(uri))
+
+
+def _is_server(uri: str) -> bool:
+    return bool(re.match(r"^[a-z]+://", uri))
 
 
 def resolve_uri(uri: str) -> str:
     """A server URI as given; a Milvus Lite file as an absolute path (the index is searched from anywhere)."""
-    return uri if re.match(r"^[a-z]+://", uri) else os.path.abspath(uri)
+    return uri if _is_server(uri) else os.path.abspath(uri)
 
 
 def collection_name(index_dir: str | os.PathLike) -> str:
@@ -69,8 +92,8 @@ class MilvusStore:
         """An empty store for ``index_dir`` at ``uri``: the collection is made on the first :meth:`add` (a
         collection of an earlier build of the same folder is replaced then)."""
         uri = resolve_uri(uri)
-        lite = not re.match(r"^[a-z]+://", uri)
-        return cls({"uri": uri, "collection": collection_name(index_dir), "index_type": "FLAT" if lite else "AUTOINDEX",
+        return cls({"uri": uri, "collection": collection_name(index_dir),
+                    "index_type": "AUTOINDEX" if _is_server(uri) else "FLAT",
                     "metric": "IP", "model": os.path.abspath(model_dir) if model_dir else None, "nlist": None,
                     "nprobe": None, "dim": None, "created": False})
 
@@ -164,4 +187,4 @@ class MilvusStore:
         return store
 
 
-__all__ = ["MilvusStore", "collection_name", "resolve_uri"]
+__all__ = ["MilvusStore", "close", "collection_name", "resolve_uri"]
