@@ -139,7 +139,7 @@ def run_index(args: argparse.Namespace) -> int:
     if args.update:
         if state.num_processes > 1:
             raise ValueError("tvr index --update runs in one process (it encodes only the new and changed videos)")
-        return run_update(args, paths, ids)
+        return run_update(args, paths, ids, args.device or state.device)
     # checked before anything is encoded: never among the videos, never over files tvr did not write
     inputs = [args.video_dir, *sorted({os.path.dirname(os.path.abspath(path)) for path in paths})]
     claim_output_dir(args.index_dir, INDEX_KIND, inputs=inputs, legacy=INDEX_FILES, what="index folder")
@@ -188,7 +188,7 @@ def milvus_store(args: argparse.Namespace, index_dir: str, model_dir: str):
     return MilvusStore.create(args.uri, index_dir, model_dir)
 
 
-def run_update(args: argparse.Namespace, paths, ids) -> int:
+def run_update(args: argparse.Namespace, paths, ids, device) -> int:
     """``tvr index MODEL VIDEOS INDEX --update``."""
     import os
 
@@ -203,7 +203,7 @@ def run_update(args: argparse.Namespace, paths, ids) -> int:
     partial = args.index_dir.rstrip("/\\") + ".partial"
     claim_output_dir(partial, SHARDS_KIND, inputs=inputs, legacy=SHARD_PATTERNS, what="resume folder")
     with index_lock(args.index_dir):
-        model, processor = load_model_and_processor(args.model_dir, args.device or "cpu", args.processor)
+        model, processor = load_model_and_processor(args.model_dir, device, args.processor)
         # the model's weights must be those the index was built with (checked against the index's fingerprint)
         index = VideoIndex.load(args.index_dir, model=model, processor=processor)
         report = index.update(paths, batch_size=args.batch_size, resume_dir=partial, on_bad_video=args.on_bad_video,
@@ -282,5 +282,8 @@ def format_info(index_dir: str) -> str:
              f"model: {config['model_dir']}", f"dim: {config['dim']}",
              f"ids: int64 row ids, next id {config.get('next_id', config['num_videos'])}",
              f"segments: {len(config.get('segments') or [None])} encoding file(s)"]
-    lines += [f"{key}: {value}" for key, value in store.items() if key != "files"]
+    lines += [f"{key}: {value}" for key, value in store.items() if key not in ("files", "pending_removals")]
+    if store.get("pending_removals"):
+        lines.append(f"pending_removals: {len(store['pending_removals'])} ids (deleted from the collection at the "
+                     "next save)")
     return "\n".join(lines)
