@@ -91,6 +91,8 @@ def main() -> None:
     parser.add_argument("--rebuild", action="store_true", help="also rebuild on the final collection (recall, time)")
     parser.add_argument("--milvus-size", type=int, default=100_000)
     parser.add_argument("--skip-save", action="store_true", help="leave out the index-folder save timings")
+    parser.add_argument("--parts", nargs="+", choices=("update", "milvus"), default=["update", "milvus"],
+                        help="update: 1 and 2; milvus: 3 (on the first --milvus-size vectors)")
     args = parser.parse_args()
     faiss.omp_set_num_threads(2)
     torch.set_num_threads(2)
@@ -106,6 +108,13 @@ def main() -> None:
     print(f"{args.size} vectors, {args.dim}-d, {args.clusters} clusters, noise {args.noise}; {args.queries} queries; "
           "2 threads", flush=True)
 
+    if "update" in args.parts:
+        update_in_place(args, rng, centres, collection, queries, tune, replaced)
+    if "milvus" in args.parts:
+        faiss_vs_milvus(args, collection, queries, tune)
+
+
+def update_in_place(args, rng, centres, collection: Collection, queries, tune, replaced: int) -> None:
     # 1. build (what a rebuild costs), then add in place
     start = time.perf_counter()
     vectors, ids = collection.current()
@@ -168,9 +177,11 @@ def main() -> None:
               f"{recall_at(rebuilt.search(queries, 10)[1], truth):.3f} (nprobe {rebuilt.info['nprobe']})", flush=True)
         del rebuilt
     shutil.rmtree(folder, ignore_errors=True)
-    del index, store
 
+
+def faiss_vs_milvus(args, collection: Collection, queries, tune) -> None:
     # 3. FAISS vs Milvus Lite on the same vectors
+    vectors, ids = collection.current()
     size = min(args.milvus_size, len(ids))
     vectors, ids = np.ascontiguousarray(vectors[:size]), ids[:size]
     truth = exact_top(vectors, ids, queries)
