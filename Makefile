@@ -11,7 +11,7 @@ export TOKENIZERS_PARALLELISM := false
 $(BIN)/tvr: setup.cfg pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -c constraints.txt -e ".[dev,app]"
+	$(BIN)/pip install -q -c constraints.txt -e ".[dev,app,milvus]"
 	touch $(BIN)/tvr
 
 install: $(BIN)/tvr

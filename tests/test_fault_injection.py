@@ -412,8 +412,11 @@ def test_atomic_directory_cleans_up_after_killed_writers(tmp_path):
     assert (final / "a.txt").read_text() == "second"
     assert sorted(path.name for path in tmp_path.iterdir()) == [f".out.tmp-{os.getpid()}-0000", "out"]
 
+    # a writer between its two renames, alive: its new version comes at once, a reader leaves the old one aside
+    os.rename(final, tmp_path / f".out.old-{os.getpid()}-0000")
+    assert not recover_directory(final) and not final.exists()
     # a writer killed between the two renames: the old version is put back by the reader
-    os.rename(final, tmp_path / ".out.old-2-0000")
+    os.rename(tmp_path / f".out.old-{os.getpid()}-0000", tmp_path / f".out.old-{dead.pid}-0000")
     assert recover_directory(final) and (final / "a.txt").read_text() == "second"
     assert not recover_directory(final)  # nothing to do when the folder is there
 

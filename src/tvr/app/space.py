@@ -299,5 +299,7 @@ def _copy_index(model: str | os.PathLike, index_dir: str | os.PathLike, output: 
         (output / relative).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(path, output / relative)
         paths.append(relative.as_posix())
+    # the same FAISS index under the same row ids (a Milvus index's vectors are indexed anew: a Space is one folder)
     VideoIndex(loaded, processor, paths, index.encoding, index.index_type, index.nlist, index.nprobe,
-               index.faiss_index).save(output / "index")
+               store=index.store if index.faiss_index is not None else None, row_ids=index.row_ids
+               ).save(output / "index")

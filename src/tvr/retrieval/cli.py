@@ -5,7 +5,10 @@ Example::
     tvr index runs/clip4clip/best my_videos/ my_videos.index --batch-size 32   # killed? run it again: it resumes
     tvr search my_videos.index "a man is playing a guitar" --top-k 5     # ranked by the model, as `tvr eval`
     tvr search my_videos.index "a man is playing a guitar" --rerank-top-k 0   # FAISS's first stage alone
-    tvr search my_videos.index --info                                    # index type, nprobe, measured recall
+    tvr search my_videos.index --info                                    # backend, index type, ids, recall
+    tvr index runs/clip4clip/best my_videos/ my_videos.index --update    # encode only new / changed videos
+    tvr index my_videos.index --remove my_videos/old.mp4                 # drop a video (a path or a video_id)
+    tvr index runs/clip4clip/best my_videos/ my.index --backend milvus --uri videos.db   # vectors in Milvus Lite
 
     # long videos: windows of 4, 8 and 16 s (or 1x,2x: multiples of the model's clip), half overlapping
     tvr index runs/clip4clip/best lectures/ lectures.index --windows 4,8,16 --stride 0.5
@@ -25,6 +28,11 @@ The index folder must be new, empty or an index tvr wrote (replaced once the new
 other files, or one inside the video folder, is refused before anything is encoded. One run at a time writes an
 index (a lock beside it). The index records the fingerprints of the model weights and of every video; `tvr search`
 refuses a model folder whose weights changed since (`--allow-model-change` to search anyway).
+
+`--update` compares the videos with the index (path, size, hash of the first and last MiB), encodes only the new and
+changed ones (resumable like a build), removes the rows of the vanished and changed ones and keeps the rest; the
+model must be the one the index was built with. The new version replaces the old whole: a search running meanwhile
+reads the old or the new index, and a killed update leaves the old one.
 """
 
 from __future__ import annotations
@@ -37,9 +45,24 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "index", help="encode a folder of videos with a saved model into a searchable index",
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    index.add_argument("model_dir", help="folder saved with save_pretrained (model + processor)")
-    index.add_argument("video_dir", help="folder of videos (searched recursively), list file (.txt) or dataset")
-    index.add_argument("index_dir", help="folder to write the index into")
+    index.add_argument("model_dir", help="folder saved with save_pretrained (model + processor); with --remove: the "
+                                         "index folder")
+    index.add_argument("video_dir", nargs="?",
+                       help="folder of videos (searched recursively), list file (.txt) or dataset")
+    index.add_argument("index_dir", nargs="?", help="folder to write the index into")
+    index.add_argument("--update", action="store_true",
+                       help="update the index in INDEX_DIR in place: encode only new and changed videos, remove the "
+                            "rows of vanished ones")
+    index.add_argument("--remove", nargs="+", metavar="ID", default=None,
+                       help="`tvr index INDEX_DIR --remove ID...`: remove videos (a dataset video_id or a path)")
+    index.add_argument("--backend", choices=("faiss", "milvus"), default="faiss",
+                       help="where the vectors live: faiss (a file in the index folder) or milvus (a collection at "
+                            "--uri; `pip install tvr[milvus]`)")
+    index.add_argument("--uri", default=None,
+                       help="--backend milvus: a Milvus Lite file (videos.db) or a server (http://host:19530)")
+    index.add_argument("--retrain-drift", type=float, default=0.2,
+                       help="--update: once this fraction of the rows changed since the last check, re-measure the "
+                            "IVF index's recall@10 and retrain it if it fell below its target")
     index.add_argument("--processor", default=None,
                        help="processor folder, or the model's tokenizer (folder or Hub id), for a model folder without "
                             "one (saved with the index)")
@@ -103,6 +126,17 @@ def run_index(args: argparse.Namespace) -> int:
     import os
     import warnings
 
+    if args.remove is not None:
+        return run_remove(args)
+    if args.video_dir is None or args.index_dir is None:
+        raise ValueError("tvr index needs MODEL_DIR VIDEO_DIR INDEX_DIR (or INDEX_DIR --remove ID...)")
+    if args.backend == "milvus" and not args.uri and not args.update:
+        raise ValueError("--backend milvus needs --uri: a Milvus Lite file (videos.db) or http://host:19530")
+    if args.update and args.backend == "milvus":
+        raise ValueError("--update keeps the index's own backend: leave out --backend/--uri")
+    if args.update and args.windows is not None:
+        raise ValueError("--update keeps the windows the index was built with: leave out --windows/--stride")
+
     import torch
     from accelerate import PartialState
 
@@ -125,6 +159,10 @@ def run_index(args: argparse.Namespace) -> int:
     # one process, or those of `accelerate launch` / `torchrun`: each encodes its share of the shards
     state = PartialState(cpu=args.device == "cpu")
     paths, ids = video_inputs(args.video_dir)
+    if args.update:
+        if state.num_processes > 1:
+            raise ValueError("tvr index --update runs in one process (it encodes only the new and changed videos)")
+        return run_update(args, paths, ids, args.device or state.device)
     # checked before anything is encoded: never among the videos, never over files tvr did not write
     inputs = [args.video_dir, *sorted({os.path.dirname(os.path.abspath(path)) for path in paths})]
     claim_output_dir(args.index_dir, INDEX_KIND, inputs=inputs, legacy=INDEX_FILES, what="index folder")
@@ -155,8 +193,8 @@ def run_index(args: argparse.Namespace) -> int:
             warnings.filterwarnings("ignore", message=".*could not be decoded", category=UserWarning)
             index = VideoIndex.from_shards(model, processor, paths, partial, index_type=args.index_type,
                                            nlist=args.nlist, model_dir=args.model_dir,
-                                           target_recall=args.target_recall)
-        index.ids = ids
+                                           target_recall=args.target_recall, ids=ids,
+                                           store=milvus_store(args, args.index_dir, args.model_dir))
         if args.processor is not None:  # saved with the index, so `tvr search` loads the same processor
             index.processor_source = (os.path.abspath(args.processor) if os.path.exists(args.processor)
                                       else os.fspath(args.processor))
@@ -167,6 +205,62 @@ def run_index(args: argparse.Namespace) -> int:
           f"{len(index.failed)} could not be decoded")
     for path, error in index.failed.items():
         print(f"not indexed (could not decode): {path}: {error}")
+    return 0
+
+
+def milvus_store(args: argparse.Namespace, index_dir: str, model_dir: str):
+    """The (empty) Milvus store of ``--backend milvus --uri URI``, or ``None`` for FAISS."""
+    if args.backend != "milvus":
+        return None
+    from .milvus import MilvusStore
+
+    return MilvusStore.create(args.uri, index_dir, model_dir)
+
+
+def run_update(args: argparse.Namespace, paths, ids, device) -> int:
+    """``tvr index MODEL VIDEOS INDEX --update``."""
+    import os
+
+    import torch
+
+    from ..utils.output_dir import claim_output_dir
+    from .index import INDEX_FILES, INDEX_KIND, VideoIndex, load_model_and_processor
+    from .shards import SHARD_PATTERNS, SHARDS_KIND, index_lock, remove_shard_folder
+
+    inputs = [args.video_dir, *sorted({os.path.dirname(os.path.abspath(path)) for path in paths})]
+    claim_output_dir(args.index_dir, INDEX_KIND, inputs=inputs, legacy=INDEX_FILES, what="index folder")
+    partial = args.index_dir.rstrip("/\\") + ".partial"
+    claim_output_dir(partial, SHARDS_KIND, inputs=inputs, legacy=SHARD_PATTERNS, what="resume folder")
+    with index_lock(args.index_dir):
+        model, processor = load_model_and_processor(args.model_dir, device, args.processor)
+        # the model's weights must be those the index was built with (checked against the index's fingerprint)
+        index = VideoIndex.load(args.index_dir, model=model, processor=processor)
+        report = index.update(paths, batch_size=args.batch_size, resume_dir=partial, on_bad_video=args.on_bad_video,
+                              retrain_drift=args.retrain_drift, shard_size=args.shard_size,
+                              dtype=getattr(torch, args.encoding_dtype), ids=ids)
+        index.save(args.index_dir, inputs=inputs)
+        remove_shard_folder(partial)
+    print(f"updated {args.index_dir}: {report.summary()}")
+    if report.drift:
+        print(report.drift)
+    for path, error in report.failed.items():
+        print(f"not indexed (could not decode): {path}: {error}")
+    return 0
+
+
+def run_remove(args: argparse.Namespace) -> int:
+    """``tvr index INDEX --remove ID...``."""
+    from .index import VideoIndex
+    from .shards import index_lock
+
+    index_dir = args.model_dir
+    if args.video_dir is not None or args.index_dir is not None:
+        raise ValueError("tvr index --remove takes the index folder alone: tvr index INDEX_DIR --remove ID...")
+    with index_lock(index_dir):
+        index = VideoIndex.load(index_dir, device=args.device or "cpu")
+        removed = index.remove(args.remove)
+        index.save(index_dir)
+    print(f"updated {index_dir}: removed {len(args.remove)} video(s) ({removed} rows), kept {len(index)} rows")
     return 0
 
 
@@ -242,10 +336,17 @@ def format_info(index_dir: str) -> str:
     from .index import CONFIG_FILE, _read_index_json
 
     config = _read_index_json(Path(index_dir) / CONFIG_FILE, f"index {index_dir!r}")
-    faiss_info = config.get("faiss") or {key: config[key] for key in ("index_type", "nlist", "nprobe")}
+    store = config.get("store") or {"backend": "faiss",
+                                    **(config.get("faiss") or {key: config[key] for key in ("index_type", "nlist",
+                                                                                             "nprobe")})}
     lines = [f"index: {index_dir}", f"videos: {config['num_videos']} ({config['num_failed']} could not be decoded)",
-             f"model: {config['model_dir']}", f"dim: {config['dim']}"]
-    lines += [f"{key}: {value}" for key, value in faiss_info.items()]
+             f"model: {config['model_dir']}", f"dim: {config['dim']}",
+             f"ids: int64 row ids, next id {config.get('next_id', config['num_videos'])}",
+             f"segments: {len(config.get('segments') or [None])} encoding file(s)"]
+    lines += [f"{key}: {value}" for key, value in store.items() if key not in ("files", "pending_removals")]
+    if store.get("pending_removals"):
+        lines.append(f"pending_removals: {len(store['pending_removals'])} ids (deleted from the collection at the "
+                     "next save)")
     if config.get("windows"):
         windows = config["windows"]
         lines.append(f"windows: {', '.join(f'{scale:g}' for scale in windows['scales'])} s, stride "

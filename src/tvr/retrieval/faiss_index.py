@@ -138,7 +138,8 @@ def search_index(index, info: dict[str, Any], queries: np.ndarray, k: int, vecto
     """``(scores, rows)`` ``(num_queries, k)`` of an index built by :func:`build_faiss_index`: FAISS's answer, or for
     an index with ``info["refine"]``, its ``refine * k`` candidates re-scored exactly with their rows of ``vectors``
     ``(num_videos, dim)`` (a NumPy array or a tensor; one of :func:`tvr.retrieval.rows.mmap_safetensors` reads only
-    the candidates' rows from its file). Rows are ``-1`` where fewer than ``k`` were found."""
+    the candidates' rows from its file; or a callable ``ids -> vectors`` for an index whose labels are ids, not row
+    numbers). Rows are ``-1`` where fewer than ``k`` were found."""
     import torch
 
     from .rows import gather_rows
@@ -148,7 +149,8 @@ def search_index(index, info: dict[str, Any], queries: np.ndarray, k: int, vecto
         return index.search(queries, k)
     _, candidates = index.search(queries, refine * k)
     found = candidates >= 0
-    gathered = gather_rows(vectors, np.where(found, candidates, 0).reshape(-1))
+    safe = np.where(found, candidates, 0).reshape(-1)
+    gathered = vectors(safe) if callable(vectors) else gather_rows(vectors, safe)
     gathered = gathered.float().numpy() if isinstance(gathered, torch.Tensor) else gathered.astype(np.float32)
     gathered = gathered.reshape(*candidates.shape, -1)
     # NumPy's own loop (no BLAS, no thread pool): a single query's few dozen dot products take microseconds, less

@@ -40,6 +40,7 @@ import hashlib
 import inspect
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any, NamedTuple, Sequence
 
@@ -48,25 +49,35 @@ import torch
 from transformers.utils import ModelOutput
 
 from ..loading import load_model_and_processor  # noqa: F401  (re-exported: tvr.retrieval's public API)
-from ..modeling.outputs import concat_encodings
 from ..processing.bad_videos import check_bad_video_policy, warn_bad_videos
-from ..processing.encode_loop import encode_video_batches
 from ..utils.atomic import atomic_directory, recover_directory
 from ..utils.fingerprint import check_fingerprint, weights_fingerprint
-from .faiss_index import INDEX_TYPES, build_faiss_index, default_nlist, search_index, set_search_parameters
+from .faiss_index import INDEX_TYPES, default_nlist
 from .moments import NO_WINDOWS, Moment, best_window_per_video, check_row_spans, rows_per_video, select_moments
 from .rows import gather_rows, mmap_safetensors, on_calling_thread
+from .segments import ROWS_FILE, SegmentedEncodings
 
 # shards.py is the layer below: it never imports this module
-from .shards import VIDEO_EXTENSIONS, encode_shards, fingerprint_or_none, list_video_files, read_provenance, read_shards  # noqa: F401
+from .shards import (  # noqa: F401
+    VIDEO_EXTENSIONS,
+    encode_collection,
+    encode_shards,
+    fingerprint_or_none,
+    list_video_files,
+    read_provenance,
+    read_shard_windows,
+    read_shards,
+)
 from .shards import tvr_encoding_class as _encoding_class
+from .stores import DEFAULT_RETRAIN_DRIFT, FaissStore, VectorStore, load_store
+from .updates import UpdateReport, phase_done, remove_videos, resolve_videos, update_index
 
 CONFIG_FILE = "index_config.json"
 VIDEOS_FILE = "videos.json"
 ENCODINGS_FILE = "encodings.safetensors"
 FAISS_FILE = "index.faiss"
 INDEX_KIND = "index"  # the marker kind of an index folder (tvr.utils.output_dir)
-INDEX_FILES = (CONFIG_FILE, VIDEOS_FILE, ENCODINGS_FILE, FAISS_FILE)  # what an index folder always held
+INDEX_FILES = (CONFIG_FILE, VIDEOS_FILE, ENCODINGS_FILE, FAISS_FILE, ROWS_FILE)  # what a fresh index folder holds
 DEFAULT_RERANK_TOP_K = 50  # videos the second stage re-scores, for methods without their own k (EERCF has one)
 #: what a search's scores are, by name (``tvr search`` prints the name and this; ``--json`` gives the name)
 SCORE_NAMES = {
@@ -133,39 +144,143 @@ class VideoIndex:
     def __init__(self, model, processor, paths: Sequence[str], encoding: ModelOutput, index_type: str = "auto",
                  nlist: int | None = None, nprobe: int | None = None, faiss_index=None,
                  model_dir: str | os.PathLike | None = None, failed: dict[str, str] | None = None,
-                 target_recall: float = 0.95, faiss_info: dict[str, Any] | None = None):
+                 target_recall: float = 0.95, faiss_info: dict[str, Any] | None = None,
+                 store: VectorStore | None = None, row_ids: Sequence[int] | np.ndarray | None = None,
+                 ids: dict[str, str] | None = None, starts: Sequence[float] | None = None,
+                 ends: Sequence[float] | None = None, windows: dict[str, Any] | None = None,
+                 where: str = "index"):
         if index_type not in INDEX_TYPES:
             raise ValueError(f"index_type must be one of {INDEX_TYPES}, got {index_type!r}")
-        if len(paths) != len(encoding.video_embeds):
-            raise ValueError(f"{len(paths)} paths for {len(encoding.video_embeds)} video encodings")
+        rows = len(encoding) if isinstance(encoding, SegmentedEncodings) else len(encoding.video_embeds)
+        if len(paths) != rows:
+            raise ValueError(f"{len(paths)} paths for {rows} video encodings")
         self.model, self.processor = model, processor
         self.paths = list(paths)
-        self.encoding = encoding
+        #: every row's stable id (int64, ascending: new rows get new, larger ids), what the store addresses
+        self.row_ids = np.arange(len(self.paths), dtype=np.int64) if row_ids is None else \
+            np.asarray(row_ids, dtype=np.int64)
+        #: the rows' full encodings, in immutable segments (:mod:`tvr.retrieval.segments`)
+        self.segments = encoding if isinstance(encoding, SegmentedEncodings) else SegmentedEncodings(encoding)
+        #: the next id a new row gets (ids are never reused, so an old reader never mistakes a new row for its own)
+        self.next_id = int(self.row_ids[-1]) + 1 if len(self.row_ids) else 0
         self.model_dir = os.path.abspath(model_dir) if model_dir is not None else None
         self.failed = dict(failed or {})
         self.processor_source = None  # the processor folder / tokenizer given instead of model_dir's, saved
         #: ``{path: video_id}`` when the videos came from a dataset (``tvr index`` of a test split), else ``None``
-        self.ids: dict[str, str] | None = None
+        self.ids: dict[str, str] | None = ids
         #: what the index was built from: the model weights' fingerprint and ``{path: file fingerprint}``
         self.weights: str | None = None
         self.video_fingerprints: dict[str, Any] = {}
-        self.starts: list[float] | None = None  # per-row fields besides paths: tvr.retrieval.moments.ROW_FIELDS
-        self.ends: list[float] | None = None
-        self.windows: dict[str, Any] | None = None
-        if faiss_index is None:
-            faiss_index, faiss_info = build_faiss_index(_as_faiss_array(encoding.video_embeds), index_type, nlist,
-                                                        nprobe, target_recall)
-        #: what the FAISS index is: type, factory string, nlist, nprobe, target and measured recall@10, build time
-        self.faiss_info = dict(faiss_info or {"index_type": index_type, "nlist": nlist, "nprobe": nprobe})
-        self.faiss_index = faiss_index
-        self.index_type, self.nlist, self.nprobe = (self.faiss_info["index_type"], self.faiss_info["nlist"],
-                                                    self.faiss_info["nprobe"])
+        check_row_spans(self.paths, starts, ends, where)
+        #: per row, its window in seconds (an index built with ``windows``), else ``None``
+        self.starts = list(starts) if starts is not None else None
+        self.ends = list(ends) if ends is not None else None
+        #: ``{"scales": [seconds, ...], "stride": fraction}`` the windows were planned with, or ``None``
+        self.windows = windows
+        if store is None and faiss_index is not None:  # a bare FAISS index: its labels are the row numbers
+            store = FaissStore(faiss_index, faiss_info or {"index_type": index_type, "nlist": nlist,
+                                                           "nprobe": nprobe}, self.gather_vectors)
+        elif store is None:
+            store = FaissStore.build(self.row_ids, self.segments.whole().video_embeds, index_type, nlist, nprobe,
+                                     target_recall, gather=self.gather_vectors)
+        if store is not None and len(store) == 0 and len(self.paths):  # a new store outside the folder (Milvus)
+            store.add(self.row_ids, self.segments.whole().video_embeds, self.row_metadata(range(len(self.paths))))
+        if getattr(store, "gather", False) is None:  # ivf-hnsw's exact refine reads full vectors by id from here
+            store.gather = self.gather_vectors
+        #: the first stage (:mod:`tvr.retrieval.stores`): FAISS or Milvus, addressed by :attr:`row_ids`
+        self.store = store
+
+    #: the fields every row has, in row order (``starts`` / ``ends``: ``None`` on an index without windows);
+    #: selecting or appending rows goes through :meth:`_take_rows` / :meth:`_append_rows`, which treat these (and
+    #: the encodings' segments) alike
+    ROW_FIELDS = ("paths", "row_ids", "starts", "ends")
+
+    def row_metadata(self, rows: Sequence[int]) -> list[dict[str, Any]]:
+        """What a store that keeps metadata (Milvus) records with each of ``rows``: path, dataset video_id, and
+        the window's start / end on a windowed index."""
+        video_ids = self.ids or {}
+        spans = ({"start": self.starts[row], "end": self.ends[row]} if self.starts is not None else {}
+                 for row in rows)
+        return [{"path": self.paths[row], "video_id": str(video_ids.get(self.paths[row], "")), **span}
+                for row, span in zip(rows, spans)]
+
+    def _take_rows(self, keep: np.ndarray) -> None:
+        """Keep rows ``keep`` (row numbers, in order) of every per-row field."""
+        keep = np.asarray(keep, dtype=np.int64)
+        for name in self.ROW_FIELDS:
+            value = getattr(self, name)
+            if value is not None:
+                setattr(self, name, value[keep] if isinstance(value, np.ndarray) else [value[row] for row in keep])
+        self.segments.take(keep)
+
+    def _append_rows(self, fields: dict[str, Any], encoding: ModelOutput) -> None:
+        """Append rows: ``fields`` gives every name of :attr:`ROW_FIELDS` (lists / arrays of one length; ``None``
+        for a field the index does not have) and ``encoding`` their encodings (a new segment)."""
+        for name in self.ROW_FIELDS:
+            value, added = getattr(self, name), fields[name]
+            if (value is None) != (added is None):
+                raise ValueError(f"rows with{'out' if added is None else ''} {name} cannot join an index "
+                                 f"with{'out' if value is None else ''} them")
+            if value is not None:
+                setattr(self, name, np.concatenate([value, np.asarray(added, dtype=value.dtype)])
+                        if isinstance(value, np.ndarray) else value + list(added))
+        self.segments.append(encoding)
+
+    @property
+    def encoding(self) -> ModelOutput:
+        """The videos' encoding, rows in :attr:`paths` order (memory-mapped when loaded; gathered from the segments
+        once updates spread them, which reads them all: re-ranking reads rows with :meth:`select_rows`)."""
+        return self.segments.whole()
+
+    def select_rows(self, rows, device: torch.device | str = "cpu", dtype: torch.dtype | None = None) -> ModelOutput:
+        """Rows ``rows`` of the encoding on ``device`` (floating fields in ``dtype``): only those rows are read."""
+        return self.segments.select(rows, device, dtype)
+
+    def rows_of(self, ids) -> np.ndarray:
+        """Row numbers of ``ids`` (any shape); ``-1`` for an id not in the index (or ``-1``)."""
+        ids = np.asarray(ids, dtype=np.int64)
+        rows = np.searchsorted(self.row_ids, ids)
+        inside = rows < len(self.row_ids)
+        found = inside & (self.row_ids[np.where(inside, rows, 0)] == ids) & (ids >= 0)
+        return np.where(found, rows, -1)
+
+    def gather_vectors(self, ids) -> torch.Tensor:
+        """The indexed vectors (``video_embeds``) of ``ids`` (any shape; a missing id gives row 0's)."""
+        rows = np.maximum(self.rows_of(ids), 0)
+        return self.segments.select(rows).video_embeds.float()
+
+    @property
+    def faiss_info(self) -> dict[str, Any]:
+        """What the first stage is: backend, type, factory string, nlist, nprobe, target and measured recall@10,
+        what it was trained on (:attr:`store` ``.info``)."""
+        return self.store.info
+
+    @property
+    def faiss_index(self):
+        """The FAISS index of a FAISS store (``None`` for Milvus)."""
+        return getattr(self.store, "index", None)
+
+    @property
+    def index_type(self) -> str | None:
+        return self.store.info.get("index_type")
+
+    @property
+    def nlist(self) -> int | None:
+        return self.store.info.get("nlist")
+
+    @property
+    def nprobe(self) -> int | None:
+        return self.store.info.get("nprobe")
+
+    @nprobe.setter
+    def nprobe(self, value: int | None) -> None:
+        self.store.info["nprobe"] = value
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __repr__(self) -> str:
-        return (f"VideoIndex({len(self)} videos, dim={self.encoding.video_embeds.shape[1]}, "
+        return (f"VideoIndex({len(self)} videos, dim={self.store.dim}, "
                 f"index_type={self.index_type!r}, model_dir={self.model_dir!r})")
 
     # ---------------------------------------------------------------------------------------------- building
@@ -203,7 +318,7 @@ class VideoIndex:
                 as overlapping windows of each length (rows with a start and end) for :meth:`search_moments`.
             stride: the step between two windows of one length, as a fraction of it (``0.5``: half overlap).
         """
-        from ..processing.windows import check_stride, clip_seconds, encode_windows, parse_window_scales
+        from ..processing.windows import check_stride, clip_seconds, parse_window_scales
 
         check_bad_video_policy(on_bad_video)
         if windows is not None:
@@ -214,29 +329,37 @@ class VideoIndex:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         weights = model_weights_fingerprint(model_dir) if model_dir is not None else None
-        if resume_dir is not None:
-            encode_shards(model, processor, paths, resume_dir, shard_size=batch_size, batch_size=batch_size,
-                          on_bad_video=on_bad_video, progress=progress, weights=weights, windows=windows)
-            return cls.from_shards(model, processor, paths, resume_dir, index_type=index_type, nlist=nlist,
-                                   model_dir=model_dir, target_recall=target_recall)
-        fingerprints = {path: fingerprint_or_none(path) for path in paths}  # before decoding: what was encoded
-        if windows is not None:
-            encoded = encode_windows(model, processor, paths, windows["scales"], windows["stride"], batch_size,
-                                     on_bad_video, progress, to_cpu=True, mute_decoder_logs=True)
-            rows = encoded.rows
-        else:
-            encoded = encode_video_batches(model, processor, paths, batch_size, on_bad_video=on_bad_video,
-                                           to_cpu=True, progress=progress, desc="indexing videos",
-                                           mute_decoder_logs=True)
-            rows = [(position, None, None) for position in encoded.kept]
-        indexed, failed = [paths[position] for position, _, _ in rows], encoded.failed
-        encoding = concat_encodings(encoded.encodings) if encoded.encodings else None
+        encoding, indexed, failed, fingerprints, spans = encode_collection(
+            model, processor, paths, batch_size, resume_dir, on_bad_video, progress, weights, windows=windows)
+        starts, ends = spans or (None, None)
         index = cls._from_encodings(model, processor, paths, encoding, indexed, failed, index_type=index_type,
-                                    nlist=nlist, model_dir=model_dir, target_recall=target_recall)
+                                    nlist=nlist, model_dir=model_dir, target_recall=target_recall,
+                                    starts=starts, ends=ends, windows=windows)
         index.weights, index.video_fingerprints = weights, fingerprints
-        if windows is not None:
-            index._set_windows(windows, [start for _, start, _ in rows], [end for _, _, end in rows])
         return index
+
+    def update(self, videos: str | os.PathLike | Sequence[str], batch_size: int = 16,
+               resume_dir: str | os.PathLike | None = None, on_bad_video: str = "skip", progress: bool = True,
+               retrain_drift: float = DEFAULT_RETRAIN_DRIFT, **encode_kwargs: Any) -> UpdateReport:
+        """Bring the index in line with ``videos`` (a folder or a list of paths: the collection now) in place:
+        encode only the new and changed videos (by path and fingerprint), remove the rows of vanished and changed
+        ones, keep the rest; then, past ``retrain_drift`` of the rows changed since the last check, measure the
+        IVF index's recall again and retrain it if it fell below its target (:mod:`tvr.retrieval.updates`).
+        ``resume_dir`` makes the encoding resumable, as in :meth:`build`. :meth:`save` writes the result (only
+        the new encodings are written; the old segments are hard-linked).
+
+        Returns:
+            an :class:`~tvr.retrieval.updates.UpdateReport` (``summary()``: added / changed / removed / kept).
+        """
+        check_bad_video_policy(on_bad_video)
+        paths = list_video_files(videos) if isinstance(videos, (str, os.PathLike)) else [os.fspath(p) for p in videos]
+        return update_index(self, paths, batch_size, resume_dir, on_bad_video, progress, retrain_drift,
+                            **encode_kwargs)
+
+    def remove(self, videos: Sequence[str]) -> int:
+        """Remove every row of ``videos`` (indexed paths, or dataset ``video_id`` values of the index); returns how many
+        rows went. Raises ``ValueError`` naming an unknown one."""
+        return remove_videos(self, resolve_videos(self, [os.fspath(video) for video in videos]))
 
     @classmethod
     def from_shards(cls, model, processor, paths: Sequence[str], shard_dir: str | os.PathLike,
@@ -245,20 +368,11 @@ class VideoIndex:
         :func:`tvr.retrieval.shards.encode_shards`, by one or several processes)."""
         paths = [os.fspath(path) for path in paths]
         encoding, indexed, failed = read_shards(shard_dir, paths)
-        index = cls._from_encodings(model, processor, paths, encoding, indexed, failed, **index_kwargs)
-        index.weights, index.video_fingerprints = read_provenance(shard_dir)
-        from .shards import read_shard_windows
-
         windows, starts, ends = read_shard_windows(shard_dir)
-        if windows is not None:
-            index._set_windows(windows, starts, ends)
+        index = cls._from_encodings(model, processor, paths, encoding, indexed, failed, starts=starts, ends=ends,
+                                    windows=windows, **index_kwargs)
+        index.weights, index.video_fingerprints = read_provenance(shard_dir)
         return index
-
-    def _set_windows(self, windows: dict[str, Any] | None, starts: list[float] | None, ends: list[float] | None,
-                     where: str = "index") -> None:
-        """Record the windows the rows are (checked: one start and end per row)."""
-        check_row_spans(self.paths, starts, ends, where)
-        self.windows, self.starts, self.ends = windows, starts, ends
 
     @classmethod
     def _from_encodings(cls, model, processor, paths, encoding, indexed, failed, **index_kwargs) -> "VideoIndex":
@@ -333,7 +447,6 @@ class VideoIndex:
                              f"({rerank_top_k}): FAISS proposes them, the model re-scores the best rerank_top_k")
         per_video = self._rows_per_video()  # a windowed index ranks rows, not videos
         num_candidates, rerank_rows = min((candidates or pool) * per_video, len(self)), rerank_top_k * per_video
-        set_search_parameters(self.faiss_index, {**self.faiss_info, "nprobe": self.nprobe})
         results = []
         for start in range(0, len(texts), batch_size):
             batch = texts[start:start + batch_size]
@@ -341,12 +454,12 @@ class VideoIndex:
             input_ids = inputs["input_ids"].to(self.device)
             attention_mask = inputs["attention_mask"].to(self.device)
             query_embeds = _as_faiss_array(self.model.get_text_embeds(input_ids, attention_mask))
-            if query_embeds.shape[1] != self.faiss_index.d:
+            if query_embeds.shape[1] != self.store.dim:
                 raise ValueError(f"the model makes {query_embeds.shape[1]}-dim text embeddings, the index holds "
-                                 f"{self.faiss_index.d}-dim video embeddings: search it with the model it was built "
+                                 f"{self.store.dim}-dim video embeddings: search it with the model it was built "
                                  "with, or rebuild it with `tvr index`")
-            scores, rows = search_index(self.faiss_index, self.faiss_info, query_embeds, num_candidates,
-                                        self.encoding.video_embeds)
+            scores, ids = self.store.search(query_embeds, num_candidates)
+            rows = self.rows_of(ids)  # an id the row table does not know (a store ahead of its folder) is dropped
             if not rerank_top_k:
                 results += list(zip(rows, scores))
                 continue
@@ -357,7 +470,7 @@ class VideoIndex:
                     options = {"rerank_top_k": min(rerank_rows, len(candidate_rows))}
                 else:
                     candidate_rows, options = candidate_rows[:rerank_rows], {}
-                gallery = _select(self.encoding, candidate_rows, self.device, self.dtype)
+                gallery = self.select_rows(candidate_rows, self.device, self.dtype)
                 # a few dozen rows: scored on this thread, not by a woken thread pool (issue 26)
                 with on_calling_thread(sum(value.numel() for value in gallery.values())):
                     logits = self.model.score_gallery(_select(text_encoding, [query], self.device), gallery,
@@ -473,15 +586,16 @@ class VideoIndex:
             tvr.utils.output_dir.OutputDirError: ``index_dir`` holds files tvr did not write as an index (nothing is
                 deleted), or lies inside one of ``inputs``.
         """
-        import faiss
         from safetensors.torch import save_file
 
-        encoding_class = type(self.encoding)
+        encoding_class = type(next(segment for segment in self.segments.segments if segment is not None))
         _encoding_class(f"{encoding_class.__module__}.{encoding_class.__qualname__}", "saving an index")
         with atomic_directory(index_dir, kind=INDEX_KIND, inputs=inputs, legacy=INDEX_FILES) as staging:
-            tensors = {name: value.detach().cpu().contiguous() for name, value in self.encoding.items()}
-            save_file(tensors, staging / ENCODINGS_FILE)
-            faiss.write_index(self.faiss_index, os.fspath(staging / FAISS_FILE))
+            # unchanged segments are hard links to the current folder's files: an update rewrites no old encoding
+            segments = self.segments.save(staging, _sha256)
+            phase_done("staged")
+            save_file({"id": torch.from_numpy(self.row_ids), **self.segments.row_table()}, staging / ROWS_FILE)
+            store = self.store.save(staging)
             _write_json(staging / VIDEOS_FILE, {"paths": self.paths, "failed": self.failed,
                                                 **({"ids": self.ids} if self.ids is not None else {}),
                                                 **({"starts": self.starts, "ends": self.ends}
@@ -495,14 +609,23 @@ class VideoIndex:
                 "nlist": self.nlist,
                 "nprobe": self.nprobe,
                 "faiss": {**self.faiss_info, "nprobe": self.nprobe},
+                "store": store,
+                "segments": segments["segments"],
+                "next_id": self.next_id,
                 "num_videos": len(self),
                 "num_failed": len(self.failed),
                 **({"windows": self.windows} if self.windows is not None else {}),
-                "dim": int(self.encoding.video_embeds.shape[1]),
+                "dim": int(self.store.dim),
                 "encoding_class": f"{encoding_class.__module__}.{encoding_class.__qualname__}",
-                "files": {name: {"size": (staging / name).stat().st_size, "sha256": _sha256(staging / name)}
-                          for name in (ENCODINGS_FILE, FAISS_FILE, VIDEOS_FILE)},
+                "files": {**{name: {"size": (staging / name).stat().st_size, "sha256": _sha256(staging / name)}
+                             for name in (ROWS_FILE, VIDEOS_FILE, *store.get("files", ()))},
+                          **{entry["file"]: {"size": entry["size"], "sha256": entry["sha256"]}
+                             for entry in segments["segments"]}},
             })
+        self.segments.saved_at(Path(index_dir), segments)
+        committed = getattr(self.store, "committed", None)
+        if committed is not None:  # a store outside the folder (Milvus) drops the removed rows once it is in place
+            committed()
 
     @classmethod
     def load(cls, index_dir: str | os.PathLike, model=None, processor=None,
@@ -521,8 +644,20 @@ class VideoIndex:
                 encodings and the path list disagree in their counts, the model makes embeddings of another width,
                 or the encoding class is not one of tvr's.
         """
-        import faiss
+        # an update swaps the folder whole: a load that overlapped a swap (the folder replaced, or absent for the
+        # instant between the two renames) reads the new version again, so a reader gets the old or the new one
+        for attempt in range(_LOAD_ATTEMPTS):
+            before = _folder_identity(index_dir)
+            try:
+                return cls._load_once(index_dir, model, processor, device, allow_model_change)
+            except (ValueError, OSError):
+                if attempt == _LOAD_ATTEMPTS - 1 or (before is not None and _folder_identity(index_dir) == before):
+                    raise
+                time.sleep(0.05 * (attempt + 1))
+        raise AssertionError("unreachable")
 
+    @classmethod
+    def _load_once(cls, index_dir, model, processor, device, allow_model_change) -> "VideoIndex":
         index_dir = Path(index_dir)
         recover_directory(index_dir)  # a save killed between its two renames left the previous index aside
         if not (index_dir / CONFIG_FILE).is_file():
@@ -561,23 +696,42 @@ class VideoIndex:
         if width is not None and width != config["dim"]:
             raise ValueError(f"{where} holds {config['dim']}-dim video embeddings, the model makes {width}-dim ones: "
                              "search it with the model it was built with, or rebuild it with `tvr index`")
-        # memory-mapped: re-ranking reads the candidates' rows only (pread), the rest stays on disk
-        encoding = encoding_class(**mmap_safetensors(index_dir / ENCODINGS_FILE))
+        # memory-mapped: re-ranking gathers the candidates' rows only, the rest stays on disk; a folder of tvr
+        # before updates holds one segment and no row table (ids = row numbers)
+        table = mmap_safetensors(index_dir / ROWS_FILE) if (index_dir / ROWS_FILE).is_file() else None
+        legacy_segment = {"file": ENCODINGS_FILE, "number": 0, **config["files"].get(ENCODINGS_FILE, {})}
+        segments = SegmentedEncodings.load(index_dir, config.get("segments") or [legacy_segment], table,
+                                           encoding_class, mmap_safetensors)
         videos = _read_index_json(index_dir / VIDEOS_FILE, where)
-        faiss_index = faiss.read_index(os.fspath(index_dir / FAISS_FILE))
+        row_ids = table["id"].numpy() if table is not None else None
+        faiss_info = config.get("faiss") or {key: config[key] for key in ("index_type", "nlist", "nprobe")}
+        store = load_store(index_dir, config.get("store") or {"backend": "faiss", **faiss_info})
         counts = {"index_config.json num_videos": config["num_videos"], "videos.json paths": len(videos["paths"]),
-                  "index.faiss vectors": faiss_index.ntotal, "encodings rows": len(encoding.video_embeds)}
+                  "encodings rows": len(segments), **({"row ids": len(row_ids)} if row_ids is not None else {}),
+                  # a Milvus collection may hold rows of an update that never finished: search drops unknown ids
+                  **({"index.faiss vectors": len(store)} if store.info.get("backend") == "faiss" else {})}
         if len(set(counts.values())) != 1:
             raise ValueError(f"{where}: its files disagree on the number of videos ({counts}); rebuild it with "
                              "`tvr index`")
-        faiss_info = config.get("faiss") or {key: config[key] for key in ("index_type", "nlist", "nprobe")}
-        index = cls(model, processor, videos["paths"], encoding, config["index_type"], config["nlist"],
-                    config["nprobe"], faiss_index, config["model_dir"], videos["failed"], faiss_info=faiss_info)
+        index = cls(model, processor, videos["paths"], segments, model_dir=config["model_dir"],
+                    failed=videos["failed"], store=store, row_ids=row_ids, starts=videos.get("starts"),
+                    ends=videos.get("ends"), windows=config.get("windows"), where=where)
+        index.next_id = max(index.next_id, config.get("next_id", 0))
         index.ids = videos.get("ids")
         index.processor_source = config.get("processor")
         index.weights, index.video_fingerprints = config.get("weights"), videos.get("fingerprints") or {}
-        index._set_windows(config.get("windows"), videos.get("starts"), videos.get("ends"), where)
         return index
+
+
+_LOAD_ATTEMPTS = 5
+
+
+def _folder_identity(folder) -> int | None:
+    """The inode of ``folder`` (a swapped-in version has another), or ``None`` while it is absent."""
+    try:
+        return os.stat(folder).st_ino
+    except OSError:
+        return None
 
 
 def _read_index_json(path: Path, where: str) -> Any:

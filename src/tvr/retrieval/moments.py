@@ -1,8 +1,8 @@
 """Moments in a windowed index: which rows are windows, and how ranked windows become moments.
 
 An index built with windows (``VideoIndex.build(..., windows=[4, 8, 16])``, ``tvr index --windows 4,8,16``) holds one
-row per window of each video, with its ``start`` / ``end`` in seconds beside its path (:data:`ROW_FIELDS`; a
-whole-video index has no starts and ends). :meth:`tvr.retrieval.VideoIndex.search` ranks such rows and returns each
+row per window of each video, with its ``start`` / ``end`` in seconds beside its path (per-row fields of the index:
+``VideoIndex.ROW_FIELDS``; a whole-video index has no starts and ends). :meth:`tvr.retrieval.VideoIndex.search` ranks such rows and returns each
 video once, at its best window (:func:`best_window_per_video`); :meth:`tvr.retrieval.VideoIndex.search_moments`
 keeps the best windows of every video that do not overlap better ones (:func:`select_moments`: temporal NMS within
 each video, so windows of different videos never suppress each other).
@@ -18,9 +18,6 @@ import numpy as np
 
 from ..evaluation.moments import temporal_nms
 
-#: the per-row fields of an index, one value per row, in row order (``starts`` / ``ends`` are ``None`` on an index
-#: without windows); whatever selects, appends or removes rows keeps them together (:func:`take_rows`)
-ROW_FIELDS = ("paths", "starts", "ends")
 #: what a search for moments in an index without windows says
 NO_WINDOWS = ("this index has no windows, so no moments: rebuild it with `tvr index --windows 4,8,16` "
               "(VideoIndex.build(..., windows=[4, 8, 16]))")
@@ -37,14 +34,6 @@ class Moment(NamedTuple):
     end: float
     score: float
     video_id: str | None = None
-
-
-def take_rows(index, rows: Sequence[int]) -> None:
-    """Keep only ``rows`` (in that order) of every per-row field of ``index`` (:data:`ROW_FIELDS`)."""
-    for name in ROW_FIELDS:
-        values = getattr(index, name)
-        if values is not None:
-            setattr(index, name, [values[row] for row in rows])
 
 
 def check_row_spans(paths: Sequence[str], starts: Sequence[float] | None, ends: Sequence[float] | None,
@@ -107,5 +96,5 @@ def select_moments(paths: Sequence[str], starts: Sequence[float], ends: Sequence
     kept.sort(key=lambda moment: (-moment[2], moment[0]))  # ties: the earlier ranked first
     return [(row, score) for _, row, score in kept[:top_k]]
 
-__all__ = ["NO_WINDOWS", "ROW_FIELDS", "WINDOW_POOL_FACTOR", "Moment", "best_window_per_video", "check_row_spans", "rows_per_video",
-           "select_moments", "take_rows"]
+__all__ = ["NO_WINDOWS", "WINDOW_POOL_FACTOR", "Moment", "best_window_per_video", "check_row_spans", "rows_per_video",
+           "select_moments"]

@@ -264,6 +264,44 @@ def encode_shards(model, processor, paths: Sequence[str], folder: str | os.PathL
     return mine
 
 
+def encode_collection(model, processor, paths: Sequence[str], batch_size: int = 16,
+                      resume_dir: str | os.PathLike | None = None, on_bad_video: str = "skip", progress: bool = True,
+                      weights: str | None = None, shard_size: int | None = None, dtype: torch.dtype | None = None,
+                      desc: str = "indexing videos", windows: dict[str, Any] | None = None):
+    """Encode ``paths`` the one way an index does, a fresh build or an update alike: through the shards of
+    ``resume_dir`` (resumable, :func:`encode_shards`) when given, else in memory; whole videos, or with ``windows``
+    (``{"scales", "stride"}``) one row per window of each video (:func:`tvr.processing.windows.encode_windows`).
+
+    Returns:
+        ``(encoding, indexed, failed, fingerprints, spans)``: the encodings of the rows (``None`` when no video
+        decoded), each row's video path, ``{path: error}`` of the videos that failed, ``{path: fingerprint}`` taken
+        before decoding, and ``(starts, ends)`` of the rows with ``windows`` (else ``None``).
+    """
+    paths = list(paths)
+    if resume_dir is not None:
+        size = shard_size or batch_size
+        encode_shards(model, processor, paths, resume_dir, shard_size=size, batch_size=batch_size,
+                      on_bad_video=on_bad_video, progress=progress, weights=weights, dtype=dtype, windows=windows)
+        encoding, indexed, failed = read_shards(resume_dir, paths)
+        _, starts, ends = read_shard_windows(resume_dir)
+        return encoding, indexed, failed, read_provenance(resume_dir)[1], (starts, ends) if windows else None
+    fingerprints = {path: fingerprint_or_none(path) for path in paths}  # before decoding: what was encoded
+    if windows is not None:
+        encoded = encode_windows(model, processor, paths, windows["scales"], windows["stride"], batch_size,
+                                 on_bad_video, progress, to_cpu=True, mute_decoder_logs=True)
+        rows = encoded.rows
+    else:
+        encoded = encode_video_batches(model, processor, paths, batch_size, on_bad_video=on_bad_video, to_cpu=True,
+                                       progress=progress, desc=desc, mute_decoder_logs=True)
+        rows = [(position, None, None) for position in encoded.kept]
+    encoding = concat_encodings(encoded.encodings) if encoded.encodings else None
+    if encoding is not None and dtype is not None:
+        encoding = type(encoding)(**{name: value.to(dtype) if value.is_floating_point() else value
+                                     for name, value in encoding.items()})
+    spans = ([start for _, start, _ in rows], [end for _, _, end in rows]) if windows is not None else None
+    return encoding, [paths[position] for position, _, _ in rows], encoded.failed, fingerprints, spans
+
+
 def fingerprint_or_none(path: str) -> dict[str, Any] | None:
     """A video's :func:`~tvr.utils.fingerprint.file_fingerprint`, or ``None`` when it cannot be read."""
     try:
@@ -432,6 +470,6 @@ def video_inputs(source) -> tuple[list[str], dict[str, str] | None]:
     return list(ids), {path: str(video_id) for path, video_id in ids.items()}
 
 
-__all__ = ["VIDEO_EXTENSIONS", "encode_shards", "index_lock", "list_video_files", "open_shard_folder",
-           "prepare_shard_folder", "read_provenance", "read_shard_windows", "read_shards", "remove_shard_folder", "tvr_encoding_class",
-           "video_inputs", "write_shard"]
+__all__ = ["VIDEO_EXTENSIONS", "encode_collection", "encode_shards", "index_lock", "list_video_files",
+           "open_shard_folder", "prepare_shard_folder", "read_provenance", "read_shard_windows", "read_shards",
+           "remove_shard_folder", "tvr_encoding_class", "video_inputs", "write_shard"]

@@ -149,7 +149,10 @@ def recover_directory(final: str | os.PathLike) -> bool:
     final = Path(final)
     if final.exists() or not final.parent.is_dir():
         return False
-    olds = sorted(final.parent.glob(f".{final.name}{OLD_MARK}*"), key=lambda path: path.stat().st_mtime)
+    # a writer that is alive is between its two renames (its new version appears at once): not ours to undo
+    olds = sorted((old for old in final.parent.glob(f".{final.name}{OLD_MARK}*")
+                   if not _writer_alive(old.name.rsplit(OLD_MARK, 1)[1].split("-")[0])),
+                  key=lambda path: path.stat().st_mtime)
     if not olds:
         return False
     os.rename(olds[-1], final)
