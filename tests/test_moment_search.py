@@ -196,6 +196,31 @@ def test_windows_survive_save_load_and_resumed_shards(colours, tmp_path):
         whole.search_moments("red")
 
 
+def test_an_update_windows_new_videos_as_the_index_was_built(colours, tmp_path):
+    """A windowed index updated in place (a video added, one removed) equals a fresh windowed build of the final
+    collection: the same rows (paths, starts, ends), encodings and moments; the saved folder loads back equal."""
+    model, processor, videos = colours
+    before = [videos["middle"], videos["green"]]
+    after = [videos["green"], videos["late"]]
+    index = VideoIndex.build(model, processor, before, windows=[4, 8], progress=False, batch_size=2)
+    index.save(tmp_path / "index")
+    index = VideoIndex.load(tmp_path / "index", model=model, processor=processor)
+    report = index.update(after, batch_size=2, progress=False)
+    assert (report.added, report.removed, report.kept) == ([videos["late"]], [videos["middle"]], 1)
+    fresh = VideoIndex.build(model, processor, after, windows=[4, 8], progress=False, batch_size=2)
+    index.save(tmp_path / "index")
+    loaded = VideoIndex.load(tmp_path / "index", model=model, processor=processor)
+    for updated in (index, loaded):
+        order = sorted(range(len(updated)), key=lambda row: (updated.paths[row], updated.starts[row],
+                                                              updated.ends[row]))
+        expected = sorted(range(len(fresh)), key=lambda row: (fresh.paths[row], fresh.starts[row], fresh.ends[row]))
+        assert [(updated.paths[row], updated.starts[row], updated.ends[row]) for row in order] == \
+            [(fresh.paths[row], fresh.starts[row], fresh.ends[row]) for row in expected]
+        torch.testing.assert_close(updated.select_rows(order).video_embeds, fresh.select_rows(expected).video_embeds)
+        assert spans(updated.search_moments("red", top_k=3)) == spans(fresh.search_moments("red", top_k=3))
+    assert loaded.windows == fresh.windows == {"scales": [4.0, 8.0], "stride": 0.5}
+
+
 # ------------------------------------------------------------------------------------------ as a user types it
 
 
