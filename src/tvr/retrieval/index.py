@@ -520,12 +520,16 @@ class VideoIndex:
         for attempt in range(_LOAD_ATTEMPTS):
             before = _folder_identity(index_dir)
             try:
-                return cls._load_once(index_dir, model, processor, device, allow_model_change)
+                index = cls._load_once(index_dir, model, processor, device, allow_model_change)
             except (ValueError, OSError):
                 if attempt == _LOAD_ATTEMPTS - 1 or (before is not None and _folder_identity(index_dir) == before):
                     raise
-                time.sleep(0.05 * (attempt + 1))
-        raise AssertionError("unreachable")
+            else:  # every file was read from one version only if the folder is the one it was at the start
+                if before is not None and _folder_identity(index_dir) == before:
+                    return index
+            time.sleep(0.05 * (attempt + 1))
+        raise ValueError(f"index {os.fspath(index_dir)!r} was replaced by {_LOAD_ATTEMPTS} updates while it was being "
+                         "read; load it again once the updates pause")
 
     @classmethod
     def _load_once(cls, index_dir, model, processor, device, allow_model_change) -> "VideoIndex":
@@ -620,12 +624,14 @@ def mmap_safetensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
 _LOAD_ATTEMPTS = 5
 
 
-def _folder_identity(folder) -> int | None:
-    """The inode of ``folder`` (a swapped-in version has another), or ``None`` while it is absent."""
+def _folder_identity(folder) -> tuple[int, int, int] | None:
+    """Which version of ``folder`` is in place: its inode and change times (a swapped-in version is another folder,
+    renamed into place), or ``None`` while it is absent."""
     try:
-        return os.stat(folder).st_ino
+        stat = os.stat(folder)
     except OSError:
         return None
+    return stat.st_ino, stat.st_mtime_ns, stat.st_ctime_ns
 
 
 def _read_index_json(path: Path, where: str) -> Any:
