@@ -15,8 +15,10 @@ Index folder::
                             SHA-256 of the other files
     videos.json             indexed video paths (row order of the index), the videos that failed to decode, and each
                             video's fingerprint (size, mtime, hash of its first and last MiB) when indexed
-    encodings.safetensors   the video encodings, one tensor per field (``video_embeds`` included)
-    index.faiss             the FAISS index
+    encodings.safetensors   the video encodings, one tensor per field (``video_embeds`` included); updates add
+                            segments ``encodings-000001.safetensors``, ... (:mod:`tvr.retrieval.segments`)
+    rows.safetensors        the row table: each row's id, segment and offset
+    index.faiss             the FAISS index, by row id (a Milvus index keeps its vectors in a collection instead)
 
 The folder is written under a temporary name and renamed into place (:mod:`tvr.utils.atomic`), so a crash while
 saving leaves the previous index, and a folder tvr did not write as an index is never replaced;
