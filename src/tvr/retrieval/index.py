@@ -17,8 +17,10 @@ Index folder::
     videos.json             indexed video paths (row order of the index), the videos that failed to decode, and each
                             video's fingerprint (size, mtime, hash of its first and last MiB) when indexed; an index
                             built with windows adds each row's ``starts`` / ``ends`` (seconds)
-    encodings.safetensors   the video encodings, one tensor per field (``video_embeds`` included)
-    index.faiss             the FAISS index
+    encodings.safetensors   the video encodings, one tensor per field (``video_embeds`` included); updates add
+                            segments ``encodings-000001.safetensors``, ... (:mod:`tvr.retrieval.segments`)
+    rows.safetensors        the row table: each row's id, segment and offset
+    index.faiss             the FAISS index, by row id (a Milvus index keeps its vectors in a collection instead)
 
 The folder is written under a temporary name and renamed into place (:mod:`tvr.utils.atomic`), so a crash while
 saving leaves the previous index, and a folder tvr did not write as an index is never replaced;
@@ -649,12 +651,16 @@ class VideoIndex:
         for attempt in range(_LOAD_ATTEMPTS):
             before = _folder_identity(index_dir)
             try:
-                return cls._load_once(index_dir, model, processor, device, allow_model_change)
+                index = cls._load_once(index_dir, model, processor, device, allow_model_change)
             except (ValueError, OSError):
                 if attempt == _LOAD_ATTEMPTS - 1 or (before is not None and _folder_identity(index_dir) == before):
                     raise
-                time.sleep(0.05 * (attempt + 1))
-        raise AssertionError("unreachable")
+            else:  # every file was read from one version only if the folder is the one it was at the start
+                if before is not None and _folder_identity(index_dir) == before:
+                    return index
+            time.sleep(0.05 * (attempt + 1))
+        raise ValueError(f"index {os.fspath(index_dir)!r} was replaced by {_LOAD_ATTEMPTS} updates while it was being "
+                         "read; load it again once the updates pause")
 
     @classmethod
     def _load_once(cls, index_dir, model, processor, device, allow_model_change) -> "VideoIndex":
@@ -726,12 +732,14 @@ class VideoIndex:
 _LOAD_ATTEMPTS = 5
 
 
-def _folder_identity(folder) -> int | None:
-    """The inode of ``folder`` (a swapped-in version has another), or ``None`` while it is absent."""
+def _folder_identity(folder) -> tuple[int, int, int] | None:
+    """Which version of ``folder`` is in place: its inode and change times (a swapped-in version is another folder,
+    renamed into place), or ``None`` while it is absent."""
     try:
-        return os.stat(folder).st_ino
+        stat = os.stat(folder)
     except OSError:
         return None
+    return stat.st_ino, stat.st_mtime_ns, stat.st_ctime_ns
 
 
 def _read_index_json(path: Path, where: str) -> Any:
