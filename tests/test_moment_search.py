@@ -306,8 +306,6 @@ def test_tvr_index_windows_resumes_a_partial_run(demo, tmp_path, monkeypatch, ca
     assert torch.equal(resumed.encoding.video_embeds, uninterrupted.encoding.video_embeds)
 
 
-@pytest.mark.skipif(not os.environ.get("TVR_SLOW_TESTS"), reason="about 35 s on 2 CPU cores (two torch processes "
-                    "under torchrun); the shard logic it relies on is tested in-process above. TVR_SLOW_TESTS=1 runs it")
 def test_two_processes_index_the_same_windows_as_one(demo, tmp_path):
     model_dir, video_dir = demo
     one, two = tmp_path / "one.index", tmp_path / "two.index"
