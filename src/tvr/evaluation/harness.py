@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import difflib
 import json
 import os
 from dataclasses import dataclass
@@ -36,6 +35,7 @@ from ..data.videos import missing_videos
 from ..modeling.outputs import concat_encodings
 from ..processing.bad_videos import check_bad_video_policy, warn_bad_videos
 from ..processing.encode_loop import encode_video_batches
+from ..utils.values import options_with
 from .metrics import TIE_RULES, compute_retrieval_metrics
 from .postprocessing import POSTPROCESSING, postprocessed_metrics
 
@@ -167,7 +167,7 @@ def evaluate_retrieval(model: Any, processor: Any, dataset: Any, options: Evalua
     Raises:
         TypeError: an unknown option (with the closest name), or ``options`` that is not an ``EvaluationOptions``.
     """
-    options = _evaluation_options(options, option_values)
+    options = options_with(EvaluationOptions, options, option_values, "evaluate_retrieval")
     postprocessing = options.postprocessing
     if postprocessing is None:
         unwrapped = accelerator.unwrap_model(model) if accelerator is not None else model
@@ -231,20 +231,6 @@ def evaluate_retrieval(model: Any, processor: Any, dataset: Any, options: Evalua
                                              options.postprocessing_options, options.ties))
     return RetrievalEvaluation(metrics, videos["video_id"], text_to_video,
                                sim if options.return_similarity else None, skipped)
-
-
-def _evaluation_options(options: EvaluationOptions | None, values: Mapping[str, Any]) -> EvaluationOptions:
-    """``options`` with ``values`` (keyword options) over it; unknown names are an error naming the closest one."""
-    if options is not None and not isinstance(options, EvaluationOptions):
-        raise TypeError(f"evaluate_retrieval's fourth argument is options=EvaluationOptions(...), got "
-                        f"{type(options).__name__} {options!r:.40}; pass batch_size and the other options by keyword")
-    names = [field.name for field in dataclasses.fields(EvaluationOptions)]
-    unknown = [name for name in values if name not in names]
-    if unknown:
-        close = difflib.get_close_matches(unknown[0], names, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise TypeError(f"evaluate_retrieval got an unknown option {unknown[0]!r}{hint}; options: {', '.join(names)}")
-    return dataclasses.replace(options or EvaluationOptions(), **values)
 
 
 def _check_postprocessing(postprocessing: Sequence[str], query_bank: Sequence[str] | None) -> None:

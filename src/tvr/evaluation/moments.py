@@ -16,12 +16,13 @@ length.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import itertools
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any, Sequence
 
 import numpy as np
+
+from ..utils.values import options_with
 
 DEFAULT_RECALL_AT = (1, 5)
 DEFAULT_IOU_THRESHOLDS = (0.3, 0.5, 0.7)
@@ -215,11 +216,11 @@ def evaluate_moments(model: Any, processor: Any, dataset: Any, options: MomentEv
     from ..data.videos import missing_videos
     from ..modeling.outputs import concat_encodings, slice_encoding
     from ..processing.bad_videos import warn_bad_videos
-    from ..processing.windows import encode_windows, parse_window_scales
+    from ..processing.windows import clip_seconds, encode_windows, parse_window_scales
     from .harness import _group_by_video, encode_texts, mixed_precision_autocast
 
-    options = _moment_options(options, option_values)
-    scales = parse_window_scales(options.windows, _clip_seconds(processor))
+    options = options_with(MomentEvaluationOptions, options, option_values, "evaluate_moments")
+    scales = parse_window_scales(options.windows, clip_seconds(processor))
     captions, videos, text_to_video = _group_by_video(dataset)
     truth = _ground_truth(dataset)
     video_of = text_to_video.tolist()
@@ -308,27 +309,6 @@ def _ground_truth(dataset: Any) -> list[tuple[float, float]]:
                              "every row needs start < end in seconds: read the annotations with "
                              "tvr.data.load_moments")
     return [(float(start), float(end)) for start, end in zip(starts, ends)]
-
-
-def _clip_seconds(processor: Any) -> float | None:
-    """The seconds a clip of the model covers (``max_frames / fps`` of its video processor), for ``"2x"`` window
-    scales; ``None`` when its sampling has no fixed rate."""
-    video_processor = getattr(processor, "video_processor", processor)
-    fps, max_frames = getattr(video_processor, "fps", None), getattr(video_processor, "max_frames", None)
-    return max_frames / fps if fps and max_frames else None
-
-
-def _moment_options(options: MomentEvaluationOptions | None, values: Mapping[str, Any]) -> MomentEvaluationOptions:
-    if options is not None and not isinstance(options, MomentEvaluationOptions):
-        raise TypeError(f"evaluate_moments' fourth argument is options=MomentEvaluationOptions(...), got "
-                        f"{type(options).__name__}")
-    names = [field.name for field in dataclasses.fields(MomentEvaluationOptions)]
-    for name in values:
-        if name not in names:
-            close = difflib.get_close_matches(name, names, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise TypeError(f"evaluate_moments got an unknown option {name!r}{hint}; options: {', '.join(names)}")
-    return dataclasses.replace(options or MomentEvaluationOptions(), **values)
 
 
 __all__ = ["BASELINES", "DEFAULT_IOU_THRESHOLDS", "DEFAULT_RECALL_AT", "DEFAULT_WINDOWS", "MomentEvaluation",

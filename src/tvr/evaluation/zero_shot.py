@@ -24,10 +24,9 @@ Example::
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -37,7 +36,7 @@ from ..data.videos import missing_videos
 from ..modeling.outputs import concat_encodings
 from ..processing.bad_videos import check_bad_video_policy, warn_bad_videos
 from ..processing.encode_loop import encode_video_batches
-from ..utils.values import did_you_mean
+from ..utils.values import options_with
 from .harness import MIXED_PRECISION_DTYPES, encode_texts, mixed_precision_autocast
 from .templates import resolve_templates, templates_label
 
@@ -216,7 +215,7 @@ def evaluate_zero_shot(model: Any, processor: Any, dataset: Any, options: ZeroSh
     Returns:
         A :class:`ZeroShotEvaluation`.
     """
-    options = _options(options, option_values)
+    options = options_with(ZeroShotOptions, options, option_values, "evaluate_zero_shot")
     templates = resolve_templates(options.templates)
     classes = class_names(dataset)
     names = dataset.column_names if hasattr(dataset, "column_names") else list(dataset)
@@ -285,18 +284,6 @@ def zero_shot_results(result: ZeroShotEvaluation, dataset: str, split: str, temp
             "num_views": num_views, "num_classes": len(result.classes), "num_videos": len(result.video_ids),
             "num_skipped_videos": len(result.skipped_videos), **metadata, **result.metrics,
             "per_class_accuracy": result.per_class_accuracy, "skipped_videos": result.skipped_videos}
-
-
-def _options(options: ZeroShotOptions | None, values: Mapping[str, Any]) -> ZeroShotOptions:
-    if options is not None and not isinstance(options, ZeroShotOptions):
-        raise TypeError(f"evaluate_zero_shot's fourth argument is options=ZeroShotOptions(...), got "
-                        f"{type(options).__name__}; pass templates, num_views and the other options by keyword")
-    names = [field.name for field in dataclasses.fields(ZeroShotOptions)]
-    unknown = [name for name in values if name not in names]
-    if unknown:
-        raise TypeError(f"evaluate_zero_shot got an unknown option {unknown[0]!r}{did_you_mean(unknown[0], names)}; "
-                        f"options: {', '.join(names)}")
-    return dataclasses.replace(options or ZeroShotOptions(), **values)
 
 
 __all__ = ["TASK", "ZeroShotEvaluation", "ZeroShotOptions", "class_logits", "class_prompts", "classification_metrics",

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 import yaml
 
@@ -42,6 +43,25 @@ def did_you_mean(name: str, choices: Iterable[str]) -> str:
     """``" (did you mean 'max_frames'?)"`` for the closest of ``choices`` to ``name``, or ``""`` when none is close."""
     close = difflib.get_close_matches(name, sorted(choices), n=1, cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def options_with(options_class: type, options: Any, values: Mapping[str, Any], function: str) -> Any:
+    """``options`` (an instance of the dataclass ``options_class``, or ``None`` for its defaults) with the keyword
+    ``values`` over it, as the evaluation functions take them (``evaluate_retrieval(model, processor, dataset,
+    options, batch_size=8)``).
+
+    Raises:
+        TypeError: ``options`` is something else, or a keyword is not a field (naming the closest one).
+    """
+    if options is not None and not isinstance(options, options_class):
+        raise TypeError(f"{function}'s fourth argument is options={options_class.__name__}(...), got "
+                        f"{type(options).__name__} {options!r:.40}; pass the options by keyword")
+    names = [field.name for field in dataclasses.fields(options_class)]
+    unknown = [name for name in values if name not in names]
+    if unknown:
+        raise TypeError(f"{function} got an unknown option {unknown[0]!r}{did_you_mean(unknown[0], names)}; "
+                        f"options: {', '.join(names)}")
+    return dataclasses.replace(options or options_class(), **values)
 
 
 def check_known_keys(keys: Iterable[str], known: Iterable[str], what: str) -> None:
