@@ -26,7 +26,7 @@ import json
 import os
 import zlib
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 
@@ -165,6 +165,34 @@ def synthetic_rng(seed: int, split: str, index: int) -> np.random.Generator:
     return np.random.default_rng([seed, zlib.crc32(split.encode()), index])
 
 
+def _write_videos(output_dir: str, num_videos: int, desc: str, size: int, fps: float, progress: bool,
+                  draw: Callable[[int], tuple[str, list[Event], float]]) -> list[tuple[str, list[Event], float]]:
+    """Render and write video ``i`` of ``draw(i) -> (video_id, events, duration)`` to
+    ``output_dir/videos/{video_id}.mp4`` for each ``i``, under a progress bar; returns ``(video_path relative to
+    output_dir, events, duration)`` per video."""
+    from tqdm.auto import tqdm
+
+    if size % 2:
+        raise ValueError(f"size={size}: H.264 needs an even frame size")
+    if num_videos < 1:
+        raise ValueError(f"num_videos={num_videos}: expected at least 1")
+    written = []
+    for index in tqdm(range(num_videos), desc=desc, disable=not progress):
+        video_id, events, duration = draw(index)
+        video_path = f"videos/{video_id}.mp4"
+        write_video(os.path.join(output_dir, video_path), render_frames(events, size, fps, duration), fps)
+        written.append((video_path, events, duration))
+    return written
+
+
+def _write_jsonl(output_dir: str, split: str, records: Sequence[dict]) -> str:
+    """``output_dir/{split}.jsonl``, one record a line; returns its path."""
+    annotation_path = os.path.join(output_dir, f"{split}.jsonl")
+    with open(annotation_path, "w", encoding="utf-8") as file:
+        file.writelines(json.dumps(record) + "\n" for record in records)
+    return annotation_path
+
+
 def make_synthetic_dataset(
     output_dir: str | os.PathLike,
     num_videos: int,
@@ -190,25 +218,16 @@ def make_synthetic_dataset(
         train = make_synthetic_dataset("synthetic", 500, split="train")
         test = make_synthetic_dataset("synthetic", 100, split="test")
     """
-    from tqdm.auto import tqdm
-
     from .readers import load_generic
 
-    if size % 2:
-        raise ValueError(f"size={size}: H.264 needs an even frame size")
     output_dir = os.fspath(output_dir)
-    records = []
-    for index in tqdm(range(num_videos), desc=f"synthetic {split} videos", disable=not progress):
-        events = generate_events(synthetic_rng(seed, split, index), size, duration, num_events)
-        video_id = f"{split}_{index:05d}"
-        video_path = f"videos/{video_id}.mp4"
-        write_video(os.path.join(output_dir, video_path), render_frames(events, size, fps, duration), fps)
-        records.append(dict(video_id=video_id, video_path=video_path, caption=describe(events), start=None,
-                            end=None, events=[asdict(event) for event in events]))
-    annotation_path = os.path.join(output_dir, f"{split}.jsonl")
-    with open(annotation_path, "w", encoding="utf-8") as file:
-        file.writelines(json.dumps(record) + "\n" for record in records)
-    return load_generic(annotation_path, missing="error")
+    written = _write_videos(output_dir, num_videos, f"synthetic {split} videos", size, fps, progress, lambda index: (
+        f"{split}_{index:05d}", generate_events(synthetic_rng(seed, split, index), size, duration, num_events),
+        duration))
+    records = [dict(video_id=os.path.splitext(os.path.basename(video_path))[0], video_path=video_path,
+                    caption=describe(events), start=None, end=None, events=[asdict(event) for event in events])
+               for video_path, events, _ in written]
+    return load_generic(_write_jsonl(output_dir, split, records), missing="error")
 
 
 # ------------------------------------------------------------------------------------- long videos (moments)
@@ -271,28 +290,19 @@ def make_moment_dataset(
 
         moments = make_moment_dataset("long_videos", 20)   # about 90 captioned moments in 20 videos
     """
-    from tqdm.auto import tqdm
-
     from .moments import load_moments
 
-    if size % 2:
-        raise ValueError(f"size={size}: H.264 needs an even frame size")
-    if num_videos < 1:
-        raise ValueError(f"num_videos={num_videos}: expected at least 1")
-    output_dir = os.fspath(output_dir)
-    records = []
-    for index in tqdm(range(num_videos), desc=f"long synthetic {split} videos", disable=not progress):
+    def draw(index: int) -> tuple[str, list[Event], float]:
         events = generate_moment_events(synthetic_rng(seed, f"moments-{split}", index), size, num_events,
                                         event_seconds)
-        video_id, duration = f"long_{split}_{index:05d}", events[-1].end
-        video_path = f"videos/{video_id}.mp4"
-        write_video(os.path.join(output_dir, video_path), render_frames(events, size, fps, duration), fps)
-        records += [dict(video_id=video_id, video_path=video_path, caption=event.describe(), start=event.start,
-                         end=event.end, duration=duration) for event in events]
-    annotation_path = os.path.join(output_dir, f"{split}.jsonl")
-    with open(annotation_path, "w", encoding="utf-8") as file:
-        file.writelines(json.dumps(record) + "\n" for record in records)
-    return load_moments("jsonl", annotation_path, missing="error")
+        return f"long_{split}_{index:05d}", events, events[-1].end
+
+    output_dir = os.fspath(output_dir)
+    written = _write_videos(output_dir, num_videos, f"long synthetic {split} videos", size, fps, progress, draw)
+    records = [dict(video_id=os.path.splitext(os.path.basename(video_path))[0], video_path=video_path,
+                    caption=event.describe(), start=event.start, end=event.end, duration=duration)
+               for video_path, events, duration in written for event in events]
+    return load_moments("jsonl", _write_jsonl(output_dir, split, records), missing="error")
 
 
 def write_video(path: str | os.PathLike, frames: np.ndarray | Sequence[np.ndarray], fps: float = 30) -> str:
@@ -376,18 +386,12 @@ def make_labelled_dataset(
     import csv
     import dataclasses
 
-    from tqdm.auto import tqdm
-
     from .classification import load_classification_csv
 
     classes = labelled_classes(label_by)
-    if num_videos < 1:
-        raise ValueError(f"num_videos={num_videos}: expected at least 1")
-    output_dir = os.fspath(output_dir)
-    records = []
-    for index in tqdm(range(num_videos), desc=f"labelled {split} videos", disable=not progress):
-        rng = synthetic_rng(seed, f"labelled-{split}", index)
-        event = generate_events(rng, size, duration, 1)[0]
+
+    def draw(index: int) -> tuple[str, list[Event], float]:
+        event = generate_events(synthetic_rng(seed, f"labelled-{split}", index), size, duration, 1)[0]
         label = classes[index % len(classes)]
         if label_by == "color":
             event = dataclasses.replace(event, color=label)
@@ -396,9 +400,11 @@ def make_labelled_dataset(
         else:
             color, shape = label.split(" ")
             event = dataclasses.replace(event, color=color, shape=shape)
-        video_path = f"videos/{split}_{index:05d}.mp4"
-        write_video(os.path.join(output_dir, video_path), render_frames([event], size, fps, duration), fps)
-        records.append((video_path, label))
+        return f"{split}_{index:05d}", [event], duration
+
+    output_dir = os.fspath(output_dir)
+    written = _write_videos(output_dir, num_videos, f"labelled {split} videos", size, fps, progress, draw)
+    records = [(video_path, classes[index % len(classes)]) for index, (video_path, _, _) in enumerate(written)]
     with open(os.path.join(output_dir, "classes.txt"), "w", encoding="utf-8") as file:
         file.writelines(f"{name}\n" for name in classes)
     annotation_path = os.path.join(output_dir, f"{split}.csv")

@@ -177,13 +177,13 @@ def classification_metrics(logits: torch.Tensor, labels: Sequence[int] | torch.T
     return metrics, per_class
 
 
-def video_duration(video: Any) -> float | None:
-    """Seconds of a video file (from its header; ``None`` when it cannot be opened: the encoding loop then reports
-    it)."""
-    from ..processing.decoding import open_video, read_metadata
+def _duration_or_none(video: Any) -> float | None:
+    """:func:`tvr.processing.windows.video_duration`, or ``None`` when the video cannot be opened (the encode loop
+    then reports it)."""
+    from ..processing.windows import video_duration
 
     try:
-        return read_metadata(open_video(video)).duration
+        return video_duration(video)
     except (OSError, ValueError):
         return None
 
@@ -238,7 +238,7 @@ def evaluate_zero_shot(model: Any, processor: Any, dataset: Any, options: ZeroSh
         with torch.no_grad(), mixed_precision_autocast(device, options.mixed_precision):
             skipped = missing_videos(video_ids, paths, options.on_bad_video, "zero-shot dataset")
             present = [row for row, path in enumerate(paths) if path]
-            durations = [video_duration(paths[row]) for row in present] if views > 1 else [None] * len(present)
+            durations = [_duration_or_none(paths[row]) for row in present] if views > 1 else [None] * len(present)
             starts, ends = view_bounds(durations, views)
             encoded = encode_video_batches(
                 model, processor, [paths[row] for row in present for _ in range(views)], options.batch_size,
@@ -287,4 +287,4 @@ def zero_shot_results(result: ZeroShotEvaluation, dataset: str, split: str, temp
 
 
 __all__ = ["TASK", "ZeroShotEvaluation", "ZeroShotOptions", "class_logits", "class_prompts", "classification_metrics",
-           "ensembles_embeddings", "evaluate_zero_shot", "video_duration", "view_bounds", "zero_shot_results"]
+           "ensembles_embeddings", "evaluate_zero_shot", "view_bounds", "zero_shot_results"]
