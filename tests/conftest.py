@@ -18,6 +18,11 @@ import pathlib  # noqa: E402
 
 import pytest  # noqa: E402
 
+# before any test module imports decord: decord's wheel links NVBLAS, which takes over the BLAS calls of libraries
+# loaded after it (torch's matmuls, FAISS's searches) and crashes them without a GPU; tvr itself always loads torch
+# first (through transformers), a test file that imports decord at its top must not change that
+import torch  # noqa: E402, F401
+
 FIXTURES = pathlib.Path(__file__).parent / "fixtures"
 SHARED_ANNOTATIONS = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "annotations"
 
