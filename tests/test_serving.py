@@ -1,6 +1,7 @@
 """Serving under load (issue 26, part 3): rows read from the encodings file without faulting in their neighbours,
 small re-scoring on the calling thread, and nprobe tuned on one split of the queries and reported on another."""
 
+import mmap
 import os
 from pathlib import Path
 
@@ -12,9 +13,10 @@ from safetensors.torch import save_file
 
 from test_retrieval import corpus, tiny_model  # noqa: F401  (fixtures)
 from test_search_at_scale import clustered
-from tvr.retrieval import VideoIndex, build_faiss_index
+from tvr.retrieval import VideoIndex, build_faiss_index, stores
 from tvr.retrieval.faiss_index import recall_at, search_index, tune_nprobe
 from tvr.retrieval.rows import SMALL_WORK, FileRows, gather_rows, mmap_safetensors, on_calling_thread
+from tvr.retrieval.stores import FaissStore
 
 STATUS = Path("/proc/self/status")
 
@@ -152,3 +154,87 @@ def test_nprobe_is_tuned_on_one_split_and_reported_on_another():
         build_faiss_index(videos, "ivf-hnsw", recall_margin=-0.1)
     with pytest.raises(ValueError, match="at least 2 queries"):
         build_faiss_index(videos, "ivf-hnsw", tune_queries=tune[:1])
+
+
+def mapping_rss_kib(address: int) -> int:
+    """Resident KiB of this process's mapping that starts at ``address`` (/proc/self/smaps)."""
+    inside = False
+    for line in Path("/proc/self/smaps").read_text().splitlines():
+        fields = line.split()
+        if "-" in fields[0] and len(fields) >= 5 and ":" in fields[3]:  # a mapping's header line
+            inside = int(fields[0].split("-")[0], 16) == address
+        elif inside and fields[0] == "Rss:":
+            return int(fields[1])
+    raise AssertionError(f"no mapping at {address:#x}")
+
+
+@pytest.mark.parametrize("index_type", ["ivf", "ivf-hnsw"])
+def test_a_loaded_ivf_index_serves_its_lists_from_the_file(tmp_path, index_type):
+    rng = np.random.default_rng(4)
+    videos, queries = clustered(rng, 20_000), clustered(rng, 40)
+    ids = np.arange(len(videos), dtype=np.int64)
+    built = FaissStore.build(ids, videos, index_type, nlist=100, nprobe=10, gather=lambda wanted: videos[wanted])
+    built.save(tmp_path)
+    assert built.mapped_lists is None  # built in memory
+    loaded = FaissStore.load(tmp_path, built.info, gather=lambda wanted: videos[wanted])
+    address, size = loaded.mapped_lists  # the lists are a read-only map of the file: nothing copied on load
+    assert size == (tmp_path / "index.faiss").stat().st_size
+    # FAISS's prefetch threads (32 a search) would keep touching the lists after a search returned
+    assert faiss.downcast_InvertedLists(faiss.extract_index_ivf(loaded.index).invlists).prefetch_nthread == 0
+    expected, answered = built.search(queries, 10), loaded.search(queries, 10)
+    assert np.array_equal(expected[1], answered[1]) and np.array_equal(expected[0], answered[0])
+    if not Path("/proc/self/smaps").exists():
+        pytest.skip("no /proc/self/smaps to read the mapping's resident pages from")
+    loaded.index.search(queries, 10)  # FAISS alone: the probed lists' pages stay in the process
+    assert mapping_rss_kib(address) > 100
+    loaded.mapped_budget = 0  # hand them back after every search
+    loaded.search(queries, 10)  # the store's search hands them back to the page cache
+    assert mapping_rss_kib(address) == 0
+
+
+def test_mapped_lists_are_handed_back_once_searches_may_have_touched_the_budget(tmp_path, monkeypatch):
+    rng = np.random.default_rng(6)
+    videos = clustered(rng, 8000)
+    ids = np.arange(len(videos), dtype=np.int64)
+    FaissStore.build(ids, videos, "ivf", nlist=100, nprobe=10).save(tmp_path)
+    loaded = FaissStore.load(tmp_path, {"index_type": "ivf", "nlist": 100, "nprobe": 10})
+    address, size = loaded.mapped_lists
+    released = []
+    monkeypatch.setattr(stores, "_madvise", lambda *call: released.append(call))
+    # a query may touch 10 of 100 lists: 2 x 10 % of the file (twice: the kernel's fault-around)
+    loaded.mapped_budget = 0.5 * size
+    for count in (1, 1, 1, 1, 1, 1, 5, 1):
+        loaded.search(videos[:count], 10)
+    # after single queries 3 and 6 (0.6 of the file each time), after the batch of 5 (1.0); not after the last
+    assert released == [(address, size, mmap.MADV_DONTNEED)] * 3
+
+
+def test_a_loaded_ivf_index_copies_its_lists_before_it_changes(tmp_path):
+    rng = np.random.default_rng(5)
+    videos, queries = clustered(rng, 6000), clustered(rng, 30)
+    ids = np.arange(len(videos), dtype=np.int64) * 3 + 1
+    table = dict(zip(ids.tolist(), videos))
+
+    def gather(wanted):
+        return np.stack([table[int(i)] if int(i) in table else videos[0] for i in np.ravel(wanted)])
+
+    in_memory = FaissStore.build(ids[:5000], videos[:5000], "ivf-hnsw", nlist=64, nprobe=16, gather=gather)
+    (tmp_path / "first").mkdir()
+    (tmp_path / "second").mkdir()
+    in_memory.save(tmp_path / "first")
+    loaded = FaissStore.load(tmp_path / "first", in_memory.info, gather=gather)
+    assert loaded.mapped_lists is not None
+    for store in (in_memory, loaded):  # FAISS aborts the process when asked to add to read-only mapped lists
+        store.add(ids[5000:], videos[5000:])
+        assert store.remove(ids[:700]) == 700
+    assert loaded.mapped_lists is None and len(loaded) == len(in_memory) == 5300
+    assert np.array_equal(loaded.search(queries, 10)[1], in_memory.search(queries, 10)[1])
+    # a store saved after a mapped load writes its lists, not a reference to the file it was loaded from
+    reloaded = FaissStore.load(tmp_path / "first", in_memory.info, gather=gather)
+    reloaded.save(tmp_path / "second")
+    del reloaded
+    (tmp_path / "first" / "index.faiss").unlink()
+    second = FaissStore.load(tmp_path / "second", in_memory.info, gather=gather)
+    assert len(second) == 5000 and second.mapped_lists is not None
+    assert not np.isin(second.search(queries, 10)[1], ids[5000:]).any()
+    assert np.array_equal(second.search(videos[:5], 1)[1][:, 0], ids[:5])

@@ -6,13 +6,15 @@ recall target.
 - ``ivf-hnsw``: what ``auto`` picks above the threshold: inverted lists whose coarse quantizer is an HNSW graph and
   whose vectors are compressed to 8 bits per dimension (FAISS factory ``IVF<nlist>_HNSW32,SQ8``: 512 bytes per
   512-d video, so about 0.5 GB per million). 8-bit scores alone cap recall@10 near 0.95 on crowded collections, so
-  :func:`search_index` takes ``REFINE_FACTOR`` times more candidates and re-scores them exactly with their full
-  vectors, gathered from the encodings on disk (memory-mapped: only those rows are read; FAISS's ``IndexRefineFlat``
-  would keep every full vector in RAM). ``nprobe`` is tuned at build time: the smallest number of probed cells whose
+  :func:`search_index` takes ``refine`` times more candidates and re-scores them exactly with their full vectors,
+  gathered from the encodings on disk (only those rows are read; FAISS's ``IndexRefineFlat`` would keep every full
+  vector in RAM). ``nprobe`` and ``refine`` are tuned at build time: the smallest number of probed cells whose
   recall@10 against exact search reaches ``target_recall + RECALL_MARGIN`` on one half of the held-out queries (what
-  ``autofaiss`` does; FAISS is used directly, one dependency fewer); the recall reported is measured on the other
-  half, which the tuning never saw (a recall measured on the queries it was tuned on overstates it: 0.9516 tuned vs
-  0.947 on other queries in a 100k trial).
+  ``autofaiss`` does; FAISS is used directly, one dependency fewer), with the first of :data:`REFINE_FACTORS` that
+  gets there probing at most ``1 / MAX_PROBED_FRACTION`` of the cells (on crowded vectors, 4x candidates cap recall
+  whatever ``nprobe``: 0.92 on 200k, where 8x gives 0.99); the recall reported is measured on the other half, which
+  the tuning never saw (a recall measured on the queries it was tuned on overstates it: 0.9516 tuned vs 0.947 on
+  other queries in a 100k trial).
 
 The chosen parameters and both recalls are returned as a plain dict (stored in ``index_config.json`` and shown by
 ``tvr search --info``).
@@ -22,14 +24,18 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any, NamedTuple
+from typing import Any, Callable, NamedTuple, Sequence
 
 import numpy as np
 
 INDEX_TYPES = ("auto", "flat", "ivf", "ivf-hnsw")
 EXACT_BELOW = 50_000  # below this many videos exact search is fast enough (about 4 ms/query at 512-d, 1 thread)
 RECALL_AT = 10
-REFINE_FACTOR = 4  # ivf-hnsw: candidates re-scored exactly per result asked
+#: ivf-hnsw: candidates re-scored exactly per result asked, tried in this order by :func:`tune_nprobe`
+REFINE_FACTORS = (4, 8, 16)
+#: a refine factor is kept when its tuned nprobe probes at most this fraction's inverse of the cells (1/8); the last
+#: factor may probe them all
+MAX_PROBED_FRACTION = 8
 #: nprobe is tuned to ``target_recall + RECALL_MARGIN`` on the tuning queries, so that other queries (the report
 #: split, and users') reach the target: recall@10 over a few hundred queries varies by about 0.005 between splits
 RECALL_MARGIN = 0.01
@@ -102,14 +108,14 @@ def build_faiss_index(embeddings: np.ndarray, index_type: str = "auto", nlist: i
     if index_type == "ivf-hnsw":  # assign each video to its nearest cell (HNSW's default efSearch 16 often misses it)
         faiss.downcast_index(ivf.quantizer).hnsw.efSearch = 128
     index.add(embeddings)
-    info.update(factory=factory, nlist=nlist, refine=REFINE_FACTOR if index_type == "ivf-hnsw" else None)
+    info.update(factory=factory, nlist=nlist, refine=REFINE_FACTORS[0] if index_type == "ivf-hnsw" else None)
     if nprobe is None and index_type == "ivf":
         nprobe = max(1, nlist // 8)
     if nprobe is None:
-        tuning = tune_nprobe(index, embeddings, target_recall, tune_queries, num_tune_queries, rng, info["refine"],
+        tuning = tune_nprobe(index, embeddings, target_recall, tune_queries, num_tune_queries, rng, REFINE_FACTORS,
                              recall_margin)
         nprobe = tuning.nprobe
-        info.update(target_recall=target_recall, measured_recall=round(tuning.measured_recall, 4),
+        info.update(refine=tuning.refine, target_recall=target_recall, measured_recall=round(tuning.measured_recall, 4),
                     tuning_recall=round(tuning.tuning_recall, 4), recall_margin=recall_margin,
                     tuning_queries=len(tuning.tuning_queries), report_queries=len(tuning.report_queries))
     ivf.nprobe = nprobe
@@ -179,6 +185,8 @@ class NprobeTuning(NamedTuple):
     #: positions (in the query set) of the tuning and the report split: disjoint, together all the queries
     tuning_queries: np.ndarray
     report_queries: np.ndarray
+    #: candidates re-scored exactly per result asked (``ivf-hnsw``), or None
+    refine: int | None = None
 
 
 def split_queries(num_queries: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -192,11 +200,15 @@ def split_queries(num_queries: int, rng: np.random.Generator) -> tuple[np.ndarra
 
 
 def tune_nprobe(index, embeddings: np.ndarray, target_recall: float, tune_queries: np.ndarray | None,
-                num_tune_queries: int, rng: np.random.Generator, refine: int | None = None,
+                num_tune_queries: int, rng: np.random.Generator, refine: int | Sequence[int] | None = None,
                 margin: float = RECALL_MARGIN) -> NprobeTuning:
     """The smallest ``nprobe`` (doubling, then bisection) whose recall@10 against exact search reaches
     ``target_recall + margin`` on the tuning half of the queries (:func:`split_queries`), all cells when none does;
-    and its recall on the other half, the report split, which no choice was made on."""
+    and its recall on the other half, the report split, which no choice was made on.
+
+    ``refine``: candidates re-scored exactly per result (``ivf-hnsw``); with several factors, the first one whose
+    nprobe reaches the goal probing at most ``1 / MAX_PROBED_FRACTION`` of the cells is kept (the last: any number).
+    """
     import faiss
 
     ivf = faiss.extract_index_ivf(index)
@@ -214,29 +226,40 @@ def tune_nprobe(index, embeddings: np.ndarray, target_recall: float, tune_querie
     exact = _top(exact_index, queries, k, own_rows)
     goal = min(1.0, target_recall + margin)
 
-    def recall(nprobe: int, split: np.ndarray) -> float:
+    def recall(nprobe: int, factor: int | None, split: np.ndarray) -> float:
         ivf.nprobe = nprobe
         if hasattr(quantizer, "hnsw"):
             quantizer.hnsw.efSearch = max(64, 2 * nprobe)
-        found = _top(index, queries[split], k, None if own_rows is None else own_rows[split], {"refine": refine},
+        found = _top(index, queries[split], k, None if own_rows is None else own_rows[split], {"refine": factor},
                      embeddings)
         return recall_at(found, exact[split])
 
-    low, high = 0, 1
-    measured = {}
-    while high < ivf.nlist:
-        measured[high] = recall(high, tuning_queries)
-        if measured[high] >= goal:
+    factors = list(refine) if isinstance(refine, Sequence) else [refine]
+    for position, factor in enumerate(factors):
+        last = position == len(factors) - 1
+        limit = ivf.nlist if last else max(1, ivf.nlist // MAX_PROBED_FRACTION)
+        nprobe, tuning_recall = _smallest_reaching(lambda cells: recall(cells, factor, tuning_queries), goal, limit)
+        if tuning_recall >= goal:
             break
-        low, high = high, min(2 * high, ivf.nlist)
-    else:
-        measured[high] = recall(high, tuning_queries)
-        low = high - 1 if measured[high] < goal else low  # none reaches the goal: all cells
+    return NprobeTuning(nprobe, tuning_recall, recall(nprobe, factor, report_queries), tuning_queries, report_queries,
+                        factor)
+
+
+def _smallest_reaching(recall: Callable[[int], float], goal: float, limit: int) -> tuple[int, float]:
+    """``(nprobe, recall)``: the smallest ``nprobe <= limit`` whose recall reaches ``goal`` (doubling, then
+    bisection; recall grows with nprobe), or ``limit`` when none does."""
+    low, high = 0, 1
+    measured = {high: recall(high)}
+    while measured[high] < goal and high < limit:
+        low, high = high, min(2 * high, limit)
+        measured[high] = recall(high)
+    if measured[high] < goal:
+        return high, measured[high]
     while high - low > 1:
         middle = (low + high) // 2
-        measured[middle] = recall(middle, tuning_queries)
+        measured[middle] = recall(middle)
         low, high = (low, middle) if measured[middle] >= goal else (middle, high)
-    return NprobeTuning(high, measured[high], recall(high, report_queries), tuning_queries, report_queries)
+    return high, measured[high]
 
 
 def _top(index, queries: np.ndarray, k: int, own_rows: np.ndarray | None, info: dict[str, Any] | None = None,
@@ -248,5 +271,5 @@ def _top(index, queries: np.ndarray, k: int, own_rows: np.ndarray | None, info: 
     return np.stack([row[row != own][:k] for row, own in zip(rows, own_rows)])
 
 
-__all__ = ["EXACT_BELOW", "INDEX_TYPES", "RECALL_MARGIN", "REFINE_FACTOR", "NprobeTuning", "build_faiss_index",
+__all__ = ["EXACT_BELOW", "INDEX_TYPES", "MAX_PROBED_FRACTION", "RECALL_MARGIN", "REFINE_FACTORS", "NprobeTuning", "build_faiss_index",
            "default_nlist", "recall_at", "search_index", "set_search_parameters", "split_queries", "tune_nprobe"]

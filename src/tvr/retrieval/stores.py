@@ -9,6 +9,13 @@ re-ranking reads.
 ``store.info`` is what the folder's ``index_config.json`` records of the store (backend, type, parameters, what an
 IVF index was trained on and its measured recall@10) and what ``tvr search --info`` shows.
 
+Serving memory: a loaded IVF index keeps its inverted lists in its file, memory-mapped read-only (FAISS's
+``IO_FLAG_MMAP``), and once searches may have touched :data:`MAPPED_BUDGET` bytes of them the store hands those
+pages back to the kernel (``MADV_DONTNEED``): the serving process holds the coarse quantizer and at most about that
+much of the lists, while the kernel's page cache keeps the hot lists (shared by every process serving the folder, and
+reclaimable), instead of ~0.5 GB per million videos held privately. The lists are copied into memory before the
+index changes or is written (:meth:`FaissStore.own_lists`).
+
 Drift: an IVF index is trained on the collection of its build; after updates that changed more than a fraction of
 it since the last check, :func:`check_drift` measures recall@10 on held-out queries again and retrains when it fell
 below the target.
@@ -16,6 +23,8 @@ below the target.
 
 from __future__ import annotations
 
+import ctypes
+import mmap
 import os
 from pathlib import Path
 from typing import Any, Callable, Mapping, Protocol, Sequence, runtime_checkable
@@ -29,6 +38,12 @@ FAISS_FILE = "index.faiss"
 DEFAULT_RETRAIN_DRIFT = 0.2  # re-measure recall once this fraction of the rows changed since the last check
 RECALL_SLACK = 0.01  # an IVF index without a target may lose this much recall from its build before retraining
 NUM_CHECK_QUERIES = 500
+IVF_TYPES = ("ivf", "ivf-hnsw")
+#: FAISS maps an IVF index's lists on load where the kernel can take their pages back after a search (Linux, macOS)
+MAP_LISTS = hasattr(mmap, "MADV_DONTNEED") and os.name == "posix"
+#: bytes of mapped lists that searches may touch (estimated: queries x nprobe x the mean list's bytes, twice for the
+#: kernel's fault-around) before their pages are handed back; releasing after every query cost busy-machine p95
+MAPPED_BUDGET = 64 << 20
 
 #: ``ids -> (len(ids), dim)`` float vectors: the full encodings of rows by id (an ivf-hnsw index's exact refine)
 Gather = Callable[[np.ndarray], Any]
@@ -87,6 +102,9 @@ class FaissStore:
 
     def __init__(self, index, info: Mapping[str, Any], gather: Gather | None = None):
         self.index, self.info, self.gather = index, {"backend": self.backend, **info}, gather
+        #: ``(address, bytes)`` of inverted lists mapped read-only from the index file (:meth:`load`), else None
+        self.mapped_lists = _serve_mapped_lists(self.index) if self.info.get("index_type") in IVF_TYPES else None
+        self.mapped_budget, self._touched = MAPPED_BUDGET, 0.0
 
     @property
     def dim(self) -> int:
@@ -125,6 +143,7 @@ class FaissStore:
         if not len(ids):
             return
         self._ensure_id_map()
+        self.own_lists()
         if self.info.get("index_type") == "flat":
             self.index.add_with_ids(vectors, ids)
         else:
@@ -138,17 +157,23 @@ class FaissStore:
         if not len(ids):
             return 0
         self._ensure_id_map()
+        self.own_lists()
         removed = int(self.index.remove_ids(faiss.IDSelectorBatch(ids)))
         self.info["changed_since_check"] = self.info.get("changed_since_check", 0) + removed
         return removed
 
     def search(self, queries, k: int) -> tuple[np.ndarray, np.ndarray]:
         set_search_parameters(self.index, self.info)
-        return search_index(self.index, self.info, as_vectors(queries), k, self.gather)
+        try:
+            return search_index(self.index, self.info, as_vectors(queries), k, self.gather)
+        finally:
+            if self.mapped_lists is not None:
+                self._release_pages(len(queries))
 
     def save(self, folder: Path) -> dict[str, Any]:
         import faiss
 
+        self.own_lists()  # FAISS writes mapped lists as a reference to their file, not as lists
         faiss.write_index(self.index, os.fspath(Path(folder) / FAISS_FILE))
         return {**self.info, "files": [FAISS_FILE]}
 
@@ -157,7 +182,36 @@ class FaissStore:
         import faiss
 
         info = {key: value for key, value in entry.items() if key != "files"}
-        return cls(faiss.read_index(os.fspath(Path(folder) / FAISS_FILE)), info, gather)
+        flags = faiss.IO_FLAG_MMAP if MAP_LISTS and info.get("index_type") in IVF_TYPES else 0
+        return cls(faiss.read_index(os.fspath(Path(folder) / FAISS_FILE), flags), info, gather)
+
+    def _release_pages(self, num_queries: int) -> None:
+        """Hand the mapped lists' pages back to the kernel (they stay in its page cache) once the searches since the
+        last release may have touched :attr:`mapped_budget` bytes."""
+        address, size = self.mapped_lists
+        nlist, nprobe = self.info.get("nlist") or 1, self.info.get("nprobe") or 1
+        self._touched += 2 * num_queries * min(nprobe, nlist) * size / nlist
+        if self._touched >= self.mapped_budget:
+            _madvise(address, size, mmap.MADV_DONTNEED)
+            self._touched = 0.0
+
+    def own_lists(self) -> None:
+        """Copy inverted lists mapped from the index file into memory (FAISS cannot change read-only mapped lists:
+        adding to them aborts the process); a no-op for lists already in memory."""
+        import faiss
+
+        if self.mapped_lists is None:
+            return
+        ivf = faiss.extract_index_ivf(self.index)
+        mapped = faiss.downcast_InvertedLists(ivf.invlists)
+        lists = faiss.ArrayInvertedLists(ivf.nlist, ivf.code_size)
+        for cell in range(ivf.nlist):
+            size = mapped.list_size(cell)
+            if size:
+                lists.add_entries(cell, size, mapped.get_ids(cell), mapped.get_codes(cell))
+        ivf.replace_invlists(lists, True)  # the index owns the copy now and frees (unmaps) the mapped lists
+        lists.this.disown()
+        self.mapped_lists = None
 
     def _ensure_id_map(self) -> None:
         """An exact index written by tvr before ids (a bare ``IndexFlatIP``: ids are row numbers, which
@@ -170,6 +224,27 @@ class FaissStore:
         vectors = flat.reconstruct_n(0, flat.ntotal)
         self.index = faiss.IndexIDMap2(faiss.IndexFlatIP(flat.d))
         self.index.add_with_ids(vectors, np.arange(len(vectors), dtype=np.int64))
+
+
+def _serve_mapped_lists(index) -> tuple[int, int] | None:
+    """``(address, bytes)`` of an IVF index's inverted lists where they are mapped read-only from its file, which
+    then search without FAISS's prefetch threads (32 started per search, still touching pages after it returned)."""
+    import faiss
+
+    lists = faiss.downcast_InvertedLists(faiss.extract_index_ivf(index).invlists)
+    if isinstance(lists, faiss.OnDiskInvertedLists) and lists.read_only and lists.totsize:
+        lists.prefetch_nthread = 0
+        return int(lists.ptr), int(lists.totsize)
+    return None
+
+
+def _madvise(address: int, size: int, advice: int) -> None:
+    if _LIBC.madvise(ctypes.c_void_p(address), ctypes.c_size_t(size), advice) != 0:
+        error = ctypes.get_errno()
+        raise OSError(error, f"madvise({advice}) of an index's mapped lists: {os.strerror(error)}")
+
+
+_LIBC = ctypes.CDLL(None, use_errno=True) if MAP_LISTS else None
 
 
 def _add_to_ivf(index, info: Mapping[str, Any], vectors: np.ndarray, ids: np.ndarray) -> None:
@@ -209,7 +284,7 @@ def check_drift(store: VectorStore, vectors: Any, ids, threshold: float = DEFAUL
     line through ``say`` either way); ``vectors``: the rows' vectors, or a callable giving them (read only then).
     Returns the store (a new one when retrained); the numbers land in its info."""
     info = store.info
-    if info.get("backend") != "faiss" or info.get("index_type") not in ("ivf", "ivf-hnsw"):
+    if info.get("backend") != "faiss" or info.get("index_type") not in IVF_TYPES:
         return store
     if threshold < 0:
         raise ValueError(f"retrain_drift must be >= 0, got {threshold}")
@@ -243,5 +318,5 @@ def load_store(folder: Path, entry: Mapping[str, Any], gather: Gather | None = N
     raise ValueError(f"index {os.fspath(folder)!r}: unknown store backend {backend!r}; expected one of {BACKENDS}")
 
 
-__all__ = ["BACKENDS", "DEFAULT_RETRAIN_DRIFT", "FaissStore", "VectorStore", "check_drift", "load_store",
+__all__ = ["BACKENDS", "DEFAULT_RETRAIN_DRIFT", "MAPPED_BUDGET", "FaissStore", "VectorStore", "check_drift", "load_store",
            "measure_recall"]
