@@ -14,7 +14,7 @@ from safetensors.torch import save_file
 from test_retrieval import corpus, tiny_model  # noqa: F401  (fixtures)
 from test_search_at_scale import clustered
 from tvr.retrieval import VideoIndex, build_faiss_index, stores
-from tvr.retrieval.faiss_index import recall_at, search_index, tune_nprobe
+from tvr.retrieval.faiss_index import MAX_PROBED_FRACTION, REFINE_FACTORS, recall_at, search_index, tune_nprobe
 from tvr.retrieval.rows import SMALL_WORK, FileRows, gather_rows, mmap_safetensors, on_calling_thread
 from tvr.retrieval.stores import FaissStore
 
@@ -154,6 +154,32 @@ def test_nprobe_is_tuned_on_one_split_and_reported_on_another():
         build_faiss_index(videos, "ivf-hnsw", recall_margin=-0.1)
     with pytest.raises(ValueError, match="at least 2 queries"):
         build_faiss_index(videos, "ivf-hnsw", tune_queries=tune[:1])
+
+
+def test_the_first_refine_factor_reaching_the_target_within_an_eighth_of_the_cells_is_kept():
+    rng = np.random.default_rng(1)
+    videos, tune = clustered(rng, 4000), clustered(rng, 600)
+    index, _ = build_faiss_index(videos, "ivf-hnsw", nprobe=1)
+    cap = faiss.extract_index_ivf(index).nlist // MAX_PROBED_FRACTION
+
+    def tuned(target, factors):
+        return tune_nprobe(index, videos, target, tune, len(tune), np.random.default_rng(5), refine=factors,
+                           margin=0.01)
+
+    for target in (0.9, 0.97):
+        alone = {factor: tuned(target, (factor,)) for factor in (1, 4)}
+        both = tuned(target, (1, 4))
+        # exact re-scoring of 10 candidates (1x) needs at least as many cells as of 40 (4x) for the same recall
+        assert alone[1].nprobe >= alone[4].nprobe
+        expected = alone[1] if alone[1].nprobe <= cap else alone[4]
+        assert (both.refine, both.nprobe, both.tuning_recall, both.measured_recall) == (
+            expected.refine, expected.nprobe, expected.tuning_recall, expected.measured_recall)
+        assert both.tuning_recall >= target + 0.01
+    # this collection makes both cases happen: 1x kept at 0.9, passed over for 4x at 0.97
+    assert tuned(0.9, (1, 4)).refine == 1 and tuned(0.97, (1, 4)).refine == 4
+    # build_faiss_index tunes the refine factor from REFINE_FACTORS and stores it
+    _, info = build_faiss_index(videos, "ivf-hnsw", target_recall=0.97, tune_queries=tune)
+    assert info["refine"] in REFINE_FACTORS and info["measured_recall"] >= 0.97
 
 
 def mapping_rss_kib(address: int) -> int:
