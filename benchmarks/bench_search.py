@@ -100,7 +100,7 @@ def build_cache(args, rng, centres) -> Path:
     return folder
 
 
-def serve(folder: Path, num_queries: int, burn: bool, gap: float) -> dict:
+def serve(folder: Path, num_queries: int, burn: bool, gap: float, lists_in_memory: bool = False) -> dict:
     """The server process: load like VideoIndex.load, answer single queries, measure latency and memory."""
     import contextlib
 
@@ -134,6 +134,8 @@ def serve(folder: Path, num_queries: int, burn: bool, gap: float) -> dict:
     vectors = mmap_safetensors(folder / "encodings.safetensors")["video_embeds"]  # float32 (as the builder saved)
     if FaissStore is not None:  # the index's labels are row numbers: the ids a VideoIndex store would hold
         store = FaissStore.load(folder, info, gather=lambda ids: gather_rows(vectors, ids))
+        if lists_in_memory and hasattr(store, "own_lists"):
+            store.own_lists()
         lists = "memory-mapped" if getattr(store, "mapped_lists", None) else "in memory"
         first_stage = store.search
     else:
@@ -197,6 +199,8 @@ def main() -> None:
     parser.add_argument("--gap-ms", type=float, default=5.0,
                         help="--serve: the server's idle time before each query (as requests arrive), not timed")
     parser.add_argument("--no-burn", dest="burn", action="store_false", help="--serve: no CPU-burning process")
+    parser.add_argument("--lists-in-memory", action="store_true",
+                        help="--serve: copy the IVF lists into the server's memory (as tvr before mapping them)")
     parser.add_argument("--cache", default="/tmp/tvr-bench-search", help="--serve: where the built index is kept")
     parser.add_argument("--warm", action="store_true",
                         help="--serve: read the encodings file once first (into the page cache, not the server), so "
@@ -204,7 +208,8 @@ def main() -> None:
     parser.add_argument("--server", default=None, help=argparse.SUPPRESS)  # the server process of --serve
     args = parser.parse_args()
     if args.server:
-        print(json.dumps(serve(Path(args.server), args.serve_queries, args.burn, args.gap_ms / 1000)))
+        print(json.dumps(serve(Path(args.server), args.serve_queries, args.burn, args.gap_ms / 1000,
+                               args.lists_in_memory)))
         return
 
     rng = np.random.default_rng(0)
@@ -222,7 +227,8 @@ def main() -> None:
         # a fresh process: its resident memory is the server's alone, not this builder's
         command = [sys.executable, __file__, "--server", os.fspath(folder), "--serve-queries", str(args.serve_queries),
                    "--gap-ms", str(args.gap_ms)]
-        subprocess.run(command + ([] if args.burn else ["--no-burn"]), check=True)
+        subprocess.run(command + ([] if args.burn else ["--no-burn"]) + (
+            ["--lists-in-memory"] if args.lists_in_memory else []), check=True)
         return
     videos = clustered(rng, centres, args.size, args.noise)
     queries = clustered(rng, centres, args.queries, args.noise)

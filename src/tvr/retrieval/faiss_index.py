@@ -5,15 +5,17 @@ recall target.
 - ``ivf``: inverted lists over exact vectors (``IndexIVFFlat``, the index of tvr before the ``ivf-hnsw`` type);
 - ``ivf-hnsw``: what ``auto`` picks above the threshold: inverted lists whose coarse quantizer is an HNSW graph and
   whose vectors are compressed to 8 bits per dimension (FAISS factory ``IVF<nlist>_HNSW32,SQ8``: 512 bytes per
-  512-d video, so about 0.5 GB per million). 8-bit scores alone cap recall@10 near 0.95 on crowded collections, so
+  512-d video, so about 0.5 GB per million in the index file, which a loaded index serves memory-mapped:
+  :mod:`tvr.retrieval.stores`). 8-bit scores alone cap recall@10 near 0.95 on crowded collections, so
   :func:`search_index` takes ``refine`` times more candidates and re-scores them exactly with their full vectors,
   gathered from the encodings on disk (only those rows are read; FAISS's ``IndexRefineFlat`` would keep every full
   vector in RAM). ``nprobe`` and ``refine`` are tuned at build time: the smallest number of probed cells whose
   recall@10 against exact search reaches ``target_recall + RECALL_MARGIN`` on one half of the held-out queries (what
   ``autofaiss`` does; FAISS is used directly, one dependency fewer), with the first of :data:`REFINE_FACTORS` that
-  gets there probing at most ``1 / MAX_PROBED_FRACTION`` of the cells (on crowded vectors, 4x candidates cap recall
-  whatever ``nprobe``: 0.92 on 200k, where 8x gives 0.99); the recall reported is measured on the other half, which
-  the tuning never saw (a recall measured on the queries it was tuned on overstates it: 0.9516 tuned vs 0.947 on
+  gets there probing at most ``1 / MAX_PROBED_FRACTION`` of the cells (8-bit scores can rank true neighbours below
+  the 4x candidates whatever ``nprobe``, so a fixed factor could miss the target probing every cell; on the
+  benchmark's 200k and 1M vectors 4x suffices); the recall reported is measured on the other half, which the tuning
+  never saw (a recall measured on the queries it was tuned on overstates it: 0.9516 tuned vs 0.947 on
   other queries in a 100k trial).
 
 The chosen parameters and both recalls are returned as a plain dict (stored in ``index_config.json`` and shown by
