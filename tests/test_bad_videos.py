@@ -214,3 +214,19 @@ def test_index_lists_bad_videos_or_stops_on_them(tmp_path):
     assert sorted(index.failed) == sorted(bad) and len(index) == 5
     with pytest.raises(ValueError, match="empty.mp4"):
         VideoIndex.build(model, processor_, tmp_path / "data" / "videos", progress=False, on_bad_video="error")
+
+
+
+def test_commands_name_the_first_bad_videos_and_count_the_rest(capsys):
+    from tvr.evaluation.cli import _print_results
+    from tvr.processing.bad_videos import SHOWN_BAD_VIDEOS
+
+    skipped = {f"clip{number}.mp4": "not a video file" for number in range(SHOWN_BAD_VIDEOS + 7)}
+    assert _print_results(skipped, {"t2v_R@1": 12.5}) == 0  # what every `tvr eval` task prints
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[:SHOWN_BAD_VIDEOS] == [f"  skipped: clip{number}.mp4: not a video file"
+                                        for number in range(SHOWN_BAD_VIDEOS)]
+    assert lines[SHOWN_BAD_VIDEOS] == "... and 7 more (the --output FILE lists them all)"
+    assert lines[SHOWN_BAD_VIDEOS + 1].split() == ["t2v_R@1", "12.50"] and len(lines) == SHOWN_BAD_VIDEOS + 2
+    _print_results(dict(list(skipped.items())[:SHOWN_BAD_VIDEOS]), {})  # no more than shown: no count line
+    assert len(capsys.readouterr().out.splitlines()) == SHOWN_BAD_VIDEOS

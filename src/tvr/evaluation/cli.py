@@ -273,9 +273,10 @@ def run_moments(args: argparse.Namespace) -> int:
 
 
 def _print_results(skipped_videos: dict[str, str], metrics: dict[str, float]) -> int:
-    """The skipped videos and the metrics, one a line, as every task prints them."""
-    for video, error in skipped_videos.items():
-        print(f"  skipped: {video}: {error}")
+    """The first skipped videos and the metrics, one a line, as every task prints them."""
+    from ..processing.bad_videos import print_bad_videos
+
+    print_bad_videos(skipped_videos, "  skipped", "the --output FILE")
     for key, value in metrics.items():
         print(f"  {key:<28} {value:8.2f}")
     return 0

@@ -83,8 +83,22 @@ def warn_bad_videos(failed: Mapping[str, str], total: int, what: str, stacklevel
                   f"{'; ...' if len(failed) > 3 else ''})", stacklevel=stacklevel)
 
 
+#: bad videos a command names on the terminal; the rest are counted (thousands of dead clips would bury its result)
+SHOWN_BAD_VIDEOS = 5
+
+
+def print_bad_videos(failed: Mapping[str, str], label: str, listed_in: str) -> None:
+    """Print the first :data:`SHOWN_BAD_VIDEOS` of ``failed`` ``{path: error}``, one a line (``label: path:
+    error``), then how many more there are and where ``listed_in`` they all are."""
+    for path, error in list(failed.items())[:SHOWN_BAD_VIDEOS]:
+        print(f"{label}: {path}: {error}")
+    if len(failed) > SHOWN_BAD_VIDEOS:
+        print(f"... and {len(failed) - SHOWN_BAD_VIDEOS} more ({listed_in} lists them all)")
+
+
 def _per_video(values: Sequence[Any] | None, count: int) -> list:
     return list(values) if values is not None else [None] * count
 
 
-__all__ = ["BAD_VIDEO_POLICIES", "DecodedVideos", "check_bad_video_policy", "process_videos", "warn_bad_videos"]
+__all__ = ["BAD_VIDEO_POLICIES", "DecodedVideos", "check_bad_video_policy", "print_bad_videos", "process_videos",
+           "warn_bad_videos"]

@@ -140,6 +140,7 @@ def run_index(args: argparse.Namespace) -> int:
     import torch
     from accelerate import PartialState
 
+    from ..processing.bad_videos import print_bad_videos
     from ..processing.windows import check_stride, clip_seconds, parse_window_scales
     from ..utils.output_dir import claim_output_dir
     from ..utils.process import exit_with_parent, launched_worker
@@ -203,8 +204,7 @@ def run_index(args: argparse.Namespace) -> int:
     windowed = f" as {len(index)} windows" if index.windows is not None else ""
     print(f"indexed {len(set(index.paths)) if windowed else len(index)} videos{windowed} into {args.index_dir}; "
           f"{len(index.failed)} could not be decoded")
-    for path, error in index.failed.items():
-        print(f"not indexed (could not decode): {path}: {error}")
+    print_bad_videos(index.failed, "not indexed (could not decode)", f"{args.index_dir}/videos.json")
     return 0
 
 
@@ -223,6 +223,7 @@ def run_update(args: argparse.Namespace, paths, ids, device) -> int:
 
     import torch
 
+    from ..processing.bad_videos import print_bad_videos
     from ..utils.output_dir import claim_output_dir
     from .index import INDEX_FILES, INDEX_KIND, VideoIndex, load_model_and_processor
     from .shards import SHARD_PATTERNS, SHARDS_KIND, index_lock, remove_shard_folder
@@ -243,8 +244,7 @@ def run_update(args: argparse.Namespace, paths, ids, device) -> int:
     print(f"updated {args.index_dir}: {report.summary()}")
     if report.drift:
         print(report.drift)
-    for path, error in report.failed.items():
-        print(f"not indexed (could not decode): {path}: {error}")
+    print_bad_videos(report.failed, "not indexed (could not decode)", f"{args.index_dir}/videos.json")
     return 0
 
 
