@@ -37,8 +37,10 @@ import numpy as np
 
 from tvr.retrieval.faiss_index import build_faiss_index, recall_at, search_index
 
-# the second process of --serve: both cores busy with matrix multiplies (OpenBLAS threads), until it is killed
-BURN = "import numpy as np\na = np.random.rand(600, 600)\nwhile True:\n    a = (a @ a) / 600.0\n"
+# the second process of --serve: both cores busy with matrix multiplies (OpenBLAS threads), until it is killed or
+# the server dies (Linux: PR_SET_PDEATHSIG, so a server killed mid-run leaves no burner behind to skew later runs)
+BURN = ("import ctypes, signal, sys\nif sys.platform == 'linux':\n    ctypes.CDLL(None).prctl(1, signal.SIGKILL)\n"
+        "import numpy as np\na = np.random.rand(600, 600)\nwhile True:\n    a = (a @ a) / 600.0\n")
 
 
 def clustered(rng, centres, count, noise=1.0):

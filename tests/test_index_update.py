@@ -186,6 +186,36 @@ def test_a_reader_during_updates_gets_the_old_or_the_new_index(pool, tmp_path):
         assert paths in (frozenset(first), frozenset(second)) and found == paths
 
 
+def test_a_load_that_fails_across_a_swap_reads_the_new_version(pool, tmp_path, monkeypatch):
+    videos, _, model, processor = pool
+    first, second = small_collection(videos[:10], 10), small_collection(videos[3:13], 10)
+    folder = tmp_path / "idx"
+    VideoIndex.build(model, processor, first, batch_size=10, progress=False).save(folder)
+    load_once, calls = VideoIndex._load_once.__func__, []
+
+    def swapped_midway(cls, *args):  # an update swapped the folder while this load read it: a mixed read
+        calls.append(len(calls))
+        if len(calls) == 1:
+            index = load_once(cls, *args)
+            index.update(second, batch_size=10, progress=False)
+            index.save(folder)
+            raise IndexError("index 1 is out of bounds for axis 0 with size 1")
+        return load_once(cls, *args)
+
+    monkeypatch.setattr(VideoIndex, "_load_once", classmethod(swapped_midway))
+    assert sorted(VideoIndex.load(folder, model=model, processor=processor).paths) == sorted(second)
+    assert len(calls) == 2
+
+    def broken(cls, *args):  # the same error with the folder unchanged is the index's own: raised
+        calls.append(len(calls))
+        raise IndexError("index 1 is out of bounds for axis 0 with size 1")
+
+    monkeypatch.setattr(VideoIndex, "_load_once", classmethod(broken))
+    with pytest.raises(IndexError, match="out of bounds"):
+        VideoIndex.load(folder, model=model, processor=processor)
+    assert len(calls) == 3
+
+
 def test_an_index_written_before_updates_loads_and_updates(pool, tmp_path):
     videos, _, model, processor = pool
     first, final = small_collection(videos[:20], 20), small_collection(videos[5:28], 23)

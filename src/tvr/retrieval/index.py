@@ -652,7 +652,7 @@ class VideoIndex:
             before = _folder_identity(index_dir)
             try:
                 index = cls._load_once(index_dir, model, processor, device, allow_model_change)
-            except (ValueError, OSError):
+            except Exception:  # files of two versions can fail in any way (an IndexError of a mixed row table)
                 if attempt == _LOAD_ATTEMPTS - 1 or (before is not None and _folder_identity(index_dir) == before):
                     raise
             else:  # every file was read from one version only if the folder is the one it was at the start
