@@ -232,7 +232,7 @@ def _serve_mapped_lists(index) -> tuple[int, int] | None:
     import faiss
 
     lists = faiss.downcast_InvertedLists(faiss.extract_index_ivf(index).invlists)
-    if isinstance(lists, faiss.OnDiskInvertedLists) and lists.read_only and lists.totsize:
+    if isinstance(lists, faiss.OnDiskInvertedLists) and lists.read_only:
         lists.prefetch_nthread = 0
         return int(lists.ptr), int(lists.totsize)
     return None
