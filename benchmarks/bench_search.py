@@ -11,7 +11,8 @@ separately from the videos (a text query is not one of the indexed vectors); the
 ``--serve``: serving under load (issue 26). The ``ivf-hnsw`` index of ``--size`` vectors and their
 ``encodings.safetensors`` (what ``VideoIndex`` saves) are built once into ``--cache`` (reused by later runs with the
 same settings); then a fresh process -- the server -- loads them as ``VideoIndex.load`` does (``FaissStore.load``: the
-IVF lists memory-mapped from the index file and let go after each search; encodings read by row) and answers ``--serve-queries`` single queries while a second process burns both cores
+IVF lists memory-mapped from the index file, their pages handed back past a budget; encodings read by row) and
+answers ``--serve-queries`` single queries while a second process burns both cores
 with matrix multiplies (``--no-burn`` to leave it out). Reported: per-query p50 / p95 of (a) ``search_index`` top-10
 (FAISS + exact re-scoring of 40 rows) and (b) what ``VideoIndex.search`` does on top for a dot-product model: top-50
 candidates (200 rows re-scored), then those 50 rows gathered again and scored by torch; text encoding excluded. And
@@ -178,7 +179,8 @@ def serve(folder: Path, num_queries: int, burn: bool, gap: float, lists_in_memor
         return {"p50": round(1000 * float(np.percentile(times, 50)), 3),
                 "p95": round(1000 * float(np.percentile(times, 95)), 3)}
 
-    return {"tvr": os.path.dirname(tvr.__file__), "ivf_lists": lists, "queries": len(queries), "burn": burn, "gap_ms": 1000 * gap,
+    return {"tvr": os.path.dirname(tvr.__file__), "ivf_lists": lists, "queries": len(queries), "burn": burn,
+            "gap_ms": 1000 * gap,
             "top10_ms": quantiles(times_a), "videoindex_stage_ms": quantiles(times_b),
             "memory_after_imports_mib": imported, "memory_after_load_mib": loaded,
             "memory_after_queries_mib": after, "encodings_mib": round(

@@ -68,7 +68,7 @@ def build_faiss_index(embeddings: np.ndarray, index_type: str = "auto", nlist: i
 
     Returns:
         ``(index, info)``: the FAISS index and a dict of what was chosen (``index_type``, ``factory``, ``nlist``,
-        ``nprobe``, ``target_recall``, ``measured_recall`` (on the report split), ``tuning_recall``,
+        ``nprobe``, ``refine`` (ivf-hnsw), ``target_recall``, ``measured_recall`` (on the report split), ``tuning_recall``,
         ``recall_margin``, ``tuning_queries``, ``report_queries`` (their counts), ``build_seconds``).
     """
     import faiss
@@ -117,9 +117,10 @@ def build_faiss_index(embeddings: np.ndarray, index_type: str = "auto", nlist: i
         tuning = tune_nprobe(index, embeddings, target_recall, tune_queries, num_tune_queries, rng, REFINE_FACTORS,
                              recall_margin)
         nprobe = tuning.nprobe
-        info.update(refine=tuning.refine, target_recall=target_recall, measured_recall=round(tuning.measured_recall, 4),
-                    tuning_recall=round(tuning.tuning_recall, 4), recall_margin=recall_margin,
-                    tuning_queries=len(tuning.tuning_queries), report_queries=len(tuning.report_queries))
+        info.update(refine=tuning.refine, target_recall=target_recall,
+                    measured_recall=round(tuning.measured_recall, 4), tuning_recall=round(tuning.tuning_recall, 4),
+                    recall_margin=recall_margin, tuning_queries=len(tuning.tuning_queries),
+                    report_queries=len(tuning.report_queries))
     ivf.nprobe = nprobe
     if index_type == "ivf-hnsw":
         # the HNSW graph over the centroids must return at least nprobe of them
@@ -273,5 +274,6 @@ def _top(index, queries: np.ndarray, k: int, own_rows: np.ndarray | None, info: 
     return np.stack([row[row != own][:k] for row, own in zip(rows, own_rows)])
 
 
-__all__ = ["EXACT_BELOW", "INDEX_TYPES", "MAX_PROBED_FRACTION", "RECALL_MARGIN", "REFINE_FACTORS", "NprobeTuning", "build_faiss_index",
-           "default_nlist", "recall_at", "search_index", "set_search_parameters", "split_queries", "tune_nprobe"]
+__all__ = ["EXACT_BELOW", "INDEX_TYPES", "MAX_PROBED_FRACTION", "RECALL_MARGIN", "REFINE_FACTORS", "NprobeTuning",
+           "build_faiss_index", "default_nlist", "recall_at", "search_index", "set_search_parameters",
+           "split_queries", "tune_nprobe"]

@@ -104,6 +104,7 @@ class FaissStore:
         self.index, self.info, self.gather = index, {"backend": self.backend, **info}, gather
         #: ``(address, bytes)`` of inverted lists mapped read-only from the index file (:meth:`load`), else None
         self.mapped_lists = _serve_mapped_lists(self.index) if self.info.get("index_type") in IVF_TYPES else None
+        #: bytes of mapped lists searches may touch before their pages are handed back (:data:`MAPPED_BUDGET`)
         self.mapped_budget, self._touched = MAPPED_BUDGET, 0.0
 
     @property
@@ -198,10 +199,10 @@ class FaissStore:
     def own_lists(self) -> None:
         """Copy inverted lists mapped from the index file into memory (FAISS cannot change read-only mapped lists:
         adding to them aborts the process); a no-op for lists already in memory."""
-        import faiss
-
         if self.mapped_lists is None:
             return
+        import faiss
+
         ivf = faiss.extract_index_ivf(self.index)
         mapped = faiss.downcast_InvertedLists(ivf.invlists)
         lists = faiss.ArrayInvertedLists(ivf.nlist, ivf.code_size)
@@ -318,5 +319,5 @@ def load_store(folder: Path, entry: Mapping[str, Any], gather: Gather | None = N
     raise ValueError(f"index {os.fspath(folder)!r}: unknown store backend {backend!r}; expected one of {BACKENDS}")
 
 
-__all__ = ["BACKENDS", "DEFAULT_RETRAIN_DRIFT", "MAPPED_BUDGET", "FaissStore", "VectorStore", "check_drift", "load_store",
-           "measure_recall"]
+__all__ = ["BACKENDS", "DEFAULT_RETRAIN_DRIFT", "MAPPED_BUDGET", "FaissStore", "VectorStore", "check_drift",
+           "load_store", "measure_recall"]
